@@ -1,0 +1,250 @@
+//! Command-line surface (clap derive) and dispatch to the command modules.
+//!
+//! Options shared by every command live in [`GlobalOpts`] and are flattened in, like sqlx-cli's
+//! `ConnectOpts`, so `--database-url`, `--config` and `--format` work before or after the verb.
+
+use crate::{config::Config, db, output::Format, Outcome};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "realmguard",
+    version,
+    about = "Keep a multi-tenant (realm) PostgreSQL schema safe: migrate, verify, lint, backfill"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// PostgreSQL URL; without it (and without DATABASE_URL) the embedded local cluster is used.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Config file (default: schema/realmguard.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Output format. `junit` is accepted by verify, lint and check.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub format: Format,
+}
+
+impl GlobalOpts {
+    /// The validated config: `--config`, else `schema/realmguard.toml`, else defaults.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(self.config.as_deref())
+    }
+
+    /// The URL to connect to: `--database-url`/`DATABASE_URL`, else the embedded cluster (started
+    /// on demand, announced on stderr).
+    pub async fn database(&self) -> anyhow::Result<db::Target> {
+        db::Target::resolve(self.database_url.as_deref()).await
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, each exactly once, in order, atomically.
+    Migrate(MigrateArgs),
+    /// Show every migration version and its state.
+    Status(StatusArgs),
+    /// Mark every migration up to VERSION as applied without running it (existing databases).
+    Baseline(BaselineArgs),
+    /// Prove from the live catalog that every realm-scoped table is realm-safe.
+    Verify(VerifyArgs),
+    /// Static analysis of migration SQL: wrong or lock-heavy statements.
+    Lint(LintArgs),
+    /// CI schema check: apply every migration to a scratch database, verify it, lint the files.
+    Check(CheckArgs),
+    /// Convert legacy single-key tables to the (id, realm_id) shape online.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
+    /// The embedded local cluster: its URL and status, start and stop.
+    #[command(subcommand)]
+    Embedded(EmbeddedCommand),
+}
+
+/// Parse durations such as `2s`, `500ms`, `1m`, `0` (off).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "ms"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 500ms, 2s, 1m"))?;
+    let factor = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(value * factor))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrationsDir {
+    /// Directory holding `<VERSION>_<description>.sql` files.
+    #[arg(long = "dir", default_value = "migrations", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub source: MigrationsDir,
+    /// Print the plan and the SQL without touching the database.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after this version.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+    /// How long to wait for another runner's migration lock.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lock_wait: Duration,
+    /// lock_timeout for every migration session; a migration that hits it is retried.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// How many times to retry a migration that hit lock_timeout before giving up.
+    #[arg(long, default_value_t = 8)]
+    pub lock_retries: u32,
+    /// statement_timeout for migration sessions (0 = off, whatever the role's default).
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+    /// Apply even though an applied migration's file changed.
+    #[arg(long)]
+    pub allow_modified: bool,
+    /// Apply even though an applied version has no file any more.
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Apply unapplied files older than the newest applied version.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+    /// Commit a migration even when it introduces error-severity verify violations.
+    #[arg(long)]
+    pub allow_violations: bool,
+    /// Skip the verify guard entirely.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub source: MigrationsDir,
+    /// Exit 1 when anything is pending, modified, missing, out of order or partial.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub source: MigrationsDir,
+    /// Mark every file with a version up to and including this one as applied.
+    #[arg(long, value_name = "N")]
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct LintArgs {
+    /// Files or directories (default: migrations/).
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub source: MigrationsDir,
+    /// Server on which to create the scratch database (default: --database-url, else embedded).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub scratch_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Print the ordered online steps, each with its SQL and the lock it takes.
+    Plan(BackfillArgs),
+    /// Execute the plan; resumable after a crash, kill or Ctrl-C.
+    Run(BackfillRunArgs),
+    /// Each table's phase and progress.
+    Status(BackfillArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillRunArgs {
+    /// Target duration of one fill batch; the batch size adapts to it.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub batch_ms: Duration,
+    /// lock_timeout for every DDL step (SET LOCAL), retried with backoff and jitter.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Give up on a step after this many lock timeouts.
+    #[arg(long, default_value_t = 30)]
+    pub lock_retries: u32,
+    /// Preflight: refuse when a session has been in a transaction longer than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub max_transaction_age: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmbeddedCommand {
+    /// Print the embedded cluster's URL and whether it is running.
+    Status,
+    /// Start it (initialising it the first time).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Print only its URL (starting it when needed), for `DATABASE_URL=$(realmguard embedded url)`.
+    Url,
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Migrate(a) => crate::migrate::cmd_migrate(g, a).await,
+        Command::Status(a) => crate::migrate::cmd_status(g, a).await,
+        Command::Baseline(a) => crate::migrate::cmd_baseline(g, a).await,
+        Command::Verify(a) => crate::verify::cmd_verify(g, a).await,
+        Command::Lint(a) => crate::lint::cmd_lint(g, a),
+        Command::Check(a) => crate::check::cmd_check(g, a).await,
+        Command::Backfill(BackfillCommand::Plan(a)) => crate::backfill::cmd_plan(g, a).await,
+        Command::Backfill(BackfillCommand::Run(a)) => crate::backfill::cmd_run(g, a).await,
+        Command::Backfill(BackfillCommand::Status(a)) => crate::backfill::cmd_status(g, a).await,
+        Command::Embedded(c) => crate::embedded::cmd(g, c).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("2 parsecs").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

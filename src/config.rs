@@ -1,0 +1,145 @@
+//! `schema/realmguard.toml`: every key optional, unknown keys and unknown rule ids rejected with
+//! a message that names them (exit 2), so a typo never silently turns a check off.
+
+use crate::rules::{self, Severity};
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const DEFAULT_PATH: &str = "schema/realmguard.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The column that carries the realm.
+    pub realm_column: String,
+    /// The realms table ("schema.table" or a name resolved by search_path); "" turns the
+    /// realm-fk rule off.
+    pub realms_table: String,
+    /// Schemas to check; empty = every non-system schema except realmguard's own.
+    pub schemas: Vec<String>,
+    /// Tables that must be realm-scoped even though they lack the column (legacy).
+    pub realm_scoped: Vec<String>,
+    /// Tables never checked ("schema.table" or "table").
+    pub exclude: Vec<String>,
+    /// Per-rule level overrides.
+    pub rules: BTreeMap<String, Severity>,
+    pub backfill: BackfillConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Realm given to rows of root tables that have no parent to derive it from.
+    pub default_realm: String,
+    /// For a child table with several foreign-key paths to realm tables: which foreign key
+    /// (constraint name) to derive the realm through, keyed by table.
+    pub parent: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            realm_column: "realm_id".into(),
+            realms_table: "realms".into(),
+            schemas: Vec::new(),
+            realm_scoped: Vec::new(),
+            exclude: Vec::new(),
+            rules: BTreeMap::new(),
+            backfill: BackfillConfig::default(),
+        }
+    }
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig {
+            default_realm: "hub".into(),
+            parent: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Load `path`, or the default path when it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                Self::parse(&text).with_context(|| format!("invalid config file {}", p.display()))
+            }
+            None if Path::new(DEFAULT_PATH).exists() => Self::load(Some(Path::new(DEFAULT_PATH))),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            // toml's message spans several lines with a caret; keep the first clause on one line.
+            anyhow::anyhow!("{}", e.message().trim())
+        })?;
+        for rule in cfg.rules.keys() {
+            if !rules::is_known(rule) {
+                bail!("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` for the ids");
+            }
+        }
+        if cfg.realm_column.is_empty() {
+            bail!("realm_column must not be empty");
+        }
+        Ok(cfg)
+    }
+
+    /// Effective severity of a rule: config override, else the rule's default.
+    pub fn severity(&self, rule: &str) -> Severity {
+        self.rules
+            .get(rule)
+            .copied()
+            .or_else(|| rules::default_severity(rule))
+            .unwrap_or(Severity::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.realm_column, "realm_id");
+        assert_eq!(c.realms_table, "realms");
+        assert_eq!(c.backfill.default_realm, "hub");
+        assert_eq!(c.severity("fk-cross-realm"), Severity::Warning);
+    }
+
+    #[test]
+    fn levels_override_defaults() {
+        let c = Config::parse("[rules]\nfk-cross-realm = \"error\"\nrls-disabled = \"warning\"\n")
+            .unwrap();
+        assert_eq!(c.severity("fk-cross-realm"), Severity::Error);
+        assert_eq!(c.severity("rls-disabled"), Severity::Warning);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("realm_colum = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("realm_colum"), "{err}");
+    }
+
+    #[test]
+    fn unknown_rule_is_named() {
+        let err = Config::parse("[rules]\nno-such-rule = \"off\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no-such-rule"), "{err}");
+    }
+
+    #[test]
+    fn bad_level_is_rejected() {
+        assert!(Config::parse("[rules]\nfk-cross-realm = \"loud\"").is_err());
+    }
+}

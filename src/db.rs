@@ -1,0 +1,421 @@
+//! Connections: where to connect (`--database-url`, `DATABASE_URL` or the embedded cluster), how
+//! (with a timeout, an application_name, errors that never contain the password), and the small
+//! SQL helpers every module needs (identifier quoting, PostgreSQL error details).
+
+use anyhow::{anyhow, Context};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+use std::str::FromStr;
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A resolved connection target. `display` is safe to print: it never holds the password.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub display: String,
+    pub embedded: bool,
+}
+
+impl Target {
+    pub async fn resolve(url: Option<&str>) -> anyhow::Result<Target> {
+        match url {
+            Some(u) if !u.trim().is_empty() => Target::from_url(u),
+            _ => {
+                let cluster = crate::embedded::Cluster::default_for_cwd()?;
+                cluster.ensure_started()?;
+                let url = cluster.url("postgres");
+                eprintln!(
+                    "realmguard: using the embedded local cluster ({})",
+                    cluster.socket_dir.display()
+                );
+                Ok(Target {
+                    display: url.clone(),
+                    url,
+                    embedded: true,
+                })
+            }
+        }
+    }
+
+    pub fn from_url(url: &str) -> anyhow::Result<Target> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            anyhow!("malformed database URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            anyhow::bail!(
+                "database URL scheme `{}` is not supported; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                parsed.scheme()
+            );
+        }
+        PgConnectOptions::from_str(url).map_err(|e| {
+            anyhow!(
+                "malformed database URL: {}",
+                redact(&e.to_string(), &secrets_of(Some(url)))
+            )
+        })?;
+        Ok(Target {
+            url: url.to_string(),
+            display: redact_url(url),
+            embedded: false,
+        })
+    }
+
+    /// The same server, another database.
+    pub fn with_database(&self, db: &str) -> anyhow::Result<Target> {
+        let mut u = url::Url::parse(&self.url).context("malformed database URL")?;
+        u.set_path(&format!("/{db}"));
+        Ok(Target {
+            url: u.to_string(),
+            display: redact_url(u.as_str()),
+            embedded: self.embedded,
+        })
+    }
+
+    /// The database name in the URL (or the user name, PostgreSQL's default).
+    pub fn database_name(&self) -> String {
+        PgConnectOptions::from_str(&self.url)
+            .ok()
+            .and_then(|o| o.get_database().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into())
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        let opts = PgConnectOptions::from_str(&self.url)
+            .context("malformed database URL")?
+            .application_name("realmguard")
+            .disable_statement_logging();
+        match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(anyhow!("{}", describe_connect_error(&e)))
+                .with_context(|| format!("cannot connect to {}", self.display)),
+            Err(_) => Err(anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+                .with_context(|| format!("cannot connect to {}", self.display)),
+        }
+    }
+}
+
+fn describe_connect_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d
+                .code()
+                .map(|c| format!(" (SQLSTATE {c})"))
+                .unwrap_or_default();
+            let hint = if d.code().as_deref() == Some("28P01") {
+                "; check the user and password in the URL"
+            } else if d.code().as_deref() == Some("3D000") {
+                "; create it first or fix the database name in the URL"
+            } else {
+                ""
+            };
+            format!("{}{code}{hint}", d.message())
+        }
+        sqlx::Error::Io(io) => {
+            format!("{io}; is the server running and accepting connections there?")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The strings that must never be printed: the password of the URL, raw and percent-decoded.
+pub fn secrets_of(url: Option<&str>) -> Vec<String> {
+    let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) else {
+        return Vec::new();
+    };
+    let Some(pw) = u.password() else {
+        return Vec::new();
+    };
+    let mut v = vec![pw.to_string()];
+    if let Ok(decoded) = percent_decode(pw) {
+        if decoded != pw {
+            v.push(decoded);
+        }
+    }
+    v.retain(|s| !s.is_empty());
+    v
+}
+
+fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out)
+}
+
+/// Replace every secret in `text` with `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut s = text.to_string();
+    for secret in secrets {
+        s = s.replace(secret.as_str(), "***");
+    }
+    s
+}
+
+/// The URL with its password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<malformed URL>".into(),
+    }
+}
+
+/// Quote an identifier the way PostgreSQL's `quote_ident` does: only when needed.
+pub fn quote_ident(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !is_reserved(name);
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// `schema.table`, each part quoted when needed.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// A SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn is_reserved(word: &str) -> bool {
+    // The fully reserved key words of PostgreSQL 15 (Appendix C); only these force quoting.
+    const RESERVED: &[&str] = &[
+        "all",
+        "analyse",
+        "analyze",
+        "and",
+        "any",
+        "array",
+        "as",
+        "asc",
+        "asymmetric",
+        "authorization",
+        "binary",
+        "both",
+        "case",
+        "cast",
+        "check",
+        "collate",
+        "collation",
+        "column",
+        "concurrently",
+        "constraint",
+        "create",
+        "cross",
+        "current_catalog",
+        "current_date",
+        "current_role",
+        "current_schema",
+        "current_time",
+        "current_timestamp",
+        "current_user",
+        "default",
+        "deferrable",
+        "desc",
+        "distinct",
+        "do",
+        "else",
+        "end",
+        "except",
+        "false",
+        "fetch",
+        "for",
+        "foreign",
+        "freeze",
+        "from",
+        "full",
+        "grant",
+        "group",
+        "having",
+        "ilike",
+        "in",
+        "initially",
+        "inner",
+        "intersect",
+        "into",
+        "is",
+        "isnull",
+        "join",
+        "lateral",
+        "leading",
+        "left",
+        "like",
+        "limit",
+        "localtime",
+        "localtimestamp",
+        "natural",
+        "not",
+        "notnull",
+        "null",
+        "offset",
+        "on",
+        "only",
+        "or",
+        "order",
+        "outer",
+        "overlaps",
+        "placing",
+        "primary",
+        "references",
+        "returning",
+        "right",
+        "select",
+        "session_user",
+        "similar",
+        "some",
+        "symmetric",
+        "system_user",
+        "table",
+        "tablesample",
+        "then",
+        "to",
+        "trailing",
+        "true",
+        "union",
+        "unique",
+        "user",
+        "using",
+        "variadic",
+        "verbose",
+        "when",
+        "where",
+        "window",
+        "with",
+    ];
+    RESERVED.contains(&word)
+}
+
+/// SQLSTATE of a database error, if it is one.
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.to_string()),
+        _ => None,
+    }
+}
+
+/// `lock_not_available`: lock_timeout expired.
+pub const LOCK_TIMEOUT: &str = "55P03";
+/// `deadlock_detected`.
+pub const DEADLOCK: &str = "40P01";
+
+/// PostgreSQL's message, SQLSTATE, detail and hint on one line.
+pub fn describe_pg_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            let mut s = d.message().to_string();
+            if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                s = format!("{} (SQLSTATE {})", pg.message(), pg.code());
+                if let Some(detail) = pg.detail() {
+                    s.push_str(&format!("; detail: {detail}"));
+                }
+                if let Some(hint) = pg.hint() {
+                    s.push_str(&format!("; hint: {hint}"));
+                }
+            }
+            s.replace('\n', " ")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The character position (1-based) PostgreSQL reported inside the statement, if any.
+pub fn error_position(e: &sqlx::Error) -> Option<usize> {
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    let pg = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    match pg.position()? {
+        sqlx::postgres::PgErrorPosition::Original(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// Retry delay for attempt `n` (0-based): exponential from `base`, capped, with ±50 % jitter so
+/// that several runners do not retry in lock-step.
+pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << n.min(16));
+    let d = exp.min(cap);
+    let jitter = 0.5 + fastrand::f64();
+    d.mul_f64(jitter)
+}
+
+/// A plain connection for ad-hoc work: `SELECT 1` proves it is alive.
+pub async fn ping(conn: &mut PgConnection) -> anyhow::Result<()> {
+    conn.ping().await.context("the server stopped answering")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_matches_postgres() {
+        assert_eq!(quote_ident("groups"), "groups");
+        assert_eq!(quote_ident("Groups"), "\"Groups\"");
+        assert_eq!(quote_ident("my table"), "\"my table\"");
+        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_ident("1x"), "\"1x\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let url = "postgres://bob:s3cr%40t@db.example:5432/app";
+        assert_eq!(redact_url(url), "postgres://bob:***@db.example:5432/app");
+        let secrets = secrets_of(Some(url));
+        assert!(secrets.contains(&"s3cr@t".to_string()));
+        assert_eq!(
+            redact("failed for s3cr@t and s3cr%40t", &secrets),
+            "failed for *** and ***"
+        );
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_without_the_password() {
+        let err = Target::from_url("postgres://bob:hunter2@host:notaport/db").unwrap_err();
+        let msg = redact(
+            &format!("{err:#}"),
+            &secrets_of(Some("postgres://bob:hunter2@host:notaport/db")),
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(Target::from_url("mysql://x@y/z").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cap = Duration::from_secs(2);
+        for n in 0..20 {
+            assert!(backoff(n, Duration::from_millis(50), cap) <= cap.mul_f64(1.5));
+        }
+        assert!(backoff(0, Duration::from_millis(50), cap) <= Duration::from_millis(75));
+    }
+}

@@ -1,0 +1,1 @@
+//! migrate, status and baseline against a real PostgreSQL.

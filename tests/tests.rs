@@ -1,0 +1,8 @@
+//! All integration tests compile into one binary (ripgrep's layout): one throwaway cluster per
+//! run, shared by every module, one database per test.
+
+mod common;
+
+mod cli;
+mod embedded;
+mod migrate;
