@@ -5,4 +5,5 @@ mod common;
 
 mod cli;
 mod embedded;
+mod lint;
 mod migrate;

@@ -290,8 +290,18 @@ fn parse_file(src: Source) -> ParsedFile {
         Err(e) => {
             // The tokenizer stopped (an unterminated string or comment eats the rest of the
             // file for PostgreSQL too): check the complete statements before that line.
-            let cut = line_start(text, e.line);
-            let pieces = crate::split::split(&text[..cut]).unwrap_or_default();
+            // Some errors are reported where the tokenizer gave up (end of file), not where the
+            // bad token began: cut earlier until the prefix splits.
+            let mut line = e.line;
+            let pieces = loop {
+                if line <= 1 {
+                    break Vec::new();
+                }
+                match crate::split::split(&text[..line_start(text, line)]) {
+                    Ok(p) => break p,
+                    Err(e2) => line = e2.line.min(line - 1),
+                }
+            };
             let complete: Vec<_> = pieces
                 .into_iter()
                 .take_while(|p| text[p.offset + p.sql.len()..].trim_start().starts_with(';'))
@@ -305,7 +315,11 @@ fn parse_file(src: Source) -> ParsedFile {
                 }
                 None => position(text, text.len() - text.trim_start().len()),
             };
-            (complete, Some((l, c, e.message)))
+            let message = match e.message.find(" at Line: ") {
+                Some(i) => e.message[..i].to_string(),
+                None => e.message,
+            };
+            (complete, Some((l, c, message)))
         }
     };
     let stmts = pieces
@@ -755,6 +769,22 @@ mod tests {
             text.contains("0001_x.sql:2:1: error[parse-error]"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn unterminated_dollar_quote_reported_at_its_statement() {
+        // The tokenizer reports this one at the end of the file, not where the quote began.
+        let sql = "alter table users drop column a;\nselect $q$ oops;\nalter table users drop column b;\n";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(
+            text.contains("0001_x.sql:1:31: warning[ban-drop-column]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0001_x.sql:2:1: error[parse-error]"),
+            "{text}"
+        );
+        assert!(!text.contains(":3:"), "{text}");
     }
 
     #[test]

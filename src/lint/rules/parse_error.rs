@@ -39,7 +39,8 @@ const DROP_INDEX: &[&str] = &[
     "ban-concurrent-index-creation-in-transaction",
 ];
 
-/// Which rules a statement of this kind (its first words, upper-cased) would have gone through.
+/// Which rules a statement of this kind (its first words, upper-cased) would have gone through,
+/// as the end of the finding's message.
 fn unchecked(head: &str) -> String {
     let starts = |p: &str| head == p || head.starts_with(&format!("{p} "));
     let list = if starts("ALTER TABLE") {
@@ -60,19 +61,18 @@ fn unchecked(head: &str) -> String {
         || starts("CREATE OR REPLACE")
         || starts("CREATE PROCEDURE")
     {
-        return "every rule (it can run any SQL); any schema change it makes is also unknown to the realm rules".into();
+        return "so no rule could check what it runs (it can run any SQL), and the schema changes it makes are unknown to the realm rules".into();
     } else {
-        return "no rule directly, but any schema change it makes is unknown to the realm rules"
-            .into();
+        return "so the schema changes it makes, if any, are unknown to the realm rules".into();
     };
-    list.join(", ")
+    format!("so these rules could not check it: {}", list.join(", "))
 }
 
 pub fn violation(head: &str, parser_message: &str) -> Violation {
     Violation {
         rule: ID,
         message: format!(
-            "sqlparser cannot parse this statement ({parser_message}), so it was not checked by: {}",
+            "sqlparser cannot parse this statement ({parser_message}), {}",
             unchecked(head)
         ),
         help: format!(
