@@ -9,6 +9,8 @@
 
 use super::source::Migration;
 use crate::config::Config;
+use crate::rules::Severity;
+use crate::verify::Violation;
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
@@ -17,7 +19,8 @@ use sqlx::{PgConnection, Row};
 pub struct Rejection {
     pub version: i64,
     pub file: String,
-    pub violations: Vec<serde_json::Value>,
+    /// The error-severity violations the migration would have introduced.
+    pub violations: Vec<Violation>,
 }
 
 const TOUCHED: &str = "
@@ -42,7 +45,9 @@ pub async fn touched_tables(conn: &mut PgConnection) -> anyhow::Result<Vec<(Stri
 }
 
 /// `Some(rejection)` when the migration running on `conn` introduces error-severity violations
-/// compared with the committed state seen by `before_conn`.
+/// compared with the committed state seen by `before_conn`. Violations that existed before do not
+/// count, so a legacy database stays migratable. The committed state is read only when the
+/// migrated state has errors at all, so a clean migration costs one scoped verify.
 pub async fn check(
     conn: &mut PgConnection,
     before_conn: &mut PgConnection,
@@ -53,6 +58,24 @@ pub async fn check(
     if touched.is_empty() {
         return Ok(None);
     }
-    let _ = (before_conn, cfg, m);
-    Ok(None)
+    let after = crate::verify::verify_tables(conn, cfg, &touched)
+        .await
+        .with_context(|| format!("cannot verify what migration {} changed", m.version))?;
+    if after.errors().next().is_none() {
+        return Ok(None);
+    }
+    let before = crate::verify::verify_tables(before_conn, cfg, &touched)
+        .await
+        .with_context(|| format!("cannot verify the state before migration {}", m.version))?;
+    let key = |v: &Violation| (v.rule.clone(), v.schema.clone(), v.table.clone(), v.constraint.clone());
+    let existed: std::collections::HashSet<_> = before.violations.iter().map(key).collect();
+    let introduced: Vec<Violation> = after
+        .violations
+        .into_iter()
+        .filter(|v| v.severity == Severity::Error && !existed.contains(&key(v)))
+        .collect();
+    if introduced.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Rejection { version: m.version, file: m.path.display().to_string(), violations: introduced }))
 }

@@ -158,15 +158,10 @@ fn render_migrate(
             rej.violations.len()
         )?;
         for v in &rej.violations {
-            let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            writeln!(
-                out,
-                "  {} {}.{}: {}",
-                get("rule"),
-                get("schema"),
-                get("table"),
-                get("message")
-            )?;
+            writeln!(out, "  {} {}.{}: {}", v.rule, v.schema, v.table, v.message)?;
+            if let Some(fix) = &v.fix {
+                writeln!(out, "    fix: {}", fix.replace('\n', "\n         "))?;
+            }
         }
         writeln!(
             out,
@@ -174,7 +169,7 @@ fn render_migrate(
         )?;
     }
     if let Some(v) = &r.verify {
-        writeln!(out, "verify: {v}")?;
+        writeln!(out, "verify: {}", v.line)?;
     }
     Ok(())
 }

@@ -85,9 +85,17 @@ pub struct MigrateReport {
     /// A migration the verify guard rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<super::guard::Rejection>,
-    /// verify's summary of the database after migrating.
+    /// verify's summary of the whole database after migrating.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verify: Option<serde_json::Value>,
+    pub verify: Option<VerifySummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySummary {
+    #[serde(flatten)]
+    pub summary: crate::verify::Summary,
+    #[serde(skip)]
+    pub line: String,
 }
 
 /// Where a migration failed: the file and line, and PostgreSQL's SQLSTATE, message and hint.
@@ -189,6 +197,10 @@ async fn run(
             bar.inc(1);
         }
         bar.finish_and_clear();
+        if opts.guard && !report.applied.is_empty() {
+            let full = crate::verify::verify(&mut conn, cfg).await.context("cannot verify the migrated database")?;
+            report.verify = Some(VerifySummary { line: crate::verify::summary_line(&full), summary: full.summary });
+        }
         let _ = sqlx::Connection::close(conn).await;
         anyhow::Ok(())
     }
