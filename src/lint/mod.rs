@@ -202,7 +202,9 @@ fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let p = e?.path();
-        if p.extension().is_some_and(|x| x == "sql") && p.is_file() {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // The same files migrate applies: down migrations and hidden files are not part of it.
+        if name.ends_with(".sql") && !name.ends_with(".down.sql") && !name.starts_with('.') && p.is_file() {
             v.push(p);
         }
     }
