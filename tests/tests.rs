@@ -7,3 +7,4 @@ mod cli;
 mod embedded;
 mod lint;
 mod migrate;
+mod verify;
