@@ -67,7 +67,12 @@ pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome>
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    render(&report, g.format, crate::lint::render::github_actions(), &mut out)?;
+    render(
+        &report,
+        g.format,
+        crate::lint::render::github_actions(),
+        &mut out,
+    )?;
     out.flush()?;
     if let Some(e) = &report.apply.error {
         anyhow::bail!("{e}");
@@ -98,7 +103,10 @@ async fn apply_to_scratch(
                 server.display
             )
         })?;
-    eprintln!("realmguard: scratch database {name} on {}", server.display);
+    eprintln!(
+        "realmguard: using scratch database {name} on {}",
+        server.display
+    );
     let scratch = server.with_database(&name)?;
     let started = Instant::now();
     let work = async {
@@ -153,7 +161,12 @@ async fn apply_to_scratch(
     ))
 }
 
-pub fn render(r: &CheckReport, format: Format, github: bool, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(
+    r: &CheckReport,
+    format: Format,
+    github: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
         Format::Text => text(r, github, out),
         Format::Json => output::write_json(out, &json_value(r)),
@@ -237,7 +250,9 @@ fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
         suites.push_str(&suite_of(|w| verify::render(v, Format::Junit, w))?);
     }
     let cases = lint::render::junit_cases(&r.lint);
-    suites.push_str(&suite_of(|w| output::write_junit(w, "realmguard lint", &cases))?);
+    suites.push_str(&suite_of(|w| {
+        output::write_junit(w, "realmguard lint", &cases)
+    })?);
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(out, r#"<testsuites name="realmguard check">"#)?;
     out.write_all(suites.as_bytes())?;

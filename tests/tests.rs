@@ -3,6 +3,7 @@
 
 mod common;
 
+mod check;
 mod cli;
 mod embedded;
 mod lint;

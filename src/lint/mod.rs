@@ -204,7 +204,11 @@ fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         // The same files migrate applies: down migrations and hidden files are not part of it.
-        if name.ends_with(".sql") && !name.ends_with(".down.sql") && !name.starts_with('.') && p.is_file() {
+        if name.ends_with(".sql")
+            && !name.ends_with(".down.sql")
+            && !name.starts_with('.')
+            && p.is_file()
+        {
             v.push(p);
         }
     }
