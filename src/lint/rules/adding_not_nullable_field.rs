@@ -25,11 +25,10 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
             continue;
         };
         let col = ident(column_name);
-        if ctx
-            .schema
-            .table(&key)
-            .is_some_and(|t| t.has_validated_not_null_check(&col))
-        {
+        // Already NOT NULL (a no-op for PostgreSQL), or proven by a validated check: no scan.
+        if ctx.schema.table(&key).is_some_and(|t| {
+            t.has_validated_not_null_check(&col) || t.column(&col).is_some_and(|c| !c.nullable)
+        }) {
             continue;
         }
         let table = display_table(&key);
@@ -57,6 +56,21 @@ mod tests {
             ("0002_b.sql", "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;"),
             ("0003_c.sql", "ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;"),
             ("0004_d.sql", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
+        ])
+        .is_empty());
+    }
+
+    #[test]
+    fn ok_column_already_not_null() {
+        assert!(rules(&[
+            (
+                "0001_a.sql",
+                "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);"
+            ),
+            (
+                "0002_b.sql",
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"
+            ),
         ])
         .is_empty());
     }
