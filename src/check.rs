@@ -200,6 +200,32 @@ fn text(r: &CheckReport, github: bool, out: &mut dyn Write) -> io::Result<()> {
     lint::render::text(&r.lint, out)?;
     if github {
         lint::render::annotations(&r.lint, out)?;
+        if let Some(v) = &r.verify {
+            // Verify's findings belong to tables, not lines: annotations without a file.
+            for x in &v.violations {
+                let level = if x.severity == crate::rules::Severity::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                writeln!(
+                    out,
+                    "::{level} title={}::{}",
+                    x.rule,
+                    format!("{}.{}: {}", x.schema, x.table, x.message)
+                        .replace('%', "%25")
+                        .replace('\r', "%0D")
+                        .replace('\n', "%0A")
+                )?;
+            }
+        }
+        if let Some(e) = &r.apply.error {
+            writeln!(
+                out,
+                "::error title=migrations did not apply::{}",
+                e.replace('%', "%25").replace('\n', "%0A")
+            )?;
+        }
     }
     writeln!(
         out,

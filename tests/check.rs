@@ -234,3 +234,39 @@ async fn bad_input_is_one_line_and_touches_no_server() {
     assert!(run.stderr.contains("nope"), "{}", run.stderr);
     assert!(!run.stderr.contains("secret"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn github_actions_gets_annotations_from_verify_and_lint() {
+    let db = TestDb::new("check_gh").await;
+    let d = TempDir::new("check-gh");
+    d.write(&[
+        ("migrations/0001_realms.sql", REALMS),
+        (
+            "migrations/0002_notes.sql",
+            "CREATE TABLE notes (id bigint PRIMARY KEY, realm_id text NOT NULL REFERENCES realms ON DELETE CASCADE);\n",
+        ),
+    ]);
+    let out = db
+        .cmd(d.path())
+        .args(["check"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .await
+        .unwrap();
+    let run = Run::from(out);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "::error file=migrations/0002_notes.sql,line=1,col=1,title=composite-primary-key::"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("::error title=composite-primary-key::public.notes: "),
+        "{}",
+        run.stdout
+    );
+    assert_dropped(&db, &run).await;
+}
