@@ -24,9 +24,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 scripts/gen-migrations.py "$WORK/migrations" "$FILES"
 n=$(ls "$WORK/migrations" | wc -l)
-stmts=$(grep -c ';$' "$WORK"/migrations/*.sql | awk -F: '{s+=$2} END {print s}')
 bytes=$(cat "$WORK"/migrations/*.sql | wc -c)
-echo "corpus: $n files, ~$stmts statements, $((bytes / 1024)) KiB"
 
 now() { date +%s.%N; }
 
@@ -47,6 +45,9 @@ best_of() {
 (cd "$WORK" && "$OLDPWD/$BIN" lint --format json migrations >"$WORK/rg.json" 2>/dev/null) || true
 (cd "$WORK" && squawk --reporter json migrations/*.sql >"$WORK/sq.json" 2>/dev/null) || true
 rg_findings=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['violations']))" "$WORK/rg.json")
+stmts=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['summary']['statements'])" "$WORK/rg.json")
+echo "corpus: $n files, $stmts statements, $((bytes / 1024)) KiB"
+
 sq_findings=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(len(d) if isinstance(d, list) else '?')" "$WORK/sq.json" 2>/dev/null || echo "?")
 echo "findings: realmguard $rg_findings, squawk $sq_findings"
 

@@ -143,6 +143,15 @@ async fn apply_to_scratch(
     ))
     .execute(&mut admin)
     .await;
+    // WITH (FORCE) is PostgreSQL 13+; older servers get the plain form.
+    let dropped = match dropped {
+        Err(e) if crate::db::sqlstate(&e).as_deref() == Some("42601") => {
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name)))
+                .execute(&mut admin)
+                .await
+        }
+        other => other,
+    };
     if let Err(e) = dropped {
         eprintln!(
             "realmguard: could not drop the scratch database {name}: {}",
