@@ -270,3 +270,68 @@ async fn github_actions_gets_annotations_from_verify_and_lint() {
     );
     assert_dropped(&db, &run).await;
 }
+
+#[tokio::test]
+async fn two_checks_at_once_on_one_server_both_succeed() {
+    let db = TestDb::new("check_twice").await;
+    let dir = project_dir();
+    let (a, b) = tokio::join!(db.run(&dir, &["check"]), db.run(&dir, &["check"]));
+    a.expect_code(0);
+    b.expect_code(0);
+    assert_ne!(scratch_name(&a), scratch_name(&b));
+    assert_dropped(&db, &a).await;
+    assert_dropped(&db, &b).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_during_the_apply_still_drops_the_scratch_database() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let db = TestDb::new("check_int").await;
+    let d = TempDir::new("check-int");
+    d.write(&[
+        ("migrations/0001_realms.sql", REALMS),
+        ("migrations/0002_slow.sql", "SELECT pg_sleep(30);\n"),
+    ]);
+    let mut child = db
+        .cmd(d.path())
+        .args(["check"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut name = None;
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if let Some(rest) = l.strip_prefix("realmguard: using scratch database ") {
+            name = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    let name = name.expect("scratch database announced");
+    // Let the slow migration start, then interrupt as a terminal would.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("check did not stop on SIGINT")
+        .unwrap();
+    let mut rest = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert_eq!(status.code(), Some(2), "{rest}");
+    assert!(rest.contains("error: interrupted"), "{rest}");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ))
+        .await,
+        0,
+        "scratch database {name} left behind"
+    );
+}

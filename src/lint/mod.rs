@@ -331,7 +331,15 @@ fn parse_file(src: Source) -> ParsedFile {
     let stmts = pieces
         .iter()
         .map(|p| {
-            let (ast, drop_concurrently) = parse_piece(p.sql);
+            // A parser bug must cost a finding, not the run: PRODUCT.md allows no panic.
+            let (ast, drop_concurrently) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_piece(p.sql)))
+                    .unwrap_or_else(|_| {
+                        (
+                            Err(ParserError::ParserError("the parser crashed on it".into())),
+                            false,
+                        )
+                    });
             let ignores = ignore_comments(text, p.offset, p.line, &mut bad_ignores);
             ParsedStmt {
                 line: p.line,
