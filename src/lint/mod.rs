@@ -599,6 +599,7 @@ fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
                     }
                     track_local(
                         stmt,
+                        &schema,
                         &mut created_here,
                         &mut indexes_here,
                         &mut not_valid_here,
@@ -692,12 +693,14 @@ fn source_line(text: &str, line: usize) -> String {
 /// NOT VALID (validating them in the same transaction defeats the purpose).
 fn track_local(
     stmt: &Statement,
+    schema: &Schema,
     created: &mut HashSet<String>,
     indexes: &mut HashSet<String>,
     not_valid: &mut HashSet<(String, String)>,
 ) {
     match stmt {
-        Statement::CreateTable(ct) => {
+        // `CREATE TABLE IF NOT EXISTS` on a table an earlier migration made creates nothing.
+        Statement::CreateTable(ct) if schema.table(&object_key(&ct.name)).is_none() => {
             created.insert(object_key(&ct.name));
         }
         Statement::CreateIndex(ci) => {
@@ -807,6 +810,21 @@ mod tests {
         let text = lint_text(&[("0001_x.sql", sql)]);
         assert!(!text.contains(":2:"), "{text}");
         assert!(text.contains("0001_x.sql:3:"), "{text}");
+    }
+
+    #[test]
+    fn create_table_if_not_exists_on_an_earlier_table_does_not_make_it_new() {
+        let files = [
+            ("0001_a.sql", "CREATE TABLE notes (id int PRIMARY KEY, body text);"),
+            (
+                "0002_b.sql",
+                "CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY);\nCREATE INDEX notes_body_idx ON notes (body);",
+            ),
+        ];
+        assert_eq!(
+            super::rules::test_support::rules(&files),
+            vec!["require-concurrent-index-creation"]
+        );
     }
 
     #[test]
