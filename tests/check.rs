@@ -257,7 +257,7 @@ async fn github_actions_gets_annotations_from_verify_and_lint() {
     run.expect_code(1);
     assert!(
         run.stdout.contains(
-            "::error file=migrations/0002_notes.sql,line=1,col=1,title=composite-primary-key::"
+            "::error file=migrations/0002_notes.sql,line=1,col=21,title=composite-primary-key::"
         ),
         "{}",
         run.stdout

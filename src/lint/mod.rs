@@ -569,6 +569,7 @@ fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
                 stmt: si,
                 line: s.line,
                 column: s.column,
+                width: 0,
             };
             match &s.ast {
                 Ok(stmt) => {
@@ -645,7 +646,7 @@ fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
             continue;
         }
         let ignores = &f.stmts[v.origin.stmt].ignores;
-        let at = (v.origin.line, v.origin.column, 1);
+        let at = (v.origin.line, v.origin.column, v.origin.width);
         push(
             &mut report,
             v.origin.file,

@@ -9,8 +9,9 @@
 use sqlparser::ast::{
     AlterColumnOperation, AlterIndexOperation, AlterTableOperation, ColumnDef, ColumnOption,
     CreateIndex, CreateTable, CreateTableLikeKind, Expr, Ident, IndexColumn, ObjectName,
-    ObjectType, ReferentialAction, RenameTableNameKind, Statement, TableConstraint,
+    ObjectType, ReferentialAction, RenameTableNameKind, Spanned, Statement, TableConstraint,
 };
+use sqlparser::tokenizer::Span;
 use std::collections::HashMap;
 
 /// Where something was defined: the statement (file and statement index) and its position.
@@ -20,6 +21,29 @@ pub struct Origin {
     pub stmt: usize,
     pub line: usize,
     pub column: usize,
+    /// Characters to underline (0: just the position).
+    pub width: usize,
+}
+
+impl Origin {
+    /// The position of `span` (relative to the statement's text, as sqlparser reports it) in the
+    /// file; the statement's start when the span is empty.
+    pub fn at(self, span: Span) -> Origin {
+        if span.start.line == 0 {
+            return self;
+        }
+        let (l, c) = (span.start.line as usize, span.start.column as usize);
+        Origin {
+            line: self.line + l - 1,
+            column: if l == 1 { self.column + c - 1 } else { c },
+            width: if span.end.line == span.start.line {
+                (span.end.column.saturating_sub(span.start.column)) as usize
+            } else {
+                0
+            },
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -294,7 +318,7 @@ impl Schema {
             checks: Vec::new(),
             partitioned: ct.partition_by.is_some(),
             partition: ct.partition_of.is_some(),
-            origin,
+            origin: last_ident(&ct.name).map_or(origin, |i| origin.at(i.span)),
         };
         if let Some(like) = &ct.like {
             let src = match like {
@@ -339,6 +363,13 @@ impl Schema {
             return;
         }
         self.indexes.insert(index_key, table.clone());
+        let span = ci
+            .name
+            .as_ref()
+            .and_then(last_ident)
+            .or_else(|| last_ident(&ci.table_name))
+            .map(|i| i.span);
+        let origin = span.map_or(origin, |s| origin.at(s));
         if ci.unique {
             if let Some(t) = self.tables.get_mut(&table) {
                 t.uniques.push(Key {
@@ -491,7 +522,7 @@ impl Schema {
                     AlterColumnOperation::DropNotNull => {
                         if let Some(col) = t.column_mut(&c) {
                             col.nullable = true;
-                            col.origin = origin;
+                            col.origin = origin.at(column_name.span);
                         }
                     }
                     _ => {}
@@ -504,6 +535,7 @@ impl Schema {
 }
 
 fn add_column(t: &mut Table, c: &ColumnDef, origin: Origin, indexes: &mut HashMap<String, String>) {
+    let origin = origin.at(c.name.span);
     let name = ident(&c.name);
     let mut nullable = true;
     for o in &c.options {
@@ -576,6 +608,29 @@ fn add_constraint(
     origin: Origin,
     indexes: &mut HashMap<String, String>,
 ) {
+    // Point at the constraint's name, else at its first column.
+    let span = match tc {
+        TableConstraint::PrimaryKey(pk) => pk
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| pk.columns.first().map(|c| c.column.expr.span())),
+        TableConstraint::Unique(u) => u
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| u.columns.first().map(|c| c.column.expr.span())),
+        TableConstraint::ForeignKey(fk) => fk
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| fk.columns.first().map(|c| c.span)),
+        TableConstraint::PrimaryKeyUsingIndex(u) | TableConstraint::UniqueUsingIndex(u) => {
+            Some(u.name.as_ref().map_or(u.index_name.span, |n| n.span))
+        }
+        _ => None,
+    };
+    let origin = span.map_or(origin, |s| origin.at(s));
     match tc {
         TableConstraint::PrimaryKey(pk) => {
             let cols: Vec<Option<String>> = pk.columns.iter().map(index_column).collect();
