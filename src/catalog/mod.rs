@@ -79,6 +79,7 @@ pub enum ConstraintKind {
     Unique,
     ForeignKey,
     Check,
+    Exclusion,
 }
 
 /// `ON DELETE` / `ON UPDATE` action of a foreign key (`pg_constraint.confdeltype`).
@@ -139,6 +140,9 @@ pub struct Constraint {
     pub columns: Vec<AttNum>,
     pub foreign: Option<ForeignKey>,
     pub validated: bool,
+    /// `conindid`: for a primary key, unique or exclusion constraint its own index; for a foreign
+    /// key the referenced unique index (also in `foreign.index`); 0 for a check.
+    pub index: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +158,8 @@ pub struct Index {
     pub key_columns: Vec<AttNum>,
     /// The constraint this index implements (primary key, unique, exclusion), if any.
     pub constraint: Option<String>,
-    /// Key column/expression texts and predicate, read for unique non-primary indexes only.
+    /// Key column/expression texts and predicate, read only for unique non-primary indexes whose
+    /// key lacks the realm column (the ones unique-without-realm rebuilds).
     pub key_defs: Vec<String>,
     pub predicate: Option<String>,
     pub method: String,
@@ -204,10 +209,15 @@ impl Catalog {
     }
 
     /// Read every user table.
-    pub async fn load(conn: &mut PgConnection, realms_table: &str) -> anyhow::Result<Catalog> {
+    /// `realm_column` only decides which unique indexes get their definition text read.
+    pub async fn load(
+        conn: &mut PgConnection,
+        realms_table: &str,
+        realm_column: &str,
+    ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
         let realms = resolve_realms(conn, realms_table, &mut queries).await?;
-        let mut cat = read(conn, None, &mut queries).await?;
+        let mut cat = read(conn, None, realm_column, &mut queries).await?;
         cat.realms = realms;
         cat.queries = queries;
         Ok(cat)
@@ -219,6 +229,7 @@ impl Catalog {
     pub async fn load_scoped(
         conn: &mut PgConnection,
         realms_table: &str,
+        realm_column: &str,
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
@@ -248,12 +259,19 @@ impl Catalog {
                 scope.insert(oid.0);
             }
         }
-        let mut cat = read(conn, Some(&oids), &mut queries).await?;
+        let mut cat = read(conn, Some(&oids), realm_column, &mut queries).await?;
         cat.realms = realms;
         cat.scope = Some(scope);
         cat.queries = queries;
         Ok(cat)
     }
+}
+
+/// The text form of an `int2vector` ("1 2"); an unparsable element becomes 0 (an expression).
+fn int2vector(text: &str) -> Vec<AttNum> {
+    text.split_whitespace()
+        .map(|n| n.parse().unwrap_or(0))
+        .collect()
 }
 
 /// `"schema.table"` (split at the first dot, raw names) or a bare name.
@@ -300,6 +318,7 @@ async fn resolve_realms(
 async fn read(
     conn: &mut PgConnection,
     oids: Option<&[Oid]>,
+    realm_column: &str,
     queries: &mut usize,
 ) -> anyhow::Result<Catalog> {
     let oids: Option<Vec<Oid>> = oids.map(<[Oid]>::to_vec);
@@ -331,7 +350,7 @@ async fn read(
             .collect();
         let kind: String = r.try_get("kind")?;
         let oid: Oid = r.try_get("oid")?;
-        let partition_key: Option<Vec<i16>> = r.try_get("partition_key")?;
+        let partition_key: Option<String> = r.try_get("partition_key")?;
         tables.push(Table {
             oid: oid.0,
             schema: r.try_get("schema")?,
@@ -343,7 +362,7 @@ async fn read(
             },
             is_partition: r.try_get("relispartition")?,
             rls_enabled: r.try_get("relrowsecurity")?,
-            partition_key: partition_key.unwrap_or_default(),
+            partition_key: partition_key.as_deref().map(int2vector).unwrap_or_default(),
             columns,
         });
     }
@@ -361,6 +380,7 @@ async fn read(
             "p" => ConstraintKind::PrimaryKey,
             "u" => ConstraintKind::Unique,
             "f" => ConstraintKind::ForeignKey,
+            "x" => ConstraintKind::Exclusion,
             _ => ConstraintKind::Check,
         };
         let oid: Oid = r.try_get("oid")?;
@@ -368,7 +388,6 @@ async fn read(
         let foreign = if kind == ConstraintKind::ForeignKey {
             let ref_table: Oid = r.try_get("confrelid")?;
             let ref_columns: Option<Vec<i16>> = r.try_get("confkey")?;
-            let index: Oid = r.try_get("conindid")?;
             Some(ForeignKey {
                 ref_table: ref_table.0,
                 ref_columns: ref_columns.unwrap_or_default(),
@@ -377,12 +396,13 @@ async fn read(
                 match_full: r.try_get::<String, _>("match_type")? == "f",
                 deferrable: r.try_get("condeferrable")?,
                 deferred: r.try_get("condeferred")?,
-                index: index.0,
+                index: r.try_get::<Oid, _>("conindid")?.0,
             })
         } else {
             None
         };
         let columns: Option<Vec<i16>> = r.try_get("conkey")?;
+        let index: Oid = r.try_get("conindid")?;
         constraints.push(Constraint {
             oid: oid.0,
             table: table.0,
@@ -391,12 +411,14 @@ async fn read(
             columns: columns.unwrap_or_default(),
             foreign,
             validated: r.try_get("convalidated")?,
+            index: index.0,
         });
     }
 
     let rows = sqlx::query(INDEXES_SQL)
         .persistent(false)
         .bind(&oids)
+        .bind(realm_column)
         .fetch_all(&mut *conn)
         .await
         .context("cannot read indexes from pg_catalog")?;
@@ -406,7 +428,7 @@ async fn read(
         let oid: Oid = r.try_get("indexrelid")?;
         let table: Oid = r.try_get("indrelid")?;
         let nkey: i16 = r.try_get("indnkeyatts")?;
-        let mut keys: Vec<i16> = r.try_get("keys")?;
+        let mut keys = int2vector(&r.try_get::<String, _>("keys")?);
         keys.truncate(nkey.max(0) as usize);
         let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
         indexes.push(Index {
@@ -418,11 +440,21 @@ async fn read(
             valid: r.try_get("indisvalid")?,
             partial: r.try_get("partial")?,
             key_columns: keys,
-            constraint: r.try_get("constraint_name")?,
+            constraint: None,
             key_defs: key_defs.unwrap_or_default(),
             predicate: r.try_get("predicate")?,
             method: r.try_get("method")?,
         });
+    }
+
+    // The constraint each index implements (primary key, unique, exclusion).
+    let owner: HashMap<u32, &str> = constraints
+        .iter()
+        .filter(|c| c.kind != ConstraintKind::ForeignKey && c.index != 0)
+        .map(|c| (c.index, c.name.as_str()))
+        .collect();
+    for i in &mut indexes {
+        i.constraint = owner.get(&i.oid).map(|s| s.to_string());
     }
 
     Ok(Catalog {
@@ -438,6 +470,12 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int2vector_text_parses() {
+        assert_eq!(int2vector("1 0 3"), vec![1, 0, 3]);
+        assert_eq!(int2vector(""), Vec::<AttNum>::new());
+    }
 
     #[test]
     fn qualified_names_split_at_the_first_dot() {

@@ -72,7 +72,7 @@ impl Report {
 
 /// Whole catalog.
 pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
-    let cat = Catalog::load(conn, &cfg.realms_table).await?;
+    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
     Ok(evaluate(&cat, cfg))
 }
 
@@ -84,7 +84,7 @@ pub async fn verify_tables(
     cfg: &Config,
     tables: &[(String, String)],
 ) -> anyhow::Result<Report> {
-    let cat = Catalog::load_scoped(conn, &cfg.realms_table, tables).await?;
+    let cat = Catalog::load_scoped(conn, &cfg.realms_table, &cfg.realm_column, tables).await?;
     Ok(evaluate(&cat, cfg))
 }
 

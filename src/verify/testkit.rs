@@ -115,8 +115,12 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            index: 0,
         });
-        self.push_index(table, &name, &nums, true, true, Some(name.clone()));
+        let idx = self
+            .push_index(table, &name, &nums, true, true, Some(name.clone()))
+            .oid;
+        self.cat.constraints.last_mut().unwrap().index = idx;
     }
 
     pub fn unique_constraint(&mut self, table: u32, name: &str, cols: &[&str]) {
@@ -130,8 +134,12 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            index: 0,
         });
-        self.push_index(table, name, &nums, true, false, Some(name.into()));
+        let idx = self
+            .push_index(table, name, &nums, true, false, Some(name.into()))
+            .oid;
+        self.cat.constraints.last_mut().unwrap().index = idx;
     }
 
     /// A plain index on columns (use "" for an expression position).
@@ -223,6 +231,7 @@ impl Kit {
                 index,
             }),
             validated: true,
+            index,
         });
         self.cat.constraints.last_mut().unwrap()
     }
@@ -237,6 +246,7 @@ impl Kit {
             columns: Vec::new(),
             foreign: None,
             validated,
+            index: 0,
         });
     }
 

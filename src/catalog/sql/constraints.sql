@@ -1,4 +1,4 @@
--- Primary key, unique, foreign key and check constraints of user tables. Constraints cloned onto
+-- Primary key, unique, foreign key, check and exclusion constraints of user tables. Constraints cloned onto
 -- partitions (conparentid <> 0) are left out: the rules judge the one declared on the parent.
 -- $1: oid[] of the owning tables to restrict to, or NULL for every table.
 SELECT co.oid,
@@ -18,7 +18,7 @@ SELECT co.oid,
 FROM pg_constraint co
 JOIN pg_class c ON c.oid = co.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE co.contype IN ('p', 'u', 'f', 'c')
+WHERE co.contype IN ('p', 'u', 'f', 'c', 'x')
   AND co.conparentid = 0
   AND c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')

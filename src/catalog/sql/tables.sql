@@ -8,10 +8,8 @@ SELECT c.oid,
        c.relkind::text AS kind,
        c.relispartition,
        c.relrowsecurity,
-       -- int2vector casts to an array indexed from 0, which the driver refuses: rebuild it.
-       CASE WHEN pt.partrelid IS NOT NULL THEN
-           ARRAY(SELECT k FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS u(k, n) ORDER BY n)
-       END AS partition_key,
+       -- int2vector as text ("1 2"): its array cast is indexed from 0, which the driver refuses.
+       pt.partattrs::text AS partition_key,
        cols.nums,
        cols.names,
        cols.types,
