@@ -34,6 +34,9 @@ LEFT JOIN LATERAL (
           WHERE a.attrelid = i.indrelid AND a.attname = $2::text
             AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
       )
+    -- OFFSET 0 keeps this a subquery, so the WHERE runs before the deparsing instead of
+    -- becoming a join filter applied after it.
+    OFFSET 0
 ) AS d ON true
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
