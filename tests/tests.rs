@@ -6,3 +6,4 @@ mod common;
 mod cli;
 mod embedded;
 mod migrate;
+mod verify;

@@ -124,6 +124,9 @@ pub struct ForeignKey {
     pub match_full: bool,
     pub deferrable: bool,
     pub deferred: bool,
+    /// The unique index on the referenced table this key depends on (`conindid`): that index
+    /// cannot be dropped while the key exists.
+    pub index: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -365,6 +368,7 @@ async fn read(
         let foreign = if kind == ConstraintKind::ForeignKey {
             let ref_table: Oid = r.try_get("confrelid")?;
             let ref_columns: Option<Vec<i16>> = r.try_get("confkey")?;
+            let index: Oid = r.try_get("conindid")?;
             Some(ForeignKey {
                 ref_table: ref_table.0,
                 ref_columns: ref_columns.unwrap_or_default(),
@@ -373,6 +377,7 @@ async fn read(
                 match_full: r.try_get::<String, _>("match_type")? == "f",
                 deferrable: r.try_get("condeferrable")?,
                 deferred: r.try_get("condeferred")?,
+                index: index.0,
             })
         } else {
             None

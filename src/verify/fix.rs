@@ -36,7 +36,11 @@ fn partitioned_note(t: &Table) -> &'static str {
     }
 }
 
-/// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON t (keys) [WHERE pred];`
+/// `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name ON t (keys) [WHERE pred];`
+///
+/// IF NOT EXISTS because two fixes may ask for the same index (the parent key a composite foreign
+/// key needs is also the new primary key); a build that failed leaves an invalid index that
+/// `invalid-index` reports on the next run.
 pub fn create_index(
     t: &Table,
     name: &str,
@@ -52,7 +56,7 @@ pub fn create_index(
     let unique = if unique { " UNIQUE" } else { "" };
     let pred = predicate.map(|p| format!(" WHERE {p}")).unwrap_or_default();
     format!(
-        "{}CREATE{unique} INDEX{concurrently} {} ON {} ({}){pred};",
+        "{}CREATE{unique} INDEX{concurrently} IF NOT EXISTS {} ON {} ({}){pred};",
         partitioned_note(t),
         quote_ident(name),
         table_sql(t),

@@ -146,6 +146,38 @@ pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
     }
 }
 
+/// The order in which fixes apply cleanly: columns first, then the foreign keys move to composite
+/// keys (building the parent keys they need) so that old keys are free to be swapped, then the
+/// rest. The text output lists fixes in this order.
+pub const REPAIR_ORDER: &[&str] = &[
+    "realm-column-missing",
+    "realm-column-nullable",
+    "realm-fk-missing",
+    "fk-missing-realm",
+    "fk-not-cascade",
+    "composite-primary-key",
+    "unique-without-realm",
+    "constraint-not-validated",
+    "invalid-index",
+    "fk-unindexed",
+    "fk-cross-realm",
+    "realms-table-missing",
+    "rls-disabled",
+];
+
+/// The violations that carry a fix, in [`REPAIR_ORDER`] (stable within a rule).
+pub fn fixes_in_repair_order(vs: &[Violation]) -> Vec<&Violation> {
+    let rank = |r: &str| {
+        REPAIR_ORDER
+            .iter()
+            .position(|x| *x == r)
+            .unwrap_or(usize::MAX)
+    };
+    let mut out: Vec<&Violation> = vs.iter().filter(|v| v.fix.is_some()).collect();
+    out.sort_by_key(|v| rank(&v.rule));
+    out
+}
+
 /// What the rules share: the catalog, the config, and the facts derived from both once.
 pub struct Ctx<'a> {
     pub cat: &'a Catalog,
@@ -264,6 +296,58 @@ impl<'a> Ctx<'a> {
             .iter()
             .copied()
             .filter(|c| c.foreign.is_some())
+    }
+
+    /// Foreign keys that depend on an index (it cannot be dropped before they are moved).
+    pub fn fks_using(&self, index: u32) -> Vec<&'a Constraint> {
+        self.cat
+            .constraints
+            .iter()
+            .filter(|c| c.foreign.as_ref().is_some_and(|f| f.index == index))
+            .collect()
+    }
+
+    /// A name for a new index in `schema`, PostgreSQL style, with a number appended when a loaded
+    /// relation already has it. Deterministic, so two fixes that want the same index agree.
+    pub fn index_name(&self, schema: &str, parts: &[&str], suffix: &str) -> String {
+        let taken = |n: &str| {
+            self.cat
+                .indexes
+                .iter()
+                .any(|i| i.name == n && self.table(i.table).is_some_and(|t| t.schema == schema))
+                || self
+                    .cat
+                    .tables
+                    .iter()
+                    .any(|t| t.schema == schema && t.name == n)
+        };
+        let base = fix::object_name(parts, suffix);
+        if !taken(&base) {
+            return base;
+        }
+        (1..)
+            .map(|k| fix::object_name(parts, &format!("{suffix}{k}")))
+            .find(|n| !taken(n))
+            .expect("some free name")
+    }
+
+    /// A comment line naming the foreign keys that must move before `index` can be dropped.
+    pub fn dependents_note(&self, index: u32) -> String {
+        let fks = self.fks_using(index);
+        if fks.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> = fks
+            .iter()
+            .map(|c| {
+                let t = self.table(c.table).map(|t| t.name.as_str()).unwrap_or("?");
+                format!("{t}.{}", c.name)
+            })
+            .collect();
+        format!(
+            "-- first move the foreign keys that depend on the old key (fk-missing-realm): {}\n",
+            names.join(", ")
+        )
     }
 
     /// A violation owned by `t`, with the rule's default severity (the config's is applied by

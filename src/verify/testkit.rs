@@ -194,6 +194,17 @@ impl Kit {
         let name = format!("{}_{}_fkey", self.name_of(table), cols.join("_"));
         let columns = self.nums(table, cols);
         let ref_columns = self.nums(ref_table, ref_cols);
+        let index = self
+            .cat
+            .indexes
+            .iter()
+            .find(|i| {
+                i.table == ref_table
+                    && i.unique
+                    && i.key_columns.len() == ref_columns.len()
+                    && ref_columns.iter().all(|c| i.key_columns.contains(c))
+            })
+            .map_or(0, |i| i.oid);
         let oid = self.oid();
         self.cat.constraints.push(Constraint {
             oid,
@@ -209,6 +220,7 @@ impl Kit {
                 match_full: false,
                 deferrable: false,
                 deferred: false,
+                index,
             }),
             validated: true,
         });

@@ -10,7 +10,8 @@ SELECT i.indexrelid,
        i.indisvalid,
        i.indpred IS NOT NULL AS partial,
        i.indnkeyatts,
-       i.indkey::int2[] AS keys,
+       -- int2vector casts to an array indexed from 0, which the driver refuses: rebuild it.
+       ARRAY(SELECT k FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS keys,
        co.conname::text AS constraint_name,
        CASE WHEN i.indisunique AND NOT i.indisprimary THEN
            ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)

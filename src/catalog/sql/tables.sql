@@ -8,7 +8,10 @@ SELECT c.oid,
        c.relkind::text AS kind,
        c.relispartition,
        c.relrowsecurity,
-       pt.partattrs::int2[] AS partition_key,
+       -- int2vector casts to an array indexed from 0, which the driver refuses: rebuild it.
+       CASE WHEN pt.partrelid IS NOT NULL THEN
+           ARRAY(SELECT k FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS u(k, n) ORDER BY n)
+       END AS partition_key,
        cols.nums,
        cols.names,
        cols.types,

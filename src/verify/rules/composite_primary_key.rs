@@ -81,12 +81,9 @@ fn fix_sql(ctx: &Ctx, t: &Table, old: Option<&str>, want: &[AttNum]) -> String {
     let drop = old
         .map(|o| format!("DROP CONSTRAINT {}, ", quote_ident(o)))
         .unwrap_or_default();
-    let referenced = ctx.cat.constraints.iter().any(|c| {
-        c.foreign.as_ref().is_some_and(|f| f.ref_table == t.oid) && Some(c.name.as_str()) != old
-    });
     let mut s = String::new();
-    if old.is_some() && referenced {
-        s.push_str("-- first move the foreign keys that use the old key to the new one (see fk-missing-realm)\n");
+    if let Some(old_index) = ctx.indexes_of(t.oid).iter().find(|i| i.primary) {
+        s.push_str(&ctx.dependents_note(old_index.oid));
     }
     if t.kind == TableKind::Partitioned {
         s.push_str(&format!(
@@ -96,13 +93,15 @@ fn fix_sql(ctx: &Ctx, t: &Table, old: Option<&str>, want: &[AttNum]) -> String {
         ));
         return s;
     }
-    // Reuse a unique index already on exactly these columns (ONLINE-DDL.md pitfall 2).
+    // Reuse a unique index already on exactly these columns (ONLINE-DDL.md pitfall 2), unless a
+    // constraint owns it (USING INDEX refuses those).
     let want_set = col_set(want);
     let existing = ctx.indexes_of(t.oid).iter().find(|i| {
         i.unique
             && !i.primary
             && i.valid
             && !i.partial
+            && i.constraint.is_none()
             && col_set(&i.key_columns) == want_set
             && i.key_columns.len() == want.len()
     });
@@ -111,7 +110,7 @@ fn fix_sql(ctx: &Ctx, t: &Table, old: Option<&str>, want: &[AttNum]) -> String {
         None => {
             let mut parts: Vec<&str> = vec![&t.name];
             parts.extend(names.iter().map(String::as_str));
-            let idx = object_name(&parts, "key");
+            let idx = ctx.index_name(&t.schema, &parts, "key");
             s.push_str(&create_index(t, &idx, true, &cols, None));
             s.push('\n');
             idx
@@ -144,7 +143,7 @@ mod tests {
         assert_eq!(v[0].constraint.as_deref(), Some("groups_pkey"));
         assert_eq!(
             v[0].fix.as_deref().unwrap(),
-            "CREATE UNIQUE INDEX CONCURRENTLY groups_id_realm_id_key ON public.groups (id, realm_id);\n\
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS groups_id_realm_id_key ON public.groups (id, realm_id);\n\
              ALTER TABLE public.groups DROP CONSTRAINT groups_pkey, ADD CONSTRAINT groups_pkey PRIMARY KEY USING INDEX groups_id_realm_id_key;"
         );
     }

@@ -59,7 +59,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                     let keys: Vec<String> = ref_cols.iter().map(|n| quote_ident(n)).collect();
                     s.push_str(&create_index(
                         p,
-                        &object_name(&parts, "key"),
+                        &ctx.index_name(&p.schema, &parts, "key"),
                         true,
                         &keys,
                         None,

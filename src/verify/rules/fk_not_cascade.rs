@@ -23,6 +23,30 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             let Some(p) = ctx.table(f.ref_table) else {
                 continue;
             };
+            // When fk-missing-realm replaces this key, its fix already cascades: one fix, not two
+            // that would each drop the same constraint.
+            let replaced = ctx.cfg.severity(super::fk_missing_realm::ID)
+                != crate::rules::Severity::Off
+                && ctx
+                    .realm_col(p.oid)
+                    .is_some_and(|pr| !f.ref_columns.contains(&pr))
+                && t.column(&ctx.cfg.realm_column).is_some();
+            if replaced {
+                out.push(ctx.violation(
+                    ID,
+                    t,
+                    Some(&c.name),
+                    format!(
+                        "foreign key {} {} to {} is ON DELETE {}, not CASCADE (the fk-missing-realm fix replaces it with a cascading one)",
+                        c.name,
+                        msg_cols(t, &c.columns),
+                        qualified(&p.schema, &p.name),
+                        f.on_delete.sql()
+                    ),
+                    None,
+                ));
+                continue;
+            }
             // Old rows already satisfy the same reference, so the constraint is swapped in one
             // statement and only the validation scan remains.
             let fix = add_foreign_key(

@@ -4,7 +4,7 @@
 //! rarely and costs one scan per table.
 
 use crate::db::quote_ident;
-use crate::verify::fix::{create_index, object_name};
+use crate::verify::fix::create_index;
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 
 pub const ID: &str = "fk-unindexed";
@@ -41,7 +41,13 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                     msg_cols(t, &c.columns),
                     t.name
                 ),
-                Some(create_index(t, &object_name(&parts, "idx"), false, &keys, None)),
+                Some(create_index(
+                    t,
+                    &ctx.index_name(&t.schema, &parts, "idx"),
+                    false,
+                    &keys,
+                    None,
+                )),
             ));
         }
     }
@@ -77,7 +83,7 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(
             v[0].fix.as_deref(),
-            Some("CREATE INDEX CONCURRENTLY memberships_group_id_realm_id_idx ON public.memberships (group_id, realm_id);")
+            Some("CREATE INDEX CONCURRENTLY IF NOT EXISTS memberships_group_id_realm_id_idx ON public.memberships (group_id, realm_id);")
         );
     }
 

@@ -4,7 +4,7 @@
 
 use crate::catalog::TableKind;
 use crate::db::{qualified, quote_ident};
-use crate::verify::fix::{create_index, object_name, table_sql};
+use crate::verify::fix::{create_index, table_sql};
 use crate::verify::{Ctx, Violation};
 
 pub const ID: &str = "unique-without-realm";
@@ -46,10 +46,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 i.name
             );
             let fix = (!i.key_defs.is_empty()).then(|| {
-                let new = object_name(&[&i.name], "realm");
+                let new = ctx.index_name(&t.schema, &[&i.name], "realm");
                 let mut keys = i.key_defs.clone();
                 keys.push(quote_ident(rname));
-                let mut s = create_index(t, &new, true, &keys, i.predicate.as_deref());
+                let mut s = ctx.dependents_note(i.oid);
+                s.push_str(&create_index(t, &new, true, &keys, i.predicate.as_deref()));
                 s.push('\n');
                 let plain = !i.partial && !i.key_columns.contains(&0);
                 match &i.constraint {
@@ -101,7 +102,7 @@ mod tests {
         assert_eq!(v[0].constraint.as_deref(), Some("users_email_key"));
         assert_eq!(
             v[0].fix.as_deref().unwrap(),
-            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_realm ON public.users (email, realm_id);\n\
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key_realm ON public.users (email, realm_id);\n\
              ALTER TABLE public.users DROP CONSTRAINT users_email_key, ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key_realm;"
         );
     }
@@ -122,7 +123,7 @@ mod tests {
         );
         assert_eq!(
             v[0].fix.as_deref().unwrap(),
-            "CREATE UNIQUE INDEX CONCURRENTLY users_lower_email_realm ON public.users (lower(email), realm_id) WHERE deleted_at IS NULL;\n\
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_lower_email_realm ON public.users (lower(email), realm_id) WHERE deleted_at IS NULL;\n\
              DROP INDEX CONCURRENTLY public.users_lower_email;"
         );
     }
