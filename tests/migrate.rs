@@ -593,14 +593,22 @@ async fn the_guard_rolls_back_a_migration_that_introduces_a_violation() {
     let db = TestDb::new("guard").await;
     let dir = TempDir::new("guard");
     // A legacy table that already breaks the rules: it must not block anything.
-    db.exec("CREATE TABLE legacy (id int PRIMARY KEY, realm_id text)").await;
+    db.exec("CREATE TABLE legacy (id int PRIMARY KEY, realm_id text)")
+        .await;
     dir.write(&[REALMS, GOOD]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("verify:"), "the summary is printed: {}", r.stdout);
+    assert!(
+        r.stdout.contains("verify:"),
+        "the summary is printed: {}",
+        r.stdout
+    );
 
     // Touching the legacy table without making it worse is fine.
-    dir.write(&[("migrations/0003_legacy_note.sql", "ALTER TABLE legacy ADD COLUMN note text;\n")]);
+    dir.write(&[(
+        "migrations/0003_legacy_note.sql",
+        "ALTER TABLE legacy ADD COLUMN note text;\n",
+    )]);
     db.run(dir.path(), &["migrate"]).await.expect_code(0);
 
     // A new realm table keyed on id alone is rolled back, with the rule and the table named.
@@ -610,14 +618,25 @@ async fn the_guard_rolls_back_a_migration_that_introduces_a_violation() {
     )]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(1);
-    assert!(r.stdout.contains("composite-primary-key") && r.stdout.contains("public.bad"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("composite-primary-key") && r.stdout.contains("public.bad"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("rolled back"), "{}", r.stdout);
     assert_eq!(db.scalar("SELECT to_regclass('bad') IS NULL").await, "true");
-    assert_eq!(db.count("SELECT * FROM realmguard.migrations WHERE version = 4").await, 0);
+    assert_eq!(
+        db.count("SELECT * FROM realmguard.migrations WHERE version = 4")
+            .await,
+        0
+    );
 
     let r = db.run(dir.path(), &["migrate", "--allow-violations"]).await;
     r.expect_code(0);
-    assert_eq!(db.scalar("SELECT to_regclass('bad') IS NOT NULL").await, "true");
+    assert_eq!(
+        db.scalar("SELECT to_regclass('bad') IS NOT NULL").await,
+        "true"
+    );
 }
 
 #[tokio::test]
@@ -627,11 +646,23 @@ async fn the_guard_sees_a_dropped_constraint() {
     dir.write(&[REALMS, GOOD]);
     db.run(dir.path(), &["migrate"]).await.expect_code(0);
     // Dropping the realm foreign key leaves no new catalog row behind; the guard must see it.
-    dir.write(&[("migrations/0003_drop_fk.sql", "ALTER TABLE good DROP CONSTRAINT good_realm_id_fkey;\n")]);
+    dir.write(&[(
+        "migrations/0003_drop_fk.sql",
+        "ALTER TABLE good DROP CONSTRAINT good_realm_id_fkey;\n",
+    )]);
     let r = db.run(dir.path(), &["migrate", "--format", "json"]).await;
     r.expect_code(1);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let rules: Vec<&str> = v["rejected"]["violations"].as_array().unwrap().iter().map(|x| x["rule"].as_str().unwrap()).collect();
+    let rules: Vec<&str> = v["rejected"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
     assert!(rules.contains(&"realm-fk-missing"), "{rules:?}");
-    assert_eq!(db.count("SELECT * FROM pg_constraint WHERE conname = 'good_realm_id_fkey'").await, 1);
+    assert_eq!(
+        db.count("SELECT * FROM pg_constraint WHERE conname = 'good_realm_id_fkey'")
+            .await,
+        1
+    );
 }

@@ -67,7 +67,14 @@ pub async fn check(
     let before = crate::verify::verify_tables(before_conn, cfg, &touched)
         .await
         .with_context(|| format!("cannot verify the state before migration {}", m.version))?;
-    let key = |v: &Violation| (v.rule.clone(), v.schema.clone(), v.table.clone(), v.constraint.clone());
+    let key = |v: &Violation| {
+        (
+            v.rule.clone(),
+            v.schema.clone(),
+            v.table.clone(),
+            v.constraint.clone(),
+        )
+    };
     let existed: std::collections::HashSet<_> = before.violations.iter().map(key).collect();
     let introduced: Vec<Violation> = after
         .violations
@@ -77,5 +84,9 @@ pub async fn check(
     if introduced.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Rejection { version: m.version, file: m.path.display().to_string(), violations: introduced }))
+    Ok(Some(Rejection {
+        version: m.version,
+        file: m.path.display().to_string(),
+        violations: introduced,
+    }))
 }

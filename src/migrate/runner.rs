@@ -198,8 +198,13 @@ async fn run(
         }
         bar.finish_and_clear();
         if opts.guard && !report.applied.is_empty() {
-            let full = crate::verify::verify(&mut conn, cfg).await.context("cannot verify the migrated database")?;
-            report.verify = Some(VerifySummary { line: crate::verify::summary_line(&full), summary: full.summary });
+            let full = crate::verify::verify(&mut conn, cfg)
+                .await
+                .context("cannot verify the migrated database")?;
+            report.verify = Some(VerifySummary {
+                line: crate::verify::summary_line(&full),
+                summary: full.summary,
+            });
         }
         let _ = sqlx::Connection::close(conn).await;
         anyhow::Ok(())
