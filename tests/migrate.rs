@@ -666,3 +666,51 @@ async fn the_guard_sees_a_dropped_constraint() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_runner_killed_mid_migration_leaves_nothing_half_applied() {
+    let db = TestDb::new("kill").await;
+    let dir = TempDir::new("kill");
+    dir.write(&[
+        FIVE[0],
+        (
+            "migrations/0002_slow.sql",
+            "CREATE TABLE slow (id int PRIMARY KEY);\nSELECT pg_sleep(2);\n",
+        ),
+    ]);
+    let mut child = db.cmd(dir.path()).arg("migrate").spawn().unwrap();
+    // Wait until migration 2 is running (its pg_sleep is visible), then SIGKILL the runner.
+    let mut seen = false;
+    for _ in 0..200 {
+        if db.count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'").await > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "migration 2 never started");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // The server notices the dead client and rolls back: no table, no ledger row, no lock left.
+    let t0 = Instant::now();
+    while db
+        .count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'")
+        .await
+        > 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the killed runner's session lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        db.scalar("SELECT to_regclass('slow') IS NULL").await,
+        "true"
+    );
+    assert_eq!(ledger_versions(&db).await, "1");
+    let r = db.run(dir.path(), &["migrate", "--lock-wait", "5s"]).await;
+    r.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2");
+}
