@@ -5,9 +5,11 @@
 //! `pg_catalog` rather than `information_schema`: the latter only shows objects the current role
 //! owns or has a privilege on, and a role that can read no table data must still be able to verify.
 //!
-//! Every query is sent unprepared (`persistent(false)`), so PostgreSQL plans it with the actual
-//! parameters: the `$1 IS NULL OR oid = ANY($1)` filters then fold to an index lookup for a scoped
-//! read and to nothing for a full one, instead of one generic plan for both.
+//! The table, constraint and index queries come in two forms built from one file: the scoped form
+//! (`oid = ANY($1)`, index lookups) is a prepared statement cached on the connection, so the migrate
+//! guard, which calls it around every migration, soon runs it on a generic plan with no parsing or
+//! planning; the full form (the `-- scope` line replaced by `$1 IS NULL`) is sent unprepared, as a
+//! full read happens once per connection.
 
 use anyhow::Context;
 use sqlx::postgres::types::Oid;
@@ -19,6 +21,36 @@ const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
 const INDEXES_SQL: &str = include_str!("sql/indexes.sql");
 const REALMS_SQL: &str = include_str!("sql/realms.sql");
 const SCOPE_SQL: &str = include_str!("sql/scope.sql");
+
+/// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
+/// (still a typed parameter, so the same binds fit both forms).
+fn full_form(sql: &str) -> String {
+    sql.lines()
+        .map(|l| {
+            if l.trim_end().ends_with("-- scope") {
+                "  AND $1::oid[] IS NULL"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Forms {
+    tables: String,
+    constraints: String,
+    indexes: String,
+}
+
+fn full_forms() -> &'static Forms {
+    static FORMS: std::sync::OnceLock<Forms> = std::sync::OnceLock::new();
+    FORMS.get_or_init(|| Forms {
+        tables: full_form(TABLES_SQL),
+        constraints: full_form(CONSTRAINTS_SQL),
+        indexes: full_form(INDEXES_SQL),
+    })
+}
 
 /// A column number (`pg_attribute.attnum`); 0 in an index key means an expression.
 pub type AttNum = i16;
@@ -241,7 +273,6 @@ impl Catalog {
         let schemas: Vec<String> = tables.iter().map(|(s, _)| s.clone()).collect();
         let names: Vec<String> = tables.iter().map(|(_, t)| t.clone()).collect();
         let rows = sqlx::query(SCOPE_SQL)
-            .persistent(false)
             .bind(&schemas)
             .bind(&names)
             .bind(realms_oid)
@@ -292,7 +323,6 @@ async fn resolve_realms(
     }
     let (schema, name) = split_qualified(realms_table);
     let row = sqlx::query(REALMS_SQL)
-        .persistent(false)
         .bind(schema)
         .bind(name)
         .fetch_one(&mut *conn)
@@ -321,9 +351,16 @@ async fn read(
     realm_column: &str,
     queries: &mut usize,
 ) -> anyhow::Result<Catalog> {
+    let scoped = oids.is_some();
     let oids: Option<Vec<Oid>> = oids.map(<[Oid]>::to_vec);
-    let rows = sqlx::query(TABLES_SQL)
-        .persistent(false)
+    let (tables_sql, constraints_sql, indexes_sql): (&str, &str, &str) = if scoped {
+        (TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL)
+    } else {
+        let f = full_forms();
+        (&f.tables, &f.constraints, &f.indexes)
+    };
+    let rows = sqlx::query(tables_sql)
+        .persistent(scoped)
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
@@ -367,8 +404,8 @@ async fn read(
         });
     }
 
-    let rows = sqlx::query(CONSTRAINTS_SQL)
-        .persistent(false)
+    let rows = sqlx::query(constraints_sql)
+        .persistent(scoped)
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
@@ -415,8 +452,8 @@ async fn read(
         });
     }
 
-    let rows = sqlx::query(INDEXES_SQL)
-        .persistent(false)
+    let rows = sqlx::query(indexes_sql)
+        .persistent(scoped)
         .bind(&oids)
         .bind(realm_column)
         .fetch_all(&mut *conn)
@@ -470,6 +507,16 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_form_drops_only_the_scope_filter() {
+        for sql in [TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL] {
+            assert_eq!(sql.matches("-- scope").count(), 1);
+            let full = full_form(sql);
+            assert!(!full.contains("-- scope") && full.contains("$1::oid[] IS NULL"));
+            assert_eq!(full.lines().count(), sql.lines().count());
+        }
+    }
 
     #[test]
     fn int2vector_text_parses() {

@@ -1,6 +1,6 @@
 -- Primary key, unique, foreign key, check and exclusion constraints of user tables. Constraints cloned onto
 -- partitions (conparentid <> 0) are left out: the rules judge the one declared on the parent.
--- $1: oid[] of the owning tables to restrict to, or NULL for every table.
+-- $1: oid[] of the owning tables to read; the full read swaps the line marked as the scope filter for `$1 IS NULL`.
 SELECT co.oid,
        co.conrelid,
        co.conname::text AS name,
@@ -22,4 +22,4 @@ WHERE co.contype IN ('p', 'u', 'f', 'c', 'x')
   AND co.conparentid = 0
   AND c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND ($1::oid[] IS NULL OR co.conrelid = ANY($1::oid[]))
+  AND co.conrelid = ANY($1::oid[]) -- scope

@@ -6,7 +6,7 @@
 -- constraints query (conindid), which is cheaper than joining pg_constraint here.
 -- indkey is sent as text ("1 2"): the int2vector-to-array cast yields an array indexed from 0,
 -- which the driver refuses, and rebuilding it costs a subquery per index.
--- $1: oid[] of the indexed tables to restrict to, or NULL for every table; $2: the realm column.
+-- $1: oid[] of the indexed tables to read; the full read swaps the line marked as the scope filter for `$1 IS NULL`; $2: the realm column.
 SELECT i.indexrelid,
        i.indrelid,
        ic.relname::text AS name,
@@ -41,4 +41,4 @@ LEFT JOIN LATERAL (
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%'
-  AND ($1::oid[] IS NULL OR i.indrelid = ANY($1::oid[]))
+  AND i.indrelid = ANY($1::oid[]) -- scope

@@ -1,7 +1,7 @@
 -- Ordinary and partitioned tables (partitions included and flagged, so the rules can skip them)
 -- outside the system schemas and realmguard's own, each with its live columns aggregated into
 -- arrays so the whole catalog costs one round trip.
--- $1: oid[] to restrict to, or NULL for every table.
+-- $1: oid[] to read; the full read swaps the line marked as the scope filter for `$1 IS NULL`.
 SELECT c.oid,
        n.nspname::text AS schema,
        c.relname::text AS name,
@@ -29,4 +29,4 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'realmguard')
   AND n.nspname NOT LIKE 'pg\_toast%'
   AND n.nspname NOT LIKE 'pg\_temp\_%'
-  AND ($1::oid[] IS NULL OR c.oid = ANY($1::oid[]))
+  AND c.oid = ANY($1::oid[]) -- scope
