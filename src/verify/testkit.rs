@@ -50,7 +50,7 @@ impl Kit {
             columns: cols
                 .iter()
                 .enumerate()
-                .map(|(i, (n, ty, nn))| Column {
+                .map(|(i, (n, _type_for_the_reader, nn))| Column {
                     num: i as AttNum + 1,
                     name: (*n).into(),
                     not_null: *nn,
