@@ -3,7 +3,9 @@
 
 mod common;
 
+mod check;
 mod cli;
 mod embedded;
+mod lint;
 mod migrate;
 mod verify;
