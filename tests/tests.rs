@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backfill;
 mod cli;
 mod embedded;
 mod migrate;

@@ -206,13 +206,29 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
 }
 
 /// Take the runner lock, or say who holds it.
+/// A runner killed a moment ago may still hold the lock until the server notices its socket
+/// closed, so poll briefly before calling it taken.
 pub async fn lock_runner(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-        .bind(ADVISORY_KEY)
-        .fetch_one(&mut *conn)
-        .await?;
-    if got {
-        return Ok(());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(ADVISORY_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(db::backoff(
+            n,
+            Duration::from_millis(50),
+            Duration::from_millis(500),
+        ))
+        .await;
+        n += 1;
     }
     let holder: Option<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted

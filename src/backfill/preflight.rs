@@ -46,8 +46,9 @@ pub async fn check(
     // An invalid index (a failed CREATE INDEX CONCURRENTLY) is still maintained on every write
     // and answers no query; it is someone's unfinished work. Ours are rebuilt by their step.
     let rows = sqlx::query(
-        "SELECT c.oid::regclass::text, ic.relname::text
+        "SELECT format('%I.%I', n.nspname, c.relname), ic.relname::text
          FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE NOT i.indisvalid
            AND i.indrelid IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)",
     )
@@ -67,8 +68,8 @@ pub async fn check(
 
     // Row level security that applies to us makes every fill batch update 0 rows, silently.
     let rows = sqlx::query(
-        "SELECT c.oid::regclass::text, c.relforcerowsecurity, current_user::text
-         FROM pg_class c
+        "SELECT format('%I.%I', n.nspname, c.relname), c.relforcerowsecurity, current_user::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)
            AND c.relrowsecurity
            AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
