@@ -37,6 +37,8 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     /// Extra postgresql.conf settings written at initdb time.
     settings: Vec<(String, String)>,
+    /// pg_hba.conf lines put before the default ones at initdb time.
+    hba_first: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -96,6 +98,7 @@ impl Cluster {
             bindir,
             run_as,
             settings,
+            hba_first: Vec::new(),
         })
     }
 
@@ -155,7 +158,12 @@ impl Cluster {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let cluster = Self::at(&home, settings)?;
+        let mut cluster = Self::at(&home, settings)?;
+        // Trust for everyone on the private socket, except the test role rg_pw_user, which must
+        // give a password: that is how the suite proves a wrong password is reported cleanly.
+        cluster
+            .hba_first
+            .push("local all rg_pw_user scram-sha-256".into());
         cluster.ensure_started()?;
         cluster.spawn_watchdog(owner_pid, &home)?;
         Ok(cluster)
@@ -292,6 +300,12 @@ impl Cluster {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         f.write_all(conf.as_bytes())?;
+        if !self.hba_first.is_empty() {
+            let hba = self.data_dir.join("pg_hba.conf");
+            let old = fs::read_to_string(&hba)
+                .with_context(|| format!("cannot read {}", hba.display()))?;
+            fs::write(&hba, format!("{}\n{old}", self.hba_first.join("\n")))?;
+        }
         Ok(())
     }
 
@@ -466,6 +480,7 @@ mod tests {
             bindir: "/bin".into(),
             run_as: None,
             settings: vec![],
+            hba_first: vec![],
         };
         assert_eq!(
             c.url("app"),

@@ -45,6 +45,26 @@ impl Outcome {
     }
 }
 
+/// The error and its causes on one line, `outer: inner: root`. sqlx errors repeat their source in
+/// their own message ("error returned from database: X" caused by X), so a cause already said is
+/// not said again.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        let text = text
+            .strip_prefix("error returned from database: ")
+            .unwrap_or(&text)
+            .trim()
+            .to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
 /// Run a parsed command line to completion on a fresh tokio runtime.
 pub fn run(cli: cli::Cli) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -52,4 +72,21 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()?;
     runtime.block_on(cli::dispatch(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let inner = anyhow::anyhow!("permission denied for database x");
+        let err = inner
+            .context("error returned from database: permission denied for database x")
+            .context("cannot create the ledger");
+        assert_eq!(
+            error_chain(&err),
+            "cannot create the ledger: permission denied for database x"
+        );
+    }
 }

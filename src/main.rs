@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match realmguard::run(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {
-            let msg = realmguard::db::redact(&format!("{err:#}"), &secrets);
+            let msg = realmguard::db::redact(&realmguard::error_chain(&err), &secrets);
             eprintln!("error: {msg}");
             ExitCode::from(2)
         }

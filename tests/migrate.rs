@@ -1,1 +1,668 @@
-//! migrate, status and baseline against a real PostgreSQL.
+//! migrate, status and baseline against a real PostgreSQL: what a DBA would check afterwards.
+
+use crate::common::{TempDir, TestDb};
+use std::time::{Duration, Instant};
+
+const FIVE: &[(&str, &str)] = &[
+    (
+        "migrations/0001_a.sql",
+        "CREATE TABLE a (id int PRIMARY KEY);\nINSERT INTO a VALUES (1);\n",
+    ),
+    (
+        "migrations/0002_b.sql",
+        "CREATE TABLE b (id int PRIMARY KEY);\n",
+    ),
+    (
+        "migrations/0003_c.sql",
+        "CREATE TABLE c (id int PRIMARY KEY);\n",
+    ),
+    (
+        "migrations/0004_d.sql",
+        "CREATE TABLE d (id int PRIMARY KEY);\n",
+    ),
+    (
+        "migrations/0005_e.sql",
+        "CREATE TABLE e (id int PRIMARY KEY);\n",
+    ),
+];
+
+async fn ledger_versions(db: &TestDb) -> String {
+    db.scalar("SELECT coalesce(string_agg(version::text, ',' ORDER BY version), '') FROM realmguard.migrations WHERE success").await
+}
+
+#[tokio::test]
+async fn applies_in_order_then_reruns_as_a_no_op() {
+    let db = TestDb::new("apply").await;
+    let dir = TempDir::new("apply");
+    dir.write(FIVE);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("Applied 5 migration(s)"), "{}", r.stdout);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
+    assert_eq!(
+        db.scalar("SELECT checksum FROM realmguard.migrations WHERE version = 1")
+            .await
+            .len(),
+        71
+    );
+    assert_eq!(db.count("SELECT * FROM a").await, 1);
+
+    let again = db.run(dir.path(), &["migrate"]).await;
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("Nothing to apply"),
+        "{}",
+        again.stdout
+    );
+    // Run twice, the INSERT would have failed on the primary key: it ran once.
+    assert_eq!(db.count("SELECT * FROM a").await, 1);
+
+    let st = db
+        .run(dir.path(), &["status", "--exit-code", "--format", "json"])
+        .await;
+    st.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["migrations"].as_array().unwrap().len(), 5);
+    assert!(v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["state"] == "applied"));
+}
+
+#[tokio::test]
+async fn to_stops_at_a_version_and_status_reports_pending() {
+    let db = TestDb::new("to").await;
+    let dir = TempDir::new("to");
+    dir.write(FIVE);
+    db.run(dir.path(), &["migrate", "--to", "3"])
+        .await
+        .expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3");
+    assert_eq!(db.scalar("SELECT to_regclass('d') IS NULL").await, "true");
+    let st = db.run(dir.path(), &["status", "--exit-code"]).await;
+    st.expect_code(1);
+    assert_eq!(st.stdout.matches("pending").count(), 2, "{}", st.stdout);
+    db.run(dir.path(), &["status"]).await.expect_code(0);
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_sql_and_touches_nothing() {
+    let db = TestDb::new("dry").await;
+    let dir = TempDir::new("dry");
+    dir.write(FIVE);
+    let r = db.run(dir.path(), &["migrate", "--dry-run"]).await;
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("5 migration(s) would be applied"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("CREATE TABLE c (id int PRIMARY KEY);"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'realmguard'")
+            .await,
+        "0"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_class WHERE relname IN ('a','b','c','d','e')")
+            .await,
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn two_runners_at_once_apply_everything_exactly_once() {
+    let db = TestDb::new("race").await;
+    let dir = TempDir::new("race");
+    // Slow migrations so that the two runners overlap; CREATE TABLE without IF NOT EXISTS and an
+    // INSERT into a keyed table would fail or duplicate if anything ran twice.
+    let files: Vec<(String, String)> = (1..=6)
+        .map(|i| {
+            (
+                format!("migrations/{i:04}_m{i}.sql"),
+                format!("CREATE TABLE t{i} (id int PRIMARY KEY);\nINSERT INTO t{i} VALUES ({i});\nSELECT pg_sleep(0.15);\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    dir.write(&refs);
+    let mut c1 = db.cmd(dir.path());
+    let mut c2 = db.cmd(dir.path());
+    let (a, b) = tokio::join!(c1.arg("migrate").output(), c2.arg("migrate").output());
+    let (a, b) = (
+        crate::common::Run::from(a.unwrap()),
+        crate::common::Run::from(b.unwrap()),
+    );
+    a.expect_code(0);
+    b.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5,6");
+    for i in 1..=6 {
+        assert_eq!(db.count(&format!("SELECT * FROM t{i}")).await, 1);
+    }
+    // One of them did the work, the other waited for the lock and found nothing left.
+    let applied_by_each = [&a, &b].map(|r| r.stdout.contains("Applied 6 migration(s)"));
+    assert!(
+        applied_by_each.iter().filter(|x| **x).count() == 1,
+        "a: {}\nb: {}",
+        a.stdout,
+        b.stdout
+    );
+    assert!(a.stdout.contains("Nothing to apply") || b.stdout.contains("Nothing to apply"));
+}
+
+#[tokio::test]
+async fn lock_wait_gives_up_naming_the_holder() {
+    let db = TestDb::new("lockwait").await;
+    let dir = TempDir::new("lockwait");
+    dir.write(FIVE);
+    let mut holder = db.conn().await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(realmguard::migrate::runner::LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let r = db.run(dir.path(), &["migrate", "--lock-wait", "1s"]).await;
+    r.expect_one_line_error();
+    assert!(r.stderr.contains(&format!("pid {pid}")), "{}", r.stderr);
+    assert_eq!(db.scalar("SELECT to_regclass('a') IS NULL").await, "true");
+    drop(holder);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+}
+
+#[tokio::test]
+async fn a_failing_migration_rolls_back_completely_and_a_fixed_rerun_continues() {
+    let db = TestDb::new("fail").await;
+    let dir = TempDir::new("fail");
+    dir.write(FIVE);
+    dir.write(&[(
+        "migrations/0003_c.sql",
+        "CREATE TABLE c (id int PRIMARY KEY);\nINSERT INTO c VALUES (1);\n\nINSERT INTO c VALUES (1);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(2);
+    let err = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(err.contains("0003_c.sql:4"), "{err}");
+    assert!(err.contains("23505"), "{err}");
+    assert!(r.stdout.contains("Applied 2 migration(s)"), "{}", r.stdout);
+    assert_eq!(ledger_versions(&db).await, "1,2");
+    assert_eq!(
+        db.scalar("SELECT to_regclass('c') IS NULL").await,
+        "true",
+        "no partial DDL"
+    );
+    assert_eq!(
+        db.count("SELECT * FROM realmguard.migrations WHERE version = 3")
+            .await,
+        0
+    );
+
+    dir.write(&[(
+        "migrations/0003_c.sql",
+        "CREATE TABLE c (id int PRIMARY KEY);\nINSERT INTO c VALUES (1);\n",
+    )]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
+}
+
+#[tokio::test]
+async fn a_syntax_error_names_file_line_and_sqlstate() {
+    let db = TestDb::new("syntax").await;
+    let dir = TempDir::new("syntax");
+    dir.write(&[(
+        "migrations/0001_x.sql",
+        "CREATE TABLE x (id int);\n\nCREATE TABLE y (\n  id int,\n  oops oops oops\n);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_one_line_error();
+    assert!(r.stderr.contains("0001_x.sql:5"), "{}", r.stderr);
+    assert!(r.stderr.contains("SQLSTATE 42"), "{}", r.stderr);
+    assert_eq!(db.scalar("SELECT to_regclass('x') IS NULL").await, "true");
+}
+
+#[tokio::test]
+async fn an_edited_migration_stops_migrate_but_line_endings_do_not() {
+    let db = TestDb::new("edit").await;
+    let dir = TempDir::new("edit");
+    dir.write(&FIVE[..2]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+
+    // Same text with CRLF line endings and a BOM: not an edit.
+    dir.write(&[(
+        "migrations/0001_a.sql",
+        "\u{feff}CREATE TABLE a (id int PRIMARY KEY);\r\nINSERT INTO a VALUES (1);\r\n",
+    )]);
+    dir.write(&FIVE[2..3]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3");
+
+    dir.write(&[(
+        "migrations/0002_b.sql",
+        "CREATE TABLE b (id bigint PRIMARY KEY);\n",
+    )]);
+    dir.write(&FIVE[3..4]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_one_line_error();
+    assert!(r.stderr.contains("migration 2"), "{}", r.stderr);
+    assert_eq!(
+        ledger_versions(&db).await,
+        "1,2,3",
+        "nothing applied after the drift"
+    );
+    let st = db.run(dir.path(), &["status", "--exit-code"]).await;
+    st.expect_code(1);
+    assert!(st.stdout.contains("modified"), "{}", st.stdout);
+
+    db.run(dir.path(), &["migrate", "--allow-modified"])
+        .await
+        .expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+}
+
+#[tokio::test]
+async fn missing_and_out_of_order_files_stop_migrate() {
+    let db = TestDb::new("order").await;
+    let dir = TempDir::new("order");
+    dir.write(&[FIVE[0], FIVE[2]]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    dir.write(&[FIVE[1]]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_one_line_error();
+    assert!(
+        r.stderr.contains("migration 2") && r.stderr.contains("--allow-out-of-order"),
+        "{}",
+        r.stderr
+    );
+    db.run(dir.path(), &["migrate", "--allow-out-of-order"])
+        .await
+        .expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3");
+
+    std::fs::remove_file(dir.path().join("migrations/0003_c.sql")).unwrap();
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_one_line_error();
+    assert!(
+        r.stderr.contains("migration 3") && r.stderr.contains("missing"),
+        "{}",
+        r.stderr
+    );
+    let st = db.run(dir.path(), &["status"]).await;
+    assert!(st.stdout.contains("missing file"), "{}", st.stdout);
+}
+
+#[tokio::test]
+async fn no_transaction_builds_indexes_concurrently_and_resumes_after_a_failure() {
+    let db = TestDb::new("notx").await;
+    let dir = TempDir::new("notx");
+    dir.write(&[(
+        "migrations/0001_t.sql",
+        "CREATE TABLE t (id int PRIMARY KEY, a int, b int);\nINSERT INTO t SELECT g, g % 10, g FROM generate_series(1, 1000) g;\n",
+    )]);
+    dir.write(&[(
+        "migrations/0002_ix.sql",
+        "-- realmguard:no-transaction\nCREATE INDEX CONCURRENTLY t_b_idx ON t (b);\n\nCREATE UNIQUE INDEX CONCURRENTLY t_a_key ON t (a);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(2);
+    let err = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(
+        err.contains("0002_ix.sql:4") && err.contains("1 of 2 statements"),
+        "{err}"
+    );
+    assert!(err.contains("INVALID"), "{err}");
+    assert_eq!(
+        db.scalar("SELECT statements_applied || '/' || statements_total || ' ' || success FROM realmguard.migrations WHERE version = 2").await,
+        "1/2 false"
+    );
+    assert_eq!(
+        db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_b_idx'::regclass")
+            .await,
+        "true"
+    );
+    let st = db.run(dir.path(), &["status", "--exit-code"]).await;
+    st.expect_code(1);
+    assert!(
+        st.stdout.contains("partial (1/2 statements)"),
+        "{}",
+        st.stdout
+    );
+
+    // Fix the data (the file is unchanged), rerun: it resumes at statement 2 and rebuilds the index.
+    db.exec("UPDATE t SET a = id").await;
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("resumed after 1"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("INVALID"),
+        "the leftover is reported: {}",
+        r.stderr
+    );
+    assert_eq!(
+        db.scalar("SELECT string_agg(c.relname || '=' || i.indisvalid, ',' ORDER BY c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 't'::regclass").await,
+        "t_a_key=true,t_b_idx=true,t_pkey=true"
+    );
+    assert_eq!(
+        db.scalar("SELECT success FROM realmguard.migrations WHERE version = 2")
+            .await,
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_table_makes_the_migration_retry_without_blocking_readers() {
+    let db = TestDb::new("locked").await;
+    let dir = TempDir::new("locked");
+    dir.write(&[(
+        "migrations/0001_t.sql",
+        "CREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t VALUES (1);\n",
+    )]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    dir.write(&[(
+        "migrations/0002_alter.sql",
+        "ALTER TABLE t ADD COLUMN note text;\n",
+    )]);
+
+    // A long transaction that has read t: ALTER TABLE needs ACCESS EXCLUSIVE and must wait.
+    let mut holder = db.conn().await;
+    sqlx::raw_sql("BEGIN; SELECT * FROM t")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let mut child = db.cmd(dir.path());
+    child.args(["migrate", "--lock-timeout", "200ms", "--lock-retries", "50"]);
+    let migrate = tokio::spawn(async move { child.output().await.unwrap() });
+
+    // While it retries, a reader arriving behind it must not sit in the lock queue for long.
+    let mut reader = db.conn().await;
+    let mut worst = Duration::ZERO;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        sqlx::query("SELECT count(*) FROM t")
+            .execute(&mut reader)
+            .await
+            .unwrap();
+        worst = worst.max(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !migrate.is_finished(),
+        "the migration must still be waiting while the lock is held"
+    );
+    assert!(
+        worst < Duration::from_millis(1000),
+        "a reader waited {worst:?} behind the migration"
+    );
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+
+    let out = crate::common::Run::from(migrate.await.unwrap());
+    out.expect_code(0);
+    assert!(out.stderr.contains("lock_timeout"), "{}", out.stderr);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'note'"
+        )
+        .await,
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_that_is_never_released_fails_clearly_after_the_retries() {
+    let db = TestDb::new("lockfail").await;
+    let dir = TempDir::new("lockfail");
+    dir.write(&[(
+        "migrations/0001_t.sql",
+        "CREATE TABLE t (id int PRIMARY KEY);\n",
+    )]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    dir.write(&[(
+        "migrations/0002_alter.sql",
+        "ALTER TABLE t ADD COLUMN note text;\n",
+    )]);
+    let mut holder = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let r = db
+        .run(
+            dir.path(),
+            &["migrate", "--lock-timeout", "100ms", "--lock-retries", "2"],
+        )
+        .await;
+    r.expect_code(2);
+    let err = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(
+        err.contains("3 attempts") && err.contains("55P03") && err.contains("0002_alter.sql:1"),
+        "{err}"
+    );
+    assert_eq!(
+        db.count("SELECT * FROM realmguard.migrations WHERE version = 2")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn baseline_marks_versions_without_running_them() {
+    let db = TestDb::new("baseline").await;
+    let dir = TempDir::new("baseline");
+    dir.write(FIVE);
+    // An existing database that already has a and b.
+    db.exec("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);")
+        .await;
+    let r = db.run(dir.path(), &["baseline", "--version", "2"]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("Marked 2 migration(s)"), "{}", r.stdout);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
+    assert_eq!(
+        db.count("SELECT * FROM a").await,
+        0,
+        "the baselined INSERT did not run"
+    );
+    let st = db.run(dir.path(), &["status"]).await;
+    assert!(st.stdout.contains("applied (baseline)"), "{}", st.stdout);
+}
+
+#[tokio::test]
+async fn adopts_sqlx_cli_history() {
+    let db = TestDb::new("sqlx").await;
+    let dir = TempDir::new("sqlx");
+    dir.write(FIVE);
+    // The table sqlx-cli creates, with its SHA-384 checksums of versions 1 and 2.
+    db.exec(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+          installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
+          checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL);
+         CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1); CREATE TABLE b (id int PRIMARY KEY);",
+    )
+    .await;
+    let files = realmguard::migrate::source::load_dir(&dir.path().join("migrations")).unwrap();
+    let mut conn = db.conn().await;
+    for f in &files[..2] {
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, true, $3, 1000)")
+            .bind(f.version)
+            .bind(&f.description)
+            .bind(&f.sqlx_checksum)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("Adopted 2 migration(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("Applied 3 migration(s)"), "{}", r.stdout);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
+    assert_eq!(
+        db.count("SELECT * FROM a").await,
+        1,
+        "version 1 was not run again"
+    );
+    db.run(dir.path(), &["status", "--exit-code"])
+        .await
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn transaction_control_inside_a_file_is_refused_before_running() {
+    let db = TestDb::new("txctl").await;
+    let dir = TempDir::new("txctl");
+    dir.write(&[(
+        "migrations/0001_x.sql",
+        "BEGIN;\nCREATE TABLE x (id int);\nCOMMIT;\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_one_line_error();
+    assert!(r.stderr.contains("0001_x.sql:1"), "{}", r.stderr);
+    assert_eq!(db.scalar("SELECT to_regclass('x') IS NULL").await, "true");
+}
+
+#[tokio::test]
+async fn the_projects_own_migrations_apply_and_delete_cascades_from_a_realm() {
+    let db = TestDb::new("own").await;
+    db.run(&crate::common::project_dir(), &["migrate"])
+        .await
+        .expect_code(0);
+    db.exec(
+        "INSERT INTO realms (id, name) VALUES ('w1', 'Worker 1');
+         INSERT INTO users (id, realm_id, email) VALUES (1, 'hub', 'a@x'), (1, 'w1', 'a@x');
+         INSERT INTO groups (id, realm_id, name) VALUES (1, 'hub', 'board'), (1, 'w1', 'board');
+         INSERT INTO groups (id, realm_id, name, parent_id) VALUES (2, 'w1', 'sub', 1);
+         INSERT INTO memberships (id, realm_id, user_id, group_id) VALUES (1, 'hub', 1, 1), (1, 'w1', 1, 2);
+         INSERT INTO policy_statement_types (id, realm_id, code) VALUES (1, 'hub', 'BOARD_MEMBER'), (1, 'w1', 'BOARD_MEMBER');
+         INSERT INTO membership_statements (id, realm_id, membership_id, statement_type_id) VALUES (1, 'hub', 1, 1), (1, 'w1', 1, 1);",
+    )
+    .await;
+    // The same ids live in two realms; a cross-realm link is impossible.
+    let mut c = db.conn().await;
+    let cross = sqlx::raw_sql(
+        "INSERT INTO memberships (id, realm_id, user_id, group_id) VALUES (2, 'w1', 1, 99)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert_eq!(realmguard::db::sqlstate(&cross).as_deref(), Some("23503"));
+    db.exec("DELETE FROM realms WHERE id = 'w1'").await;
+    for t in [
+        "users",
+        "groups",
+        "memberships",
+        "policy_statement_types",
+        "membership_statements",
+    ] {
+        assert_eq!(
+            db.count(&format!("SELECT * FROM {t} WHERE realm_id = 'w1'"))
+                .await,
+            0,
+            "{t}"
+        );
+        assert!(
+            db.count(&format!("SELECT * FROM {t} WHERE realm_id = 'hub'"))
+                .await
+                > 0,
+            "{t}"
+        );
+    }
+}
+
+const REALMS: (&str, &str) = (
+    "migrations/0001_realms.sql",
+    "CREATE TABLE realms (id text PRIMARY KEY);\nINSERT INTO realms VALUES ('hub');\n",
+);
+const GOOD: (&str, &str) = (
+    "migrations/0002_good.sql",
+    "CREATE TABLE good (\n  id bigint GENERATED BY DEFAULT AS IDENTITY,\n  realm_id text NOT NULL REFERENCES realms (id) ON DELETE CASCADE,\n  PRIMARY KEY (id, realm_id)\n);\n",
+);
+
+#[tokio::test]
+async fn the_guard_rolls_back_a_migration_that_introduces_a_violation() {
+    let db = TestDb::new("guard").await;
+    let dir = TempDir::new("guard");
+    // A legacy table that already breaks the rules: it must not block anything.
+    db.exec("CREATE TABLE legacy (id int PRIMARY KEY, realm_id text)")
+        .await;
+    dir.write(&[REALMS, GOOD]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("verify:"),
+        "the summary is printed: {}",
+        r.stdout
+    );
+
+    // Touching the legacy table without making it worse is fine.
+    dir.write(&[(
+        "migrations/0003_legacy_note.sql",
+        "ALTER TABLE legacy ADD COLUMN note text;\n",
+    )]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+
+    // A new realm table keyed on id alone is rolled back, with the rule and the table named.
+    dir.write(&[(
+        "migrations/0004_bad.sql",
+        "CREATE TABLE bad (id bigint PRIMARY KEY, realm_id text NOT NULL REFERENCES realms (id) ON DELETE CASCADE);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("composite-primary-key") && r.stdout.contains("public.bad"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("rolled back"), "{}", r.stdout);
+    assert_eq!(db.scalar("SELECT to_regclass('bad') IS NULL").await, "true");
+    assert_eq!(
+        db.count("SELECT * FROM realmguard.migrations WHERE version = 4")
+            .await,
+        0
+    );
+
+    let r = db.run(dir.path(), &["migrate", "--allow-violations"]).await;
+    r.expect_code(0);
+    assert_eq!(
+        db.scalar("SELECT to_regclass('bad') IS NOT NULL").await,
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_sees_a_dropped_constraint() {
+    let db = TestDb::new("guarddrop").await;
+    let dir = TempDir::new("guarddrop");
+    dir.write(&[REALMS, GOOD]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    // Dropping the realm foreign key leaves no new catalog row behind; the guard must see it.
+    dir.write(&[(
+        "migrations/0003_drop_fk.sql",
+        "ALTER TABLE good DROP CONSTRAINT good_realm_id_fkey;\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate", "--format", "json"]).await;
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<&str> = v["rejected"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"realm-fk-missing"), "{rules:?}");
+    assert_eq!(
+        db.count("SELECT * FROM pg_constraint WHERE conname = 'good_realm_id_fkey'")
+            .await,
+        1
+    );
+}

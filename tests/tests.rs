@@ -7,3 +7,4 @@ mod backfill;
 mod cli;
 mod embedded;
 mod migrate;
+mod verify;

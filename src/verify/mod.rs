@@ -1,8 +1,409 @@
 //! `realmguard verify`: read the live catalog, evaluate the realm rules, report.
+//!
+//! The catalog is read in a constant number of queries ([`crate::catalog`]); every rule is a pure
+//! function over it (one file per rule under `rules/`), so most rule tests build the model by hand.
+//! [`verify_tables`] is the cheap, scoped form the migrate guard calls around each migration.
 
+pub mod fix;
+mod render;
+pub mod rules;
+
+use crate::catalog::{AttNum, Catalog, Constraint, ConstraintKind, Index, RealmsTable, Table};
 use crate::cli::{GlobalOpts, VerifyArgs};
+use crate::config::Config;
+use crate::rules::Severity;
 use crate::Outcome;
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::time::Instant;
 
-pub async fn cmd_verify(_g: &GlobalOpts, _a: &VerifyArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("verify is not implemented yet")
+pub use render::{render, summary_line};
+
+/// One broken invariant, owned by one table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    pub rule: String,
+    pub severity: Severity,
+    /// Raw (unquoted) names of the table that owns the problem.
+    pub schema: String,
+    pub table: String,
+    /// The constraint or index involved, when there is one.
+    pub constraint: Option<String>,
+    pub message: String,
+    /// SQL that repairs it on a live database, when one can be written.
+    pub fix: Option<String>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Tables checked (ordinary and partitioned, partitions not counted).
+    pub tables: usize,
+    pub realm_scoped: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub summary: Summary,
+    pub violations: Vec<Violation>,
+    /// Every checked table (raw schema, name), for one JUnit case per table and rule.
+    #[serde(skip)]
+    pub checked: Vec<(String, String)>,
+    /// The rules that ran (severity not `off`).
+    #[serde(skip)]
+    pub rules: Vec<String>,
+    /// Catalog round trips this report took.
+    #[serde(skip)]
+    pub queries: usize,
+}
+
+impl Report {
+    /// Error-severity violations, for comparing the state before and after a migration.
+    pub fn errors(&self) -> impl Iterator<Item = &Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.severity == Severity::Error)
+    }
+}
+
+/// Whole catalog.
+pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
+    let cat = Catalog::load(conn, &cfg.realms_table).await?;
+    Ok(evaluate(&cat, cfg))
+}
+
+/// Only the given tables ("schema", "table") plus the tables that reference them or that they
+/// reference by foreign key; the same constant number of queries, each filtered to those tables.
+/// Tables in the list that do not exist are ignored.
+pub async fn verify_tables(
+    conn: &mut PgConnection,
+    cfg: &Config,
+    tables: &[(String, String)],
+) -> anyhow::Result<Report> {
+    let cat = Catalog::load_scoped(conn, &cfg.realms_table, tables).await?;
+    Ok(evaluate(&cat, cfg))
+}
+
+/// Evaluate every rule that is not `off` over a catalog: pure.
+pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
+    let ctx = Ctx::new(cat, cfg);
+    let mut violations = Vec::new();
+    let mut ran = Vec::new();
+    for (id, check) in rules::ALL {
+        if cfg.severity(id) == Severity::Off {
+            continue;
+        }
+        ran.push(id.to_string());
+        check(&ctx, &mut violations);
+    }
+    for v in &mut violations {
+        v.severity = cfg.severity(&v.rule);
+    }
+    violations.retain(|v| v.severity != Severity::Off);
+    violations.sort_by(|a, b| {
+        (a.severity, &a.schema, &a.table, &a.rule, &a.constraint).cmp(&(
+            b.severity,
+            &b.schema,
+            &b.table,
+            &b.rule,
+            &b.constraint,
+        ))
+    });
+    violations.dedup();
+    let errors = violations
+        .iter()
+        .filter(|v| v.severity == Severity::Error)
+        .count();
+    let warnings = violations
+        .iter()
+        .filter(|v| v.severity == Severity::Warning)
+        .count();
+    let checked: Vec<(String, String)> = ctx
+        .checked
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    Report {
+        ok: errors == 0,
+        summary: Summary {
+            tables: ctx.checked.len(),
+            realm_scoped: ctx
+                .checked
+                .iter()
+                .filter(|t| ctx.is_realm_scoped(t.oid))
+                .count(),
+            errors,
+            warnings,
+        },
+        violations,
+        checked,
+        rules: ran,
+        queries: cat.queries,
+    }
+}
+
+/// The order in which fixes apply cleanly: columns first, then the foreign keys move to composite
+/// keys (building the parent keys they need) so that old keys are free to be swapped, then the
+/// rest. The text output lists fixes in this order.
+pub const REPAIR_ORDER: &[&str] = &[
+    "realm-column-missing",
+    "realm-column-nullable",
+    "realm-fk-missing",
+    "fk-missing-realm",
+    "fk-not-cascade",
+    "composite-primary-key",
+    "unique-without-realm",
+    "constraint-not-validated",
+    "invalid-index",
+    "fk-unindexed",
+    "fk-cross-realm",
+    "realms-table-missing",
+    "rls-disabled",
+];
+
+/// The violations that carry a fix, in [`REPAIR_ORDER`] (stable within a rule).
+pub fn fixes_in_repair_order(vs: &[Violation]) -> Vec<&Violation> {
+    let rank = |r: &str| {
+        REPAIR_ORDER
+            .iter()
+            .position(|x| *x == r)
+            .unwrap_or(usize::MAX)
+    };
+    let mut out: Vec<&Violation> = vs.iter().filter(|v| v.fix.is_some()).collect();
+    out.sort_by_key(|v| rank(&v.rule));
+    out
+}
+
+/// What the rules share: the catalog, the config, and the facts derived from both once.
+pub struct Ctx<'a> {
+    pub cat: &'a Catalog,
+    pub cfg: &'a Config,
+    tables: HashMap<u32, &'a Table>,
+    /// Tables to report on, in a stable order: ordinary/partitioned, not partitions, in a checked
+    /// schema, not excluded, in scope.
+    pub checked: Vec<&'a Table>,
+    /// Realm-scoped tables (in scope or not) and their realm column, `None` for a table listed in
+    /// `realm_scoped` that lacks it.
+    realm_scoped: HashMap<u32, Option<AttNum>>,
+    constraints: HashMap<u32, Vec<&'a Constraint>>,
+    indexes: HashMap<u32, Vec<&'a Index>>,
+}
+
+fn matches_entry(entries: &[String], t: &Table) -> bool {
+    entries
+        .iter()
+        .any(|e| *e == t.name || *e == format!("{}.{}", t.schema, t.name))
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(cat: &'a Catalog, cfg: &'a Config) -> Ctx<'a> {
+        let tables: HashMap<u32, &Table> = cat.tables.iter().map(|t| (t.oid, t)).collect();
+        let realms_oid = match cat.realms {
+            RealmsTable::Found(oid) => Some(oid),
+            _ => None,
+        };
+        let candidate = |t: &Table| {
+            !t.is_partition
+                && (cfg.schemas.is_empty() || cfg.schemas.contains(&t.schema))
+                && !matches_entry(&cfg.exclude, t)
+        };
+        let mut realm_scoped = HashMap::new();
+        for t in &cat.tables {
+            if !candidate(t) || Some(t.oid) == realms_oid {
+                continue;
+            }
+            let col = t.column(&cfg.realm_column).map(|c| c.num);
+            if col.is_some() || matches_entry(&cfg.realm_scoped, t) {
+                realm_scoped.insert(t.oid, col);
+            }
+        }
+        let mut checked: Vec<&Table> = cat
+            .tables
+            .iter()
+            .filter(|t| candidate(t))
+            .filter(|t| cat.scope.as_ref().is_none_or(|s| s.contains(&t.oid)))
+            .collect();
+        checked.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        let mut constraints: HashMap<u32, Vec<&Constraint>> = HashMap::new();
+        for c in &cat.constraints {
+            constraints.entry(c.table).or_default().push(c);
+        }
+        let mut indexes: HashMap<u32, Vec<&Index>> = HashMap::new();
+        for i in &cat.indexes {
+            indexes.entry(i.table).or_default().push(i);
+        }
+        Ctx {
+            cat,
+            cfg,
+            tables,
+            checked,
+            realm_scoped,
+            constraints,
+            indexes,
+        }
+    }
+
+    pub fn table(&self, oid: u32) -> Option<&'a Table> {
+        self.tables.get(&oid).copied()
+    }
+
+    pub fn realms_oid(&self) -> Option<u32> {
+        match self.cat.realms {
+            RealmsTable::Found(oid) => Some(oid),
+            _ => None,
+        }
+    }
+
+    pub fn is_realm_scoped(&self, oid: u32) -> bool {
+        self.realm_scoped.contains_key(&oid)
+    }
+
+    /// The realm column of a realm-scoped table that has one.
+    pub fn realm_col(&self, oid: u32) -> Option<AttNum> {
+        self.realm_scoped.get(&oid).copied().flatten()
+    }
+
+    /// Checked tables that are realm-scoped.
+    pub fn scoped_tables(&self) -> impl Iterator<Item = &'a Table> + '_ {
+        self.checked
+            .iter()
+            .copied()
+            .filter(|t| self.is_realm_scoped(t.oid))
+    }
+
+    pub fn constraints_of(&self, oid: u32) -> &[&'a Constraint] {
+        self.constraints.get(&oid).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn indexes_of(&self, oid: u32) -> &[&'a Index] {
+        self.indexes.get(&oid).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn primary_key(&self, oid: u32) -> Option<&'a Constraint> {
+        self.constraints_of(oid)
+            .iter()
+            .copied()
+            .find(|c| c.kind == ConstraintKind::PrimaryKey)
+    }
+
+    /// Foreign keys declared on a table.
+    pub fn foreign_keys(&self, oid: u32) -> impl Iterator<Item = &'a Constraint> + '_ {
+        self.constraints_of(oid)
+            .iter()
+            .copied()
+            .filter(|c| c.foreign.is_some())
+    }
+
+    /// Foreign keys that depend on an index (it cannot be dropped before they are moved).
+    pub fn fks_using(&self, index: u32) -> Vec<&'a Constraint> {
+        self.cat
+            .constraints
+            .iter()
+            .filter(|c| c.foreign.as_ref().is_some_and(|f| f.index == index))
+            .collect()
+    }
+
+    /// A name for a new index in `schema`, PostgreSQL style, with a number appended when a loaded
+    /// relation already has it. Deterministic, so two fixes that want the same index agree.
+    pub fn index_name(&self, schema: &str, parts: &[&str], suffix: &str) -> String {
+        let taken = |n: &str| {
+            self.cat
+                .indexes
+                .iter()
+                .any(|i| i.name == n && self.table(i.table).is_some_and(|t| t.schema == schema))
+                || self
+                    .cat
+                    .tables
+                    .iter()
+                    .any(|t| t.schema == schema && t.name == n)
+        };
+        let base = fix::object_name(parts, suffix);
+        if !taken(&base) {
+            return base;
+        }
+        (1..)
+            .map(|k| fix::object_name(parts, &format!("{suffix}{k}")))
+            .find(|n| !taken(n))
+            .expect("some free name")
+    }
+
+    /// A comment line naming the foreign keys that must move before `index` can be dropped.
+    pub fn dependents_note(&self, index: u32) -> String {
+        let fks = self.fks_using(index);
+        if fks.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> = fks
+            .iter()
+            .map(|c| {
+                let t = self.table(c.table).map(|t| t.name.as_str()).unwrap_or("?");
+                format!("{t}.{}", c.name)
+            })
+            .collect();
+        format!(
+            "-- first move the foreign keys that depend on the old key (fk-missing-realm): {}\n",
+            names.join(", ")
+        )
+    }
+
+    /// A violation owned by `t`, with the rule's default severity (the config's is applied by
+    /// [`evaluate`]).
+    pub fn violation(
+        &self,
+        rule: &str,
+        t: &Table,
+        constraint: Option<&str>,
+        message: String,
+        fix: Option<String>,
+    ) -> Violation {
+        Violation {
+            rule: rule.to_string(),
+            severity: self.cfg.severity(rule),
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            constraint: constraint.map(str::to_string),
+            message,
+            fix,
+        }
+    }
+}
+
+/// `realmguard verify`.
+pub async fn cmd_verify(g: &GlobalOpts, _a: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let cfg = g.config()?;
+    let target = g.database().await?;
+    let mut conn = target.connect().await?;
+    let started = Instant::now();
+    let report = verify(&mut conn, &cfg).await?;
+    // Opt-in measurement line for scripts/bench-verify.sh; stderr, so it never mixes with results.
+    if std::env::var_os("REALMGUARD_VERIFY_STATS").is_some() {
+        eprintln!(
+            "realmguard: verify read the catalog in {} queries, {} ms, {} tables",
+            report.queries,
+            started.elapsed().as_millis(),
+            report.summary.tables
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    render(&report, g.format, &mut out)?;
+    out.flush()?;
+    Ok(Outcome::from_findings(!report.ok))
+}
+
+/// Names of columns for a message: `(a, b)`.
+pub(crate) fn msg_cols(t: &Table, nums: &[AttNum]) -> String {
+    format!("({})", t.column_names(nums).join(", "))
+}
+
+/// The set of columns, order ignored.
+pub(crate) fn col_set(nums: &[AttNum]) -> HashSet<AttNum> {
+    nums.iter().copied().collect()
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;

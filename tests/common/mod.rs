@@ -188,13 +188,14 @@ impl Run {
         self
     }
 
-    /// A user-facing error: exactly one line on stderr, no panic, no backtrace.
+    /// A user-facing error: exactly one `error:` line on stderr (besides `realmguard:` progress
+    /// notes), no panic, no backtrace.
     pub fn expect_one_line_error(&self) -> &Self {
         self.expect_code(2);
         let lines: Vec<&str> = self
             .stderr
             .lines()
-            .filter(|l| !l.starts_with("realmguard: using"))
+            .filter(|l| !l.starts_with("realmguard: "))
             .collect();
         assert_eq!(
             lines.len(),

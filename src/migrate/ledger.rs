@@ -1,0 +1,181 @@
+//! The ledger: `realmguard.migrations`, one row per applied version with its checksum, who applied
+//! it and when, how long it took, and how many of its statements ran (no-transaction files record
+//! progress per statement so a rerun resumes). Also adopts sqlx-cli's `_sqlx_migrations`.
+
+use super::plan::Applied;
+use super::source::{hex, Migration};
+use anyhow::Context;
+use sqlx::{PgConnection, Row};
+
+const CREATE: &str = "
+CREATE SCHEMA IF NOT EXISTS realmguard;
+CREATE TABLE IF NOT EXISTS realmguard.migrations (
+    version            bigint PRIMARY KEY,
+    description        text NOT NULL,
+    checksum           text NOT NULL,
+    applied_by         text NOT NULL DEFAULT current_user,
+    applied_at         timestamptz NOT NULL DEFAULT now(),
+    duration_ms        bigint NOT NULL DEFAULT 0,
+    statements_applied integer NOT NULL,
+    statements_total   integer NOT NULL,
+    success            boolean NOT NULL,
+    baseline           boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE realmguard.migrations IS 'realmguard migrate ledger: one row per applied version';
+";
+
+/// Create the ledger if needed (caller holds the migration lock). Returns whether it was new.
+pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    let existed = exists(conn).await?;
+    if !existed {
+        sqlx::raw_sql(CREATE)
+            .execute(&mut *conn)
+            .await
+            .context("cannot create the ledger realmguard.migrations")?;
+    }
+    Ok(!existed)
+}
+
+pub async fn exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    let found: bool = sqlx::query_scalar("SELECT to_regclass('realmguard.migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .context("cannot look for the ledger")?;
+    Ok(found)
+}
+
+/// Every ledger row (empty when there is no ledger yet).
+pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Vec<Applied>> {
+    if !exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT version, description, checksum, success, statements_applied, statements_total,
+                to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || 'Z', applied_by,
+                duration_ms, baseline
+         FROM realmguard.migrations ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("cannot read the ledger realmguard.migrations")?;
+    Ok(rows
+        .iter()
+        .map(|r| Applied {
+            version: r.get(0),
+            description: r.get(1),
+            checksum: r.get(2),
+            success: r.get(3),
+            statements_applied: r.get(4),
+            statements_total: r.get(5),
+            applied_at: r.get(6),
+            applied_by: r.get(7),
+            duration_ms: r.get(8),
+            baseline: r.get(9),
+        })
+        .collect())
+}
+
+/// Record a migration (inside the migration's own transaction for transactional files).
+pub async fn insert(
+    conn: &mut PgConnection,
+    m: &Migration,
+    success: bool,
+    applied: i32,
+    total: i32,
+    duration_ms: i64,
+    baseline: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO realmguard.migrations
+            (version, description, checksum, duration_ms, statements_applied, statements_total, success, baseline)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(m.version)
+    .bind(&m.description)
+    .bind(&m.checksum)
+    .bind(duration_ms)
+    .bind(applied)
+    .bind(total)
+    .bind(success)
+    .bind(baseline)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("cannot record migration {} in the ledger", m.version))?;
+    Ok(())
+}
+
+/// Per-statement progress of a no-transaction migration.
+pub async fn progress(
+    conn: &mut PgConnection,
+    version: i64,
+    applied: i32,
+    success: bool,
+    duration_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE realmguard.migrations
+            SET statements_applied = $2, success = $3, duration_ms = duration_ms + $4, applied_at = now()
+          WHERE version = $1",
+    )
+    .bind(version)
+    .bind(applied)
+    .bind(success)
+    .bind(duration_ms)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("cannot record the progress of migration {version}"))?;
+    Ok(())
+}
+
+/// Copy sqlx-cli's history into an empty ledger, so its users switch without re-running anything.
+/// A row whose SHA-384 matches the file on disk gets our checksum of that file; one that does not
+/// keeps `sqlx:<hex>` and so shows as modified (or missing) in `status`.
+pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow::Result<usize> {
+    let has: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !has {
+        return Ok(0);
+    }
+    let rows = sqlx::query(
+        "SELECT version, description, checksum, execution_time / 1000000, installed_on::text
+           FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("cannot read sqlx-cli's _sqlx_migrations")?;
+    for r in &rows {
+        let version: i64 = r.get(0);
+        let sqlx_sum: Vec<u8> = r.get(2);
+        let file = files.iter().find(|f| f.version == version);
+        let checksum = match file {
+            Some(f) if f.sqlx_checksum == sqlx_sum || sha384(&f.sql) == sqlx_sum => {
+                f.checksum.clone()
+            }
+            _ => format!("sqlx:{}", hex(&sqlx_sum)),
+        };
+        let total = file.map_or(0, |f| {
+            crate::split::split(&f.sql).map_or(1, |p| p.len() as i32)
+        });
+        sqlx::query(
+            "INSERT INTO realmguard.migrations
+                (version, description, checksum, applied_by, applied_at, duration_ms, statements_applied, statements_total, success)
+             VALUES ($1, $2, $3, 'sqlx-cli', $5::timestamptz, $4, $6, $6, true)",
+        )
+        .bind(version)
+        .bind(r.get::<String, _>(1))
+        .bind(checksum)
+        .bind(r.get::<i64, _>(3))
+        .bind(r.get::<String, _>(4))
+        .bind(total)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("cannot adopt sqlx-cli's record of version {version}"))?;
+    }
+    Ok(rows.len())
+}
+
+fn sha384(s: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha384};
+    Sha384::digest(s.as_bytes()).to_vec()
+}

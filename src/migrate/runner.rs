@@ -1,0 +1,683 @@
+//! Applying migrations: the advisory lock, one transaction per migration (script and ledger row
+//! commit together or not at all), `lock_timeout` with retry so a migration never waits in the lock
+//! queue in front of the application, and the no-transaction mode that runs statement by
+//! statement, records progress, resumes, and checks that every index it built is valid.
+
+use super::ledger;
+use super::plan::{self, Applied, PlanOptions};
+use super::source::{self, Migration};
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::split::{self, Piece};
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Advisory lock key: "realmgrd" in ASCII, fixed so every realmguard version agrees on it.
+pub const LOCK_KEY: i64 = 0x7265_616c_6d67_7264;
+
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub plan: PlanOptions,
+    pub dry_run: bool,
+    pub lock_wait: Duration,
+    pub lock_timeout: Duration,
+    pub lock_retries: u32,
+    pub statement_timeout: Duration,
+    /// Verify, inside each migration's transaction, that it introduces no error-severity violation.
+    pub guard: bool,
+    pub allow_violations: bool,
+    /// Draw a progress bar on stderr (only shown on a terminal).
+    pub progress: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            plan: PlanOptions::default(),
+            dry_run: false,
+            lock_wait: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(2),
+            lock_retries: 8,
+            statement_timeout: Duration::ZERO,
+            guard: true,
+            allow_violations: false,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+    pub file: PathBuf,
+    pub no_transaction: bool,
+    pub statements: usize,
+    /// For a resumed no-transaction migration: how many statements had run before.
+    pub resumed_after: Option<usize>,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    pub version: i64,
+    pub description: String,
+    pub file: PathBuf,
+    pub no_transaction: bool,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MigrateReport {
+    pub dry_run: bool,
+    /// Migrations this run applied, in order.
+    pub applied: Vec<AppliedMigration>,
+    /// With --dry-run: what would run.
+    pub planned: Vec<PlannedMigration>,
+    /// Migrations applied before this run.
+    pub already_applied: usize,
+    /// Rows adopted from sqlx-cli's `_sqlx_migrations`.
+    pub adopted_from_sqlx: usize,
+    /// A migration the verify guard rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<super::guard::Rejection>,
+    /// verify's summary of the whole database after migrating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySummary {
+    #[serde(flatten)]
+    pub summary: crate::verify::Summary,
+    #[serde(skip)]
+    pub line: String,
+}
+
+/// Where a migration failed: the file and line, and PostgreSQL's SQLSTATE, message and hint.
+#[derive(Debug, thiserror::Error)]
+#[error("migration {version} failed at {file}:{line}: {cause}")]
+pub struct MigrationFailed {
+    pub version: i64,
+    pub file: String,
+    pub line: usize,
+    pub cause: String,
+}
+
+/// Run `migrate`; errors carry nothing of what was applied before them (see [`migrate_reporting`]).
+pub async fn migrate(
+    target: &Target,
+    cfg: &Config,
+    dir: &Path,
+    opts: &MigrateOptions,
+) -> anyhow::Result<MigrateReport> {
+    let (report, result) = migrate_reporting(target, cfg, dir, opts).await;
+    result.map(|_| report)
+}
+
+/// Run `migrate` and return the report of what was done even when it stopped on an error.
+pub async fn migrate_reporting(
+    target: &Target,
+    cfg: &Config,
+    dir: &Path,
+    opts: &MigrateOptions,
+) -> (MigrateReport, anyhow::Result<()>) {
+    let mut report = MigrateReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let result = run(target, cfg, dir, opts, &mut report).await;
+    (report, result)
+}
+
+async fn run(
+    target: &Target,
+    cfg: &Config,
+    dir: &Path,
+    opts: &MigrateOptions,
+    report: &mut MigrateReport,
+) -> anyhow::Result<()> {
+    let files = source::load_dir(dir)?;
+    if opts.dry_run {
+        // Read-only: no lock, no ledger created, nothing executed.
+        let mut conn = target.connect().await?;
+        let applied = ledger::read(&mut conn).await?;
+        let entries = plan::entries(&applied, &files);
+        let todo = plan::plan(&entries, &files, opts.plan)?;
+        report.already_applied = applied.iter().filter(|a| a.success).count();
+        report.planned = todo
+            .iter()
+            .map(|&i| {
+                let m = &files[i];
+                PlannedMigration {
+                    version: m.version,
+                    description: m.description.clone(),
+                    file: m.path.clone(),
+                    no_transaction: m.no_transaction,
+                    sql: m.sql.clone(),
+                }
+            })
+            .collect();
+        return Ok(());
+    }
+
+    let mut lock_conn = target.connect().await?;
+    acquire_lock(&mut lock_conn, opts.lock_wait).await?;
+    let result = async {
+        let mut conn = target.connect().await?;
+        if ledger::ensure(&mut conn).await? {
+            report.adopted_from_sqlx = ledger::adopt_sqlx(&mut conn, &files).await?;
+        }
+        // Read the ledger only now, under the lock: another runner may just have applied.
+        let applied = ledger::read(&mut conn).await?;
+        report.already_applied = applied.iter().filter(|a| a.success).count();
+        let entries = plan::entries(&applied, &files);
+        let todo = plan::plan(&entries, &files, opts.plan)?;
+        let bar = progress_bar(opts.progress && todo.len() > 1, todo.len());
+        for &i in &todo {
+            let m = &files[i];
+            bar.set_message(format!("{} {}", m.version, m.description));
+            let prior = applied.iter().find(|a| a.version == m.version);
+            let done = if m.no_transaction {
+                apply_no_transaction(&mut conn, m, opts, prior).await?
+            } else {
+                match apply_in_transaction(&mut conn, &mut lock_conn, cfg, m, opts).await? {
+                    Ok(done) => done,
+                    Err(rejection) => {
+                        report.rejected = Some(rejection);
+                        break;
+                    }
+                }
+            };
+            report.applied.push(done);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if opts.guard && !report.applied.is_empty() {
+            let full = crate::verify::verify(&mut conn, cfg)
+                .await
+                .context("cannot verify the migrated database")?;
+            report.verify = Some(VerifySummary {
+                line: crate::verify::summary_line(&full),
+                summary: full.summary,
+            });
+        }
+        let _ = sqlx::Connection::close(conn).await;
+        anyhow::Ok(())
+    }
+    .await;
+    // Explicit unlock on every path; closing the session would release it too.
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut lock_conn)
+        .await;
+    let _ = sqlx::Connection::close(lock_conn).await;
+    result
+}
+
+fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} migrations  {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Take the migration lock with `pg_try_advisory_lock`, polling with backoff up to `wait` and
+/// naming the pid that holds it, instead of blocking forever like `pg_advisory_lock` would.
+pub async fn acquire_lock(conn: &mut PgConnection, wait: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut announced: Option<i32> = None;
+    let mut attempt = 0;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot take the migration lock")?;
+        if got {
+            return Ok(());
+        }
+        let holder = lock_holder(conn).await?;
+        if started.elapsed() >= wait {
+            let who = holder.map_or("another session".to_string(), |p| format!("pid {p}"));
+            bail!(
+                "another migration runner ({who}) holds the migration lock; gave up after {:.1}s (raise --lock-wait to wait longer)",
+                wait.as_secs_f64()
+            );
+        }
+        if holder.is_some() && holder != announced {
+            eprintln!(
+                "realmguard: waiting for the migration lock held by pid {} (up to {:.0}s)",
+                holder.unwrap_or_default(),
+                wait.as_secs_f64()
+            );
+            announced = holder;
+        }
+        let left = wait.saturating_sub(started.elapsed());
+        tokio::time::sleep(
+            db::backoff(
+                attempt,
+                Duration::from_millis(25),
+                Duration::from_millis(500),
+            )
+            .min(left),
+        )
+        .await;
+        attempt += 1;
+    }
+}
+
+async fn lock_holder(conn: &mut PgConnection) -> anyhow::Result<Option<i32>> {
+    let pid: Option<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND classid = ($1 >> 32)::bigint::oid AND objid = ($1 & 4294967295)::bigint::oid
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          LIMIT 1",
+    )
+    .bind(LOCK_KEY)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("cannot look up who holds the migration lock")?;
+    Ok(pid)
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(
+        db::sqlstate(e).as_deref(),
+        Some(db::LOCK_TIMEOUT | db::DEADLOCK)
+    )
+}
+
+/// The statements of a file; a file our tokenizer cannot split runs whole (PostgreSQL is the
+/// judge of its syntax), losing only per-statement line numbers.
+fn pieces(m: &Migration) -> Vec<Piece<'_>> {
+    split::split(&m.sql).unwrap_or_else(|_| {
+        vec![Piece {
+            sql: m.sql.as_str(),
+            line: 1,
+            column: 1,
+            offset: 0,
+        }]
+    })
+}
+
+/// Transaction control inside a migration would commit half of it: refuse before running.
+fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) -> anyhow::Result<()> {
+    for p in pieces {
+        let mut words = p
+            .sql
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(';').to_ascii_uppercase());
+        let first = words.next().unwrap_or_default();
+        let second = words.next().unwrap_or_default();
+        let control = matches!(first.as_str(), "COMMIT" | "ROLLBACK" | "END" | "ABORT")
+            || (first == "BEGIN" && second != "ATOMIC")
+            || (first == "START" && second == "TRANSACTION");
+        if control && !second.starts_with("PREPARED") {
+            bail!(
+                "{}:{}: `{first}` inside a migration would break its atomicity: realmguard runs each file in its own transaction; remove it, or put `-- realmguard:no-transaction` first to run the file statement by statement",
+                m.path.display(),
+                p.line
+            );
+        }
+    }
+    Ok(())
+}
+
+fn failure(m: &Migration, p: &Piece<'_>, e: &sqlx::Error) -> MigrationFailed {
+    let within = db::error_position(e)
+        .map(|pos| {
+            p.sql
+                .chars()
+                .take(pos.saturating_sub(1))
+                .filter(|&c| c == '\n')
+                .count()
+        })
+        .unwrap_or(0);
+    MigrationFailed {
+        version: m.version,
+        file: m.path.display().to_string(),
+        line: p.line + within,
+        cause: db::describe_pg_error(e),
+    }
+}
+
+async fn apply_in_transaction(
+    conn: &mut PgConnection,
+    lock_conn: &mut PgConnection,
+    cfg: &Config,
+    m: &Migration,
+    opts: &MigrateOptions,
+) -> anyhow::Result<Result<AppliedMigration, super::guard::Rejection>> {
+    let pieces = pieces(m);
+    check_no_transaction_control(m, &pieces)?;
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        ms(opts.lock_timeout),
+        ms(opts.statement_timeout)
+    );
+    let mut attempt = 0;
+    'attempt: loop {
+        attempt += 1;
+        let started = Instant::now();
+        sqlx::raw_sql(&begin)
+            .execute(&mut *conn)
+            .await
+            .context("cannot begin a transaction")?;
+        for p in &pieces {
+            if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
+                rollback(conn).await?;
+                if is_retryable(&e) && attempt <= opts.lock_retries {
+                    let pause = db::backoff(
+                        attempt - 1,
+                        Duration::from_millis(200),
+                        Duration::from_secs(5),
+                    );
+                    eprintln!(
+                        "realmguard: migration {} hit lock_timeout ({}ms) at {}:{}; rolled back, retrying in {}ms ({attempt}/{})",
+                        m.version,
+                        ms(opts.lock_timeout),
+                        m.path.display(),
+                        p.line,
+                        ms(pause),
+                        opts.lock_retries
+                    );
+                    tokio::time::sleep(pause).await;
+                    continue 'attempt;
+                }
+                let failed = failure(m, p, &e);
+                if is_retryable(&e) {
+                    return Err(anyhow!(failed).context(format!(
+                        "another session kept a conflicting lock through {} attempts of {}ms lock_timeout; nothing of migration {} was applied (find the blocker in pg_stat_activity, or raise --lock-retries)",
+                        attempt, ms(opts.lock_timeout), m.version
+                    )));
+                }
+                return Err(failed.into());
+            }
+        }
+        if opts.guard {
+            if let Some(rejection) = super::guard::check(conn, lock_conn, cfg, m).await? {
+                if !opts.allow_violations {
+                    rollback(conn).await?;
+                    return Ok(Err(rejection));
+                }
+                eprintln!(
+                    "realmguard: migration {} introduces {} error-severity violation(s); committed anyway (--allow-violations)",
+                    m.version,
+                    rejection.violations.len()
+                );
+            }
+        }
+        let elapsed = started.elapsed();
+        let n = pieces.len() as i32;
+        if let Err(e) = ledger::insert(conn, m, true, n, n, elapsed.as_millis() as i64, false).await
+        {
+            rollback(conn).await?;
+            return Err(e);
+        }
+        if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+            // A deferred constraint fails at COMMIT; the transaction is gone either way.
+            return Err(anyhow!(MigrationFailed {
+                version: m.version,
+                file: m.path.display().to_string(),
+                line: pieces.last().map_or(1, |p| p.line),
+                cause: format!("at COMMIT: {}", db::describe_pg_error(&e)),
+            }));
+        }
+        return Ok(Ok(AppliedMigration {
+            version: m.version,
+            description: m.description.clone(),
+            file: m.path.clone(),
+            no_transaction: false,
+            statements: pieces.len(),
+            resumed_after: None,
+            attempts: attempt,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
+    }
+}
+
+async fn rollback(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *conn)
+        .await
+        .context("cannot roll back")?;
+    Ok(())
+}
+
+/// Run a `-- realmguard:no-transaction` file statement by statement (for CREATE INDEX
+/// CONCURRENTLY, which cannot run in a transaction), recording progress after each so a rerun
+/// resumes after the last statement that succeeded.
+async fn apply_no_transaction(
+    conn: &mut PgConnection,
+    m: &Migration,
+    opts: &MigrateOptions,
+    prior: Option<&Applied>,
+) -> anyhow::Result<AppliedMigration> {
+    let pieces = split::split(&m.sql).map_err(|e| {
+        anyhow!(
+            "{}:{}: {e}; a no-transaction migration must split into statements",
+            m.path.display(),
+            e.line
+        )
+    })?;
+    let total = pieces.len() as i32;
+    let start_at = match prior {
+        Some(a) => a.statements_applied.max(0) as usize,
+        None => {
+            ledger::insert(conn, m, total == 0, 0, total, 0, false).await?;
+            0
+        }
+    };
+    // Session settings (not SET LOCAL): each statement is its own transaction here.
+    sqlx::raw_sql(&format!(
+        "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        ms(opts.lock_timeout),
+        ms(opts.statement_timeout)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let started = Instant::now();
+    let mut attempts = 1;
+    let result = async {
+        for (i, p) in pieces.iter().enumerate().skip(start_at) {
+            let index = created_index(p.sql);
+            let t0 = Instant::now();
+            if let Some(ix) = &index {
+                match index_valid(conn, ix).await? {
+                    Some(true) => {
+                        eprintln!("realmguard: {}:{}: index {ix} already exists and is valid; not rebuilding it", m.path.display(), p.line);
+                        ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, 0).await?;
+                        continue;
+                    }
+                    Some(false) => drop_invalid_index(conn, m, p, ix).await?,
+                    None => {}
+                }
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match sqlx::raw_sql(p.sql).execute(&mut *conn).await {
+                    Ok(_) => break,
+                    Err(e) if is_retryable(&e) && attempt <= opts.lock_retries => {
+                        attempts += 1;
+                        // A CONCURRENTLY build that timed out leaves an invalid index behind.
+                        if let Some(ix) = &index {
+                            if index_valid(conn, ix).await? == Some(false) {
+                                drop_invalid_index(conn, m, p, ix).await?;
+                            }
+                        }
+                        let pause = db::backoff(attempt - 1, Duration::from_millis(200), Duration::from_secs(5));
+                        eprintln!(
+                            "realmguard: {}:{} hit lock_timeout; retrying in {}ms ({attempt}/{})",
+                            m.path.display(),
+                            p.line,
+                            ms(pause),
+                            opts.lock_retries
+                        );
+                        tokio::time::sleep(pause).await;
+                    }
+                    Err(e) => {
+                        let failed = failure(m, p, &e);
+                        let mut msg = format!("{failed}; {i} of {total} statements of this no-transaction migration are applied, a rerun resumes at statement {}", i + 1);
+                        if let Some(ix) = &index {
+                            if index_valid(conn, ix).await? == Some(false) {
+                                msg.push_str(&format!(" (the failed build left index {ix} INVALID; the rerun drops and rebuilds it)"));
+                            }
+                        }
+                        bail!(msg);
+                    }
+                }
+            }
+            if let Some(ix) = &index {
+                if index_valid(conn, ix).await? == Some(false) {
+                    bail!(
+                        "migration {} built index {ix} at {}:{} but it is INVALID (a failed CONCURRENTLY build); a rerun drops and rebuilds it",
+                        m.version,
+                        m.path.display(),
+                        p.line
+                    );
+                }
+            }
+            ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, t0.elapsed().as_millis() as i64).await?;
+        }
+        if total == 0 || start_at >= pieces.len() {
+            ledger::progress(conn, m.version, total, true, 0).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+        .execute(&mut *conn)
+        .await;
+    result?;
+    Ok(AppliedMigration {
+        version: m.version,
+        description: m.description.clone(),
+        file: m.path.clone(),
+        no_transaction: true,
+        statements: pieces.len(),
+        resumed_after: prior.map(|a| a.statements_applied.max(0) as usize),
+        attempts,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+async fn drop_invalid_index(
+    conn: &mut PgConnection,
+    m: &Migration,
+    p: &Piece<'_>,
+    ix: &str,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "realmguard: {}:{}: index {ix} is INVALID (left by a failed CONCURRENTLY build); dropping it to rebuild",
+        m.path.display(),
+        p.line
+    );
+    sqlx::raw_sql(&format!("DROP INDEX CONCURRENTLY IF EXISTS {ix}"))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("cannot drop the invalid index {ix}"))?;
+    Ok(())
+}
+
+/// The (schema-qualified when known) name of the index a `CREATE INDEX` statement builds.
+fn created_index(sql: &str) -> Option<String> {
+    use sqlparser::ast::Statement;
+    let head: Vec<String> = sql
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    if head.first().map(String::as_str) != Some("CREATE") || !head.iter().any(|w| w == "INDEX") {
+        return None;
+    }
+    let stmts =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .ok()?;
+    let Some(Statement::CreateIndex(ci)) = stmts.first() else {
+        return None;
+    };
+    let name = ci.name.as_ref()?;
+    if name.0.len() > 1 {
+        return Some(name.to_string());
+    }
+    match ci.table_name.0.len() {
+        2 => Some(format!("{}.{}", ci.table_name.0[0], name)),
+        _ => Some(name.to_string()),
+    }
+}
+
+/// `Some(valid)` when the index exists, `None` when it does not.
+async fn index_valid(conn: &mut PgConnection, name: &str) -> anyhow::Result<Option<bool>> {
+    let v: Option<bool> =
+        sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .with_context(|| format!("cannot check index {name}"))?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_index_a_statement_builds() {
+        assert_eq!(
+            created_index("CREATE INDEX CONCURRENTLY ix ON t (a)").as_deref(),
+            Some("ix")
+        );
+        assert_eq!(
+            created_index("create unique index concurrently if not exists ix on s.t (a)")
+                .as_deref(),
+            Some("s.ix")
+        );
+        assert_eq!(
+            created_index("CREATE INDEX \"Ix\" ON \"S\".t (a)").as_deref(),
+            Some("\"S\".\"Ix\"")
+        );
+        assert_eq!(created_index("CREATE TABLE t (a int)"), None);
+        assert_eq!(created_index("CREATE INDEX ON t (a)"), None);
+    }
+
+    #[test]
+    fn transaction_control_is_refused() {
+        let m = source::from_bytes(
+            1,
+            "x".into(),
+            "1_x.sql".into(),
+            b"begin;\ncreate table t (a int);\ncommit;",
+        )
+        .unwrap();
+        let p = pieces(&m);
+        let err = check_no_transaction_control(&m, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1_x.sql:1") && err.contains("BEGIN"), "{err}");
+        let ok = source::from_bytes(
+            1,
+            "x".into(),
+            "1_x.sql".into(),
+            b"create function f() returns int language sql begin atomic select 1; end;\nselect 1;",
+        )
+        .unwrap();
+        assert!(check_no_transaction_control(&ok, &pieces(&ok)).is_ok());
+    }
+}

@@ -1,0 +1,169 @@
+//! `fk-missing-realm`: a foreign key (on any checked table) references a realm-scoped table and the
+//! referenced columns do not include that table's realm column, so once ids repeat across realms
+//! the reference is ambiguous and can point into another realm. Reported on the referencing table.
+
+use crate::db::qualified;
+use crate::verify::fix::{add_foreign_key, create_index, object_name, table_sql, FkSpec};
+use crate::verify::{col_set, msg_cols, Ctx, Violation};
+use crate::{catalog::FkAction, db::quote_ident};
+
+pub const ID: &str = "fk-missing-realm";
+
+pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
+    let rname = &ctx.cfg.realm_column;
+    for t in ctx.checked.iter().copied() {
+        for c in ctx.foreign_keys(t.oid) {
+            let f = c.foreign.as_ref().expect("foreign key");
+            let Some(p) = ctx.table(f.ref_table) else {
+                continue;
+            };
+            let Some(p_realm) = ctx.realm_col(p.oid) else {
+                continue;
+            };
+            if f.ref_columns.contains(&p_realm) {
+                continue;
+            }
+            let own = t.column(rname);
+            let message = format!(
+                "foreign key {} {} references {} {} without {rname}{}",
+                c.name,
+                msg_cols(t, &c.columns),
+                qualified(&p.schema, &p.name),
+                msg_cols(p, &f.ref_columns),
+                if own.is_none() {
+                    format!("; {} has no {rname} column to carry it yet", t.name)
+                } else {
+                    String::new()
+                }
+            );
+            let fix = own.map(|own| {
+                let mut cols = t.column_names(&c.columns);
+                cols.push(own.name.clone());
+                let mut ref_cols = p.column_names(&f.ref_columns);
+                ref_cols.push(rname.clone());
+                let mut s = String::new();
+                // A composite foreign key needs a unique index on exactly its referenced columns.
+                let mut want: Vec<i16> = f.ref_columns.clone();
+                want.push(p_realm);
+                let want_set = col_set(&want);
+                let has_key = ctx.indexes_of(p.oid).iter().any(|i| {
+                    i.unique
+                        && i.valid
+                        && !i.partial
+                        && i.key_columns.len() == want.len()
+                        && col_set(&i.key_columns) == want_set
+                });
+                if !has_key {
+                    let mut parts: Vec<&str> = vec![&p.name];
+                    parts.extend(ref_cols.iter().map(String::as_str));
+                    let keys: Vec<String> = ref_cols.iter().map(|n| quote_ident(n)).collect();
+                    s.push_str(&create_index(
+                        p,
+                        &ctx.index_name(&p.schema, &parts, "key"),
+                        true,
+                        &keys,
+                        None,
+                    ));
+                    s.push('\n');
+                }
+                let mut parts: Vec<&str> = vec![&t.name];
+                parts.extend(cols.iter().map(String::as_str));
+                let name = object_name(&parts, "fkey");
+                let on_delete = if ctx.is_realm_scoped(t.oid) {
+                    FkAction::Cascade
+                } else {
+                    f.on_delete
+                };
+                s.push_str(&add_foreign_key(
+                    t,
+                    &FkSpec {
+                        name: &name,
+                        columns: cols,
+                        ref_table: p,
+                        ref_columns: ref_cols,
+                        on_delete,
+                        on_update: f.on_update,
+                        match_full: f.match_full,
+                        deferrable: f.deferrable,
+                        deferred: f.deferred,
+                    },
+                    None,
+                ));
+                s.push_str(&format!(
+                    "\nALTER TABLE {} DROP CONSTRAINT {};",
+                    table_sql(t),
+                    quote_ident(&c.name)
+                ));
+                s
+            });
+            out.push(ctx.violation(ID, t, Some(&c.name), message, fix));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::FkAction;
+    use crate::verify::testkit::Kit;
+
+    #[test]
+    fn id_only_reference_is_replaced_by_a_composite_one() {
+        let mut k = Kit::new();
+        let g = k.good("groups", &[]);
+        let m = k.good("memberships", &["group_id"]);
+        k.fk(m, &["group_id"], g, &["id"], FkAction::Cascade);
+        let v = k.of(super::ID);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].table, "memberships");
+        assert_eq!(
+            v[0].constraint.as_deref(),
+            Some("memberships_group_id_fkey")
+        );
+        assert_eq!(
+            v[0].fix.as_deref().unwrap(),
+            "ALTER TABLE public.memberships ADD CONSTRAINT memberships_group_id_realm_id_fkey FOREIGN KEY (group_id, realm_id) REFERENCES public.groups (id, realm_id) ON DELETE CASCADE NOT VALID;\n\
+             ALTER TABLE public.memberships VALIDATE CONSTRAINT memberships_group_id_realm_id_fkey;\n\
+             ALTER TABLE public.memberships DROP CONSTRAINT memberships_group_id_fkey;"
+        );
+    }
+
+    #[test]
+    fn reference_from_a_table_without_realm_has_no_fix_and_a_unique_target_is_built() {
+        let mut k = Kit::new();
+        let g = k.table(
+            "public",
+            "groups",
+            &[("id", "bigint", true), ("realm_id", "text", true)],
+        );
+        k.pk(g, &["id"]);
+        let log = k.table(
+            "public",
+            "audit",
+            &[("id", "bigint", true), ("group_id", "bigint", true)],
+        );
+        k.fk(log, &["group_id"], g, &["id"], FkAction::NoAction);
+        let v = k.of(super::ID);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].fix.is_none());
+        assert!(
+            v[0].message.contains("audit has no realm_id column"),
+            "{}",
+            v[0].message
+        );
+    }
+
+    #[test]
+    fn composite_reference_in_any_order_is_fine() {
+        let mut k = Kit::new();
+        let g = k.good("groups", &[]);
+        let m = k.good("memberships", &["group_id"]);
+        k.fk(
+            m,
+            &["realm_id", "group_id"],
+            g,
+            &["realm_id", "id"],
+            FkAction::Cascade,
+        );
+        assert!(k.of(super::ID).is_empty());
+    }
+}
