@@ -149,6 +149,17 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
             .await,
         0
     );
+    // verify, run by the user afterwards, agrees: no error on any realm-scoped table.
+    let v = db
+        .run(
+            dir.path(),
+            &["--config", &cfg, "--format", "json", "verify"],
+        )
+        .await;
+    v.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(report["summary"]["realm_scoped"], 4, "{}", v.stdout);
+    assert_eq!(report["summary"]["errors"], 0, "{}", v.stdout);
 
     // A second realm's rows, written explicitly by the new application, cascade with it.
     db.exec(

@@ -259,13 +259,20 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         );
     }
 
-    // TODO(verify): once `crate::verify::verify_tables(conn, cfg, &tables) -> Report` is on main,
-    // run it here on the converted tables and fail on its errors; until then the minimal shape
-    // check below (realm column NOT NULL, (key, realm) primary key, realm-carrying cascading
-    // validated foreign keys, no invalid index) stands in for it.
+    // The end state must satisfy verify on the converted tables (errors only: warnings such as
+    // fk-unindexed are the schema owner's call). The planner's own shape check runs too: it is
+    // cheap and catches a plan that stopped short of its goal even if a rule is turned off.
     let tables = tables_of(&steps);
+    let verified = crate::verify::verify_tables(&mut conn, &cfg, &tables)
+        .await
+        .context("cannot verify the converted tables")?;
+    let mut problems: Vec<String> = verified
+        .errors()
+        .filter(|v| tables.iter().any(|(s, t)| *s == v.schema && *t == v.table))
+        .map(|v| format!("{}.{}: {} ({})", v.schema, v.table, v.message, v.rule))
+        .collect();
     let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
-    let problems = plan::postcheck(&cat, &cfg, &tables);
+    problems.extend(plan::postcheck(&cat, &cfg, &tables));
     let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
         .execute(&mut conn)
         .await;
