@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: apply N small migrations to a fresh database with realmguard (verify guard on and
-# off), sqlx-cli (the reference Rust runner) and psql in one session (the floor). All three run
+# off), sqlx-cli (the reference Rust runner) and psql running every file in one transaction (the floor). All three run
 # against the same throwaway embedded cluster, each on its own fresh database, ROUNDS times in
 # alternating order; the median of each is printed with the ratios.
 #
@@ -64,20 +64,22 @@ run() { # name command...
 rg_guard()   { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
 rg_noguard() { DATABASE_URL=$1 "$BIN" migrate --dir "$dir" --no-verify; }
 sqlx_cli()   { "$SQLX" migrate run --source "$dir" --database-url "$1"; }
-psql_floor() { psql -X -q -v ON_ERROR_STOP=1 "$1" -f "$work/all.sql"; }
+psql_floor() { psql -X -q -1 -v ON_ERROR_STOP=1 "$1" -f "$work/all.sql"; }
 
+TOOLS=${TOOLS:-sqlx_cli rg_guard rg_noguard psql_floor}
 for round in $(seq 1 "$ROUNDS"); do
-  if [ $((round % 2)) -eq 1 ]; then order="sqlx_cli rg_guard rg_noguard psql_floor"; else order="psql_floor rg_noguard rg_guard sqlx_cli"; fi
+  order=$TOOLS
+  [ $((round % 2)) -eq 1 ] || order=$(echo "$TOOLS" | tr ' ' '\n' | tac | tr '\n' ' ')
   for t in $order; do run "$t" "$t"; done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-m_sqlx=$(echo "${times[sqlx_cli]}" | median)
-m_rg=$(echo "${times[rg_guard]}" | median)
-m_rgn=$(echo "${times[rg_noguard]}" | median)
-m_psql=$(echo "${times[psql_floor]}" | median)
 echo "migrate benchmark: $N migrations, median of $ROUNDS rounds, same server ($(psql -X -qtA "$base" -c 'SHOW server_version'))"
-printf '%-34s %8.3f s  %5.2fx sqlx-cli\n' "realmguard migrate (verify guard)" "$m_rg" "$(awk "BEGIN {print $m_rg / $m_sqlx}")"
-printf '%-34s %8.3f s  %5.2fx sqlx-cli\n' "realmguard migrate --no-verify" "$m_rgn" "$(awk "BEGIN {print $m_rgn / $m_sqlx}")"
-printf '%-34s %8.3f s  %5.2fx sqlx-cli\n' "sqlx migrate run" "$m_sqlx" 1
-printf '%-34s %8.3f s  %5.2fx sqlx-cli\n' "psql, one session (floor)" "$m_psql" "$(awk "BEGIN {print $m_psql / $m_sqlx}")"
+m_sqlx=$(echo "${times[sqlx_cli]:-0}" | median)
+declare -A label=([rg_guard]="realmguard migrate (verify guard)" [rg_noguard]="realmguard migrate --no-verify"
+                  [sqlx_cli]="sqlx migrate run" [psql_floor]="psql -1, one transaction (floor)")
+for t in rg_guard rg_noguard sqlx_cli psql_floor; do
+  [ -n "${times[$t]:-}" ] || continue
+  m=$(echo "${times[$t]}" | median)
+  printf '%-34s %8.3f s  %6.2fx sqlx-cli\n' "${label[$t]}" "$m" "$(awk "BEGIN {print ($m_sqlx > 0) ? $m / $m_sqlx : 0}")"
+done

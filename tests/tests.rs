@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backfill;
 mod check;
 mod cli;
 mod embedded;

@@ -747,3 +747,18 @@ async fn text_output_warnings_only_exit_zero_and_bad_config_exit_two() {
         "verify: 3 tables (2 realm-scoped): 0 errors, 0 warnings"
     );
 }
+
+#[tokio::test]
+async fn no_connection_is_one_line_and_exit_two() {
+    let dir = TempDir::new("v_noconn");
+    let out = crate::common::realmguard_cmd(dir.path())
+        .env("DATABASE_URL", "postgres://bob:s3cret@127.0.0.1:1/app")
+        .args(["verify", "--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    run.expect_one_line_error();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+}

@@ -169,7 +169,7 @@ fn render_migrate(
         )?;
     }
     if let Some(v) = &r.verify {
-        writeln!(out, "verify: {}", v.line)?;
+        writeln!(out, "{}", v.line)?;
     }
     Ok(())
 }

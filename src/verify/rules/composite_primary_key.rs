@@ -61,9 +61,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             (None, Some(pk)) => pk.columns.iter().copied().chain([realm]).collect(),
             (None, None) => Vec::new(),
         };
-        for p in &part {
-            if !want.contains(p) {
-                want.push(*p);
+        if !want.is_empty() {
+            for p in &part {
+                if !want.contains(p) {
+                    want.push(*p);
+                }
             }
         }
         let fix = (!want.is_empty()).then(|| fix_sql(ctx, t, pk.map(|p| p.name.as_str()), &want));

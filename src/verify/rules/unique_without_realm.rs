@@ -93,7 +93,6 @@ mod tests {
         k.t(t).columns.push(crate::catalog::Column {
             num: 3,
             name: "email".into(),
-            type_name: "text".into(),
             not_null: true,
         });
         k.unique_constraint(t, "users_email_key", &["email"]);
