@@ -24,7 +24,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Span;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -149,7 +149,14 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> 
     };
     // Files grouped by directory (first-seen order), each group sorted by version.
     let mut groups: Vec<(PathBuf, Vec<(PathBuf, bool)>)> = Vec::new();
-    let add = |groups: &mut Vec<(PathBuf, Vec<(PathBuf, bool)>)>, p: PathBuf, report: bool| {
+    // Where each file already is (group, index), so a file named twice is linted once; a map,
+    // because comparing paths pairwise costs seconds at thousands of files.
+    let mut seen: HashMap<PathBuf, (usize, usize)> = HashMap::new();
+    let mut add = |groups: &mut Vec<(PathBuf, Vec<(PathBuf, bool)>)>, p: PathBuf, report: bool| {
+        if let Some(&(gi, i)) = seen.get(&p) {
+            groups[gi].1[i].1 |= report;
+            return;
+        }
         let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
         let gi = match groups.iter().position(|(d, _)| *d == dir) {
             Some(i) => i,
@@ -159,10 +166,8 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> 
             }
         };
         let g = &mut groups[gi].1;
-        match g.iter_mut().find(|(q, _)| *q == p) {
-            Some(existing) => existing.1 |= report,
-            None => g.push((p, report)),
-        }
+        seen.insert(p.clone(), (gi, g.len()));
+        g.push((p, report));
     };
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("cannot lint {}", p.display()))?;
@@ -192,7 +197,7 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> 
     }
     let mut out = Vec::new();
     for (_, mut files) in groups {
-        files.sort_by_key(|(p, _)| (version_of(p).is_none(), version_of(p), p.clone()));
+        files.sort_by_cached_key(|(p, _)| (version_of(p).is_none(), version_of(p), p.clone()));
         out.extend(files);
     }
     Ok(out)
