@@ -249,8 +249,18 @@ struct ParsedFile {
 
 /// Lint in-memory sources (the order given is the migration order).
 pub fn lint_sources(sources: Vec<Source>, cfg: &Config) -> LintReport {
-    let parsed = parse_all(sources);
-    analyse(parsed, cfg)
+    // In batches: parse a batch on every core, analyse it in order, drop its syntax trees. Memory
+    // stays bounded (whole-corpus trees cost more in page faults than the parse itself).
+    const BATCH: usize = 128;
+    let mut analysis = Analysis::new(cfg);
+    let mut it = sources.into_iter().peekable();
+    while it.peek().is_some() {
+        let batch: Vec<Source> = it.by_ref().take(BATCH).collect();
+        for f in parse_all(batch) {
+            analysis.file(f);
+        }
+    }
+    analysis.finish()
 }
 
 fn parse_all(sources: Vec<Source>) -> Vec<ParsedFile> {
@@ -507,58 +517,84 @@ fn ignore_comments(
     ids
 }
 
-/// Walk every statement in order: statement rules against the model as it stood before the
+/// What stays of a file once its statements are analysed (their syntax trees are dropped): enough
+/// to place the realm findings, which are only known at the end.
+struct FileMeta {
+    path: String,
+    text: String,
+    report: bool,
+    ignores: Vec<Vec<String>>,
+}
+
+/// Walks every statement in order: statement rules against the model as it stood before the
 /// statement, then apply it; realm rules against the finished model.
-fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
-    let mut schema = Schema::default();
-    let mut report = LintReport {
-        files: files.iter().filter(|f| f.src.report).count(),
-        ..LintReport::default()
-    };
-    let push = |report: &mut LintReport,
-                fi: usize,
-                f: &ParsedFile,
-                rule: &str,
-                (line, column, width): (usize, usize, usize),
-                message: String,
-                help: String,
-                ignores: &[String]| {
-        let severity = cfg.severity(rule);
+struct Analysis<'c> {
+    cfg: &'c Config,
+    schema: Schema,
+    report: LintReport,
+    files: Vec<FileMeta>,
+}
+
+impl<'c> Analysis<'c> {
+    fn new(cfg: &'c Config) -> Self {
+        Analysis {
+            cfg,
+            schema: Schema::default(),
+            report: LintReport::default(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Record a finding unless its level is `off` or an ignore comment names it.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        fi: usize,
+        path: &str,
+        text: &str,
+        rule: &str,
+        (line, column, width): (usize, usize, usize),
+        message: String,
+        help: String,
+        ignores: &[String],
+    ) {
+        let severity = self.cfg.severity(rule);
         if severity == Severity::Off || ignores.iter().any(|i| i == rule) {
             return;
         }
-        report.findings.push(Finding {
+        self.report.findings.push(Finding {
             rule: rule.to_string(),
             severity,
-            file: f.src.path.clone(),
+            file: path.to_string(),
             line,
             column,
             width: width.max(1),
             message,
             help,
-            source_line: source_line(&f.src.text, line),
+            source_line: source_line(text, line),
             file_index: fi,
         });
-    };
-    for (fi, f) in files.iter().enumerate() {
+    }
+
+    fn file(&mut self, f: ParsedFile) {
+        let fi = self.files.len();
+        let (path, text) = (f.src.path.as_str(), f.src.text.as_str());
         let mut created_here = HashSet::new();
         let mut indexes_here = HashSet::new();
         let mut not_valid_here = HashSet::new();
         if f.src.report {
-            report.statements += f.stmts.len();
+            self.report.files += 1;
+            self.report.statements += f.stmts.len();
             for (line, id) in &f.bad_ignores {
                 // Not a finding (it has no rule id); said on stderr so a typo is noticed.
-                eprintln!(
-                    "warning: {}:{line}: unknown rule id `{id}` in realmguard:ignore",
-                    f.src.path
-                );
+                eprintln!("warning: {path}:{line}: unknown rule id `{id}` in realmguard:ignore");
             }
             if let Some(at) = f.src.invalid_utf8_at {
-                let (l, c) = position(&f.src.text, at.min(f.src.text.len()));
-                push(
-                    &mut report,
+                let (l, c) = position(text, at.min(text.len()));
+                self.push(
                     fi,
-                    f,
+                    path,
+                    text,
                     rules::parse_error::ID,
                     (l, c, 1),
                     "the file is not valid UTF-8; invalid bytes were replaced before checking"
@@ -580,7 +616,7 @@ fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
                 Ok(stmt) => {
                     if f.src.report {
                         let ctx = rules::Ctx {
-                            schema: &schema,
+                            schema: &self.schema,
                             created_here: &created_here,
                             indexes_here: &indexes_here,
                             not_valid_here: &not_valid_here,
@@ -591,82 +627,67 @@ fn analyse(files: Vec<ParsedFile>, cfg: &Config) -> LintReport {
                         rules::check_statement(&ctx, stmt, &mut found);
                         for v in found {
                             let at = locate(s, v.span);
-                            push(
-                                &mut report,
-                                fi,
-                                f,
-                                v.rule,
-                                at,
-                                v.message,
-                                v.help,
-                                &s.ignores,
-                            );
+                            self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
                         }
                     }
                     track_local(
                         stmt,
-                        &schema,
+                        &self.schema,
                         &mut created_here,
                         &mut indexes_here,
                         &mut not_valid_here,
                     );
-                    schema.apply(stmt, origin);
+                    self.schema.apply(stmt, origin);
                 }
                 Err(msg) => {
                     if f.src.report {
                         let v = rules::parse_error::violation(&s.head, msg);
-                        push(
-                            &mut report,
-                            fi,
-                            f,
-                            v.rule,
-                            (s.line, s.column, 1),
-                            v.message,
-                            v.help,
-                            &s.ignores,
-                        );
+                        let at = (s.line, s.column, 1);
+                        self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
                     }
                 }
             }
         }
         if let (true, Some((l, c, msg))) = (f.src.report, &f.tail_error) {
             let v = rules::parse_error::tail(msg);
-            push(
-                &mut report,
-                fi,
-                f,
+            self.push(fi, path, text, v.rule, (*l, *c, 1), v.message, v.help, &[]);
+        }
+        let ParsedFile { src, stmts, .. } = f;
+        self.files.push(FileMeta {
+            path: src.path,
+            text: src.text,
+            report: src.report,
+            ignores: stmts.into_iter().map(|s| s.ignores).collect(),
+        });
+    }
+
+    fn finish(mut self) -> LintReport {
+        let mut realm = Vec::new();
+        rules::check_schema(&self.schema, self.cfg, &mut realm);
+        let files = std::mem::take(&mut self.files);
+        for v in realm {
+            let f = &files[v.origin.file];
+            if !f.report {
+                continue;
+            }
+            let at = (v.origin.line, v.origin.column, v.origin.width);
+            let ignores = &f.ignores[v.origin.stmt];
+            self.push(
+                v.origin.file,
+                &f.path,
+                &f.text,
                 v.rule,
-                (*l, *c, 1),
+                at,
                 v.message,
                 v.help,
-                &[],
+                ignores,
             );
         }
+        self.report
+            .findings
+            .sort_by_key(|f| (f.file_index, f.line, f.column));
+        self.report
     }
-    let mut realm = Vec::new();
-    rules::check_schema(&schema, cfg, &mut realm);
-    for v in realm {
-        let f = &files[v.origin.file];
-        if !f.src.report {
-            continue;
-        }
-        let ignores = &f.stmts[v.origin.stmt].ignores;
-        let at = (v.origin.line, v.origin.column, v.origin.width);
-        push(
-            &mut report,
-            v.origin.file,
-            f,
-            v.rule,
-            at,
-            v.message,
-            v.help,
-            ignores,
-        );
-    }
-    report
-        .findings
-        .sort_by_key(|f| (f.file_index, f.line, f.column));
-    report
 }
 
 /// File position and width of a rule's span (relative to the statement), or the statement start.
