@@ -855,6 +855,38 @@ mod tests {
     }
 
     #[test]
+    fn the_model_spans_batches() {
+        // More files than one parse batch: file 300 meets the table of file 1, and a realm
+        // finding of file 1 is still placed there at the end.
+        let mut files: Vec<(String, String)> = vec![(
+            "0001_groups.sql".into(),
+            "CREATE TABLE groups (id bigint, realm_id text NOT NULL, name text UNIQUE, PRIMARY KEY (id, realm_id));".into(),
+        )];
+        for i in 2..300 {
+            files.push((format!("{i:04}_noop.sql"), "SELECT 1;".into()));
+        }
+        files.push((
+            "0300_posts.sql".into(),
+            "CREATE TABLE posts (id bigint, realm_id text NOT NULL, g bigint REFERENCES groups (id) ON DELETE CASCADE, PRIMARY KEY (id, realm_id));".into(),
+        ));
+        let sources = files.into_iter().map(|(n, t)| Source::new(n, t)).collect();
+        let r = lint_sources(sources, &Config::default());
+        let found: Vec<(&str, &str)> = r
+            .findings
+            .iter()
+            .map(|f| (f.file.as_str(), f.rule.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("0001_groups.sql", "unique-without-realm"),
+                ("0300_posts.sql", "fk-missing-realm")
+            ]
+        );
+        assert_eq!((r.files, r.statements), (300, 300));
+    }
+
+    #[test]
     fn drop_index_concurrently_is_understood() {
         assert_eq!(
             rules_of("-- realmguard:no-transaction\nDROP INDEX CONCURRENTLY users_email_idx;"),
