@@ -63,6 +63,11 @@ impl Source {
                 (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(at))
             }
         };
+        // A BOM is not SQL (migrate strips it too); positions then count from the first character.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(t) => t.to_string(),
+            None => text,
+        };
         Ok(Source {
             path: path.display().to_string(),
             text,
@@ -884,6 +889,27 @@ mod tests {
             ]
         );
         assert_eq!((r.files, r.statements), (300, 300));
+    }
+
+    #[test]
+    fn bom_and_crlf_files_are_read_like_any_other() {
+        let d = std::env::temp_dir().join(format!("rg-lint-bom-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("0001_x.sql");
+        std::fs::write(
+            &f,
+            "\u{feff}CREATE TABLE t (id int);\r\nALTER TABLE users DROP COLUMN a;\r\n",
+        )
+        .unwrap();
+        let r = lint_paths(&[f], &Config::default()).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let x = &r.findings[0];
+        assert_eq!(
+            (x.rule.as_str(), x.line, x.column),
+            ("ban-drop-column", 2, 31)
+        );
+        assert_eq!(x.source_line, "ALTER TABLE users DROP COLUMN a;");
     }
 
     #[test]
