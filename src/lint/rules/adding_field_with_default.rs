@@ -144,6 +144,26 @@ mod tests {
     }
 
     #[test]
+    fn only_volatile_defaults_count() {
+        for ok in [
+            "CURRENT_TIMESTAMP",
+            "'x'::text",
+            "ARRAY[]::text[]",
+            "(now() AT TIME ZONE 'utc')",
+            "-1",
+            "'a' || 'b'",
+            "current_setting('app.realm')",
+        ] {
+            let sql = format!("ALTER TABLE users ADD COLUMN c text DEFAULT {ok};");
+            assert!(rules_of(&sql).is_empty(), "{ok}: {:?}", rules_of(&sql));
+        }
+        for bad in ["nextval('s')", "clock_timestamp()", "random()", "my_func()"] {
+            let sql = format!("ALTER TABLE users ADD COLUMN c text DEFAULT {bad};");
+            assert_eq!(rules_of(&sql), vec!["adding-field-with-default"], "{bad}");
+        }
+    }
+
+    #[test]
     fn ok_table_created_in_the_same_file() {
         assert!(rules_of("CREATE TABLE notes (id int);\nALTER TABLE notes ADD COLUMN uid uuid DEFAULT gen_random_uuid();").is_empty());
     }

@@ -1,9 +1,10 @@
-//! `ban-concurrent-index-creation-in-transaction`: `CREATE`/`DROP INDEX CONCURRENTLY` cannot run
+//! `ban-concurrent-index-creation-in-transaction`: `CREATE`/`DROP INDEX CONCURRENTLY` (and `DETACH
+//! PARTITION … CONCURRENTLY`) cannot run
 //! inside a transaction block, and a migration without `-- realmguard:no-transaction` runs in one,
 //! so the migration would fail at that statement.
 
 use super::{Ctx, Violation};
-use sqlparser::ast::{ObjectType, Statement};
+use sqlparser::ast::{AlterTableOperation, DetachPartitionMode, ObjectType, Statement};
 
 pub const ID: &str = "ban-concurrent-index-creation-in-transaction";
 
@@ -17,6 +18,20 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
             object_type: ObjectType::Index,
             ..
         } if ctx.drop_concurrently => "DROP INDEX CONCURRENTLY",
+        // The same restriction, same failure (PostgreSQL 14+).
+        Statement::AlterTable(at)
+            if at.operations.iter().any(|op| {
+                matches!(
+                    op,
+                    AlterTableOperation::DetachPartitionOf {
+                        mode: Some(DetachPartitionMode::Concurrently),
+                        ..
+                    }
+                )
+            }) =>
+        {
+            "DETACH PARTITION CONCURRENTLY"
+        }
         _ => return,
     };
     out.push(Violation {
@@ -49,6 +64,15 @@ mod tests {
             rules_of("CREATE TABLE notes (id int);\nCREATE INDEX notes_id_idx ON notes (id);")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn err_detach_partition_concurrently_in_a_transaction() {
+        assert_eq!(
+            rules_of("ALTER TABLE events DETACH PARTITION events_2020 CONCURRENTLY;"),
+            vec!["ban-concurrent-index-creation-in-transaction"]
+        );
+        assert!(rules_of("-- realmguard:no-transaction\nALTER TABLE events DETACH PARTITION events_2020 CONCURRENTLY;").is_empty());
     }
 
     #[test]

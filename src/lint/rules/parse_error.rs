@@ -52,8 +52,10 @@ fn unchecked(head: &str) -> String {
         CREATE_TABLE
     } else if starts("CREATE INDEX") || starts("CREATE UNIQUE INDEX") {
         CREATE_INDEX
-    } else if starts("DROP INDEX") || starts("REINDEX") {
+    } else if starts("DROP INDEX") {
         DROP_INDEX
+    } else if starts("REINDEX") {
+        &["ban-concurrent-index-creation-in-transaction"]
     } else if starts("DO")
         || starts("CALL")
         || starts("EXECUTE")
