@@ -1,7 +1,6 @@
-//! `ban-concurrent-index-creation-in-transaction`: `CREATE`/`DROP INDEX CONCURRENTLY` (and `DETACH
-//! PARTITION … CONCURRENTLY`) cannot run
-//! inside a transaction block, and a migration without `-- realmguard:no-transaction` runs in one,
-//! so the migration would fail at that statement.
+//! `ban-concurrent-index-creation-in-transaction`: `CREATE`/`DROP INDEX CONCURRENTLY` (and
+//! `DETACH PARTITION … CONCURRENTLY`) cannot run inside a transaction block, and a migration
+//! without `-- realmguard:no-transaction` runs in one, so the migration would fail there.
 
 use super::{Ctx, Violation};
 use sqlparser::ast::{AlterTableOperation, DetachPartitionMode, ObjectType, Statement};
