@@ -483,6 +483,23 @@ fn relocate_error(e: ParserError, line: usize, column: usize) -> String {
     }
 }
 
+/// An ignore comment may also sit right above the offending line inside a statement (a column of
+/// a long `CREATE TABLE`), not only above the statement.
+fn ignored_on_line_above(text: &str, line: usize, rule: &str) -> bool {
+    if line < 2 {
+        return false;
+    }
+    let above = source_line(text, line - 1);
+    above
+        .trim()
+        .strip_prefix("--")
+        .and_then(|c| c.trim().strip_prefix("realmguard:ignore"))
+        .is_some_and(|ids| {
+            ids.split(|c: char| c == ',' || c.is_whitespace())
+                .any(|id| id == rule)
+        })
+}
+
 /// Rule ids named by `-- realmguard:ignore <id>[, <id>…]` comments on the lines just above a
 /// statement (a run of `--` lines ending on the line before it).
 fn ignore_comments(
@@ -564,7 +581,10 @@ impl<'c> Analysis<'c> {
         ignores: &[String],
     ) {
         let severity = self.cfg.severity(rule);
-        if severity == Severity::Off || ignores.iter().any(|i| i == rule) {
+        if severity == Severity::Off
+            || ignores.iter().any(|i| i == rule)
+            || ignored_on_line_above(text, line, rule)
+        {
             return;
         }
         self.report.findings.push(Finding {
@@ -910,6 +930,17 @@ mod tests {
             ("ban-drop-column", 2, 31)
         );
         assert_eq!(x.source_line, "ALTER TABLE users DROP COLUMN a;");
+    }
+
+    #[test]
+    fn ignore_comment_above_a_line_inside_the_statement() {
+        let sql = "CREATE TABLE users (\n    id bigint,\n    realm_id text NOT NULL,\n    -- realmguard:ignore unique-without-realm\n    handle text UNIQUE,\n    email text UNIQUE,\n    PRIMARY KEY (id, realm_id)\n);";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(!text.contains("0001_x.sql:5:"), "{text}");
+        assert!(
+            text.contains("0001_x.sql:6:5: error[unique-without-realm]"),
+            "{text}"
+        );
     }
 
     #[test]
