@@ -294,18 +294,7 @@ fn parse_all(sources: Vec<Source>) -> Vec<ParsedFile> {
     })
 }
 
-/// `-- realmguard:no-transaction` (or sqlx's `-- no-transaction`) as the first non-blank line.
-pub fn is_no_transaction(text: &str) -> bool {
-    let first = text
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty());
-    matches!(first, Some(l) if {
-        let rest = l.strip_prefix("--").map(str::trim);
-        rest == Some("realmguard:no-transaction") || rest == Some("no-transaction")
-    })
-}
+pub use crate::migrate::source::is_no_transaction;
 
 fn parse_file(src: Source) -> ParsedFile {
     let text = src.text.as_str();
