@@ -152,7 +152,7 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
         "v_uwr",
         &[
             good("users", ", email text, deleted boolean, code text"),
-            "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);".into(),
+            "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED;".into(),
             "CREATE UNIQUE INDEX users_lower_email ON users (lower(email)) WHERE NOT deleted;".into(),
             // near misses: realm column included, in any position, also partial/expression
             "ALTER TABLE users ADD CONSTRAINT users_code_key UNIQUE (realm_id, code);".into(),
@@ -171,6 +171,14 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
     assert_eq!(names, ["users_email_key", "users_lower_email"]);
     apply_fixes(&db, &vs).await;
     assert!(of(&violations(&db).await, "unique-without-realm").is_empty());
+    assert_eq!(
+        db.scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'users_email_key'"
+        )
+        .await,
+        "UNIQUE (email, realm_id) DEFERRABLE INITIALLY DEFERRED",
+        "the rebuilt constraint keeps its timing"
+    );
     assert_eq!(
         db.scalar("SELECT pg_get_indexdef('users_lower_email_realm'::regclass)").await,
         "CREATE UNIQUE INDEX users_lower_email_realm ON public.users USING btree (lower(email), realm_id) WHERE (NOT deleted)"

@@ -171,6 +171,9 @@ pub struct Constraint {
     pub columns: Vec<AttNum>,
     pub foreign: Option<ForeignKey>,
     pub validated: bool,
+    /// `DEFERRABLE` / `INITIALLY DEFERRED` (foreign keys also carry it in `foreign`).
+    pub deferrable: bool,
+    pub deferred: bool,
     /// `conindid`: for a primary key, unique or exclusion constraint its own index; for a foreign
     /// key the referenced unique index (also in `foreign.index`); 0 for a check.
     pub index: u32,
@@ -457,6 +460,8 @@ async fn read(
             columns: columns.unwrap_or_default(),
             foreign,
             validated: r.try_get("convalidated")?,
+            deferrable: r.try_get("condeferrable")?,
+            deferred: r.try_get("condeferred")?,
             index: index.0,
         });
     }

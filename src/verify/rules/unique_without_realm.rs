@@ -4,7 +4,7 @@
 
 use crate::catalog::TableKind;
 use crate::db::{qualified, quote_ident};
-use crate::verify::fix::{create_index, table_sql};
+use crate::verify::fix::{create_index, deferrable_sql, table_sql};
 use crate::verify::{Ctx, Violation};
 
 pub const ID: &str = "unique-without-realm";
@@ -54,13 +54,20 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 s.push('\n');
                 let plain = !i.partial && !i.key_columns.contains(&0);
                 match &i.constraint {
-                    Some(c) if plain => s.push_str(&format!(
-                        "ALTER TABLE {} DROP CONSTRAINT {}, ADD CONSTRAINT {} UNIQUE USING INDEX {};",
-                        table_sql(t),
-                        quote_ident(c),
-                        quote_ident(c),
-                        quote_ident(&new)
-                    )),
+                    Some(c) if plain => {
+                        let timing = ctx
+                            .constraints_of(t.oid)
+                            .iter()
+                            .find(|k| k.name == *c)
+                            .map_or("", |k| deferrable_sql(k.deferrable, k.deferred));
+                        s.push_str(&format!(
+                            "ALTER TABLE {} DROP CONSTRAINT {}, ADD CONSTRAINT {} UNIQUE USING INDEX {}{timing};",
+                            table_sql(t),
+                            quote_ident(c),
+                            quote_ident(c),
+                            quote_ident(&new)
+                        ))
+                    }
                     Some(c) => s.push_str(&format!(
                         "ALTER TABLE {} DROP CONSTRAINT {};",
                         table_sql(t),
