@@ -800,3 +800,67 @@ async fn a_legacy_schema_with_data_is_repaired_by_one_round_of_fixes() {
     db.exec("INSERT INTO groups (realm_id, name) VALUES ('hub', 'c')")
         .await;
 }
+
+#[tokio::test]
+async fn verify_does_not_wait_behind_a_lock_held_on_a_table() {
+    let db = db_with(
+        "v_lock",
+        &[
+            good("groups", ", name text UNIQUE"),
+            "CREATE UNIQUE INDEX groups_lower_name ON groups (lower(name)) WHERE name <> '';"
+                .into(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    // A migration holding ACCESS EXCLUSIVE on the table whose definitions verify deparses.
+    let mut holder = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE groups IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut c = db.conn().await;
+    sqlx::raw_sql("SET lock_timeout = '3s'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify::verify(&mut c, &Config::default()),
+    )
+    .await
+    .expect("verify must not queue behind the lock")
+    .expect("and must not hit lock_timeout");
+    let u = of(&r.violations, "unique-without-realm");
+    assert_eq!(u.len(), 2);
+    // The plain key's fix is written from column names; the expression key's text could not be
+    // read without the lock, so that one goes without a fix rather than waiting.
+    let fixed: Vec<&str> = u
+        .iter()
+        .filter(|v| v.fix.is_some())
+        .map(|v| v.constraint.as_deref().unwrap())
+        .collect();
+    assert_eq!(fixed, ["groups_name_key"]);
+    // The scoped form, as the migrate guard runs it on its second connection, does not wait either.
+    let s = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify::verify_tables(
+            &mut c,
+            &Config::default(),
+            &[("public".into(), "groups".into())],
+        ),
+    )
+    .await
+    .expect("scoped verify must not queue behind the lock")
+    .unwrap();
+    assert_eq!(of(&s.violations, "unique-without-realm").len(), 2);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Once the lock is gone, the expression index gets its fix too.
+    let r = verify::verify(&mut c, &Config::default()).await.unwrap();
+    assert!(of(&r.violations, "unique-without-realm")
+        .iter()
+        .all(|v| v.fix.is_some()));
+}

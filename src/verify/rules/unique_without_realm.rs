@@ -45,14 +45,27 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 "{what} {}{shape} on ({keys}) does not include {rname}: the value is unique across all realms",
                 i.name
             );
-            let fix = (!i.key_defs.is_empty()).then(|| {
+            let plain = !i.partial && !i.key_columns.contains(&0);
+            // A plain key is written from its column names; a partial or expression one needs
+            // the server's deparsed text, absent when the table was locked during the read.
+            let key_texts: Option<Vec<String>> = if plain {
+                Some(
+                    t.column_names(&i.key_columns)
+                        .iter()
+                        .map(|n| quote_ident(n))
+                        .collect(),
+                )
+            } else if !i.key_defs.is_empty() && (i.predicate.is_some() || !i.partial) {
+                Some(i.key_defs.clone())
+            } else {
+                None
+            };
+            let fix = key_texts.map(|mut keys| {
                 let new = ctx.index_name(&t.schema, &[&i.name], "realm");
-                let mut keys = i.key_defs.clone();
                 keys.push(quote_ident(rname));
                 let mut s = ctx.dependents_note(i.oid);
                 s.push_str(&create_index(t, &new, true, &keys, i.predicate.as_deref()));
                 s.push('\n');
-                let plain = !i.partial && !i.key_columns.contains(&0);
                 match &i.constraint {
                     Some(c) if plain => {
                         let timing = ctx
