@@ -714,3 +714,47 @@ async fn a_runner_killed_mid_migration_leaves_nothing_half_applied() {
     r.expect_code(0);
     assert_eq!(ledger_versions(&db).await, "1,2");
 }
+
+#[tokio::test]
+async fn the_guard_scopes_to_what_the_migration_changed() {
+    let db = TestDb::new("touched").await;
+    db.exec(
+        "CREATE TABLE realms (id text PRIMARY KEY);
+         CREATE TABLE p (id int, realm_id text NOT NULL REFERENCES realms ON DELETE CASCADE, PRIMARY KEY (id, realm_id));
+         CREATE TABLE q (id int PRIMARY KEY);",
+    )
+    .await;
+    let touched = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let mut c = db.conn().await;
+            sqlx::raw_sql("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            let mut t = realmguard::migrate::guard::touched_tables(&mut c)
+                .await
+                .unwrap();
+            sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            t.sort();
+            t.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+        }
+    };
+    // A new table referencing realms: realms is only locked, not changed.
+    assert_eq!(
+        touched("CREATE TABLE c (id int, realm_id text NOT NULL REFERENCES realms ON DELETE CASCADE, PRIMARY KEY (id, realm_id))").await,
+        "c"
+    );
+    assert_eq!(touched("ALTER TABLE q ADD COLUMN realm_id text").await, "q");
+    assert_eq!(
+        touched("ALTER TABLE q ADD FOREIGN KEY (id) REFERENCES q (id)").await,
+        "q"
+    );
+    // Dropping a foreign key changes both ends; a drop leaves no catalog row to find, the lock does.
+    assert_eq!(
+        touched("ALTER TABLE p DROP CONSTRAINT p_realm_id_fkey").await,
+        "p,realms"
+    );
+    assert_eq!(
+        touched("INSERT INTO q VALUES (1); SELECT * FROM p").await,
+        ""
+    );
+}

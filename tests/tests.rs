@@ -3,7 +3,10 @@
 
 mod common;
 
+mod backfill;
+mod check;
 mod cli;
 mod embedded;
+mod lint;
 mod migrate;
 mod verify;

@@ -1,16 +1,475 @@
-//! `realmguard backfill`: convert legacy single-key tables to the realm shape online.
+//! `realmguard backfill plan/run/status`: convert legacy single-key tables to the realm shape
+//! online, while the application keeps reading and writing (see `ONLINE-DDL.md`).
+//!
+//! [`plan`] is pure (catalog model → ordered steps with SQL and lock); [`exec`] runs them and
+//! records each in the `realmguard` schema; [`preflight`] refuses to start when the run would
+//! stall traffic or silently do nothing. A run that stops (crash, `kill -9`, Ctrl-C) resumes from
+//! the recorded plan.
+
+pub mod exec;
+pub mod model;
+pub mod plan;
+pub mod preflight;
 
 use crate::cli::{BackfillArgs, BackfillRunArgs, GlobalOpts};
+use crate::output::{self, Format};
 use crate::Outcome;
+use anyhow::{bail, Context};
+use exec::{Progress, StoredStep};
+use plan::{Action, Phase, Plan};
+use serde_json::json;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub async fn cmd_plan(_g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("backfill is not implemented yet")
+/// The tables a list of steps converts (the realms table's own step is not a conversion).
+fn tables_of(steps: &[StoredStep]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for s in steps {
+        let id = (s.step.schema.clone(), s.step.table.clone());
+        if s.step.phase != Phase::Realms && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
-pub async fn cmd_run(_g: &GlobalOpts, _a: &BackfillRunArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("backfill is not implemented yet")
+fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
+    steps
+        .iter()
+        .filter_map(|s| match &s.step.action {
+            Action::ConcurrentIndex { index, .. } => Some(index.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
-pub async fn cmd_status(_g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("backfill is not implemented yet")
+pub async fn cmd_plan(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("backfill plan")?;
+    let cfg = g.config()?;
+    let target = g.database().await?;
+    let mut conn = target.connect().await?;
+    let stored = exec::load_steps(&mut conn).await?;
+    let mut out = std::io::stdout().lock();
+    if stored.iter().any(|s| !s.done) {
+        // A run is under way: its recorded plan is what the next run continues.
+        render_steps(&mut out, g.format, None, &stored, true)?;
+        return Ok(Outcome::Clean);
+    }
+    let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+    let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
+    let steps: Vec<StoredStep> = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StoredStep {
+            seq: i as i32 + 1,
+            step: s.clone(),
+            done: false,
+        })
+        .collect();
+    render_steps(&mut out, g.format, Some(&p), &steps, false)?;
+    Ok(Outcome::Clean)
+}
+
+fn render_steps(
+    out: &mut dyn Write,
+    format: Format,
+    p: Option<&Plan>,
+    steps: &[StoredStep],
+    in_progress: bool,
+) -> anyhow::Result<()> {
+    if format == Format::Json {
+        let doc = json!({
+            "in_progress": in_progress,
+            "realm_column": p.map(|p| p.realm_column.clone()),
+            "realm_type": p.map(|p| p.realm_type.clone()),
+            "tables": p.map(|p| serde_json::to_value(&p.tables).unwrap_or_default()),
+            "steps": steps.iter().map(|s| json!({
+                "n": s.seq,
+                "schema": s.step.schema,
+                "table": s.step.table,
+                "phase": s.step.phase,
+                "title": s.step.title,
+                "lock": s.step.lock.name(),
+                "lock_note": s.step.lock_note,
+                "kind": match &s.step.action {
+                    Action::Sql { .. } => "transaction",
+                    Action::ConcurrentIndex { .. } => "concurrent-index",
+                    Action::Fill { .. } => "fill",
+                },
+                "sql": s.step.sql(),
+                "done": s.done,
+            })).collect::<Vec<_>>(),
+        });
+        output::write_json(out, &doc)?;
+        return Ok(());
+    }
+    if steps.is_empty() {
+        writeln!(
+            out,
+            "backfill plan: nothing to do; every realm table already has the realm shape"
+        )?;
+        return Ok(());
+    }
+    match p {
+        Some(p) => {
+            writeln!(
+                out,
+                "backfill plan: {} tables, {} steps; realm column {} {}",
+                p.tables.len(),
+                steps.len(),
+                p.realm_column,
+                p.realm_type
+            )?;
+            let rows: Vec<Vec<String>> = p
+                .tables
+                .iter()
+                .map(|t| {
+                    vec![
+                        format!("{}.{}", t.schema, t.table),
+                        t.key.clone(),
+                        match &t.derive {
+                            plan::Derive::Default { realm } => format!("default realm '{realm}'"),
+                            plan::Derive::Parent {
+                                constraint,
+                                schema,
+                                table,
+                            } => format!("{schema}.{table} through {constraint}"),
+                            plan::Derive::Done => "already filled".into(),
+                        },
+                    ]
+                })
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                output::table(&["table", "key", "realm from"], &rows)
+            )?;
+        }
+        None => writeln!(
+            out,
+            "backfill in progress: {} of {} steps done; `realmguard backfill run` continues it",
+            steps.iter().filter(|s| s.done).count(),
+            steps.len()
+        )?,
+    }
+    for s in steps {
+        writeln!(
+            out,
+            "\n{:>3}. {}{} · {} · {}\n     lock: {}",
+            s.seq,
+            if s.done { "[done] " } else { "" },
+            s.step.display_table(),
+            s.step.phase,
+            s.step.title,
+            s.step.lock_text()
+        )?;
+        for line in s.step.sql().lines() {
+            writeln!(out, "     {line}")?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("backfill run")?;
+    let cfg = g.config()?;
+    let target = g.database().await?;
+    let mut conn = target.connect().await?;
+    let mut watch = target.connect().await?;
+    let started = Instant::now();
+    exec::lock_runner(&mut conn).await?;
+    exec::ensure_ledger(&mut conn).await?;
+
+    let stored = exec::load_steps(&mut conn).await?;
+    let resumed = stored.iter().any(|s| !s.done);
+    let steps = if resumed {
+        eprintln!(
+            "realmguard: resuming the recorded backfill: {} of {} steps done",
+            stored.iter().filter(|s| s.done).count(),
+            stored.len()
+        );
+        stored
+    } else {
+        let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+        let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
+        if p.steps.is_empty() {
+            let mut out = std::io::stdout().lock();
+            if g.format == Format::Json {
+                output::write_json(
+                    &mut out,
+                    &json!({"ok": true, "steps_total": 0, "steps_run": 0, "problems": []}),
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "backfill: nothing to do; every realm table already has the realm shape"
+                )?;
+            }
+            return Ok(Outcome::Clean);
+        }
+        // Refuse before recording anything, so a refused run leaves no half-plan behind.
+        let steps: Vec<StoredStep> = p
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StoredStep {
+                seq: i as i32 + 1,
+                step: s.clone(),
+                done: false,
+            })
+            .collect();
+        refuse_unless_clear(&mut conn, &steps, a.max_transaction_age).await?;
+        exec::store_plan(&mut conn, &p).await?
+    };
+    if resumed {
+        refuse_unless_clear(&mut conn, &steps, a.max_transaction_age).await?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    let pause = std::env::var("REALMGUARD_BACKFILL_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
+    let opts = exec::Options {
+        batch: a.batch_ms,
+        lock_timeout: a.lock_timeout,
+        lock_retries: a.lock_retries,
+        max_transaction_age: a.max_transaction_age,
+        pause,
+    };
+    let mut report = exec::RunReport {
+        resumed,
+        ..Default::default()
+    };
+    {
+        let mut ex = exec::Executor::new(&mut conn, &mut watch, opts, stop.clone()).await?;
+        ex.run(&steps, &mut report).await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if report.interrupted {
+        bail!(
+            "interrupted after {} of {} steps; every finished step and batch is recorded: `realmguard backfill run` resumes",
+            exec::load_steps(&mut conn).await?.iter().filter(|s| s.done).count(),
+            report.steps_total
+        );
+    }
+
+    // The end state must satisfy verify on the converted tables (errors only: warnings such as
+    // fk-unindexed are the schema owner's call). The planner's own shape check runs too: it is
+    // cheap and catches a plan that stopped short of its goal even if a rule is turned off.
+    let tables = tables_of(&steps);
+    let verified = crate::verify::verify_tables(&mut conn, &cfg, &tables)
+        .await
+        .context("cannot verify the converted tables")?;
+    let mut problems: Vec<String> = verified
+        .errors()
+        .filter(|v| tables.iter().any(|(s, t)| *s == v.schema && *t == v.table))
+        .map(|v| format!("{}.{}: {} ({})", v.schema, v.table, v.message, v.rule))
+        .collect();
+    let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+    problems.extend(plan::postcheck(&cat, &cfg, &tables));
+    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut conn)
+        .await;
+
+    let fills = exec::load_progress(&mut conn).await?;
+    let mut out = std::io::stdout().lock();
+    if g.format == Format::Json {
+        output::write_json(
+            &mut out,
+            &json!({
+                "ok": problems.is_empty(),
+                "resumed": report.resumed,
+                "steps_total": report.steps_total,
+                "steps_run": report.steps_run,
+                "seconds": report.seconds,
+                "tables": tables.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>(),
+                "fills": fills,
+                "problems": problems,
+            }),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "backfill: {} tables converted, {} steps run{} in {:.1}s",
+            tables.len(),
+            report.steps_run,
+            if report.resumed { " (resumed)" } else { "" },
+            report.seconds
+        )?;
+        for f in &fills {
+            let secs = f.fill_ms as f64 / 1000.0;
+            writeln!(
+                out,
+                "  {}.{}: {} rows filled in {} batches, {:.2}s ({:.0} rows/s)",
+                f.schema,
+                f.table,
+                f.rows_done,
+                f.batches,
+                secs,
+                f.rows_done as f64 / secs.max(1e-3)
+            )?;
+        }
+        for p in &problems {
+            writeln!(out, "  problem: {p}")?;
+        }
+    }
+    Ok(Outcome::from_findings(!problems.is_empty()))
+}
+
+async fn refuse_unless_clear(
+    conn: &mut sqlx::PgConnection,
+    steps: &[StoredStep],
+    max_age: Duration,
+) -> anyhow::Result<()> {
+    let refusals = preflight::check(conn, &tables_of(steps), &own_indexes(steps), max_age).await?;
+    if !refusals.is_empty() {
+        bail!("preflight refused to start: {}", refusals.join("; "));
+    }
+    Ok(())
+}
+
+/// Ctrl-C (or SIGTERM) finishes the current step or batch and stops cleanly; a second one exits
+/// at once (every committed batch is still recorded).
+fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "error: interrupted twice; stopping now (`realmguard backfill run` resumes)"
+                );
+                std::process::exit(2);
+            }
+            eprintln!("realmguard: interrupted; finishing the current step (interrupt again to stop at once)");
+        }
+    });
+}
+
+pub async fn cmd_status(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("backfill status")?;
+    let target = g.database().await?;
+    let mut conn = target.connect().await?;
+    let steps = exec::load_steps(&mut conn).await?;
+    let progress = exec::load_progress(&mut conn).await?;
+    let mut out = std::io::stdout().lock();
+    let rows = status_rows(&steps, &progress);
+    if g.format == Format::Json {
+        output::write_json(
+            &mut out,
+            &json!({
+                "recorded": !steps.is_empty(),
+                "steps_total": steps.len(),
+                "steps_done": steps.iter().filter(|s| s.done).count(),
+                "tables": rows.iter().map(|r| json!({
+                    "schema": r.schema, "table": r.table, "phase": r.phase,
+                    "steps_done": r.done, "steps_total": r.total,
+                    "rows_filled": r.fill.as_ref().map(|f| f.rows_done),
+                    "fill_fraction": r.fill.as_ref().map(|f| f.fraction()),
+                })).collect::<Vec<_>>(),
+            }),
+        )?;
+        return Ok(Outcome::Clean);
+    }
+    if steps.is_empty() {
+        writeln!(
+            out,
+            "no backfill recorded in this database; `realmguard backfill plan` shows what one would do"
+        )?;
+        return Ok(Outcome::Clean);
+    }
+    let done = steps.iter().filter(|s| s.done).count();
+    writeln!(
+        out,
+        "backfill: {done} of {} steps done{}",
+        steps.len(),
+        if done == steps.len() {
+            " (finished)"
+        } else {
+            "; `realmguard backfill run` continues"
+        }
+    )?;
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}.{}", r.schema, r.table),
+                r.phase.clone(),
+                format!("{}/{}", r.done, r.total),
+                match &r.fill {
+                    Some(f) => format!(
+                        "{} rows, {:.0}%{}",
+                        f.rows_done,
+                        f.fraction() * 100.0,
+                        if f.finished { "" } else { " (filling)" }
+                    ),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    writeln!(
+        out,
+        "{}",
+        output::table(&["table", "phase", "steps", "fill"], &table_rows)
+    )?;
+    Ok(Outcome::Clean)
+}
+
+struct StatusRow {
+    schema: String,
+    table: String,
+    phase: String,
+    done: usize,
+    total: usize,
+    fill: Option<Progress>,
+}
+
+fn status_rows(steps: &[StoredStep], progress: &[Progress]) -> Vec<StatusRow> {
+    let mut rows: Vec<StatusRow> = Vec::new();
+    for s in steps {
+        let i = match rows
+            .iter()
+            .position(|r| r.schema == s.step.schema && r.table == s.step.table)
+        {
+            Some(i) => i,
+            None => {
+                rows.push(StatusRow {
+                    schema: s.step.schema.clone(),
+                    table: s.step.table.clone(),
+                    phase: "done".into(),
+                    done: 0,
+                    total: 0,
+                    fill: progress
+                        .iter()
+                        .find(|p| p.schema == s.step.schema && p.table == s.step.table)
+                        .cloned(),
+                });
+                rows.len() - 1
+            }
+        };
+        let r = &mut rows[i];
+        r.total += 1;
+        if s.done {
+            r.done += 1;
+        } else if r.phase == "done" {
+            r.phase = s.step.phase.to_string();
+        }
+    }
+    rows
 }

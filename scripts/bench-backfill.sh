@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Benchmark `realmguard backfill run` on the legacy schema while an application keeps writing.
+#
+# Builds the legacy database with N memberships (default 1,000,000; N/10 users, N/50 groups,
+# N/10 statements), copies it, and reports:
+#   - the offline upper bound: the same derivation as ONE single-statement UPDATE per table on the
+#     identical copy (no writer), rows/s;
+#   - the backfill's wall time and its fill rows/s (time inside batches) with a concurrent writer,
+#     and the ratio to the single UPDATE;
+#   - the writer's tps, p50, p99 and max latency without (baseline) and with the backfill running,
+#     and its error count.
+# Targets (issue 5): fill ≥ 0.5× single-UPDATE rows/s, writer p99 ≤ 3× baseline, no writer
+# latency above 250 ms, zero writer errors.
+#
+# The writer is pgbench running the OLD application's SQL (no realm_id anywhere), rate-limited
+# (WRITER_RATE tps over WRITER_CLIENTS clients) so latencies measure waiting, not a saturated CPU.
+# It runs in back-to-back 5 s chunks for as long as the backfill runs; transactions are counted
+# by their completion time inside the backfill's window.
+#
+# Usage: scripts/bench-backfill.sh            (throwaway embedded cluster under a temp dir)
+#        DATABASE_URL=postgres://… scripts/bench-backfill.sh   (creates bench_* databases there)
+# Knobs: N, BATCH_MS (default 100ms), LOCK_TIMEOUT (500ms), WRITER_RATE (100), WRITER_CLIENTS (2),
+#        BASELINE_SECS (15).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-1000000}
+BATCH_MS=${BATCH_MS:-100ms}
+LOCK_TIMEOUT=${LOCK_TIMEOUT:-500ms}
+WRITER_RATE=${WRITER_RATE:-100}
+WRITER_CLIENTS=${WRITER_CLIENTS:-2}
+BASELINE_SECS=${BASELINE_SECS:-15}
+BIN=${REALMGUARD_BIN:-target/release/realmguard}
+if [ ! -x "$BIN" ]; then
+    cargo build --release
+fi
+
+WORK=$(mktemp -d /tmp/rg-bench-backfill.XXXXXX)
+chmod 755 "$WORK"
+cleanup() {
+    if [ -n "${EMBEDDED_HOME:-}" ]; then
+        REALMGUARD_HOME=$EMBEDDED_HOME "$BIN" embedded stop >/dev/null 2>&1 || true
+        rm -rf "$EMBEDDED_HOME"
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+    EMBEDDED_HOME=$WORK/home
+    export REALMGUARD_HOME=$EMBEDDED_HOME
+    "$BIN" embedded start >/dev/null
+    ADMIN_URL=$("$BIN" embedded url)
+    unset REALMGUARD_HOME
+else
+    ADMIN_URL=$DATABASE_URL
+fi
+
+# The same server, another database (works for URLs with ?host=… query strings too).
+db_url() {
+    python3 - "$ADMIN_URL" "$1" <<'EOF'
+import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))
+EOF
+}
+LIVE=$(db_url bench_live)
+COPY=$(db_url bench_copy)
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+echo "== building the legacy database: $N memberships"
+psql "$ADMIN_URL" -c "DROP DATABASE IF EXISTS bench_live" -c "DROP DATABASE IF EXISTS bench_copy" \
+    -c "CREATE DATABASE bench_live" 2>/dev/null
+t0=$(date +%s.%N)
+psql "$LIVE" -c "SET legacy.n = $N" -f schema/legacy.sql -f scripts/gen-legacy.sql >/dev/null
+psql "$LIVE" -c "VACUUM ANALYZE" -c "CHECKPOINT"
+echo "   built in $(echo "$(date +%s.%N) - $t0" | bc) s"
+psql "$ADMIN_URL" -c "CREATE DATABASE bench_copy TEMPLATE bench_live"
+
+NUSERS=$(psql "$LIVE" -At -c "SELECT max(id) FROM users")
+NGROUPS=$(psql "$LIVE" -At -c "SELECT max(id) FROM groups")
+ROWS_TOTAL=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM groups)
+    + (SELECT count(*) FROM memberships) + (SELECT count(*) FROM membership_statements)")
+
+echo "== offline upper bound: one single-statement UPDATE per table on the identical copy"
+psql "$COPY" -c "ALTER TABLE users ADD COLUMN realm_id text" -c "ALTER TABLE groups ADD COLUMN realm_id text" \
+    -c "ALTER TABLE memberships ADD COLUMN realm_id text" -c "ALTER TABLE membership_statements ADD COLUMN realm_id text"
+t0=$(date +%s.%N)
+psql "$COPY" \
+    -c "UPDATE groups SET realm_id = 'hub'" \
+    -c "UPDATE memberships c SET realm_id = p.realm_id FROM groups p WHERE p.id = c.group_id" \
+    -c "UPDATE membership_statements c SET realm_id = p.realm_id FROM memberships p WHERE p.id = c.membership_id" \
+    -c "UPDATE users SET realm_id = 'hub'"
+SINGLE_SECS=$(echo "$(date +%s.%N) - $t0" | bc)
+psql "$ADMIN_URL" -c "DROP DATABASE bench_copy"
+psql "$LIVE" -c "CHECKPOINT"
+
+# The old application's SQL: no realm_id anywhere. Memberships with id ≡ 1 (mod 10) have no
+# statements, so deleting them never trips a foreign key.
+cat >"$WORK/writer.sql" <<EOF
+\\set u random(1, $NUSERS)
+\\set g random(1, $NGROUPS)
+\\set m random(1, $N)
+\\set d random(0, $((N / 10 - 1))) * 10 + 1
+BEGIN;
+INSERT INTO memberships (user_id, group_id) VALUES (:u, :g);
+UPDATE memberships SET group_id = :g WHERE id = :m;
+SELECT group_id FROM memberships WHERE id = :m;
+DELETE FROM memberships WHERE id = :d;
+END;
+EOF
+
+writer_chunk() { # $1 = log prefix, $2 = seconds
+    pgbench -n -M prepared -f "$WORK/writer.sql" -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
+        -T "$2" -l --log-prefix="$1" "$LIVE" >>"$WORK/pgbench.out" 2>>"$WORK/pgbench.err" || true
+}
+
+# p50 p99 max (ms) and count of transactions in pgbench logs named $1* that completed in [$2, $3] (epoch s).
+latencies() {
+    cat "$1"* 2>/dev/null | awk -v a="$2" -v b="$3" '{ t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
+        | sort -n | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "0 0 0 0"; exit }
+            p50 = v[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]; p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]
+            printf "%.2f %.2f %.2f %d\n", p50, p99, v[NR], NR }'
+}
+
+echo "== writer baseline: ${BASELINE_SECS}s at $WRITER_RATE tps, $WRITER_CLIENTS clients, no backfill"
+b0=$(date +%s.%N)
+writer_chunk "$WORK/base" "$BASELINE_SECS"
+b1=$(date +%s.%N)
+read -r B50 B99 BMAX BN < <(latencies "$WORK/base" "$b0" "$b1")
+BASE_ERRORS=$(grep -ciE "error|abort" "$WORK/pgbench.err" || true)
+
+echo "== backfill run (batch $BATCH_MS, lock timeout $LOCK_TIMEOUT) with the writer running"
+: >"$WORK/pgbench.err"
+(
+    i=0
+    while [ ! -e "$WORK/done" ]; do
+        writer_chunk "$WORK/during$i" 5
+        i=$((i + 1))
+    done
+) &
+WRITER_PID=$!
+sleep 2 # the writer is in full swing before the backfill starts
+w0=$(date +%s.%N)
+DATABASE_URL=$LIVE "$BIN" --config schema/legacy.toml --format json backfill run \
+    --batch-ms "$BATCH_MS" --lock-timeout "$LOCK_TIMEOUT" >"$WORK/run.json" 2>"$WORK/run.err" || {
+    echo "backfill failed:"; tail -5 "$WORK/run.err"; touch "$WORK/done"; wait "$WRITER_PID"; exit 2; }
+w1=$(date +%s.%N)
+touch "$WORK/done"
+wait "$WRITER_PID"
+read -r D50 D99 DMAX DN < <(latencies "$WORK/during" "$w0" "$w1")
+RUN_ERRORS=$(grep -ciE "error|abort" "$WORK/pgbench.err" || true)
+
+WALL=$(echo "$w1 - $w0" | bc)
+read -r FILL_ROWS FILL_MS < <(python3 - "$WORK/run.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(sum(f["rows_done"] for f in d["fills"]), sum(f["fill_ms"] for f in d["fills"]))
+EOF
+)
+NULLS=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM memberships WHERE realm_id IS NULL)
+    + (SELECT count(*) FROM groups WHERE realm_id IS NULL)")
+
+python3 - <<EOF
+single_rows_s = $ROWS_TOTAL / $SINGLE_SECS
+fill_s = $FILL_MS / 1000
+fill_rows_s = $FILL_ROWS / fill_s if fill_s else 0
+wall_rows_s = $ROWS_TOTAL / $WALL
+base_tps = $BN / ($b1 - $b0)
+run_tps = $DN / $WALL
+print()
+print("== results (N = $N memberships, $ROWS_TOTAL rows in 4 tables)")
+print(f"single-statement UPDATEs (offline, no writer): {$SINGLE_SECS:.2f} s, {single_rows_s:,.0f} rows/s")
+print(f"backfill wall time (all steps, writer running): {$WALL:.2f} s, {wall_rows_s:,.0f} rows/s overall")
+print(f"backfill fill phase: $FILL_ROWS rows in {fill_s:.2f} s of batches, {fill_rows_s:,.0f} rows/s")
+print(f"ratio fill / single UPDATE: {fill_rows_s / single_rows_s:.2f}   (target >= 0.50)")
+print(f"ratio whole run / single UPDATE: {wall_rows_s / single_rows_s:.2f}")
+print(f"writer baseline : {base_tps:6.1f} tps  p50 {$B50:7.2f} ms  p99 {$B99:7.2f} ms  max {$BMAX:7.2f} ms  ({$BN} tx, errors $BASE_ERRORS)")
+print(f"writer backfill : {run_tps:6.1f} tps  p50 {$D50:7.2f} ms  p99 {$D99:7.2f} ms  max {$DMAX:7.2f} ms  ({$DN} tx, errors $RUN_ERRORS)")
+p99r = $D99 / $B99 if $B99 else float('inf')
+print(f"writer p99 ratio: {p99r:.2f}   (target <= 3)   max latency target <= 250 ms   errors target 0")
+print(f"rows left without realm_id: $NULLS")
+EOF

@@ -1,0 +1,874 @@
+//! The executor: runs a plan's steps against the live database, one short transaction per lock
+//! step and per fill batch, and records each in the `realmguard` schema in the same transaction
+//! as its effect, so a crash can never leave a step done but unrecorded (or the reverse).
+//! Concurrent index builds cannot run in a transaction: they are made idempotent instead by
+//! reading `pg_index` (valid: keep, invalid leftover: drop and rebuild).
+
+use super::plan::{Action, Lock, Plan, Step};
+use crate::db::{self, describe_pg_error, qualified, sqlstate};
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::{Connection, PgConnection, Row};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LEDGER: &str = "
+CREATE SCHEMA IF NOT EXISTS realmguard;
+CREATE TABLE IF NOT EXISTS realmguard.backfill_steps (
+    seq          integer PRIMARY KEY,
+    table_schema text NOT NULL,
+    table_name   text NOT NULL,
+    phase        text NOT NULL,
+    title        text NOT NULL,
+    step         jsonb NOT NULL,
+    planned_at   timestamptz NOT NULL DEFAULT now(),
+    done_at      timestamptz,
+    attempts     integer NOT NULL DEFAULT 0,
+    duration_ms  bigint
+);
+CREATE TABLE IF NOT EXISTS realmguard.backfill_progress (
+    table_schema text NOT NULL,
+    table_name   text NOT NULL,
+    key_min      bigint NOT NULL,
+    bound        bigint NOT NULL,
+    done_upto    bigint NOT NULL,
+    rows_done    bigint NOT NULL DEFAULT 0,
+    batches      integer NOT NULL DEFAULT 0,
+    fill_ms      bigint NOT NULL DEFAULT 0,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    PRIMARY KEY (table_schema, table_name)
+);";
+
+/// One runner at a time per database: a session-level advisory lock on a direct connection.
+const ADVISORY_KEY: &str = "realmguard backfill";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub batch: Duration,
+    pub lock_timeout: Duration,
+    pub lock_retries: u32,
+    pub max_transaction_age: Duration,
+    /// Test and demo hook (`REALMGUARD_BACKFILL_PAUSE_MS`): sleep after each step and batch so
+    /// a kill can land in a chosen phase.
+    pub pause: Duration,
+}
+
+impl Options {
+    /// Steps whose lock does not block reads or writes (SHARE UPDATE EXCLUSIVE: validations,
+    /// concurrent index builds) may wait longer without hurting traffic.
+    fn timeout_for(&self, lock: Lock) -> Duration {
+        if lock.blocks_traffic() {
+            self.lock_timeout
+        } else {
+            self.lock_timeout.max(self.max_transaction_age)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredStep {
+    pub seq: i32,
+    pub step: Step,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Progress {
+    pub schema: String,
+    pub table: String,
+    pub key_min: i64,
+    pub bound: i64,
+    pub done_upto: i64,
+    pub rows_done: i64,
+    pub batches: i32,
+    pub fill_ms: i64,
+    pub finished: bool,
+}
+
+impl Progress {
+    pub fn fraction(&self) -> f64 {
+        let span = (self.bound - self.key_min).max(0) as f64;
+        if span == 0.0 {
+            1.0
+        } else {
+            ((self.done_upto - self.key_min) as f64 / span).clamp(0.0, 1.0)
+        }
+    }
+}
+
+pub async fn ensure_ledger(conn: &mut PgConnection) -> anyhow::Result<()> {
+    // Two runners creating the schema at once race on IF NOT EXISTS; the loser retries once.
+    for attempt in 0..2 {
+        match sqlx::raw_sql(LEDGER).execute(&mut *conn).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt == 0 && sqlstate(&e).as_deref() == Some("23505") => continue,
+            Err(e) => {
+                return Err(anyhow!("{}", describe_pg_error(&e)))
+                    .context("cannot create the backfill ledger in schema realmguard")
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ledger_exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "SELECT to_regclass('realmguard.backfill_steps') IS NOT NULL
+            AND to_regclass('realmguard.backfill_progress') IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// The recorded plan, in order (empty when no backfill ever ran).
+pub async fn load_steps(conn: &mut PgConnection) -> anyhow::Result<Vec<StoredStep>> {
+    if !ledger_exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT seq, step::text, done_at IS NOT NULL FROM realmguard.backfill_steps ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.get(1);
+            Ok(StoredStep {
+                seq: r.get(0),
+                step: serde_json::from_str(&text)
+                    .context("the recorded backfill plan is unreadable (written by another realmguard version?)")?,
+                done: r.get(2),
+            })
+        })
+        .collect()
+}
+
+pub async fn load_progress(conn: &mut PgConnection) -> anyhow::Result<Vec<Progress>> {
+    if !ledger_exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT table_schema, table_name, key_min, bound, done_upto, rows_done, batches, fill_ms,
+                finished_at IS NOT NULL
+         FROM realmguard.backfill_progress ORDER BY started_at",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Progress {
+            schema: r.get(0),
+            table: r.get(1),
+            key_min: r.get(2),
+            bound: r.get(3),
+            done_upto: r.get(4),
+            rows_done: r.get(5),
+            batches: r.get(6),
+            fill_ms: r.get(7),
+            finished: r.get(8),
+        })
+        .collect())
+}
+
+/// Replace the recorded plan with `plan` (the previous one is finished).
+pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<Vec<StoredStep>> {
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(
+        "DELETE FROM realmguard.backfill_steps; DELETE FROM realmguard.backfill_progress",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut out = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let seq = i as i32 + 1;
+        sqlx::query(
+            "INSERT INTO realmguard.backfill_steps (seq, table_schema, table_name, phase, title, step)
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        )
+        .bind(seq)
+        .bind(&step.schema)
+        .bind(&step.table)
+        .bind(step.phase.to_string())
+        .bind(&step.title)
+        .bind(serde_json::to_string(step)?)
+        .execute(&mut *tx)
+        .await?;
+        out.push(StoredStep {
+            seq,
+            step: step.clone(),
+            done: false,
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Take the runner lock, or say who holds it.
+/// A runner killed a moment ago may still hold the lock until the server notices its socket
+/// closed, so poll briefly before calling it taken.
+pub async fn lock_runner(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(ADVISORY_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(db::backoff(
+            n,
+            Duration::from_millis(50),
+            Duration::from_millis(500),
+        ))
+        .await;
+        n += 1;
+    }
+    let holder: Option<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND objid = hashtext($1)::oid LIMIT 1",
+    )
+    .bind(ADVISORY_KEY)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    bail!(
+        "another backfill is running on this database{}; wait for it or stop it",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )
+}
+
+/// What one `run` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RunReport {
+    pub steps_total: usize,
+    pub steps_run: usize,
+    pub resumed: bool,
+    pub interrupted: bool,
+    pub seconds: f64,
+    pub fills: Vec<Progress>,
+}
+
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(
+        sqlstate(e).as_deref(),
+        Some(db::LOCK_TIMEOUT) | Some(db::DEADLOCK)
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Everything needed to run steps: the working connection, a second one that watches who blocks
+/// the first, and the options.
+pub struct Executor<'a> {
+    pub conn: &'a mut PgConnection,
+    pub watch: &'a mut PgConnection,
+    pub opts: Options,
+    pub stop: Arc<AtomicBool>,
+    pid: i32,
+}
+
+/// A retryable failure with the sessions that blocked it.
+struct Blocked {
+    error: sqlx::Error,
+    blockers: Vec<i32>,
+}
+
+impl<'a> Executor<'a> {
+    pub async fn new(
+        conn: &'a mut PgConnection,
+        watch: &'a mut PgConnection,
+        opts: Options,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Executor<'a>> {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Executor {
+            conn,
+            watch,
+            opts,
+            stop,
+            pid,
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Run every step not done yet. Returns early (interrupted) after the current step or batch
+    /// when asked to stop.
+    pub async fn run(
+        &mut self,
+        steps: &[StoredStep],
+        report: &mut RunReport,
+    ) -> anyhow::Result<()> {
+        let total = steps.len();
+        report.steps_total = total;
+        for s in steps.iter().filter(|s| !s.done) {
+            if self.stopping() {
+                report.interrupted = true;
+                return Ok(());
+            }
+            let step = &s.step;
+            eprintln!(
+                "realmguard: [{}/{total}] {} · {} · {}: {}",
+                s.seq,
+                step.display_table(),
+                step.phase,
+                step.lock_text(),
+                step.title
+            );
+            let started = Instant::now();
+            let finished = match &step.action {
+                Action::Sql {
+                    sql,
+                    no_fk_depends_on,
+                } => {
+                    self.sql_step(s.seq, step, sql, no_fk_depends_on.as_deref())
+                        .await?;
+                    true
+                }
+                Action::ConcurrentIndex { index, sql } => {
+                    self.index_step(s.seq, step, index, sql).await?;
+                    true
+                }
+                Action::Fill { key, sql } => {
+                    let p = self.fill_step(s.seq, step, key, sql).await?;
+                    let done = p.finished;
+                    report.fills.push(p);
+                    done
+                }
+            };
+            if !finished {
+                report.interrupted = true;
+                return Ok(());
+            }
+            report.steps_run += 1;
+            eprintln!(
+                "realmguard:     done in {} ms",
+                started.elapsed().as_millis()
+            );
+            if !self.opts.pause.is_zero() {
+                tokio::time::sleep(self.opts.pause).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sql_step(
+        &mut self,
+        seq: i32,
+        step: &Step,
+        sql: &str,
+        guard: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let timeout = self.opts.timeout_for(step.lock);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            match self
+                .sql_attempt(seq, step, sql, guard, timeout, attempt, started)
+                .await?
+            {
+                None => return Ok(()),
+                Some(b) => self.after_lock_failure(step, attempt, timeout, b).await?,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sql_attempt(
+        &mut self,
+        seq: i32,
+        step: &Step,
+        sql: &str,
+        guard: Option<&str>,
+        timeout: Duration,
+        attempt: u32,
+        started: Instant,
+    ) -> anyhow::Result<Option<Blocked>> {
+        let mut tx = self.conn.begin().await?;
+        // SET LOCAL: the settings die with the transaction, also behind a transaction pooler.
+        sqlx::raw_sql(&format!(
+            "SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = 0",
+            ms(timeout)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(index) = guard {
+            let deps: Vec<String> = sqlx::query_scalar(
+                "SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
+                 WHERE contype = 'f' AND conindid = to_regclass($1)",
+            )
+            .bind(qualified(&step.schema, index))
+            .fetch_all(&mut *tx)
+            .await?;
+            if !deps.is_empty() {
+                tx.rollback().await?;
+                bail!(
+                    "step {seq} ({}): foreign keys still depend on {index}: {}; realmguard never drops with CASCADE — convert or drop them first",
+                    step.title,
+                    deps.join(", ")
+                );
+            }
+        }
+        let (res, blockers) = watch_while(
+            sqlx::raw_sql(sql).execute(&mut *tx),
+            &mut *self.watch,
+            self.pid,
+            timeout,
+        )
+        .await;
+        match res {
+            Ok(_) => {
+                sqlx::query(
+                    "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
+                            duration_ms = $3 WHERE seq = $1",
+                )
+                .bind(seq)
+                .bind(attempt as i32)
+                .bind(started.elapsed().as_millis() as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(None)
+            }
+            Err(e) if retryable(&e) => {
+                let _ = tx.rollback().await;
+                Ok(Some(Blocked { error: e, blockers }))
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                let hint = if sqlstate(&e).as_deref() == Some("23514")
+                    && step.title.starts_with("validate")
+                {
+                    "; some rows still have no realm (their parent reference is NULL or names no row): fix them and run again"
+                } else {
+                    ""
+                };
+                bail!(
+                    "step {seq} on {} ({}) failed: {}{hint}",
+                    step.display_table(),
+                    step.title,
+                    describe_pg_error(&e)
+                )
+            }
+        }
+    }
+
+    /// Back off with jitter after a lock timeout or deadlock, or give up naming the blockers.
+    async fn after_lock_failure(
+        &mut self,
+        step: &Step,
+        attempt: u32,
+        timeout: Duration,
+        b: Blocked,
+    ) -> anyhow::Result<()> {
+        let who = self.describe_blockers(&b.blockers, &step.relations).await;
+        if attempt > self.opts.lock_retries {
+            bail!(
+                "gave up on {} ({}) after {attempt} attempts: {} not granted within {} each time; {who}",
+                step.display_table(),
+                step.title,
+                step.lock.name(),
+                ms(timeout),
+            );
+        }
+        let wait = db::backoff(
+            attempt - 1,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        );
+        eprintln!(
+            "realmguard:     {} ({}); {who}; retry {attempt}/{} in {}",
+            if sqlstate(&b.error).as_deref() == Some(db::DEADLOCK) {
+                "deadlock".to_string()
+            } else {
+                format!("lock not granted within {}", ms(timeout))
+            },
+            step.lock.name(),
+            self.opts.lock_retries,
+            ms(wait)
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// "blocked by pid 123 (idle in transaction for 12s, user app: SELECT …)"; when the probe saw
+    /// nothing, the sessions holding locks on the step's tables.
+    async fn describe_blockers(&mut self, pids: &[i32], relations: &[(String, String)]) -> String {
+        let mut pids = pids.to_vec();
+        if pids.is_empty() {
+            let names: Vec<String> = relations.iter().map(|(s, n)| qualified(s, n)).collect();
+            pids = sqlx::query_scalar(
+                "SELECT DISTINCT l.pid FROM pg_locks l
+                 WHERE l.granted AND l.locktype = 'relation' AND l.pid <> $2
+                   AND l.relation IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)",
+            )
+            .bind(&names)
+            .bind(self.pid)
+            .fetch_all(&mut *self.watch)
+            .await
+            .unwrap_or_default();
+        }
+        if pids.is_empty() {
+            return "no blocking session seen (it ended before we looked)".into();
+        }
+        let rows = sqlx::query(
+            "SELECT pid, coalesce(state, ''), coalesce(usename::text, ''),
+                    coalesce(extract(epoch FROM now() - xact_start), 0)::float8,
+                    left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 60)
+             FROM pg_stat_activity WHERE pid = ANY($1) ORDER BY pid",
+        )
+        .bind(&pids)
+        .fetch_all(&mut *self.watch)
+        .await
+        .unwrap_or_default();
+        let mut parts = Vec::new();
+        for pid in &pids {
+            match rows.iter().find(|r| r.get::<i32, _>(0) == *pid) {
+                Some(r) => parts.push(format!(
+                    "pid {pid} ({} for {:.0}s, user {}: {})",
+                    r.get::<String, _>(1),
+                    r.get::<f64, _>(3),
+                    r.get::<String, _>(2),
+                    r.get::<String, _>(4)
+                )),
+                None => parts.push(format!("pid {pid}")),
+            }
+        }
+        format!("blocked by {}", parts.join(", "))
+    }
+
+    async fn index_state(&mut self, schema: &str, index: &str) -> anyhow::Result<Option<bool>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            )
+            .bind(qualified(schema, index))
+            .fetch_optional(&mut *self.conn)
+            .await?,
+        )
+    }
+
+    async fn index_step(
+        &mut self,
+        seq: i32,
+        step: &Step,
+        index: &str,
+        sql: &str,
+    ) -> anyhow::Result<()> {
+        let timeout = self.opts.timeout_for(step.lock);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.index_state(&step.schema, index).await? {
+                Some(true) => break,
+                Some(false) => {
+                    // A failed or killed CONCURRENTLY build leaves an invalid index that
+                    // IF NOT EXISTS would silently accept (pitfall 4): drop it and build again.
+                    eprintln!("realmguard:     dropping the invalid leftover index {index}");
+                    let drop = format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        qualified(&step.schema, index)
+                    );
+                    if let Some(b) = self.concurrently(&drop, timeout).await? {
+                        self.after_lock_failure(step, attempt, timeout, b).await?;
+                    }
+                    continue;
+                }
+                None => {
+                    if let Some(b) = self.concurrently(sql, timeout).await? {
+                        self.after_lock_failure(step, attempt, timeout, b).await?;
+                    }
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
+                    duration_ms = $3 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(attempt as i32)
+        .bind(started.elapsed().as_millis() as i64)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A CONCURRENTLY statement: outside any transaction, so the timeouts are session settings,
+    /// reset afterwards.
+    async fn concurrently(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Blocked>> {
+        sqlx::raw_sql(&format!(
+            "SET lock_timeout = '{}'; SET statement_timeout = 0",
+            ms(timeout)
+        ))
+        .execute(&mut *self.conn)
+        .await?;
+        let (res, blockers) = watch_while(
+            sqlx::raw_sql(sql).execute(&mut *self.conn),
+            &mut *self.watch,
+            self.pid,
+            timeout,
+        )
+        .await;
+        sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+            .execute(&mut *self.conn)
+            .await?;
+        match res {
+            Ok(_) => Ok(None),
+            Err(e) if retryable(&e) => Ok(Some(Blocked { error: e, blockers })),
+            Err(e) => Err(anyhow!("{}", describe_pg_error(&e)))
+                .with_context(|| format!("`{}` failed", sql.lines().next().unwrap_or(sql))),
+        }
+    }
+
+    /// Fill old rows in keyset batches over `key`, each its own transaction, sized so one batch
+    /// takes about `--batch-ms` (a concurrent writer waits at most about that long on its row
+    /// locks). The upper bound is `max(key)` captured now that the trigger is live: later rows
+    /// are the trigger's. Progress commits with each batch, so a rerun resumes after the last one.
+    async fn fill_step(
+        &mut self,
+        seq: i32,
+        step: &Step,
+        key: &str,
+        sql: &str,
+    ) -> anyhow::Result<Progress> {
+        let qt = qualified(&step.schema, &step.table);
+        let existing = sqlx::query(
+            "SELECT key_min, bound, done_upto, rows_done, batches, fill_ms
+             FROM realmguard.backfill_progress WHERE table_schema = $1 AND table_name = $2",
+        )
+        .bind(&step.schema)
+        .bind(&step.table)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let mut p = Progress {
+            schema: step.schema.clone(),
+            table: step.table.clone(),
+            ..Progress::default()
+        };
+        match existing {
+            Some(r) => {
+                p.key_min = r.get(0);
+                p.bound = r.get(1);
+                p.done_upto = r.get(2);
+                p.rows_done = r.get(3);
+                p.batches = r.get(4);
+                p.fill_ms = r.get(5);
+                eprintln!(
+                    "realmguard:     resuming after {key} = {} ({} rows already filled)",
+                    p.done_upto, p.rows_done
+                );
+            }
+            None => {
+                let q = crate::db::quote_ident(key);
+                let r = sqlx::query(&format!(
+                    "SELECT coalesce(min({q}), 0)::bigint, coalesce(max({q}), 0)::bigint FROM {qt}"
+                ))
+                .fetch_one(&mut *self.conn)
+                .await?;
+                let (lo, hi): (i64, i64) = (r.get(0), r.get(1));
+                p.key_min = lo.saturating_sub(1);
+                p.bound = hi;
+                p.done_upto = p.key_min;
+                sqlx::query(
+                    "INSERT INTO realmguard.backfill_progress (table_schema, table_name, key_min, bound, done_upto)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&step.schema)
+                .bind(&step.table)
+                .bind(p.key_min)
+                .bind(p.bound)
+                .bind(p.done_upto)
+                .execute(&mut *self.conn)
+                .await?;
+            }
+        }
+        let bar = ProgressBar::new((p.bound - p.key_min).max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(step.display_table());
+        bar.set_position((p.done_upto - p.key_min).max(0) as u64);
+
+        let target = self.opts.batch.max(Duration::from_millis(1));
+        let timeout = self.opts.lock_timeout;
+        let mut size: i64 = 1_000;
+        let started = Instant::now();
+        let rows_before = p.rows_done;
+        let mut attempt = 0u32;
+        while p.done_upto < p.bound {
+            if self.stopping() {
+                bar.abandon_with_message(format!("stopped at {key} = {}", p.done_upto));
+                eprintln!(
+                    "realmguard:     stopped after the batch ending at {key} = {}; `realmguard backfill run` resumes there",
+                    p.done_upto
+                );
+                return Ok(p);
+            }
+            let lo = p.done_upto;
+            let hi = lo.saturating_add(size).min(p.bound);
+            let t0 = Instant::now();
+            match self.batch(sql, lo, hi, timeout, &p).await? {
+                Ok(n) => {
+                    attempt = 0;
+                    let took = t0.elapsed();
+                    p.done_upto = hi;
+                    p.rows_done += n as i64;
+                    p.batches += 1;
+                    p.fill_ms += took.as_millis() as i64;
+                    // Aim the next batch at the target duration; change by at most 2× a step so
+                    // one odd batch (a checkpoint, a stall) does not swing it.
+                    let factor =
+                        (target.as_secs_f64() / took.as_secs_f64().max(1e-4)).clamp(0.5, 2.0);
+                    size = ((size as f64 * factor) as i64).clamp(1, 10_000_000);
+                    let rate = (p.rows_done - rows_before) as f64
+                        / started.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_position((p.done_upto - p.key_min) as u64);
+                    bar.set_message(format!("{} rows, {:.0} rows/s", p.rows_done, rate));
+                    if !self.opts.pause.is_zero() {
+                        tokio::time::sleep(self.opts.pause).await;
+                    }
+                }
+                Err(b) => {
+                    attempt += 1;
+                    size = (size / 2).max(1);
+                    bar.suspend(|| ());
+                    self.after_lock_failure(step, attempt, timeout, b).await?;
+                }
+            }
+        }
+        p.finished = true;
+        let mut tx = self.conn.begin().await?;
+        sqlx::query(
+            "UPDATE realmguard.backfill_progress SET finished_at = clock_timestamp()
+             WHERE table_schema = $1 AND table_name = $2",
+        )
+        .bind(&step.schema)
+        .bind(&step.table)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), duration_ms = $2 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(p.fill_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        bar.finish_and_clear();
+        let secs = p.fill_ms as f64 / 1000.0;
+        eprintln!(
+            "realmguard:     filled {} rows in {} batches, {:.2}s in batches ({:.0} rows/s)",
+            p.rows_done,
+            p.batches,
+            secs,
+            p.rows_done as f64 / secs.max(1e-3)
+        );
+        Ok(p)
+    }
+
+    /// One batch: its own transaction with the row-lock wait bounded, progress in the same commit.
+    async fn batch(
+        &mut self,
+        sql: &str,
+        lo: i64,
+        hi: i64,
+        timeout: Duration,
+        p: &Progress,
+    ) -> anyhow::Result<Result<u64, Blocked>> {
+        let mut tx = self.conn.begin().await?;
+        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{}'", ms(timeout)))
+            .execute(&mut *tx)
+            .await?;
+        let (res, blockers) = watch_while(
+            sqlx::query(sql).bind(lo).bind(hi).execute(&mut *tx),
+            &mut *self.watch,
+            self.pid,
+            timeout,
+        )
+        .await;
+        match res {
+            Ok(r) => {
+                sqlx::query(
+                    "UPDATE realmguard.backfill_progress
+                     SET done_upto = $3, rows_done = rows_done + $4, batches = batches + 1,
+                         fill_ms = fill_ms + (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint
+                     WHERE table_schema = $1 AND table_name = $2",
+                )
+                .bind(&p.schema)
+                .bind(&p.table)
+                .bind(hi)
+                .bind(r.rows_affected() as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(r.rows_affected()))
+            }
+            Err(e) if retryable(&e) => {
+                let _ = tx.rollback().await;
+                Ok(Err(Blocked { error: e, blockers }))
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(anyhow!("{}", describe_pg_error(&e))).with_context(|| {
+                    format!("filling {}.{} ({lo}, {hi}] failed", p.schema, p.table)
+                })
+            }
+        }
+    }
+}
+
+/// Await `fut` (a statement on the working connection) while the watch connection notes which
+/// sessions block it (`pg_blocking_pids`), so a retry or a give-up can name them.
+async fn watch_while<F, T>(
+    fut: F,
+    watch: &mut PgConnection,
+    pid: i32,
+    timeout: Duration,
+) -> (Result<T, sqlx::Error>, Vec<i32>)
+where
+    F: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut blockers: Vec<i32> = Vec::new();
+    let probe_after = (timeout / 2).max(Duration::from_millis(20));
+    let res = {
+        let probe = async {
+            tokio::time::sleep(probe_after).await;
+            if let Ok(p) = sqlx::query_scalar::<_, Vec<i32>>("SELECT pg_blocking_pids($1)")
+                .bind(pid)
+                .fetch_one(&mut *watch)
+                .await
+            {
+                blockers = p;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::pin!(fut);
+        tokio::select! {
+            r = &mut fut => r,
+            _ = probe => unreachable!("the probe never finishes"),
+        }
+    };
+    (res, blockers)
+}

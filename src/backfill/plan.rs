@@ -1,0 +1,1504 @@
+//! The pure planner: catalog model + config → the ordered online steps, each with its SQL and
+//! the lock it takes. No I/O here, so every ordering rule is unit-tested without a database.
+//!
+//! The order follows `ONLINE-DDL.md`: per table (parents before children) add the column, install
+//! the fill trigger, fill old rows, NOT NULL through a validated check; then the realm foreign
+//! keys; then the unique `(id, realm)` indexes, built concurrently only after every fill (an index
+//! containing the realm column would make each batch take key locks that stall child inserts);
+//! then per foreign key: supporting index, composite key `NOT VALID`, validate, drop the old one;
+//! and only once no foreign key depends on an old primary key, the primary-key swaps. Nothing is
+//! ever dropped with CASCADE. Steps already done (read from the catalog) are left out, so a
+//! converted database plans to nothing.
+
+use super::model::{Catalog, Constraint, ConstraintKind, Table};
+use crate::config::Config;
+use crate::db::{qualified, quote_ident, quote_literal};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// PostgreSQL truncates identifiers to 63 bytes; we truncate our own names the same way so that
+/// the names we look up are the names that exist.
+const NAMEDATALEN: usize = 63;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Realms,
+    Column,
+    Trigger,
+    Fill,
+    NotNull,
+    RealmFk,
+    UniqueIndex,
+    ForeignKey,
+    PrimaryKey,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Realms => "realms",
+            Phase::Column => "column",
+            Phase::Trigger => "trigger",
+            Phase::Fill => "fill",
+            Phase::NotNull => "not-null",
+            Phase::RealmFk => "realm-fk",
+            Phase::UniqueIndex => "unique-index",
+            Phase::ForeignKey => "foreign-key",
+            Phase::PrimaryKey => "primary-key",
+        })
+    }
+}
+
+/// The strongest lock a step takes (ONLINE-DDL.md, "Locks per step").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lock {
+    /// Blocks everything, reads too: taken only for an instant, behind a short lock_timeout.
+    AccessExclusive,
+    /// Blocks writes: taken only for an instant, behind a short lock_timeout.
+    ShareRowExclusive,
+    /// Blocks other DDL and VACUUM, not reads or writes: may be held for a scan.
+    ShareUpdateExclusive,
+    /// Row locks of one short batch at a time.
+    RowLocks,
+    /// Touches only the realms table's rows or creates it.
+    None,
+}
+
+impl Lock {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lock::AccessExclusive => "ACCESS EXCLUSIVE",
+            Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            Lock::RowLocks => "row locks",
+            Lock::None => "none",
+        }
+    }
+
+    /// Whether waiting for this lock queues the application's reads or writes behind us, so
+    /// the wait must be bounded by the short `--lock-timeout`.
+    pub fn blocks_traffic(self) -> bool {
+        matches!(self, Lock::AccessExclusive | Lock::ShareRowExclusive)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// One transaction: `SET LOCAL lock_timeout`, the SQL, the step's ledger row, commit.
+    Sql {
+        sql: String,
+        /// Refuse (never CASCADE) while a foreign key still depends on this index.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no_fk_depends_on: Option<String>,
+    },
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY`, outside any transaction; an invalid leftover of
+    /// the same name is dropped and rebuilt, a valid one is kept.
+    ConcurrentIndex { index: String, sql: String },
+    /// Keyset batches over `key` sized by time; `sql` takes `$1` (exclusive lower) and `$2`
+    /// (inclusive upper) bounds.
+    Fill { key: String, sql: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub schema: String,
+    pub table: String,
+    pub phase: Phase,
+    pub title: String,
+    pub lock: Lock,
+    /// How long and on what, for humans: "instant", "scan; reads and writes go on", ….
+    pub lock_note: String,
+    /// Tables whose lock holders are named when the lock cannot be taken.
+    pub relations: Vec<(String, String)>,
+    pub action: Action,
+}
+
+impl Step {
+    pub fn sql(&self) -> &str {
+        match &self.action {
+            Action::Sql { sql, .. }
+            | Action::ConcurrentIndex { sql, .. }
+            | Action::Fill { sql, .. } => sql,
+        }
+    }
+
+    pub fn lock_text(&self) -> String {
+        format!("{} ({})", self.lock.name(), self.lock_note)
+    }
+
+    pub fn display_table(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// How a table's old rows get their realm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum Derive {
+    /// A root table: the configured default realm.
+    Default { realm: String },
+    /// A child: the parent row's realm, through this foreign key.
+    Parent {
+        constraint: String,
+        schema: String,
+        table: String,
+    },
+    /// The column is already filled and NOT NULL.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TablePlan {
+    pub schema: String,
+    pub table: String,
+    pub key: String,
+    pub derive: Derive,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub realm_column: String,
+    pub realm_type: String,
+    pub tables: Vec<TablePlan>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("realm_scoped lists `{0}`, but no such table exists in the checked schemas")]
+    UnknownTable(String),
+    #[error("the realms table {0} has no single-column primary key for {1} to reference")]
+    RealmsKey(String, String),
+    #[error("{0} has no single-column integer primary key to walk in keyset batches (found: {1}); backfill cannot convert it")]
+    NoIntegerKey(String, String),
+    #[error("{table} has {count} foreign keys to realm tables ({names}); name the one to derive {column} through in the config: [backfill.parent] \"{table}\" = \"<constraint>\"")]
+    AmbiguousParent {
+        table: String,
+        count: usize,
+        names: String,
+        column: String,
+    },
+    #[error("[backfill.parent] names `{constraint}` for {table}, but {table} has no foreign key of that name to a realm table")]
+    UnknownParent { table: String, constraint: String },
+    #[error("the tables {0} derive their realms from each other in a cycle; break it with [backfill.parent]")]
+    Cycle(String),
+}
+
+/// Does a config entry ("schema.table" or "table") name this table?
+pub fn names_table(entry: &str, schema: &str, table: &str) -> bool {
+    match entry.split_once('.') {
+        Some((s, t)) => s == schema && t == table,
+        None => entry == table,
+    }
+}
+
+/// `parts` joined by `_`, truncated like PostgreSQL truncates identifiers.
+pub fn object_name(parts: &[&str]) -> String {
+    let mut s = parts.join("_");
+    if s.len() > NAMEDATALEN {
+        let mut end = NAMEDATALEN;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let a: BTreeSet<&String> = a.iter().collect();
+    let b: BTreeSet<&String> = b.iter().collect();
+    a == b && a.len() == b.len()
+}
+
+fn cols(list: &[String]) -> String {
+    list.iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_integer(type_name: &str) -> bool {
+    matches!(type_name, "smallint" | "integer" | "bigint")
+}
+
+/// The plan for `cat` under `cfg`.
+pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
+    let rc = cfg.realm_column.as_str();
+    let default_realm = cfg.backfill.default_realm.as_str();
+    let mut steps = Vec::new();
+
+    // The realms table: its key type is the realm column's type.
+    let realms: Option<(String, String, String)>; // schema, name, key
+    let realm_type: String;
+    if cfg.realms_table.is_empty() {
+        realms = None;
+        realm_type = "text".into();
+    } else if let Some(r) = &cat.realms {
+        let (key, ty) = r.key.clone().ok_or_else(|| {
+            PlanError::RealmsKey(format!("{}.{}", r.schema, r.name), rc.to_string())
+        })?;
+        if !cat.default_realm_exists {
+            steps.push(Step {
+                schema: r.schema.clone(),
+                table: r.name.clone(),
+                phase: Phase::Realms,
+                title: format!("insert the default realm `{default_realm}`"),
+                lock: Lock::None,
+                lock_note: "one row".into(),
+                relations: vec![],
+                action: Action::Sql {
+                    sql: format!(
+                        "INSERT INTO {} ({}) VALUES (CAST({} AS {ty})) ON CONFLICT DO NOTHING",
+                        qualified(&r.schema, &r.name),
+                        quote_ident(&key),
+                        quote_literal(default_realm)
+                    ),
+                    no_fk_depends_on: None,
+                },
+            });
+        }
+        realms = Some((r.schema.clone(), r.name.clone(), key));
+        realm_type = ty;
+    } else {
+        let (schema, name) = match cfg.realms_table.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => (cat.current_schema.clone(), cfg.realms_table.clone()),
+        };
+        let q = qualified(&schema, &name);
+        steps.push(Step {
+            schema: schema.clone(),
+            table: name.clone(),
+            phase: Phase::Realms,
+            title: format!("create the realms table with the default realm `{default_realm}`"),
+            lock: Lock::None,
+            lock_note: "new table".into(),
+            relations: vec![],
+            action: Action::Sql {
+                sql: format!(
+                    "CREATE TABLE IF NOT EXISTS {q} (\n    id text PRIMARY KEY,\n    name text NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\nINSERT INTO {q} (id, name) VALUES ({lit}, {lit}) ON CONFLICT DO NOTHING",
+                    lit = quote_literal(default_realm)
+                ),
+                no_fk_depends_on: None,
+            },
+        });
+        realms = Some((schema, name, "id".into()));
+        realm_type = "text".into();
+    }
+    let is_realms = |t: &Table| {
+        realms
+            .as_ref()
+            .is_some_and(|(s, n, _)| t.schema == *s && t.name == *n)
+    };
+
+    // Which tables must become realm-scoped: the configured ones and those with the column, then
+    // every table linked to them by a foreign key, until nothing changes.
+    let candidates: Vec<&Table> = cat
+        .tables
+        .iter()
+        .filter(|t| cfg.schemas.is_empty() || cfg.schemas.contains(&t.schema))
+        .filter(|t| {
+            !cfg.exclude
+                .iter()
+                .any(|e| names_table(e, &t.schema, &t.name))
+        })
+        .filter(|t| !is_realms(t))
+        .collect();
+    for entry in &cfg.realm_scoped {
+        if !candidates
+            .iter()
+            .any(|t| names_table(entry, &t.schema, &t.name))
+        {
+            return Err(PlanError::UnknownTable(entry.clone()));
+        }
+    }
+    let mut set: BTreeSet<(String, String)> = candidates
+        .iter()
+        .filter(|t| {
+            t.column(rc).is_some()
+                || cfg
+                    .realm_scoped
+                    .iter()
+                    .any(|e| names_table(e, &t.schema, &t.name))
+        })
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    loop {
+        let mut added = Vec::new();
+        for t in &candidates {
+            let id = (t.schema.clone(), t.name.clone());
+            if set.contains(&id) {
+                continue;
+            }
+            let references = t.foreign_keys().any(|f| set.contains(&fk_target(f)));
+            let referenced = candidates.iter().any(|o| {
+                set.contains(&(o.schema.clone(), o.name.clone()))
+                    && o.foreign_keys().any(|f| fk_target(f) == id)
+            });
+            if references || referenced {
+                added.push(id);
+            }
+        }
+        if added.is_empty() {
+            break;
+        }
+        set.extend(added);
+    }
+    let targets: Vec<&Table> = candidates
+        .iter()
+        .copied()
+        .filter(|t| set.contains(&(t.schema.clone(), t.name.clone())))
+        .collect();
+
+    // Per table: the keyset column and where the realm comes from.
+    struct Info<'a> {
+        t: &'a Table,
+        key: String,
+        needs_fill: bool,
+        parent: Option<&'a Constraint>,
+    }
+    let mut infos: Vec<Info> = Vec::new();
+    for t in &targets {
+        let pk_cols: Vec<String> = t
+            .primary_key()
+            .map(|p| p.columns.iter().filter(|c| *c != rc).cloned().collect())
+            .unwrap_or_default();
+        let key = match pk_cols.as_slice() {
+            [k] if t.column(k).is_some_and(|c| is_integer(&c.type_name)) => k.clone(),
+            _ => {
+                let found = t
+                    .primary_key()
+                    .map(|p| format!("primary key ({})", p.columns.join(", ")))
+                    .unwrap_or_else(|| "no primary key".into());
+                return Err(PlanError::NoIntegerKey(t.display(), found));
+            }
+        };
+        let needs_fill = t.column(rc).is_none_or(|c| !c.not_null);
+        let parent = if needs_fill {
+            derive_parent(t, cfg, &set)?
+        } else {
+            None
+        };
+        infos.push(Info {
+            t,
+            key,
+            needs_fill,
+            parent,
+        });
+    }
+
+    // Parents are filled before their children: the child's trigger refuses to write NULL.
+    let mut order: Vec<usize> = Vec::new();
+    let mut placed = vec![false; infos.len()];
+    while order.len() < infos.len() {
+        let next = (0..infos.len()).find(|&i| {
+            !placed[i]
+                && infos[i].parent.is_none_or(|p| {
+                    let pt = fk_target(p);
+                    infos
+                        .iter()
+                        .enumerate()
+                        .all(|(j, o)| !(o.t.schema == pt.0 && o.t.name == pt.1) || placed[j])
+                })
+        });
+        match next {
+            Some(i) => {
+                placed[i] = true;
+                order.push(i);
+            }
+            None => {
+                let rest: Vec<String> = (0..infos.len())
+                    .filter(|&i| !placed[i])
+                    .map(|i| infos[i].t.display())
+                    .collect();
+                return Err(PlanError::Cycle(rest.join(", ")));
+            }
+        }
+    }
+
+    let mut tables = Vec::new();
+    let rt = realm_type.as_str();
+    let qrc = quote_ident(rc);
+    // Phase 1, per table: column, trigger, fill, NOT NULL.
+    for &i in &order {
+        let Info {
+            t,
+            key,
+            needs_fill,
+            parent,
+        } = &infos[i];
+        let qt = qualified(&t.schema, &t.name);
+        let rel = vec![(t.schema.clone(), t.name.clone())];
+        let step = |phase, title: String, lock, note: &str, action| Step {
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            phase,
+            title,
+            lock,
+            lock_note: note.to_string(),
+            relations: rel.clone(),
+            action,
+        };
+        tables.push(TablePlan {
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            key: key.clone(),
+            derive: match (needs_fill, parent) {
+                (false, _) => Derive::Done,
+                (true, None) => Derive::Default {
+                    realm: default_realm.to_string(),
+                },
+                (true, Some(p)) => Derive::Parent {
+                    constraint: p.name.clone(),
+                    schema: fk_target(p).0,
+                    table: fk_target(p).1,
+                },
+            },
+        });
+        if t.column(rc).is_none() {
+            steps.push(step(
+                Phase::Column,
+                format!("add the nullable column {rc}"),
+                Lock::AccessExclusive,
+                "instant, catalog only",
+                Action::Sql {
+                    sql: format!("ALTER TABLE {qt} ADD COLUMN IF NOT EXISTS {qrc} {rt}"),
+                    no_fk_depends_on: None,
+                },
+            ));
+        }
+        if !needs_fill {
+            continue;
+        }
+        let trigger = object_name(&[&t.name, rc, "fill"]);
+        if !t.triggers.contains(&trigger) {
+            let (title, sql) = trigger_sql(t, &trigger, rc, rt, default_realm, *parent);
+            steps.push(step(
+                Phase::Trigger,
+                title,
+                Lock::ShareRowExclusive,
+                "instant",
+                Action::Sql {
+                    sql,
+                    no_fk_depends_on: None,
+                },
+            ));
+        }
+        let qk = quote_ident(key);
+        let (title, sql) = match parent {
+            None => (
+                format!("fill {rc} = '{default_realm}' in keyset batches sized by time"),
+                format!(
+                    "UPDATE {qt} SET {qrc} = CAST({} AS {rt})\nWHERE {qk} > $1::bigint AND {qk} <= $2::bigint AND {qrc} IS NULL",
+                    quote_literal(default_realm)
+                ),
+            ),
+            Some(p) => {
+                let (ps, pn) = fk_target(p);
+                let join = p
+                    .columns
+                    .iter()
+                    .zip(&p.ref_columns)
+                    .map(|(c, r)| format!("p.{} = c.{}", quote_ident(r), quote_ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                (
+                    format!("fill {rc} from {ps}.{pn} through {} in keyset batches sized by time", p.name),
+                    format!(
+                        "UPDATE {qt} AS c SET {qrc} = p.{qrc}\nFROM {} AS p\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint\n  AND {join}\n  AND c.{qrc} IS DISTINCT FROM p.{qrc}",
+                        qualified(&ps, &pn)
+                    ),
+                )
+            }
+        };
+        steps.push(step(
+            Phase::Fill,
+            title,
+            Lock::RowLocks,
+            "one short transaction per batch",
+            Action::Fill {
+                key: key.clone(),
+                sql,
+            },
+        ));
+        let check = object_name(&[&t.name, rc, "not_null"]);
+        let qcheck = quote_ident(&check);
+        let existing = t.constraint(&check);
+        if existing.is_none() {
+            steps.push(step(
+                Phase::NotNull,
+                format!("add CHECK ({rc} IS NOT NULL) NOT VALID"),
+                Lock::AccessExclusive,
+                "instant, no scan",
+                Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} ADD CONSTRAINT {qcheck} CHECK ({qrc} IS NOT NULL) NOT VALID"
+                    ),
+                    no_fk_depends_on: None,
+                },
+            ));
+        }
+        if existing.is_none_or(|c| !c.validated) {
+            steps.push(step(
+                Phase::NotNull,
+                format!("validate {check}"),
+                Lock::ShareUpdateExclusive,
+                "scan; reads and writes go on",
+                Action::Sql {
+                    sql: format!("ALTER TABLE {qt} VALIDATE CONSTRAINT {qcheck}"),
+                    no_fk_depends_on: None,
+                },
+            ));
+        }
+        steps.push(step(
+            Phase::NotNull,
+            format!("SET NOT NULL (proved by the check, no scan) and drop {check}"),
+            Lock::AccessExclusive,
+            "instant, no scan",
+            Action::Sql {
+                sql: format!(
+                    "ALTER TABLE {qt} ALTER COLUMN {qrc} SET NOT NULL;\nALTER TABLE {qt} DROP CONSTRAINT IF EXISTS {qcheck}"
+                ),
+                no_fk_depends_on: None,
+            },
+        ));
+    }
+
+    // Phase 2: every table's realm column references the realms table, cascading.
+    if let Some((rs, rn, rk)) = &realms {
+        for &i in &order {
+            let t = infos[i].t;
+            let qt = qualified(&t.schema, &t.name);
+            let rel = vec![(t.schema.clone(), t.name.clone()), (rs.clone(), rn.clone())];
+            let existing = t.foreign_keys().find(|f| {
+                f.columns == [rc.to_string()] && fk_target(f) == (rs.clone(), rn.clone())
+            });
+            let name = existing
+                .map(|f| f.name.clone())
+                .unwrap_or_else(|| object_name(&[&t.name, rc, "fkey"]));
+            if existing.is_none() {
+                steps.push(Step {
+                    schema: t.schema.clone(),
+                    table: t.name.clone(),
+                    phase: Phase::RealmFk,
+                    title: format!("add {name} → {rs}.{rn} ON DELETE CASCADE NOT VALID"),
+                    lock: Lock::ShareRowExclusive,
+                    lock_note: format!("on {} and {rn}, instant", t.name),
+                    relations: rel.clone(),
+                    action: Action::Sql {
+                        sql: format!(
+                            "ALTER TABLE {qt} ADD CONSTRAINT {} FOREIGN KEY ({qrc}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+                            quote_ident(&name),
+                            qualified(rs, rn),
+                            quote_ident(rk)
+                        ),
+                        no_fk_depends_on: None,
+                    },
+                });
+            }
+            if existing.is_none_or(|f| !f.validated) {
+                steps.push(validate_fk_step(t, &name, rel, Phase::RealmFk));
+            }
+        }
+    }
+
+    // Phase 3: the unique (key, realm) indexes composite foreign keys need, built concurrently
+    // only now that every fill is over.
+    let mut unique_needed: BTreeMap<(String, String), Vec<Vec<String>>> = BTreeMap::new();
+    for &i in &order {
+        let Info { t, key, .. } = &infos[i];
+        unique_needed
+            .entry((t.schema.clone(), t.name.clone()))
+            .or_default()
+            .push(vec![key.clone(), rc.to_string()]);
+    }
+    for &i in &order {
+        for f in old_fks(infos[i].t, rc, &set) {
+            let mut c = f.ref_columns.clone();
+            c.push(rc.to_string());
+            let e = unique_needed.entry(fk_target(f)).or_default();
+            if !e.iter().any(|x| same_set(x, &c)) {
+                e.push(c);
+            }
+        }
+    }
+    // (schema, table, column set) → the index name that will hold it.
+    let mut unique_index_of: Vec<((String, String), Vec<String>, String)> = Vec::new();
+    for &i in &order {
+        let t = infos[i].t;
+        let id = (t.schema.clone(), t.name.clone());
+        for c in unique_needed.get(&id).into_iter().flatten() {
+            let existing = t
+                .indexes
+                .iter()
+                .find(|ix| ix.unique && ix.valid && !ix.partial && same_set(&ix.columns, c));
+            let name = match existing {
+                Some(ix) => ix.name.clone(),
+                None => {
+                    let mut parts: Vec<&str> = vec![&t.name];
+                    parts.extend(c.iter().map(String::as_str));
+                    parts.push("key");
+                    let name = object_name(&parts);
+                    steps.push(Step {
+                        schema: t.schema.clone(),
+                        table: t.name.clone(),
+                        phase: Phase::UniqueIndex,
+                        title: format!("build unique index {name} concurrently"),
+                        lock: Lock::ShareUpdateExclusive,
+                        lock_note: "concurrent build; reads and writes go on".into(),
+                        relations: vec![id.clone()],
+                        action: Action::ConcurrentIndex {
+                            index: name.clone(),
+                            sql: format!(
+                                "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({})",
+                                quote_ident(&name),
+                                qualified(&t.schema, &t.name),
+                                cols(c)
+                            ),
+                        },
+                    });
+                    name
+                }
+            };
+            unique_index_of.push((id.clone(), c.clone(), name));
+        }
+    }
+
+    // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
+    // index, composite key NOT VALID, validate, drop the old key.
+    for &i in &order {
+        let t = infos[i].t;
+        let qt = qualified(&t.schema, &t.name);
+        for f in old_fks(t, rc, &set) {
+            let (ps, pn) = fk_target(f);
+            let rel = vec![(t.schema.clone(), t.name.clone()), (ps.clone(), pn.clone())];
+            let mut new_cols = f.columns.clone();
+            new_cols.push(rc.to_string());
+            let mut new_ref = f.ref_columns.clone();
+            new_ref.push(rc.to_string());
+            let indexed = t.indexes.iter().any(|ix| {
+                ix.valid
+                    && !ix.partial
+                    && ix.columns.len() >= new_cols.len()
+                    && same_set(&ix.columns[..new_cols.len()], &new_cols)
+            });
+            if !indexed {
+                let mut parts: Vec<&str> = vec![&t.name];
+                parts.extend(new_cols.iter().map(String::as_str));
+                parts.push("idx");
+                let name = object_name(&parts);
+                steps.push(Step {
+                    schema: t.schema.clone(),
+                    table: t.name.clone(),
+                    phase: Phase::ForeignKey,
+                    title: format!("build index {name} concurrently (cascading deletes use it)"),
+                    lock: Lock::ShareUpdateExclusive,
+                    lock_note: "concurrent build; reads and writes go on".into(),
+                    relations: vec![rel[0].clone()],
+                    action: Action::ConcurrentIndex {
+                        index: name.clone(),
+                        sql: format!(
+                            "CREATE INDEX CONCURRENTLY {} ON {qt} ({})",
+                            quote_ident(&name),
+                            cols(&new_cols)
+                        ),
+                    },
+                });
+            }
+            let existing = t.foreign_keys().find(|g| {
+                fk_target(g) == (ps.clone(), pn.clone())
+                    && g.columns.len() == new_cols.len()
+                    && new_cols.iter().zip(&new_ref).all(|(c, r)| {
+                        g.columns
+                            .iter()
+                            .zip(&g.ref_columns)
+                            .any(|(gc, gr)| gc == c && gr == r)
+                    })
+            });
+            let mut parts: Vec<&str> = vec![&t.name];
+            parts.extend(new_cols.iter().map(String::as_str));
+            parts.push("fkey");
+            let name = existing
+                .map(|g| g.name.clone())
+                .unwrap_or_else(|| object_name(&parts));
+            if existing.is_none() {
+                steps.push(Step {
+                    schema: t.schema.clone(),
+                    table: t.name.clone(),
+                    phase: Phase::ForeignKey,
+                    title: format!(
+                        "add {name} ({}) → {pn} ({}) ON DELETE CASCADE NOT VALID",
+                        new_cols.join(", "),
+                        new_ref.join(", ")
+                    ),
+                    lock: Lock::ShareRowExclusive,
+                    lock_note: format!("on {} and {pn}, instant", t.name),
+                    relations: rel.clone(),
+                    action: Action::Sql {
+                        sql: format!(
+                            "ALTER TABLE {qt} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+                            quote_ident(&name),
+                            cols(&new_cols),
+                            qualified(&ps, &pn),
+                            cols(&new_ref)
+                        ),
+                        no_fk_depends_on: None,
+                    },
+                });
+            }
+            if existing.is_none_or(|g| !g.validated) {
+                steps.push(validate_fk_step(t, &name, rel.clone(), Phase::ForeignKey));
+            }
+            steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::ForeignKey,
+                title: format!("drop the single-column foreign key {}", f.name),
+                lock: Lock::AccessExclusive,
+                lock_note: format!("on {} and {pn}, instant", t.name),
+                relations: rel,
+                action: Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} DROP CONSTRAINT IF EXISTS {}",
+                        quote_ident(&f.name)
+                    ),
+                    no_fk_depends_on: None,
+                },
+            });
+        }
+        // Composite keys added by hand (or by an interrupted run) but not validated yet.
+        for g in t.foreign_keys() {
+            if !g.validated
+                && g.columns.iter().any(|c| c == rc)
+                && set.contains(&fk_target(g))
+                && !steps
+                    .iter()
+                    .any(|s| s.schema == t.schema && s.table == t.name && s.title.contains(&g.name))
+            {
+                steps.push(validate_fk_step(
+                    t,
+                    &g.name,
+                    vec![(t.schema.clone(), t.name.clone()), fk_target(g)],
+                    Phase::ForeignKey,
+                ));
+            }
+        }
+    }
+
+    // Phase 5: primary keys swap to (key, realm), adopting the unique index; only now no
+    // foreign key depends on the old key's index any more.
+    for &i in &order {
+        let Info { t, key, .. } = &infos[i];
+        let want = vec![key.clone(), rc.to_string()];
+        let Some(pk) = t.primary_key() else { continue };
+        if same_set(&pk.columns, &want) {
+            continue;
+        }
+        let id = (t.schema.clone(), t.name.clone());
+        let index = unique_index_of
+            .iter()
+            .find(|(tid, c, _)| *tid == id && same_set(c, &want))
+            .map(|(_, _, n)| n.clone())
+            .expect("every target gets a (key, realm) unique index above");
+        steps.push(Step {
+            schema: t.schema.clone(),
+            table: t.name.clone(),
+            phase: Phase::PrimaryKey,
+            title: format!("swap the primary key {} to ({key}, {rc}) using {index}", pk.name),
+            lock: Lock::AccessExclusive,
+            lock_note: "instant, both columns already NOT NULL".into(),
+            relations: vec![id],
+            action: Action::Sql {
+                sql: format!(
+                    "ALTER TABLE {} DROP CONSTRAINT {pk}, ADD CONSTRAINT {pk} PRIMARY KEY USING INDEX {}",
+                    qualified(&t.schema, &t.name),
+                    quote_ident(&index),
+                    pk = quote_ident(&pk.name)
+                ),
+                no_fk_depends_on: pk.index.clone(),
+            },
+        });
+    }
+
+    // Tables that need nothing are no news.
+    tables.retain(|tp| {
+        steps
+            .iter()
+            .any(|s| s.schema == tp.schema && s.table == tp.table)
+    });
+    Ok(Plan {
+        realm_column: rc.to_string(),
+        realm_type,
+        tables,
+        steps,
+    })
+}
+
+fn fk_target(f: &Constraint) -> (String, String) {
+    (
+        f.ref_schema.clone().unwrap_or_default(),
+        f.ref_table.clone().unwrap_or_default(),
+    )
+}
+
+/// Foreign keys of `t` into realm tables that do not carry the realm column yet.
+fn old_fks<'a>(
+    t: &'a Table,
+    rc: &'a str,
+    set: &'a BTreeSet<(String, String)>,
+) -> impl Iterator<Item = &'a Constraint> + 'a {
+    t.foreign_keys()
+        .filter(move |f| set.contains(&fk_target(f)) && !f.columns.iter().any(|c| c == rc))
+}
+
+/// The foreign key a child derives its realm through: the configured one, else the only one.
+fn derive_parent<'a>(
+    t: &'a Table,
+    cfg: &Config,
+    set: &BTreeSet<(String, String)>,
+) -> Result<Option<&'a Constraint>, PlanError> {
+    let rc = cfg.realm_column.as_str();
+    let configured = cfg
+        .backfill
+        .parent
+        .iter()
+        .find(|(k, _)| names_table(k, &t.schema, &t.name))
+        .map(|(_, v)| v);
+    let candidates: Vec<&Constraint> = t
+        .foreign_keys()
+        .filter(|f| {
+            set.contains(&fk_target(f)) && fk_target(f) != (t.schema.clone(), t.name.clone())
+        })
+        .collect();
+    if let Some(name) = configured {
+        return candidates
+            .iter()
+            .find(|f| f.name == *name)
+            .map(|f| Some(*f))
+            .ok_or_else(|| PlanError::UnknownParent {
+                table: t.display(),
+                constraint: name.clone(),
+            });
+    }
+    // A composite key added by an interrupted run and the old key it replaces are one path.
+    let mut paths: Vec<&Constraint> = Vec::new();
+    for f in &candidates {
+        let logical: Vec<&String> = f.columns.iter().filter(|c| *c != rc).collect();
+        if !paths.iter().any(|g| {
+            fk_target(g) == fk_target(f)
+                && g.columns.iter().filter(|c| *c != rc).collect::<Vec<_>>() == logical
+        }) {
+            paths.push(f);
+        }
+    }
+    // Derive through the single-column key while it exists (it is the one the app maintains).
+    paths.sort_by_key(|f| f.columns.iter().any(|c| c == rc));
+    match paths.len() {
+        0 => Ok(None),
+        1 => Ok(Some(paths[0])),
+        n => Err(PlanError::AmbiguousParent {
+            table: t.display(),
+            count: n,
+            names: paths
+                .iter()
+                .map(|f| format!("{} → {}", f.name, fk_target(f).1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            column: rc.to_string(),
+        }),
+    }
+}
+
+fn validate_fk_step(t: &Table, name: &str, rel: Vec<(String, String)>, phase: Phase) -> Step {
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase,
+        title: format!("validate {name}"),
+        lock: Lock::ShareUpdateExclusive,
+        lock_note: format!(
+            "on {}, ROW SHARE on {}; scan, reads and writes go on",
+            t.name,
+            rel.get(1).map(|r| r.1.as_str()).unwrap_or("the parent")
+        ),
+        relations: rel,
+        action: Action::Sql {
+            sql: format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                qualified(&t.schema, &t.name),
+                quote_ident(name)
+            ),
+            no_fk_depends_on: None,
+        },
+    }
+}
+
+/// The function and trigger that fill the realm of rows written by code that does not know the
+/// column yet: the default realm for a root table, the parent's realm for a child. A child row
+/// whose parent has no realm is refused, never written with NULL.
+fn trigger_sql(
+    t: &Table,
+    trigger: &str,
+    rc: &str,
+    realm_type: &str,
+    default_realm: &str,
+    parent: Option<&Constraint>,
+) -> (String, String) {
+    let qt = qualified(&t.schema, &t.name);
+    let func = qualified(&t.schema, trigger);
+    let qtrig = quote_ident(trigger);
+    let qrc = quote_ident(rc);
+    match parent {
+        None => (
+            format!("install trigger {trigger}: new rows get the realm '{default_realm}'"),
+            format!(
+                "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $realmguard$
+BEGIN
+    -- realmguard backfill: rows written without {rc} belong to the default realm.
+    NEW.{qrc} := CAST({lit} AS {realm_type});
+    RETURN NEW;
+END
+$realmguard$;
+CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT ON {qt}
+    FOR EACH ROW WHEN (NEW.{qrc} IS NULL) EXECUTE FUNCTION {func}()",
+                lit = quote_literal(default_realm)
+            ),
+        ),
+        Some(p) => {
+            let (ps, pn) = fk_target(p);
+            let qp = qualified(&ps, &pn);
+            let new_null = p
+                .columns
+                .iter()
+                .map(|c| format!("NEW.{} IS NULL", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let matches = p
+                .columns
+                .iter()
+                .zip(&p.ref_columns)
+                .map(|(c, r)| format!("p.{} = NEW.{}", quote_ident(r), quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let key_text = p
+                .columns
+                .iter()
+                .map(|c| format!("NEW.{}", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let col_list = p.columns.join(", ");
+            let update_of = cols(&p.columns);
+            (
+                format!("install trigger {trigger}: new rows take the realm of their {pn} row"),
+                format!(
+                    "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $realmguard$
+DECLARE
+    parents bigint;
+    realms bigint;
+    found {realm_type};
+BEGIN
+    -- realmguard backfill: rows written without {rc} take their parent's realm.
+    IF NEW.{qrc} IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.{qrc} IS DISTINCT FROM OLD.{qrc}) THEN
+        RETURN NEW;  -- the writer chose the realm itself
+    END IF;
+    IF {new_null} THEN
+        RAISE EXCEPTION 'realmguard: cannot derive %.% for a row whose % is NULL', TG_TABLE_NAME, {rc_lit}, {cols_lit}
+            USING ERRCODE = 'not_null_violation';
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.{qrc} IS NOT NULL
+       AND EXISTS (SELECT 1 FROM {qp} p WHERE {matches} AND p.{qrc} = OLD.{qrc}) THEN
+        NEW.{qrc} := OLD.{qrc};  -- same realm as before, the parent is there
+        RETURN NEW;
+    END IF;
+    SELECT count(*), count(DISTINCT p.{qrc}), (array_agg(p.{qrc}) FILTER (WHERE p.{qrc} IS NOT NULL))[1]
+      INTO parents, realms, found
+      FROM {qp} p WHERE {matches};
+    IF parents = 0 THEN
+        RAISE EXCEPTION 'insert or update on table \"%\" violates foreign key constraint %', TG_TABLE_NAME, {fk_lit}
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = format('Key (%s)=(%s) is not present in table %s.', {cols_lit}, concat_ws(', ', {key_text}), {pn_lit});
+    ELSIF realms = 0 THEN
+        RAISE EXCEPTION 'realmguard: the % row (%) has no % yet; refusing to write NULL', {pn_lit}, concat_ws(', ', {key_text}), {rc_lit}
+            USING ERRCODE = 'not_null_violation';
+    ELSIF realms > 1 THEN
+        RAISE EXCEPTION 'realmguard: % (%) exists in % realms; write % explicitly', {pn_lit}, concat_ws(', ', {key_text}), realms, {rc_lit}
+            USING ERRCODE = 'cardinality_violation';
+    END IF;
+    NEW.{qrc} := found;
+    RETURN NEW;
+END
+$realmguard$;
+CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
+    FOR EACH ROW EXECUTE FUNCTION {func}()",
+                    rc_lit = quote_literal(rc),
+                    cols_lit = quote_literal(&col_list),
+                    fk_lit = quote_literal(&p.name),
+                    pn_lit = quote_literal(&pn),
+                ),
+            )
+        }
+    }
+}
+
+/// Shape problems left on converted tables: a realm column that is missing or nullable, a
+/// primary key that is not (key, realm), a foreign key between them without the realm column,
+/// not cascading or not validated, a missing realm foreign key, an invalid index. The minimal
+/// check run after `backfill run` (see the call site for `crate::verify`).
+pub fn postcheck(cat: &Catalog, cfg: &Config, tables: &[(String, String)]) -> Vec<String> {
+    let rc = cfg.realm_column.as_str();
+    let set: BTreeSet<(String, String)> = tables.iter().cloned().collect();
+    let mut problems = Vec::new();
+    for (s, n) in tables {
+        let Some(t) = cat.table(s, n) else {
+            problems.push(format!("{s}.{n}: table is gone"));
+            continue;
+        };
+        match t.column(rc) {
+            None => problems.push(format!("{s}.{n}: no column {rc}")),
+            Some(c) if !c.not_null => problems.push(format!("{s}.{n}: {rc} allows NULL")),
+            _ => {}
+        }
+        match t.primary_key() {
+            Some(pk) if pk.columns.len() == 2 && pk.columns.iter().any(|c| c == rc) => {}
+            Some(pk) => problems.push(format!(
+                "{s}.{n}: primary key {} is ({}), not (key, {rc})",
+                pk.name,
+                pk.columns.join(", ")
+            )),
+            None => problems.push(format!("{s}.{n}: no primary key")),
+        }
+        for f in t.foreign_keys() {
+            let target = fk_target(f);
+            let to_realms = cat
+                .realms
+                .as_ref()
+                .is_some_and(|r| target == (r.schema.clone(), r.name.clone()));
+            if !set.contains(&target) && !to_realms {
+                continue;
+            }
+            if set.contains(&target) && !f.columns.iter().any(|c| c == rc) {
+                problems.push(format!("{s}.{n}: foreign key {} lacks {rc}", f.name));
+            }
+            if f.on_delete != Some('c') {
+                problems.push(format!(
+                    "{s}.{n}: foreign key {} is not ON DELETE CASCADE",
+                    f.name
+                ));
+            }
+            if !f.validated {
+                problems.push(format!("{s}.{n}: foreign key {} is NOT VALID", f.name));
+            }
+        }
+        if let Some(r) = &cat.realms {
+            if !t.foreign_keys().any(|f| {
+                f.columns == [rc.to_string()] && fk_target(f) == (r.schema.clone(), r.name.clone())
+            }) {
+                problems.push(format!(
+                    "{s}.{n}: no foreign key from {rc} to {}.{}",
+                    r.schema, r.name
+                ));
+            }
+        }
+        for ix in &t.indexes {
+            if !ix.valid {
+                problems.push(format!("{s}.{n}: index {} is invalid", ix.name));
+            }
+        }
+        for c in &t.constraints {
+            if c.kind == ConstraintKind::Check && !c.validated {
+                problems.push(format!("{s}.{n}: check {} is NOT VALID", c.name));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::model::{Column, Index, Realms};
+
+    fn col(name: &str, ty: &str, not_null: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_name: ty.into(),
+            not_null,
+        }
+    }
+
+    fn pk(table: &str, cols: &[&str]) -> Constraint {
+        Constraint {
+            name: format!("{table}_pkey"),
+            kind: ConstraintKind::Primary,
+            validated: true,
+            columns: cols.iter().map(|s| s.to_string()).collect(),
+            ref_schema: None,
+            ref_table: None,
+            ref_columns: vec![],
+            on_delete: None,
+            index: Some(format!("{table}_pkey")),
+        }
+    }
+
+    fn fk(name: &str, cols: &[&str], parent: &str, refs: &[&str]) -> Constraint {
+        Constraint {
+            name: name.into(),
+            kind: ConstraintKind::Foreign,
+            validated: true,
+            columns: cols.iter().map(|s| s.to_string()).collect(),
+            ref_schema: Some("public".into()),
+            ref_table: Some(parent.into()),
+            ref_columns: refs.iter().map(|s| s.to_string()).collect(),
+            on_delete: Some('a'),
+            index: Some(format!("{parent}_pkey")),
+        }
+    }
+
+    fn table(name: &str, columns: Vec<Column>, constraints: Vec<Constraint>) -> Table {
+        Table {
+            schema: "public".into(),
+            name: name.into(),
+            owner: "app".into(),
+            columns,
+            indexes: vec![Index {
+                name: format!("{name}_pkey"),
+                unique: true,
+                primary: true,
+                valid: true,
+                partial: false,
+                columns: vec!["id".into()],
+            }],
+            constraints,
+            ..Table::default()
+        }
+    }
+
+    /// groups(id) ← memberships(group_id), the example of ONLINE-DDL.md, without a realms table.
+    fn legacy() -> Catalog {
+        Catalog {
+            current_schema: "public".into(),
+            tables: vec![
+                table(
+                    "groups",
+                    vec![col("id", "bigint", true), col("name", "text", true)],
+                    vec![pk("groups", &["id"])],
+                ),
+                table(
+                    "memberships",
+                    vec![col("id", "bigint", true), col("group_id", "bigint", true)],
+                    vec![
+                        pk("memberships", &["id"]),
+                        fk(
+                            "memberships_group_id_fkey",
+                            &["group_id"],
+                            "groups",
+                            &["id"],
+                        ),
+                    ],
+                ),
+            ],
+            ..Catalog::default()
+        }
+    }
+
+    fn cfg(toml: &str) -> Config {
+        Config::parse(toml).unwrap()
+    }
+
+    fn titles(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .map(|s| format!("{} {} {}", s.table, s.phase, s.title))
+            .collect()
+    }
+
+    fn position(p: &Plan, table: &str, needle: &str) -> usize {
+        p.steps
+            .iter()
+            .position(|s| {
+                s.table == table && (s.title.contains(needle) || s.sql().contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no step `{needle}` on {table}:\n{:#?}", titles(p)))
+    }
+
+    #[test]
+    fn legacy_pair_follows_the_documented_order() {
+        let p = plan(&legacy(), &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        // The realms table comes first, then the parent entirely before the child's column.
+        assert_eq!(p.steps[0].phase, Phase::Realms);
+        assert!(p.steps[0]
+            .sql()
+            .contains("CREATE TABLE IF NOT EXISTS public.realms"));
+        assert!(p.steps[0].sql().contains("'hub'"));
+        let g_fill = position(&p, "groups", "keyset");
+        let g_nn = position(&p, "groups", "SET NOT NULL");
+        let m_col = position(&p, "memberships", "ADD COLUMN");
+        let m_trig = position(&p, "memberships", "install trigger");
+        let m_fill = position(&p, "memberships", "keyset");
+        let g_idx = position(&p, "groups", "CREATE UNIQUE INDEX CONCURRENTLY");
+        let m_fk_idx = position(&p, "memberships", "CREATE INDEX CONCURRENTLY");
+        let m_fk = position(&p, "memberships", "FOREIGN KEY (group_id, realm_id)");
+        let m_val = position(
+            &p,
+            "memberships",
+            "validate memberships_group_id_realm_id_fkey",
+        );
+        let m_drop = position(
+            &p,
+            "memberships",
+            "DROP CONSTRAINT IF EXISTS memberships_group_id_fkey",
+        );
+        let g_pk = position(&p, "groups", "PRIMARY KEY USING INDEX");
+        let m_pk = position(&p, "memberships", "PRIMARY KEY USING INDEX");
+        assert!(g_fill < g_nn && g_nn < m_col && m_col < m_trig && m_trig < m_fill);
+        // Every fill is over before any index contains the realm column (pitfall 3).
+        assert!(m_fill < g_idx);
+        assert!(g_idx < m_fk && m_fk_idx < m_fk && m_fk < m_val && m_val < m_drop);
+        // The primary keys swap only after the old foreign key is gone (pitfall 1).
+        assert!(m_drop < g_pk && m_drop < m_pk);
+        // Never DROP … CASCADE: the only CASCADE is the foreign keys' ON DELETE.
+        for s in &p.steps {
+            assert!(
+                !s.sql().replace("ON DELETE CASCADE", "").contains("CASCADE"),
+                "{}",
+                s.sql()
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_realm_scoped_plans_only_nothing() {
+        let p = plan(&legacy(), &cfg("realms_table = \"\"")).unwrap();
+        assert!(p.steps.is_empty(), "{:#?}", titles(&p));
+    }
+
+    #[test]
+    fn fills_use_the_default_realm_and_the_parent() {
+        let p = plan(
+            &legacy(),
+            &cfg("realm_scoped = [\"memberships\"]\n[backfill]\ndefault_realm = \"main\""),
+        )
+        .unwrap();
+        let g = &p.steps[position(&p, "groups", "keyset")];
+        assert!(
+            g.sql().contains("SET realm_id = CAST('main' AS text)"),
+            "{}",
+            g.sql()
+        );
+        let m = &p.steps[position(&p, "memberships", "keyset")];
+        assert!(m.sql().contains("FROM public.groups AS p"), "{}", m.sql());
+        assert!(m.sql().contains("p.id = c.group_id"), "{}", m.sql());
+        assert!(matches!(&m.action, Action::Fill { key, .. } if key == "id"));
+        let trig = &p.steps[position(&p, "memberships", "install trigger")];
+        assert!(trig.sql().contains("refusing to write NULL"));
+        assert!(trig.sql().contains("BEFORE INSERT OR UPDATE OF group_id"));
+        assert_eq!(
+            p.tables[1].derive,
+            Derive::Parent {
+                constraint: "memberships_group_id_fkey".into(),
+                schema: "public".into(),
+                table: "groups".into()
+            }
+        );
+    }
+
+    #[test]
+    fn realm_column_takes_the_realms_key_type() {
+        let mut cat = legacy();
+        cat.realms = Some(Realms {
+            schema: "public".into(),
+            name: "realms".into(),
+            key: Some(("id".into(), "uuid".into())),
+        });
+        cat.default_realm_exists = true;
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        assert_eq!(p.realm_type, "uuid");
+        assert!(p.steps.iter().all(|s| s.phase != Phase::Realms));
+        assert!(p.steps[0]
+            .sql()
+            .ends_with("ADD COLUMN IF NOT EXISTS realm_id uuid"));
+        let fk = &p.steps[position(&p, "memberships", "memberships_realm_id_fkey")];
+        assert!(fk
+            .sql()
+            .contains("REFERENCES public.realms (id) ON DELETE CASCADE NOT VALID"));
+    }
+
+    #[test]
+    fn two_parents_need_the_config() {
+        let mut cat = legacy();
+        cat.tables.push(table(
+            "users",
+            vec![col("id", "bigint", true)],
+            vec![pk("users", &["id"])],
+        ));
+        let m = &mut cat.tables[1];
+        m.columns.push(col("user_id", "bigint", true));
+        m.constraints.push(fk(
+            "memberships_user_id_fkey",
+            &["user_id"],
+            "users",
+            &["id"],
+        ));
+        let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("memberships_group_id_fkey") && msg.contains("memberships_user_id_fkey"),
+            "{msg}"
+        );
+        assert!(msg.contains("[backfill.parent]"), "{msg}");
+        let p = plan(
+            &cat,
+            &cfg("realm_scoped = [\"groups\"]\n[backfill.parent]\nmemberships = \"memberships_user_id_fkey\""),
+        )
+        .unwrap();
+        let fill = &p.steps[position(&p, "memberships", "keyset")];
+        assert!(fill.sql().contains("FROM public.users AS p"));
+        // users is pulled in through the foreign key, and both keys get converted.
+        assert!(p.tables.iter().any(|t| t.table == "users"));
+        position(&p, "memberships", "FOREIGN KEY (user_id, realm_id)");
+        position(&p, "memberships", "FOREIGN KEY (group_id, realm_id)");
+        let err = plan(
+            &cat,
+            &cfg("realm_scoped = [\"groups\"]\n[backfill.parent]\nmemberships = \"nope\""),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn converted_tables_plan_to_nothing() {
+        let mut cat = legacy();
+        cat.realms = Some(Realms {
+            schema: "public".into(),
+            name: "realms".into(),
+            key: Some(("id".into(), "text".into())),
+        });
+        cat.default_realm_exists = true;
+        for t in &mut cat.tables {
+            t.columns.push(col("realm_id", "text", true));
+            t.constraints.retain(|c| c.kind != ConstraintKind::Foreign);
+            let n = t.name.clone();
+            t.constraints[0].columns.push("realm_id".into());
+            t.indexes[0].columns.push("realm_id".into());
+            t.constraints.push(Constraint {
+                on_delete: Some('c'),
+                ..fk(
+                    &format!("{n}_realm_id_fkey"),
+                    &["realm_id"],
+                    "realms",
+                    &["id"],
+                )
+            });
+        }
+        let m = &mut cat.tables[1];
+        m.constraints.push(Constraint {
+            on_delete: Some('c'),
+            ..fk(
+                "memberships_group_id_realm_id_fkey",
+                &["group_id", "realm_id"],
+                "groups",
+                &["id", "realm_id"],
+            )
+        });
+        m.indexes.push(Index {
+            name: "memberships_group_id_realm_id_idx".into(),
+            unique: false,
+            primary: false,
+            valid: true,
+            partial: false,
+            columns: vec!["group_id".into(), "realm_id".into()],
+        });
+        let c = cfg("realm_scoped = [\"groups\"]");
+        let p = plan(&cat, &c).unwrap();
+        assert!(p.steps.is_empty(), "{:#?}", titles(&p));
+        let all = vec![
+            ("public".to_string(), "groups".to_string()),
+            ("public".to_string(), "memberships".to_string()),
+        ];
+        assert_eq!(postcheck(&cat, &c, &all), Vec::<String>::new());
+        // …and the postcheck notices what the legacy shape lacks.
+        let problems = postcheck(&legacy(), &c, &all);
+        assert!(
+            problems.iter().any(|p| p.contains("no column realm_id")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("lacks realm_id")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_leftover_index_is_rebuilt_not_trusted() {
+        let mut cat = legacy();
+        for t in &mut cat.tables {
+            t.columns.push(col("realm_id", "text", true));
+        }
+        cat.tables[0].indexes.push(Index {
+            name: "groups_id_realm_id_key".into(),
+            unique: true,
+            primary: false,
+            valid: false,
+            partial: false,
+            columns: vec!["id".into(), "realm_id".into()],
+        });
+        let p = plan(
+            &cat,
+            &cfg("realm_scoped = [\"groups\"]\nrealms_table = \"\""),
+        )
+        .unwrap();
+        let s = &p.steps[position(&p, "groups", "CREATE UNIQUE INDEX CONCURRENTLY")];
+        assert!(
+            matches!(&s.action, Action::ConcurrentIndex { index, .. } if index == "groups_id_realm_id_key")
+        );
+    }
+
+    #[test]
+    fn tables_without_an_integer_key_are_refused() {
+        let mut cat = legacy();
+        cat.tables[0].columns[0].type_name = "uuid".into();
+        let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
+        assert!(err.to_string().contains("public.groups"), "{err}");
+        let err = plan(&legacy(), &cfg("realm_scoped = [\"nope\"]")).unwrap_err();
+        assert_eq!(err, PlanError::UnknownTable("nope".into()));
+    }
+
+    #[test]
+    fn self_references_and_cycles() {
+        let mut cat = legacy();
+        let g = &mut cat.tables[0];
+        g.columns.push(col("parent_id", "bigint", false));
+        g.constraints.push(fk(
+            "groups_parent_id_fkey",
+            &["parent_id"],
+            "groups",
+            &["id"],
+        ));
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        // A self reference is converted but is no derivation path: groups stays a root.
+        assert!(matches!(p.tables[0].derive, Derive::Default { .. }));
+        position(&p, "groups", "FOREIGN KEY (parent_id, realm_id)");
+        // Two tables deriving from each other cannot be ordered.
+        let mut cat = legacy();
+        cat.tables[0].columns.push(col("m_id", "bigint", false));
+        cat.tables[0]
+            .constraints
+            .push(fk("groups_m_id_fkey", &["m_id"], "memberships", &["id"]));
+        let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
+        assert!(matches!(err, PlanError::Cycle(_)), "{err}");
+    }
+
+    #[test]
+    fn names_are_truncated_like_postgres() {
+        let long = "x".repeat(80);
+        assert_eq!(object_name(&[&long, "realm_id"]).len(), 63);
+        assert_eq!(
+            object_name(&["groups", "realm_id", "fkey"]),
+            "groups_realm_id_fkey"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Checks before the first step: conditions under which the backfill would stall traffic or
+//! silently do nothing. Each refusal says why and names what to fix (a pid, an index, a role).
+
+use crate::db::qualified;
+use sqlx::{PgConnection, Row};
+use std::time::Duration;
+
+/// Every reason not to start; empty when it is safe to.
+pub async fn check(
+    conn: &mut PgConnection,
+    tables: &[(String, String)],
+    own_indexes: &[String],
+    max_transaction_age: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let mut refusals = Vec::new();
+
+    // A long transaction holds locks (or a snapshot) every lock step and every concurrent index
+    // build would queue behind, with the application's queries queued behind us.
+    let rows = sqlx::query(
+        "SELECT pid, coalesce(state, ''), coalesce(usename::text, ''),
+                extract(epoch FROM now() - xact_start)::float8,
+                left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 60)
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND backend_type = 'client backend' AND xact_start IS NOT NULL
+           AND now() - xact_start > make_interval(secs => $1)
+         ORDER BY xact_start",
+    )
+    .bind(max_transaction_age.as_secs_f64())
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let state: String = r.get(1);
+        refusals.push(format!(
+            "pid {} (user {}) has been {} for {:.0}s ({}); it would stall the lock steps: end it (SELECT pg_terminate_backend({})) or raise --max-transaction-age",
+            r.get::<i32, _>(0),
+            r.get::<String, _>(2),
+            if state.is_empty() { "in a transaction".to_string() } else if state == "active" { "running a transaction".to_string() } else { state },
+            r.get::<f64, _>(3),
+            r.get::<String, _>(4),
+            r.get::<i32, _>(0),
+        ));
+    }
+
+    let names: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
+    // An invalid index (a failed CREATE INDEX CONCURRENTLY) is still maintained on every write
+    // and answers no query; it is someone's unfinished work. Ours are rebuilt by their step.
+    let rows = sqlx::query(
+        "SELECT format('%I.%I', n.nspname, c.relname), ic.relname::text
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT i.indisvalid
+           AND i.indrelid IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)",
+    )
+    .bind(&names)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let index: String = r.get(1);
+        if own_indexes.contains(&index) {
+            continue;
+        }
+        refusals.push(format!(
+            "index {index} on {} is INVALID (a failed CREATE INDEX CONCURRENTLY?): drop it or REINDEX it first",
+            r.get::<String, _>(0)
+        ));
+    }
+
+    // Row level security that applies to us makes every fill batch update 0 rows, silently.
+    let rows = sqlx::query(
+        "SELECT format('%I.%I', n.nspname, c.relname), c.relforcerowsecurity, current_user::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)
+           AND c.relrowsecurity
+           AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+           AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))",
+    )
+    .bind(&names)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        let force: bool = r.get(1);
+        refusals.push(format!(
+            "{} has {}row level security and role {} has no BYPASSRLS: the fill would silently update nothing; run as a role with BYPASSRLS",
+            r.get::<String, _>(0),
+            if force { "FORCE " } else { "" },
+            r.get::<String, _>(2),
+        ));
+    }
+    Ok(refusals)
+}

@@ -1,0 +1,11 @@
+-- Every ordinary table (not a partition) outside the system schemas, with its columns in order.
+SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+       pg_get_userbyid(c.relowner)::text,
+       a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind = 'r' AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'realmguard')
+  AND n.nspname NOT LIKE 'pg\_%'
+ORDER BY 1, 2, a.attnum

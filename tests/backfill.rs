@@ -1,0 +1,753 @@
+//! `realmguard backfill` against a real PostgreSQL: the legacy fixture converts with every row and
+//! link intact, under a concurrent writer using the old SQL, across SIGKILL and Ctrl-C, behind a
+//! conflicting lock, and the preflight refuses what it must.
+
+use crate::common::{project_dir, TempDir, TestDb};
+use sqlx::{Connection, PgConnection};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The legacy schema filled with `n` memberships (n/10 users, n/50 groups, n/10 statements).
+async fn legacy_db(tag: &str, n: u32) -> TestDb {
+    let db = TestDb::new(tag).await;
+    let schema = std::fs::read_to_string(project_dir().join("schema/legacy.sql")).unwrap();
+    let gen = std::fs::read_to_string(project_dir().join("scripts/gen-legacy.sql")).unwrap();
+    db.exec(&format!("SET legacy.n = {n};\n{schema}\n{gen}"))
+        .await;
+    db
+}
+
+fn config() -> String {
+    project_dir()
+        .join("schema/legacy.toml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `backfill run` with the legacy config and extra arguments.
+async fn run(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
+    let cfg = config();
+    let mut args = vec!["--config", cfg.as_str(), "backfill", "run"];
+    args.extend_from_slice(extra);
+    db.run(dir.path(), &args).await
+}
+
+/// A run that failed after printing progress: exit 2, the last stderr line is the error.
+fn expect_error_last(r: &crate::common::Run) {
+    r.expect_code(2);
+    let last = r.stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: "), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+/// Every (child id, parent id) link of the fixture, as text, sorted.
+async fn links(db: &TestDb) -> Vec<BTreeSet<String>> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT id || ':' || coalesce(parent_id::text, '-') FROM groups",
+        "SELECT id::text FROM users",
+        "SELECT id || ':' || user_id || ':' || group_id FROM memberships",
+        "SELECT id || ':' || membership_id FROM membership_statements",
+    ] {
+        let mut c = db.conn().await;
+        let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap();
+        out.push(rows.into_iter().collect());
+    }
+    out
+}
+
+/// The schema shape of the converted tables and a digest of their rows: what "the same end
+/// state" means after an interrupted run.
+async fn end_state(db: &TestDb) -> Vec<String> {
+    let mut c = db.conn().await;
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1",
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+        "SELECT pg_get_indexdef(indexrelid) || ' ' || indisvalid FROM pg_index
+         WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace) ORDER BY 1",
+        "SELECT tgrelid::regclass || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+        "SELECT md5(string_agg(id || ':' || realm_id || ':' || user_id || ':' || group_id, ',' ORDER BY id)) FROM memberships",
+        "SELECT md5(string_agg(id || ':' || realm_id || ':' || membership_id, ',' ORDER BY id)) FROM membership_statements",
+        "SELECT md5(string_agg(id || ':' || realm_id || ':' || coalesce(parent_id::text, '-'), ',' ORDER BY id)) FROM groups",
+        "SELECT md5(string_agg(id || ':' || realm_id, ',' ORDER BY id)) FROM users",
+    ] {
+        let rows: Vec<Option<String>> = sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap();
+        out.extend(rows.into_iter().map(|r| r.unwrap_or_default()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_fixture_converts_with_every_row_and_link_intact() {
+    let db = legacy_db("bf_convert", 3000).await;
+    let dir = TempDir::new("bf-convert");
+    let before = links(&db).await;
+
+    // The plan names every table, its SQL and lock, in JSON too.
+    let cfg = config();
+    let plan = db
+        .run(
+            dir.path(),
+            &["--config", &cfg, "--format", "json", "backfill", "plan"],
+        )
+        .await;
+    plan.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["phase"], "realms");
+    for t in ["users", "groups", "memberships", "membership_statements"] {
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["table"] == t && s["phase"] == "primary-key"),
+            "no primary-key step for {t}"
+        );
+    }
+    assert!(steps
+        .iter()
+        .all(|s| s["lock"].is_string() && s["sql"].is_string()));
+
+    let r = run(&db, &dir, &[]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("4 tables converted"), "{}", r.stdout);
+
+    // Every row and every parent–child link is still there, every row in the default realm.
+    assert_eq!(links(&db).await, before);
+    for t in ["users", "groups", "memberships", "membership_statements"] {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT 1 FROM {t} WHERE realm_id IS DISTINCT FROM 'hub'"
+            ))
+            .await,
+            0,
+            "{t}"
+        );
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT string_agg(a.attname, ',' ORDER BY a.attname) FROM pg_index i
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = '{t}'::regclass AND i.indisprimary"
+            ))
+            .await,
+            "id,realm_id",
+            "{t}"
+        );
+    }
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_constraint WHERE contype = 'f' AND NOT convalidated")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0
+    );
+    // verify, run by the user afterwards, agrees: no error on any realm-scoped table.
+    let v = db
+        .run(
+            dir.path(),
+            &["--config", &cfg, "--format", "json", "verify"],
+        )
+        .await;
+    v.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(report["summary"]["realm_scoped"], 4, "{}", v.stdout);
+    assert_eq!(report["summary"]["errors"], 0, "{}", v.stdout);
+
+    // A second realm's rows, written explicitly by the new application, cascade with it.
+    db.exec(
+        "INSERT INTO realms (id, name) VALUES ('w1', 'worker 1');
+         INSERT INTO users (id, realm_id, email) VALUES (1, 'w1', 'a@w1');
+         INSERT INTO groups (id, realm_id, name) VALUES (1, 'w1', 'g');
+         INSERT INTO memberships (id, realm_id, user_id, group_id) VALUES (1, 'w1', 1, 1);
+         INSERT INTO membership_statements (id, realm_id, membership_id, code) VALUES (1, 'w1', 1, 'X');",
+    )
+    .await;
+    db.exec("DELETE FROM realms WHERE id = 'w1'").await;
+    assert_eq!(links(&db).await, before);
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id = 'w1'")
+            .await,
+        0
+    );
+    // Deleting a hub group takes its memberships and their statements with it.
+    let doomed = db
+        .count("SELECT 1 FROM memberships WHERE group_id = 2")
+        .await;
+    assert!(doomed > 0);
+    db.exec("DELETE FROM groups WHERE id = 2").await;
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE group_id = 2")
+            .await,
+        0
+    );
+
+    // The old application's SQL keeps working: realm filled by the triggers.
+    db.exec("INSERT INTO groups (name) VALUES ('new'); INSERT INTO memberships (user_id, group_id) VALUES (3, 3)")
+        .await;
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id IS NULL")
+            .await,
+        0
+    );
+
+    // Done means done: nothing left to plan, a rerun is a no-op, status says finished.
+    let again = run(&db, &dir, &[]).await;
+    again.expect_code(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    let status = db
+        .run(
+            dir.path(),
+            &["--config", &cfg, "--format", "json", "backfill", "status"],
+        )
+        .await;
+    status.expect_code(0);
+    let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(s["steps_done"], s["steps_total"]);
+    assert!(s["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["phase"] == "done"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_parents_without_config_is_refused_in_one_line() {
+    let db = legacy_db("bf_ambiguous", 100).await;
+    let dir = TempDir::new("bf-ambiguous");
+    dir.write(&[("rg.toml", "realm_scoped = [\"groups\"]\n")]);
+    let cfg = dir.path().join("rg.toml");
+    let r = db
+        .run(
+            dir.path(),
+            &["--config", cfg.to_str().unwrap(), "backfill", "plan"],
+        )
+        .await;
+    r.expect_one_line_error();
+    assert!(
+        r.stderr.contains("memberships_group_id_fkey"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("[backfill.parent]"), "{}", r.stderr);
+}
+
+/// What the writer did through the old SQL, to check afterwards.
+#[derive(Default)]
+struct Written {
+    groups: Vec<i64>,
+    memberships: Vec<(i64, i64)>,
+    moved: Vec<(i64, i64)>,
+    deleted: Vec<i64>,
+    errors: Vec<String>,
+}
+
+/// The unchanged application: inserts, updates and deletes without ever naming realm_id.
+async fn old_app_writer(url: String, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> Written {
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    let mut w = Written::default();
+    let mut i: i64 = 0;
+    while !stop.load(Ordering::SeqCst) {
+        i += 1;
+        let res: Result<(), sqlx::Error> = async {
+            let g: i64 = sqlx::query_scalar("INSERT INTO groups (name) VALUES ($1) RETURNING id")
+                .bind(format!("w{i}"))
+                .fetch_one(&mut c)
+                .await?;
+            w.groups.push(g);
+            let m: i64 = sqlx::query_scalar(
+                "INSERT INTO memberships (user_id, group_id) VALUES ($1, $2) RETURNING id",
+            )
+            .bind(1 + i % 50)
+            .bind(g)
+            .fetch_one(&mut c)
+            .await?;
+            w.memberships.push((m, g));
+            sqlx::query("INSERT INTO membership_statements (membership_id, code) VALUES ($1, 'W')")
+                .bind(m)
+                .execute(&mut c)
+                .await?;
+            // Move an old membership to another old group (fixture ids spread over the table).
+            let old = 2 + (i * 37) % 2990;
+            let to = 1 + i % 50;
+            if old % 10 != 7 && old % 10 != 1 {
+                sqlx::query("UPDATE memberships SET group_id = $2 WHERE id = $1")
+                    .bind(old)
+                    .bind(to)
+                    .execute(&mut c)
+                    .await?;
+                w.moved.push((old, to));
+            }
+            // Delete an old membership no statement refers to (ids ≡ 1 mod 10).
+            let del = 1 + ((i * 10) % 2990);
+            let n = sqlx::query("DELETE FROM memberships WHERE id = $1")
+                .bind(del)
+                .execute(&mut c)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                w.deleted.push(del);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            w.errors.push(e.to_string());
+        }
+        ops.fetch_add(1, Ordering::SeqCst);
+    }
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_writer_using_the_old_sql_sees_no_error_and_loses_nothing() {
+    let db = legacy_db("bf_writer", 3000).await;
+    let dir = TempDir::new("bf-writer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(old_app_writer(db.url.clone(), stop.clone(), ops.clone()));
+    // Let the writer get going, then run with small batches and a pause between steps so the
+    // writer overlaps every phase.
+    while ops.load(Ordering::SeqCst) < 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cfg = config();
+    let out = db
+        .cmd(dir.path())
+        .args(["--config", &cfg, "backfill", "run", "--batch-ms", "5"])
+        .env("REALMGUARD_BACKFILL_PAUSE_MS", "15")
+        .output()
+        .await
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    let during = ops.load(Ordering::SeqCst);
+    // Keep writing a little after the run: the triggers keep the old SQL working.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let w = writer.await.unwrap();
+    r.expect_code(0);
+    assert!(during > 20, "the writer barely ran ({during} rounds)");
+    assert!(w.errors.is_empty(), "writer errors: {:#?}", w.errors);
+
+    let mut c = db.conn().await;
+    for g in &w.groups {
+        let realm: Option<String> = sqlx::query_scalar("SELECT realm_id FROM groups WHERE id = $1")
+            .bind(g)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(realm.as_deref(), Some("hub"), "group {g}");
+    }
+    for (m, g) in &w.memberships {
+        let row: (i64, String) =
+            sqlx::query_as("SELECT group_id, realm_id FROM memberships WHERE id = $1")
+                .bind(m)
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("membership {m} written by the app is gone: {e}"));
+        assert_eq!(row, (*g, "hub".to_string()), "membership {m}");
+        assert_eq!(
+            db.count(&format!(
+                "SELECT 1 FROM membership_statements WHERE membership_id = {m} AND realm_id = 'hub'"
+            ))
+            .await,
+            1
+        );
+    }
+    // The last move of each membership stands; deleted ones are gone.
+    let mut last = std::collections::BTreeMap::new();
+    for (m, g) in &w.moved {
+        last.insert(*m, *g);
+    }
+    for (m, g) in last {
+        if w.deleted.contains(&m) {
+            continue;
+        }
+        assert_eq!(
+            db.scalar(&format!("SELECT group_id FROM memberships WHERE id = {m}"))
+                .await,
+            g.to_string()
+        );
+    }
+    for d in &w.deleted {
+        assert_eq!(
+            db.count(&format!("SELECT 1 FROM memberships WHERE id = {d}"))
+                .await,
+            0
+        );
+    }
+    for t in ["users", "groups", "memberships", "membership_statements"] {
+        assert_eq!(
+            db.count(&format!("SELECT 1 FROM {t} WHERE realm_id IS NULL"))
+                .await,
+            0
+        );
+    }
+}
+
+/// Start `backfill run` in the background with a pause between steps and batches.
+fn spawn_run(db: &TestDb, dir: &TempDir, pause_ms: u32) -> tokio::process::Child {
+    let cfg = config();
+    db.cmd(dir.path())
+        .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
+        .env("REALMGUARD_BACKFILL_PAUSE_MS", pause_ms.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Poll `sql` (a count) until it is positive, for at most 30 s.
+async fn wait_for(db: &TestDb, what: &str, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = db.conn().await;
+    loop {
+        let n: Option<i64> = sqlx::query_scalar(sql).fetch_one(&mut c).await.ok();
+        if n.unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+const MID_FILL: &str = "SELECT count(*) FROM realmguard.backfill_progress
+    WHERE table_name = 'memberships' AND done_upto > key_min AND done_upto < bound";
+const IN_FK_PHASE: &str = "SELECT count(*) FROM realmguard.backfill_steps
+    WHERE phase = 'foreign-key' AND done_at IS NOT NULL";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_fill_and_ddl_then_rerun_ends_in_the_same_state() {
+    let reference = legacy_db("bf_kill_ref", 2000).await;
+    let victim = legacy_db("bf_kill", 2000).await;
+    let dir = TempDir::new("bf-kill");
+    run(&reference, &dir, &[]).await.expect_code(0);
+
+    let mut child = spawn_run(&victim, &dir, 10);
+    wait_for(&victim, "the memberships fill", MID_FILL).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let filled = victim
+        .scalar(
+            "SELECT rows_done FROM realmguard.backfill_progress WHERE table_name = 'memberships'",
+        )
+        .await;
+    assert_ne!(filled, "0");
+
+    let mut child = spawn_run(&victim, &dir, 10);
+    wait_for(&victim, "the foreign-key phase", IN_FK_PHASE).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let status = victim
+        .run(dir.path(), &["--config", &config(), "backfill", "status"])
+        .await;
+    status.expect_code(0);
+    assert!(
+        status.stdout.contains("backfill run` continues"),
+        "{}",
+        status.stdout
+    );
+
+    let r = run(&victim, &dir, &[]).await;
+    r.expect_code(0);
+    assert!(
+        r.stderr.contains("resuming the recorded backfill"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(end_state(&victim).await, end_state(&reference).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_the_batch_and_stops_cleanly() {
+    let db = legacy_db("bf_sigint", 2000).await;
+    let dir = TempDir::new("bf-sigint");
+    let child = spawn_run(&db, &dir, 20);
+    wait_for(&db, "the memberships fill", MID_FILL).await;
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let r = crate::common::Run::from(child.wait_with_output().await.unwrap());
+    r.expect_code(2);
+    assert!(r.stderr.contains("stopped after the batch"), "{}", r.stderr);
+    let last = r.stderr.lines().last().unwrap();
+    assert!(last.starts_with("error: interrupted"), "{}", r.stderr);
+    // The batches that committed are recorded; the rest of the table is still to do.
+    assert_eq!(db.count(MID_FILL).await, 1);
+    let r = run(&db, &dir, &[]).await;
+    r.expect_code(0);
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id IS NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
+    let db = legacy_db("bf_lock", 500).await;
+    let dir = TempDir::new("bf-lock");
+    // A session reads groups in a transaction it keeps open: ADD COLUMN needs ACCESS EXCLUSIVE.
+    let mut holder = db.conn().await;
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM groups;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    // With one retry allowed it gives up, naming the session in the way.
+    let r = run(
+        &db,
+        &dir,
+        &["--lock-timeout", "100ms", "--lock-retries", "1"],
+    )
+    .await;
+    expect_error_last(&r);
+    assert!(
+        r.stderr.contains(&format!("pid {holder_pid}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("gave up"), "{}", r.stderr);
+
+    // A reader keeps querying while the run waits; the holder lets go after a while.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let url = db.url.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut c = PgConnection::connect(&url).await.unwrap();
+            let mut worst = Duration::ZERO;
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                let _: i64 = sqlx::query_scalar("SELECT count(*) FROM groups")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                worst = worst.max(t.elapsed());
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (worst, n)
+        })
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    };
+    let converted = async {
+        let t = Instant::now();
+        let r = run(
+            &db,
+            &dir,
+            &["--lock-timeout", "200ms", "--lock-retries", "100"],
+        )
+        .await;
+        (r, t.elapsed())
+    };
+    let ((r, took), ()) = tokio::join!(converted, release);
+    stop.store(true, Ordering::SeqCst);
+    let (worst, reads) = reader.await.unwrap();
+    r.expect_code(0);
+    assert!(
+        r.stderr.contains("lock not granted within 200ms"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("pid {holder_pid}")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        took >= Duration::from_millis(1400),
+        "finished before the lock was released"
+    );
+    assert!(reads > 20, "the reader barely ran");
+    // A queued ACCESS EXCLUSIVE blocks new readers only until its lock_timeout fires (200 ms);
+    // generous slack for a shared 2-core machine, far below the 1.5 s the lock was held.
+    assert!(
+        worst < Duration::from_millis(700),
+        "a reader waited {worst:?}"
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM groups WHERE realm_id IS NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
+    let db = legacy_db("bf_preflight", 200).await;
+    let dir = TempDir::new("bf-preflight");
+
+    let mut c = db.conn().await;
+    // 1. FORCE ROW LEVEL SECURITY and a role without BYPASSRLS: the fill would update nothing.
+    let role = format!("{}_app", db.name);
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE \"{role}\" LOGIN;
+         GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\";
+         GRANT CREATE ON SCHEMA public TO \"{role}\";
+         ALTER TABLE users OWNER TO \"{role}\"; ALTER TABLE groups OWNER TO \"{role}\";
+         ALTER TABLE memberships OWNER TO \"{role}\"; ALTER TABLE membership_statements OWNER TO \"{role}\";
+         ALTER TABLE groups ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;",
+        db = db.name
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let out = db
+        .cmd(dir.path())
+        .env("DATABASE_URL", url.as_str())
+        .args(["--config", &config(), "backfill", "run"])
+        .output()
+        .await
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    r.expect_one_line_error();
+    assert!(r.stderr.contains("public.groups"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("FORCE row level security"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&role), "{}", r.stderr);
+
+    // 2. An idle-in-transaction session older than --max-transaction-age.
+    let mut idle = db.conn().await;
+    let idle_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut idle)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT 1;")
+        .execute(&mut idle)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = run(&db, &dir, &["--max-transaction-age", "1s"]).await;
+    r.expect_one_line_error();
+    assert!(
+        r.stderr.contains(&format!("pid {idle_pid}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("idle in transaction"), "{}", r.stderr);
+    sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.unwrap();
+
+    // 3. An invalid index left by a failed CREATE INDEX CONCURRENTLY.
+    sqlx::raw_sql("INSERT INTO users (email) VALUES ('user1@example.com')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email)")
+            .execute(&mut c)
+            .await
+            .is_err()
+    );
+    let r = run(&db, &dir, &[]).await;
+    r.expect_one_line_error();
+    assert!(r.stderr.contains("users_email_key"), "{}", r.stderr);
+    assert!(r.stderr.contains("INVALID"), "{}", r.stderr);
+    sqlx::raw_sql("DROP INDEX users_email_key")
+        .execute(&mut c)
+        .await
+        .unwrap();
+
+    // Nothing was touched by the refused runs.
+    assert_eq!(
+        db.count("SELECT 1 FROM information_schema.columns WHERE column_name = 'realm_id'")
+            .await,
+        0
+    );
+    sqlx::raw_sql(&format!(
+        "REASSIGN OWNED BY \"{role}\" TO CURRENT_USER; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_trigger_refuses_rather_than_writes_null() {
+    // A half-converted parent: realm_id exists but one row has none yet.
+    let db = TestDb::new("bf_refuse").await;
+    db.exec(
+        "CREATE TABLE p (id bigint PRIMARY KEY, realm_id text);
+         CREATE TABLE c (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                         p_id bigint NOT NULL REFERENCES p (id));
+         INSERT INTO p VALUES (1, 'hub'), (2, NULL);",
+    )
+    .await;
+    let dir = TempDir::new("bf-refuse");
+    dir.write(&[("rg.toml", "realm_scoped = [\"p\"]\nrealms_table = \"\"\n")]);
+    let cfg = dir.path().join("rg.toml");
+    let plan = db
+        .run(
+            dir.path(),
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--format",
+                "json",
+                "backfill",
+                "plan",
+            ],
+        )
+        .await;
+    plan.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    // Install only the child's column and trigger, exactly as planned.
+    for s in doc["steps"].as_array().unwrap() {
+        if s["table"] == "c" && (s["phase"] == "column" || s["phase"] == "trigger") {
+            db.exec(s["sql"].as_str().unwrap()).await;
+        }
+    }
+    let mut conn = db.conn().await;
+    // A parent with a realm: the child takes it.
+    sqlx::raw_sql("INSERT INTO c (p_id) VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar("SELECT realm_id FROM c WHERE p_id = 1").await,
+        "hub"
+    );
+    // A parent without one: refused, nothing written.
+    let err = sqlx::raw_sql("INSERT INTO c (p_id) VALUES (2)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("refusing to write NULL"), "{msg}");
+    assert_eq!(
+        err.as_database_error().unwrap().code().as_deref(),
+        Some("23502")
+    );
+    // A missing parent is the foreign-key error the application always got.
+    let err = sqlx::raw_sql("INSERT INTO c (p_id) VALUES (3)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().code().as_deref(),
+        Some("23503")
+    );
+    assert_eq!(db.count("SELECT 1 FROM c").await, 1);
+}
