@@ -171,6 +171,9 @@ pub struct Constraint {
     pub columns: Vec<AttNum>,
     pub foreign: Option<ForeignKey>,
     pub validated: bool,
+    /// `DEFERRABLE` / `INITIALLY DEFERRED` (foreign keys also carry it in `foreign`).
+    pub deferrable: bool,
+    pub deferred: bool,
     /// `conindid`: for a primary key, unique or exclusion constraint its own index; for a foreign
     /// key the referenced unique index (also in `foreign.index`); 0 for a check.
     pub index: u32,
@@ -189,8 +192,9 @@ pub struct Index {
     pub key_columns: Vec<AttNum>,
     /// The constraint this index implements (primary key, unique, exclusion), if any.
     pub constraint: Option<String>,
-    /// Key column/expression texts and predicate, read only for unique non-primary indexes whose
-    /// key lacks the realm column (the ones unique-without-realm rebuilds).
+    /// Key column/expression texts and predicate, read only for partial or expression unique
+    /// indexes whose key lacks the realm column (the ones unique-without-realm rebuilds), and not
+    /// when another session holds or awaits ACCESS EXCLUSIVE on them (deparsing takes a lock).
     pub key_defs: Vec<String>,
     pub predicate: Option<String>,
 }
@@ -457,6 +461,8 @@ async fn read(
             columns: columns.unwrap_or_default(),
             foreign,
             validated: r.try_get("convalidated")?,
+            deferrable: r.try_get("condeferrable")?,
+            deferred: r.try_get("condeferred")?,
             index: index.0,
         });
     }
@@ -490,16 +496,17 @@ async fn read(
         });
     }
 
-    // Definition texts, only for the unique indexes whose key lacks the realm column: the ones
-    // the unique-without-realm fix rebuilds. Sent even when there are none, so that the number
-    // of queries never depends on the catalog.
+    // Definition texts, only for the partial or expression unique indexes whose key lacks the
+    // realm column: the ones the unique-without-realm fix rebuilds and cannot write from column
+    // names. Sent even when there are none, so that the number of queries never depends on the
+    // catalog.
     let realm_num: HashMap<u32, AttNum> = tables
         .iter()
         .filter_map(|t| t.column(realm_column).map(|c| (t.oid, c.num)))
         .collect();
     let wanted: Vec<Oid> = indexes
         .iter()
-        .filter(|i| i.unique && !i.primary)
+        .filter(|i| i.unique && !i.primary && (i.partial || i.key_columns.contains(&0)))
         .filter(|i| {
             realm_num
                 .get(&i.table)

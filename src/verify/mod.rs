@@ -78,7 +78,8 @@ pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Rep
 
 /// Only the given tables ("schema", "table") plus the tables that reference them or that they
 /// reference by foreign key; the same constant number of queries, each filtered to those tables.
-/// Tables in the list that do not exist are ignored.
+/// Tables in the list that do not exist are ignored. The tables referencing the realms table are
+/// not pulled in when it is given (all realm-scoped tables do; see `catalog/sql/scope.sql`).
 pub async fn verify_tables(
     conn: &mut PgConnection,
     cfg: &Config,

@@ -115,6 +115,8 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            deferrable: false,
+            deferred: false,
             index: 0,
         });
         let idx = self
@@ -134,6 +136,8 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            deferrable: false,
+            deferred: false,
             index: 0,
         });
         let idx = self
@@ -230,6 +234,8 @@ impl Kit {
                 index,
             }),
             validated: true,
+            deferrable: false,
+            deferred: false,
             index,
         });
         self.cat.constraints.last_mut().unwrap()
@@ -245,6 +251,8 @@ impl Kit {
             columns: Vec::new(),
             foreign: None,
             validated,
+            deferrable: false,
+            deferred: false,
             index: 0,
         });
     }
