@@ -5,14 +5,17 @@
 //! `pg_catalog` rather than `information_schema`: the latter only shows objects the current role
 //! owns or has a privilege on, and a role that can read no table data must still be able to verify.
 //!
-//! The table, constraint and index queries come in two forms built from one file: the scoped form
-//! (`oid = ANY($1)`, index lookups) is a prepared statement cached on the connection, so the migrate
-//! guard, which calls it around every migration, soon runs it on a generic plan with no parsing or
-//! planning; the full form (the `-- scope` line replaced by `$1 IS NULL`) is sent unprepared, as a
-//! full read happens once per connection.
+//! The table, constraint and index queries come in two forms built from one file. The full form
+//! (the `-- scope` line replaced by `$1 IS NULL`) is sent unprepared, one query per file, as a full
+//! read happens once per connection. The scoped form is ONE statement (`sql/scoped.sql`, the files
+//! spliced in as parts, each answering a JSON array): the migrate guard runs it before every
+//! migration's COMMIT, where each round trip counts, and as a prepared statement cached on the
+//! connection it soon runs on a generic plan with no parsing or planning.
 
 use anyhow::Context;
+use serde::Deserialize;
 use sqlx::postgres::types::Oid;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -20,8 +23,46 @@ const TABLES_SQL: &str = include_str!("sql/tables.sql");
 const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
 const INDEXES_SQL: &str = include_str!("sql/indexes.sql");
 const REALMS_SQL: &str = include_str!("sql/realms.sql");
-const SCOPE_SQL: &str = include_str!("sql/scope.sql");
 const INDEX_DEFS_SQL: &str = include_str!("sql/index_defs.sql");
+const SCOPED_SQL: &str = include_str!("sql/scoped.sql");
+/// Tables the current transaction changed, read from its locks (also a part of the scoped read).
+pub const TOUCHED_SQL: &str = include_str!("sql/touched.sql");
+
+/// The scoped read: `scoped.sql` with each line that holds only `{part}` replaced by that file,
+/// its `= ANY($1::oid[])` filter turned into a lookup of the oids the statement has already
+/// gathered (an array from an earlier part, so that every step stays an index lookup whatever
+/// the plan's estimates).
+fn scoped_statement() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let part = |name: &str| -> String {
+            let (sql, from) = match name {
+                "realms" => (REALMS_SQL, ""),
+                "touched" => (TOUCHED_SQL, ""),
+                "tables" => (TABLES_SQL, "scope"),
+                "constraints" => (CONSTRAINTS_SQL, "scope"),
+                "indexes" => (INDEXES_SQL, "scope"),
+                "index_defs" => (INDEX_DEFS_SQL, "wanted"),
+                other => panic!("scoped.sql names an unknown part {{{other}}}"),
+            };
+            let lookup = format!("= ANY ((SELECT array_agg(oid) FROM {from})::oid[])");
+            sql.trim_end()
+                .replace("= ANY($1::oid[]) -- scope", &lookup)
+                .replace("= ANY($1::oid[])", &lookup)
+        };
+        SCOPED_SQL
+            .lines()
+            .map(|l| {
+                let t = l.trim();
+                match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                    Some(name) => part(name),
+                    None => l.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
 
 /// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
 /// (still a typed parameter, so the same binds fit both forms).
@@ -255,7 +296,7 @@ impl Catalog {
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
         let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
-        let mut cat = read(conn, None, realm_column, &mut queries).await?;
+        let mut cat = read(conn, realm_column, &mut queries).await?;
         cat.realms = realms;
         cat.realms_key_type = key_type;
         cat.queries = queries;
@@ -264,45 +305,26 @@ impl Catalog {
 
     /// Read the given tables (raw schema, name), the tables linked to them by a foreign key in
     /// either direction (reported on too), and as context the tables those reference and the
-    /// realms table. Tables that do not exist are ignored.
+    /// realms table. Tables that do not exist are ignored. One round trip.
     pub async fn load_scoped(
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &str,
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
-        let mut queries = 0;
-        let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
-        let realms_oid = match realms {
-            RealmsTable::Found(oid) => Some(Oid(oid)),
-            _ => None,
-        };
-        let schemas: Vec<String> = tables.iter().map(|(s, _)| s.clone()).collect();
-        let names: Vec<String> = tables.iter().map(|(_, t)| t.clone()).collect();
-        let rows = sqlx::query(SCOPE_SQL)
-            .bind(&schemas)
-            .bind(&names)
-            .bind(realms_oid)
-            .fetch_all(&mut *conn)
-            .await
-            .context("cannot read the foreign-key neighbourhood from pg_catalog")?;
-        queries += 1;
-        let mut oids = Vec::with_capacity(rows.len());
-        let mut scope = HashSet::new();
-        for r in rows {
-            let oid: Oid = r.try_get(0)?;
-            let in_scope: bool = r.try_get(1)?;
-            oids.push(oid);
-            if in_scope {
-                scope.insert(oid.0);
-            }
-        }
-        let mut cat = read(conn, Some(&oids), realm_column, &mut queries).await?;
-        cat.realms = realms;
-        cat.realms_key_type = key_type;
-        cat.scope = Some(scope);
-        cat.queries = queries;
+        let (_, cat) = scoped(conn, realms_table, realm_column, tables, false).await?;
         Ok(cat)
+    }
+
+    /// [`Catalog::load_scoped`] of the tables the current transaction changed (see
+    /// `sql/touched.sql`), with those tables (raw schema, name): the migrate guard's read, in one
+    /// round trip.
+    pub async fn load_changed(
+        conn: &mut PgConnection,
+        realms_table: &str,
+        realm_column: &str,
+    ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
+        scoped(conn, realms_table, realm_column, &[], true).await
     }
 }
 
@@ -338,54 +360,93 @@ async fn resolve_realms(
         .context("cannot resolve the realms table from pg_catalog")?;
     *queries += 1;
     let oid: Option<Oid> = row.try_get("oid")?;
-    let key_type: Option<String> = row.try_get("key_type")?;
-    let realms = match oid {
-        Some(oid) => RealmsTable::Found(oid.0),
-        None => {
-            let default_schema: Option<String> = row.try_get("default_schema")?;
-            RealmsTable::Missing {
-                schema: schema
-                    .map(str::to_string)
-                    .or(default_schema)
-                    .unwrap_or_else(|| "public".into()),
-                name: name.to_string(),
-            }
-        }
-    };
-    Ok((realms, key_type))
+    Ok(realms_from(
+        realms_table,
+        oid.map(|o| o.0),
+        row.try_get("key_type")?,
+        row.try_get("default_schema")?,
+    ))
 }
 
-async fn read(
-    conn: &mut PgConnection,
-    oids: Option<&[Oid]>,
-    realm_column: &str,
-    queries: &mut usize,
-) -> anyhow::Result<Catalog> {
-    let scoped = oids.is_some();
-    let oids: Option<Vec<Oid>> = oids.map(<[Oid]>::to_vec);
-    let (tables_sql, constraints_sql, indexes_sql): (&str, &str, &str) = if scoped {
-        (TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL)
-    } else {
-        let f = full_forms();
-        (&f.tables, &f.constraints, &f.indexes)
+/// Where the configured realms table stands, from what `realms.sql` answered.
+fn realms_from(
+    realms_table: &str,
+    oid: Option<u32>,
+    key_type: Option<String>,
+    default_schema: Option<String>,
+) -> (RealmsTable, Option<String>) {
+    if realms_table.is_empty() {
+        return (RealmsTable::Disabled, None);
+    }
+    let (schema, name) = split_qualified(realms_table);
+    let realms = match oid {
+        Some(oid) => RealmsTable::Found(oid),
+        None => RealmsTable::Missing {
+            schema: schema
+                .map(str::to_string)
+                .or(default_schema)
+                .unwrap_or_else(|| "public".into()),
+            name: name.to_string(),
+        },
     };
-    let rows = sqlx::query(tables_sql)
-        .persistent(scoped)
-        .bind(&oids)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read tables from pg_catalog")?;
-    *queries += 1;
-    let mut tables = Vec::with_capacity(rows.len());
-    for r in rows {
-        let nums: Option<Vec<i16>> = r.try_get("nums")?;
-        let names: Option<Vec<String>> = r.try_get("names")?;
-        let not_null: Option<Vec<bool>> = r.try_get("not_null")?;
-        let mut columns: Vec<Column> = nums
+    (realms, key_type)
+}
+
+// One row of each catalog query, as the full read decodes it from rows and the scoped read from
+// the JSON arrays of its single row (same column names, so `json_agg` of the part gives these).
+
+/// An `oid` in JSON: `to_json` writes it as a string.
+fn json_oid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Num(u32),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Num(n) => Ok(n),
+        Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TableRow {
+    #[serde(deserialize_with = "json_oid")]
+    oid: u32,
+    schema: String,
+    name: String,
+    kind: String,
+    relispartition: bool,
+    relrowsecurity: bool,
+    partition_key: Option<String>,
+    nums: Option<Vec<i16>>,
+    names: Option<Vec<String>>,
+    not_null: Option<Vec<bool>>,
+}
+
+impl TableRow {
+    fn decode(r: &PgRow) -> Result<TableRow, sqlx::Error> {
+        Ok(TableRow {
+            oid: r.try_get::<Oid, _>("oid")?.0,
+            schema: r.try_get("schema")?,
+            name: r.try_get("name")?,
+            kind: r.try_get("kind")?,
+            relispartition: r.try_get("relispartition")?,
+            relrowsecurity: r.try_get("relrowsecurity")?,
+            partition_key: r.try_get("partition_key")?,
+            nums: r.try_get("nums")?,
+            names: r.try_get("names")?,
+            not_null: r.try_get("not_null")?,
+        })
+    }
+
+    fn table(self) -> Table {
+        let mut columns: Vec<Column> = self
+            .nums
             .unwrap_or_default()
             .into_iter()
-            .zip(names.unwrap_or_default())
-            .zip(not_null.unwrap_or_default())
+            .zip(self.names.unwrap_or_default())
+            .zip(self.not_null.unwrap_or_default())
             .map(|((num, name), not_null)| Column {
                 num,
                 name,
@@ -394,117 +455,178 @@ async fn read(
             .collect();
         // The query does not sort (cheaper here than a sort per table on the server).
         columns.sort_by_key(|c| c.num);
-        let kind: String = r.try_get("kind")?;
-        let oid: Oid = r.try_get("oid")?;
-        let partition_key: Option<String> = r.try_get("partition_key")?;
-        tables.push(Table {
-            oid: oid.0,
-            schema: r.try_get("schema")?,
-            name: r.try_get("name")?,
-            kind: if kind == "p" {
+        Table {
+            oid: self.oid,
+            schema: self.schema,
+            name: self.name,
+            kind: if self.kind == "p" {
                 TableKind::Partitioned
             } else {
                 TableKind::Ordinary
             },
-            is_partition: r.try_get("relispartition")?,
-            rls_enabled: r.try_get("relrowsecurity")?,
-            partition_key: partition_key.as_deref().map(int2vector).unwrap_or_default(),
+            is_partition: self.relispartition,
+            rls_enabled: self.relrowsecurity,
+            partition_key: self
+                .partition_key
+                .as_deref()
+                .map(int2vector)
+                .unwrap_or_default(),
             columns,
-        });
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ConstraintRow {
+    #[serde(deserialize_with = "json_oid")]
+    oid: u32,
+    #[serde(deserialize_with = "json_oid")]
+    conrelid: u32,
+    name: String,
+    kind: String,
+    conkey: Option<Vec<i16>>,
+    #[serde(deserialize_with = "json_oid")]
+    confrelid: u32,
+    #[serde(deserialize_with = "json_oid")]
+    conindid: u32,
+    confkey: Option<Vec<i16>>,
+    on_delete: String,
+    on_update: String,
+    match_type: String,
+    condeferrable: bool,
+    condeferred: bool,
+    convalidated: bool,
+}
+
+impl ConstraintRow {
+    fn decode(r: &PgRow) -> Result<ConstraintRow, sqlx::Error> {
+        Ok(ConstraintRow {
+            oid: r.try_get::<Oid, _>("oid")?.0,
+            conrelid: r.try_get::<Oid, _>("conrelid")?.0,
+            name: r.try_get("name")?,
+            kind: r.try_get("kind")?,
+            conkey: r.try_get("conkey")?,
+            confrelid: r.try_get::<Oid, _>("confrelid")?.0,
+            conindid: r.try_get::<Oid, _>("conindid")?.0,
+            confkey: r.try_get("confkey")?,
+            on_delete: r.try_get("on_delete")?,
+            on_update: r.try_get("on_update")?,
+            match_type: r.try_get("match_type")?,
+            condeferrable: r.try_get("condeferrable")?,
+            condeferred: r.try_get("condeferred")?,
+            convalidated: r.try_get("convalidated")?,
+        })
     }
 
-    let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
-    let rows = sqlx::query(constraints_sql)
-        .persistent(scoped)
-        .bind(&oids)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read constraints from pg_catalog")?;
-    *queries += 1;
-    let mut constraints = Vec::with_capacity(rows.len());
-    for r in rows {
-        let kind = match r.try_get::<String, _>("kind")?.as_str() {
+    fn constraint(self) -> Constraint {
+        let kind = match self.kind.as_str() {
             "p" => ConstraintKind::PrimaryKey,
             "u" => ConstraintKind::Unique,
             "f" => ConstraintKind::ForeignKey,
             "x" => ConstraintKind::Exclusion,
             _ => ConstraintKind::Check,
         };
-        let oid: Oid = r.try_get("oid")?;
-        let table: Oid = r.try_get("conrelid")?;
-        let foreign = if kind == ConstraintKind::ForeignKey {
-            let ref_table: Oid = r.try_get("confrelid")?;
-            let ref_columns: Option<Vec<i16>> = r.try_get("confkey")?;
-            Some(ForeignKey {
-                ref_table: ref_table.0,
-                ref_columns: ref_columns.unwrap_or_default(),
-                on_delete: FkAction::from_code(&r.try_get::<String, _>("on_delete")?),
-                on_update: FkAction::from_code(&r.try_get::<String, _>("on_update")?),
-                match_full: r.try_get::<String, _>("match_type")? == "f",
-                deferrable: r.try_get("condeferrable")?,
-                deferred: r.try_get("condeferred")?,
-                index: r.try_get::<Oid, _>("conindid")?.0,
-            })
-        } else {
-            None
-        };
-        if !loaded.contains(&table.0) {
-            continue; // a system table's: the query does not join to filter them (cheaper)
-        }
-        let columns: Option<Vec<i16>> = r.try_get("conkey")?;
-        let index: Oid = r.try_get("conindid")?;
-        constraints.push(Constraint {
-            oid: oid.0,
-            table: table.0,
-            name: r.try_get("name")?,
-            kind,
-            columns: columns.unwrap_or_default(),
-            foreign,
-            validated: r.try_get("convalidated")?,
-            deferrable: r.try_get("condeferrable")?,
-            deferred: r.try_get("condeferred")?,
-            index: index.0,
+        let foreign = (kind == ConstraintKind::ForeignKey).then(|| ForeignKey {
+            ref_table: self.confrelid,
+            ref_columns: self.confkey.unwrap_or_default(),
+            on_delete: FkAction::from_code(&self.on_delete),
+            on_update: FkAction::from_code(&self.on_update),
+            match_full: self.match_type == "f",
+            deferrable: self.condeferrable,
+            deferred: self.condeferred,
+            index: self.conindid,
         });
+        Constraint {
+            oid: self.oid,
+            table: self.conrelid,
+            name: self.name,
+            kind,
+            columns: self.conkey.unwrap_or_default(),
+            foreign,
+            validated: self.convalidated,
+            deferrable: self.condeferrable,
+            deferred: self.condeferred,
+            index: self.conindid,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct IndexRow {
+    #[serde(deserialize_with = "json_oid")]
+    indexrelid: u32,
+    #[serde(deserialize_with = "json_oid")]
+    indrelid: u32,
+    name: String,
+    indisunique: bool,
+    indisprimary: bool,
+    indisvalid: bool,
+    partial: bool,
+    indnkeyatts: i16,
+    keys: String,
+}
+
+impl IndexRow {
+    fn decode(r: &PgRow) -> Result<IndexRow, sqlx::Error> {
+        Ok(IndexRow {
+            indexrelid: r.try_get::<Oid, _>("indexrelid")?.0,
+            indrelid: r.try_get::<Oid, _>("indrelid")?.0,
+            name: r.try_get("name")?,
+            indisunique: r.try_get("indisunique")?,
+            indisprimary: r.try_get("indisprimary")?,
+            indisvalid: r.try_get("indisvalid")?,
+            partial: r.try_get("partial")?,
+            indnkeyatts: r.try_get("indnkeyatts")?,
+            keys: r.try_get("keys")?,
+        })
     }
 
-    let rows = sqlx::query(indexes_sql)
-        .persistent(scoped)
-        .bind(&oids)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read indexes from pg_catalog")?;
-    *queries += 1;
-    let mut indexes = Vec::with_capacity(rows.len());
-    for r in rows {
-        let oid: Oid = r.try_get("indexrelid")?;
-        let table: Oid = r.try_get("indrelid")?;
-        let nkey: i16 = r.try_get("indnkeyatts")?;
-        let mut keys = int2vector(&r.try_get::<String, _>("keys")?);
-        keys.truncate(nkey.max(0) as usize);
-        indexes.push(Index {
-            oid: oid.0,
-            table: table.0,
-            name: r.try_get("name")?,
-            unique: r.try_get("indisunique")?,
-            primary: r.try_get("indisprimary")?,
-            valid: r.try_get("indisvalid")?,
-            partial: r.try_get("partial")?,
+    fn index(self) -> Index {
+        let mut keys = int2vector(&self.keys);
+        keys.truncate(self.indnkeyatts.max(0) as usize);
+        Index {
+            oid: self.indexrelid,
+            table: self.indrelid,
+            name: self.name,
+            unique: self.indisunique,
+            primary: self.indisprimary,
+            valid: self.indisvalid,
+            partial: self.partial,
             key_columns: keys,
             constraint: None,
             key_defs: Vec::new(),
             predicate: None,
-        });
+        }
     }
+}
 
-    // Definition texts, only for the partial or expression unique indexes whose key lacks the
-    // realm column: the ones the unique-without-realm fix rebuilds and cannot write from column
-    // names. Sent even when there are none, so that the number of queries never depends on the
-    // catalog.
+#[derive(serde::Deserialize)]
+struct IndexDefRow {
+    #[serde(deserialize_with = "json_oid")]
+    indexrelid: u32,
+    key_defs: Option<Vec<String>>,
+    predicate: Option<String>,
+}
+
+impl IndexDefRow {
+    fn decode(r: &PgRow) -> Result<IndexDefRow, sqlx::Error> {
+        Ok(IndexDefRow {
+            indexrelid: r.try_get::<Oid, _>("indexrelid")?.0,
+            key_defs: r.try_get("key_defs")?,
+            predicate: r.try_get("predicate")?,
+        })
+    }
+}
+
+/// The unique indexes whose definition texts the unique-without-realm fix needs: partial or
+/// expression ones whose key lacks the realm column (plain-column keys are written from the
+/// column names).
+fn wanted_defs(tables: &[Table], indexes: &[Index], realm_column: &str) -> HashSet<u32> {
     let realm_num: HashMap<u32, AttNum> = tables
         .iter()
         .filter_map(|t| t.column(realm_column).map(|c| (t.oid, c.num)))
         .collect();
-    let wanted: Vec<Oid> = indexes
+    indexes
         .iter()
         .filter(|i| i.unique && !i.primary && (i.partial || i.key_columns.contains(&0)))
         .filter(|i| {
@@ -512,30 +634,26 @@ async fn read(
                 .get(&i.table)
                 .is_some_and(|n| !i.key_columns.contains(n))
         })
-        .map(|i| Oid(i.oid))
-        .collect();
-    let rows = sqlx::query(INDEX_DEFS_SQL)
-        .bind(&wanted)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read index definitions from pg_catalog")?;
-    *queries += 1;
-    let mut defs: HashMap<u32, (Vec<String>, Option<String>)> = HashMap::new();
-    for r in rows {
-        let oid: Oid = r.try_get("indexrelid")?;
-        let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
-        defs.insert(
-            oid.0,
-            (key_defs.unwrap_or_default(), r.try_get("predicate")?),
-        );
-    }
-    for i in &mut indexes {
-        if let Some((k, p)) = defs.remove(&i.oid) {
-            i.key_defs = k;
-            i.predicate = p;
-        }
-    }
+        .map(|i| i.oid)
+        .collect()
+}
 
+/// The catalog from the rows of each query (definition texts come after, `attach_defs`).
+/// Constraints of tables not read are dropped: system tables', which the query does not join to
+/// filter out (cheaper).
+fn assemble(
+    tables: Vec<TableRow>,
+    constraints: Vec<ConstraintRow>,
+    indexes: Vec<IndexRow>,
+) -> Catalog {
+    let tables: Vec<Table> = tables.into_iter().map(TableRow::table).collect();
+    let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
+    let constraints: Vec<Constraint> = constraints
+        .into_iter()
+        .filter(|c| loaded.contains(&c.conrelid))
+        .map(ConstraintRow::constraint)
+        .collect();
+    let mut indexes: Vec<Index> = indexes.into_iter().map(IndexRow::index).collect();
     // The constraint each index implements (primary key, unique, exclusion).
     let owner: HashMap<u32, &str> = constraints
         .iter()
@@ -545,8 +663,7 @@ async fn read(
     for i in &mut indexes {
         i.constraint = owner.get(&i.oid).map(|s| s.to_string());
     }
-
-    Ok(Catalog {
+    Catalog {
         tables,
         constraints,
         indexes,
@@ -554,7 +671,138 @@ async fn read(
         realms_key_type: None,
         scope: None,
         queries: 0,
-    })
+    }
+}
+
+/// Give the `wanted_defs` indexes their definition texts (others in `defs` are ignored).
+fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, realm_column: &str) {
+    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
+    let mut defs: HashMap<u32, IndexDefRow> = defs
+        .into_iter()
+        .filter(|d| wanted.contains(&d.indexrelid))
+        .map(|d| (d.indexrelid, d))
+        .collect();
+    for i in &mut cat.indexes {
+        if let Some(d) = defs.remove(&i.oid) {
+            i.key_defs = d.key_defs.unwrap_or_default();
+            i.predicate = d.predicate;
+        }
+    }
+}
+
+/// The whole catalog, one query per file.
+async fn read(
+    conn: &mut PgConnection,
+    realm_column: &str,
+    queries: &mut usize,
+) -> anyhow::Result<Catalog> {
+    let f = full_forms();
+    let all: Option<Vec<Oid>> = None;
+    let tables = sqlx::query(&f.tables)
+        .persistent(false)
+        .bind(&all)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read tables from pg_catalog")?
+        .iter()
+        .map(TableRow::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    *queries += 1;
+    let constraints = sqlx::query(&f.constraints)
+        .persistent(false)
+        .bind(&all)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read constraints from pg_catalog")?
+        .iter()
+        .map(ConstraintRow::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    *queries += 1;
+    let indexes = sqlx::query(&f.indexes)
+        .persistent(false)
+        .bind(&all)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read indexes from pg_catalog")?
+        .iter()
+        .map(IndexRow::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    *queries += 1;
+    let mut cat = assemble(tables, constraints, indexes);
+    // Definition texts, only for the indexes that need them (see `wanted_defs`). Sent even when
+    // there are none, so that the number of queries never depends on the catalog.
+    let wanted: Vec<Oid> = wanted_defs(&cat.tables, &cat.indexes, realm_column)
+        .into_iter()
+        .map(Oid)
+        .collect();
+    let defs = sqlx::query(INDEX_DEFS_SQL)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read index definitions from pg_catalog")?
+        .iter()
+        .map(IndexDefRow::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    *queries += 1;
+    attach_defs(&mut cat, defs, realm_column);
+    Ok(cat)
+}
+
+/// The scoped read in one statement (`scoped.sql`): the given tables, plus with `changed` the
+/// tables the current transaction changed, which it also returns (raw schema, name).
+async fn scoped(
+    conn: &mut PgConnection,
+    realms_table: &str,
+    realm_column: &str,
+    tables: &[(String, String)],
+    changed: bool,
+) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
+    let (realms_schema, realms_name) = match realms_table {
+        "" => (None, None),
+        t => {
+            let (s, n) = split_qualified(t);
+            (s, Some(n))
+        }
+    };
+    let schemas: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
+    let row = sqlx::query(scoped_statement())
+        .bind(realms_schema)
+        .bind(realms_name)
+        .bind(&schemas)
+        .bind(&names)
+        .bind(changed)
+        .fetch_one(&mut *conn)
+        .await
+        .context("cannot read the tables to verify from pg_catalog")?;
+    fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> anyhow::Result<Vec<T>> {
+        let text: Option<String> = row.try_get(col)?;
+        match text {
+            None => Ok(Vec::new()), // json_agg of no rows
+            Some(t) => serde_json::from_str(&t)
+                .with_context(|| format!("cannot decode the {col} read from pg_catalog")),
+        }
+    }
+    let touched: Vec<(String, String)> = part(&row, "touched")?;
+    let scope: Vec<(u32, bool)> = part(&row, "scope")?;
+    let mut cat = assemble(
+        part(&row, "tables")?,
+        part(&row, "constraints")?,
+        part(&row, "indexes")?,
+    );
+    attach_defs(&mut cat, part(&row, "index_defs")?, realm_column);
+    let oid: Option<Oid> = row.try_get("realms_oid")?;
+    let (realms, key_type) = realms_from(
+        realms_table,
+        oid.map(|o| o.0),
+        row.try_get("key_type")?,
+        row.try_get("default_schema")?,
+    );
+    cat.realms = realms;
+    cat.realms_key_type = key_type;
+    cat.scope = Some(scope.into_iter().filter(|s| s.1).map(|s| s.0).collect());
+    cat.queries = 1;
+    Ok((touched, cat))
 }
 
 #[cfg(test)]
@@ -569,6 +817,59 @@ mod tests {
             assert!(!full.contains("-- scope") && full.contains("$1::oid[] IS NULL"));
             assert_eq!(full.lines().count(), sql.lines().count());
         }
+    }
+
+    #[test]
+    fn the_scoped_statement_splices_every_part_and_keeps_no_oid_array_parameter() {
+        let sql = scoped_statement();
+        for part in [
+            "{realms}",
+            "{touched}",
+            "{tables}",
+            "{constraints}",
+            "{indexes}",
+            "{index_defs}",
+        ] {
+            assert!(SCOPED_SQL.contains(part), "{part}");
+            assert!(!sql.contains(part), "{part}");
+        }
+        assert!(!sql.contains("$1::oid[]"));
+        // Each file's filter now reads an earlier part: three on the scope, one on `wanted`.
+        assert_eq!(sql.matches("FROM scope)::oid[])").count(), 3);
+        assert_eq!(sql.matches("FROM wanted)::oid[])").count(), 1);
+        assert!(sql.contains("FROM pg_lock_status") || sql.contains("FROM pg_locks l"));
+    }
+
+    #[test]
+    fn realms_resolve_to_found_missing_or_disabled() {
+        assert_eq!(
+            realms_from("", Some(1), None, None).0,
+            RealmsTable::Disabled
+        );
+        assert_eq!(
+            realms_from("app.realms", Some(7), Some("text".into()), None),
+            (RealmsTable::Found(7), Some("text".into()))
+        );
+        assert_eq!(
+            realms_from("realms", None, None, Some("app".into())).0,
+            RealmsTable::Missing {
+                schema: "app".into(),
+                name: "realms".into()
+            }
+        );
+    }
+
+    #[test]
+    fn json_oids_decode_from_text_or_number() {
+        #[derive(Deserialize)]
+        struct O {
+            #[serde(deserialize_with = "json_oid")]
+            oid: u32,
+        }
+        let a: O = serde_json::from_str(r#"{"oid":"4294967295"}"#).unwrap();
+        let b: O = serde_json::from_str(r#"{"oid":16384}"#).unwrap();
+        assert_eq!((a.oid, b.oid), (u32::MAX, 16384));
+        assert!(serde_json::from_str::<O>(r#"{"oid":"x"}"#).is_err());
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Rep
 /// Only the given tables ("schema", "table") plus the tables that reference them or that they
 /// reference by foreign key; the same constant number of queries, each filtered to those tables.
 /// Tables in the list that do not exist are ignored. The tables referencing the realms table are
-/// not pulled in when it is given (all realm-scoped tables do; see `catalog/sql/scope.sql`).
+/// not pulled in when it is given (all realm-scoped tables do; see `catalog/sql/scoped.sql`).
 pub async fn verify_tables(
     conn: &mut PgConnection,
     cfg: &Config,
@@ -87,6 +87,16 @@ pub async fn verify_tables(
 ) -> anyhow::Result<Report> {
     let cat = Catalog::load_scoped(conn, &cfg.realms_table, &cfg.realm_column, tables).await?;
     Ok(evaluate(&cat, cfg))
+}
+
+/// [`verify_tables`] of the tables the current transaction changed (read from the locks it
+/// holds), returned with the report: the migrate guard's check, in one round trip.
+pub async fn verify_changed(
+    conn: &mut PgConnection,
+    cfg: &Config,
+) -> anyhow::Result<(Vec<(String, String)>, Report)> {
+    let (touched, cat) = Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column).await?;
+    Ok((touched, evaluate(&cat, cfg)))
 }
 
 /// Evaluate every rule that is not `off` over a catalog: pure.

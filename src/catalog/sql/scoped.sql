@@ -1,0 +1,93 @@
+-- The scoped read in ONE statement (the migrate guard runs it before every migration's COMMIT, so
+-- each round trip counts): the realms table, the tables to look at, and their columns,
+-- constraints, indexes and index definition texts, each part as a JSON array in one row.
+-- The parts are the other files of this directory, spliced in where a line holds only `{name}`;
+-- their oid-array parameter becomes the array of an earlier part's oids (`scope`, or `wanted` for
+-- index_defs), so every lookup stays an index scan even on the generic plan: a join on the part
+-- would be planned as a hash join over the whole of pg_class, pg_constraint and pg_index.
+--
+-- The tables to look at, given some tables by raw (schema, name) or, for the guard, the tables
+-- the current transaction changed (touched.sql): those tables (a partition stands for its
+-- partitioned root), the tables that reference them (except for the realms table) or that they
+-- reference by foreign key (a change to a parent can make a child's key wrong), marked in_scope;
+-- plus, not in scope, the tables those reference (to judge their foreign keys) and the realms
+-- table. Every step is an index lookup, so the cost follows the tables given, not the catalog
+-- size: the referencing side goes through pg_depend's reference index, as pg_constraint has no
+-- index on confrelid.
+-- $1: realms table schema or NULL, $2: realms table name (NULL: none), $3: schemas text[],
+-- $4: names text[] (pairwise), $5: also take the tables this transaction changed.
+WITH realm AS (
+{realms}
+), touched AS (
+    SELECT t.* FROM (
+{touched}
+    ) AS t
+    WHERE $5::bool
+), given AS (
+    SELECT c.oid
+    FROM unnest($3::text[], $4::text[]) AS g(schema, name)
+    JOIN pg_namespace n ON n.nspname = g.schema
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = g.name
+    WHERE c.relkind IN ('r', 'p')
+    UNION
+    SELECT oid FROM touched
+), roots AS (
+    SELECT oid FROM given
+    UNION
+    SELECT pg_partition_root(oid) FROM given
+), children AS (
+    SELECT co.conrelid AS oid
+    FROM roots r
+    JOIN pg_depend d
+      ON d.refclassid = 'pg_class'::regclass AND d.refobjid = r.oid
+     AND d.classid = 'pg_constraint'::regclass
+    JOIN pg_constraint co ON co.oid = d.objid
+    WHERE co.contype = 'f' AND co.conparentid = 0 AND co.confrelid = r.oid
+      -- Not the realms table's: every realm-scoped table references it, so a migration that adds
+      -- one (and locks realms for its foreign key) would otherwise verify the whole catalog. No
+      -- rule on a child depends on the realms table beyond the child's own foreign key to it,
+      -- and changing that key locks the child, which puts it in the given tables.
+      AND r.oid IS DISTINCT FROM (SELECT oid FROM realm)
+), core AS (
+    SELECT oid FROM roots WHERE oid IS NOT NULL
+    UNION
+    SELECT oid FROM children
+    UNION
+    SELECT co.confrelid
+    FROM roots r
+    JOIN pg_constraint co ON co.conrelid = r.oid
+    WHERE co.contype = 'f' AND co.conparentid = 0
+), context AS (
+    SELECT co.confrelid AS oid
+    FROM pg_constraint co
+    WHERE co.conrelid = ANY ((SELECT array_agg(oid) FROM core)::oid[])
+      AND co.contype = 'f' AND co.conparentid = 0
+    UNION
+    SELECT oid FROM realm WHERE oid IS NOT NULL
+), scope AS (
+    SELECT oid, true AS in_scope FROM core
+    UNION ALL
+    SELECT oid, false FROM context WHERE oid NOT IN (SELECT oid FROM core)
+), tab AS (
+{tables}
+), con AS (
+{constraints}
+), idx AS (
+{indexes}
+), wanted AS (
+    -- The unique indexes whose definition text a fix may need (partial, or with an expression
+    -- in the key); the reader keeps the texts of those whose key also lacks the realm column.
+    SELECT indexrelid AS oid FROM idx
+    WHERE indisunique AND NOT indisprimary
+      AND (partial OR 0 = ANY (string_to_array(keys, ' ')::int2[]))
+), def AS (
+{index_defs}
+)
+SELECT r.default_schema, r.oid AS realms_oid, r.key_type,
+       (SELECT json_agg(json_build_array(schema, name)) FROM touched)::text AS touched,
+       (SELECT json_agg(json_build_array(oid::int8, in_scope)) FROM scope)::text AS scope,
+       (SELECT json_agg(tab) FROM tab)::text AS tables,
+       (SELECT json_agg(con) FROM con)::text AS constraints,
+       (SELECT json_agg(idx) FROM idx)::text AS indexes,
+       (SELECT json_agg(def) FROM def)::text AS index_defs
+FROM realm r
