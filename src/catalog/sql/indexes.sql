@@ -20,4 +20,4 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%'
-  AND i.indrelid = ANY($1::oid[]) -- scope
+  AND i.indrelid = ANY($1::oid[]) AND c.oid = ANY($1::oid[]) -- scope

@@ -36,32 +36,46 @@ WITH realm AS (
     UNION
     SELECT pg_partition_root(oid) FROM given
 ), children AS (
-    SELECT co.conrelid AS oid
+    -- Each step below looks up from the few tables at hand inside a LATERAL ... OFFSET 0 (which
+    -- the planner cannot flatten into a join it could drive from the other side), and its
+    -- constant conditions are written so that no index can serve them (`::int8`): the guard runs
+    -- this statement on a generic plan made while the catalog was a few pages, with statistics
+    -- that call a scan of every foreign key or dependency cheap, and keeps that plan while the
+    -- catalog grows.
+    SELECT ch.oid
     FROM roots r
-    JOIN pg_depend d
-      ON d.refclassid = 'pg_class'::regclass AND d.refobjid = r.oid
-     AND d.classid = 'pg_constraint'::regclass
-    JOIN pg_constraint co ON co.oid = d.objid
-    WHERE co.contype = 'f' AND co.conparentid = 0 AND co.confrelid = r.oid
-      -- Not the realms table's: every realm-scoped table references it, so a migration that adds
-      -- one (and locks realms for its foreign key) would otherwise verify the whole catalog. No
-      -- rule on a child depends on the realms table beyond the child's own foreign key to it,
-      -- and changing that key locks the child, which puts it in the given tables.
-      AND r.oid IS DISTINCT FROM (SELECT oid FROM realm)
+    CROSS JOIN LATERAL (
+        SELECT co.conrelid AS oid
+        FROM pg_depend d
+        JOIN pg_constraint co ON co.oid = d.objid
+        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = r.oid
+          AND d.classid::int8 = 'pg_constraint'::regclass::int8
+          AND co.contype = 'f' AND co.conparentid::int8 = 0 AND co.confrelid = r.oid
+        OFFSET 0
+    ) AS ch
+    -- Not the realms table's: every realm-scoped table references it, so a migration that adds
+    -- one (and locks realms for its foreign key) would otherwise verify the whole catalog. No
+    -- rule on a child depends on the realms table beyond the child's own foreign key to it,
+    -- and changing that key locks the child, which puts it in the given tables.
+    WHERE r.oid IS DISTINCT FROM (SELECT oid FROM realm)
 ), core AS (
     SELECT oid FROM roots WHERE oid IS NOT NULL
     UNION
     SELECT oid FROM children
     UNION
-    SELECT co.confrelid
-    FROM roots r
-    JOIN pg_constraint co ON co.conrelid = r.oid
-    WHERE co.contype = 'f' AND co.conparentid = 0
+    SELECT p.oid FROM roots r CROSS JOIN LATERAL (
+        SELECT co.confrelid AS oid
+        FROM pg_constraint co
+        WHERE co.conrelid = r.oid AND co.contype = 'f' AND co.conparentid::int8 = 0
+        OFFSET 0
+    ) AS p
 ), context AS (
-    SELECT co.confrelid AS oid
-    FROM pg_constraint co
-    WHERE co.conrelid = ANY ((SELECT array_agg(oid) FROM core)::oid[])
-      AND co.contype = 'f' AND co.conparentid = 0
+    SELECT p.oid FROM core CROSS JOIN LATERAL (
+        SELECT co.confrelid AS oid
+        FROM pg_constraint co
+        WHERE co.conrelid = core.oid AND co.contype = 'f' AND co.conparentid::int8 = 0
+        OFFSET 0
+    ) AS p
     UNION
     SELECT oid FROM realm WHERE oid IS NOT NULL
 ), scope AS (

@@ -5,10 +5,12 @@
 -- does not mean "changed" is the SHARE ROW EXCLUSIVE a new foreign key takes on the table it
 -- references. An index's lock stands for its table, a partition's for its partitioned root.
 -- No parameters.
+-- The lookups from the locks run inside LATERAL ... OFFSET 0, so that they stay index lookups
+-- driven by the few locks whatever the plan's estimates (see scoped.sql, which splices this in).
 WITH mine AS (
     SELECT COALESCE(pg_partition_root(COALESCE(i.indrelid, l.relation)), i.indrelid, l.relation) AS rel, l.mode
       FROM pg_locks l
-      LEFT JOIN pg_index i ON i.indexrelid = l.relation
+      LEFT JOIN LATERAL (SELECT x.indrelid FROM pg_index x WHERE x.indexrelid = l.relation OFFSET 0) AS i ON true
      WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
        AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock')
 ), changed AS (
@@ -18,9 +20,13 @@ WITH mine AS (
     -- rules judge; the parent's shape does not change, and scoping from a parent such as the
     -- realms table would drag in every table that references it.
     SELECT m.rel FROM mine m
+     CROSS JOIN LATERAL (
+           SELECT 1 FROM pg_constraint co
+            WHERE co.conrelid = m.rel AND co.contype = 'f'
+              AND co.confrelid IN (SELECT p.rel FROM mine p)
+            LIMIT 1
+     ) AS fk
      WHERE m.mode = 'ShareRowExclusiveLock'
-       AND EXISTS (SELECT 1 FROM pg_constraint co JOIN mine p ON p.rel = co.confrelid
-                    WHERE co.contype = 'f' AND co.conrelid = m.rel)
 )
 SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name
   FROM changed t
