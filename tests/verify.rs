@@ -169,6 +169,26 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
         .collect();
     names.sort();
     assert_eq!(names, ["users_email_key", "users_lower_email"]);
+    // The scoped read (one statement answering JSON) finds the same, fixes included (the
+    // expression index's is written from its definition text); so does the migrate guard's read
+    // of what the current transaction changed.
+    let mut c = db.conn().await;
+    let users = [("public".to_string(), "users".to_string())];
+    let scoped = verify::verify_tables(&mut c, &Config::default(), &users)
+        .await
+        .unwrap();
+    assert_eq!(scoped.violations, vs);
+    assert_eq!(scoped.queries, 1);
+    sqlx::raw_sql("BEGIN; COMMENT ON TABLE users IS 'touched'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (touched, changed) = verify::verify_changed(&mut c, &Config::default())
+        .await
+        .unwrap();
+    sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+    assert_eq!(touched, users);
+    assert_eq!(changed.violations, vs);
     apply_fixes(&db, &vs).await;
     assert!(of(&violations(&db).await, "unique-without-realm").is_empty());
     assert_eq!(
