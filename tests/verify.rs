@@ -186,6 +186,13 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
     let (touched, changed) = verify::verify_changed(&mut c, &Config::default())
         .await
         .unwrap();
+    // The guard plans its read without sequential scans, and sets that back for the rest of the
+    // migration's transaction.
+    let seqscan: String = sqlx::query_scalar("SHOW enable_seqscan")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(seqscan, "on");
     sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
     assert_eq!(touched, users);
     assert_eq!(changed.violations, vs);

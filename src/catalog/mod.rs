@@ -312,28 +312,33 @@ impl Catalog {
         realm_column: &str,
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
-        let (_, cat) = scoped(conn, realms_table, realm_column, tables, false).await?;
+        let (_, cat) = scoped(conn, realms_table, realm_column, tables, None).await?;
         Ok(cat)
     }
 
     /// [`Catalog::load_scoped`] of the tables the current transaction changed (see
     /// `sql/touched.sql`), with those tables (raw schema, name): the migrate guard's read, in one
     /// round trip.
-    /// Runs inside that transaction, and plans the statement without sequential scans for the
-    /// rest of it (`SET LOCAL`): the guard's prepared statement gets its generic plan after a few
-    /// migrations, when a fresh database's catalog is a few pages that a sequential scan reads
-    /// fastest, and keeps it while the migrations grow the catalog to thousands of rows; index
-    /// lookups are what this read needs at any size.
+    /// Runs inside that transaction, and plans the statement without sequential scans: the
+    /// guard's prepared statement gets its generic plan after a few migrations, when a fresh
+    /// database's catalog is a few pages that a sequential scan reads fastest, and keeps it while
+    /// the migrations grow the catalog to thousands of rows; index lookups are what this read
+    /// needs at any size. The setting is turned off transaction-locally in the round trip before
+    /// and set back by the statement itself once planned, so that what follows in the migration's
+    /// transaction (deferred triggers at COMMIT) is planned as usual.
     pub async fn load_changed(
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &str,
     ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
-        sqlx::raw_sql("SET LOCAL enable_seqscan = off")
-            .execute(&mut *conn)
-            .await
-            .context("cannot set up the catalog read")?;
-        let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], true).await?;
+        let was: String = sqlx::query_scalar(
+            "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
+             SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .context("cannot set up the catalog read")?;
+        let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], Some(&was)).await?;
         cat.queries += 1;
         Ok((touched, cat))
     }
@@ -759,14 +764,15 @@ async fn read(
     Ok(cat)
 }
 
-/// The scoped read in one statement (`scoped.sql`): the given tables, plus with `changed` the
-/// tables the current transaction changed, which it also returns (raw schema, name).
+/// The scoped read in one statement (`scoped.sql`): the given tables, or, for the guard (`Some`
+/// with the `enable_seqscan` value to set back), the tables the current transaction changed,
+/// which it also returns (raw schema, name).
 async fn scoped(
     conn: &mut PgConnection,
     realms_table: &str,
     realm_column: &str,
     tables: &[(String, String)],
-    changed: bool,
+    changed: Option<&str>,
 ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
     let (realms_schema, realms_name) = match realms_table {
         "" => (None, None),
@@ -782,6 +788,7 @@ async fn scoped(
         .bind(realms_name)
         .bind(&schemas)
         .bind(&names)
+        .bind(changed.is_some())
         .bind(changed)
         .fetch_one(&mut *conn)
         .await

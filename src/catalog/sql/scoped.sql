@@ -15,7 +15,9 @@
 -- size: the referencing side goes through pg_depend's reference index, as pg_constraint has no
 -- index on confrelid.
 -- $1: realms table schema or NULL, $2: realms table name (NULL: none), $3: schemas text[],
--- $4: names text[] (pairwise), $5: also take the tables this transaction changed.
+-- $4: names text[] (pairwise), $5: also take the tables this transaction changed,
+-- $6: a value to set enable_seqscan back to (transaction-local) once this statement is planned,
+-- or NULL (see Catalog::load_changed).
 WITH realm AS (
 {realms}
 ), touched AS (
@@ -103,5 +105,6 @@ SELECT r.default_schema, r.oid AS realms_oid, r.key_type,
        (SELECT json_agg(tab) FROM tab)::text AS tables,
        (SELECT json_agg(con) FROM con)::text AS constraints,
        (SELECT json_agg(idx) FROM idx)::text AS indexes,
-       (SELECT json_agg(def) FROM def)::text AS index_defs
+       (SELECT json_agg(def) FROM def)::text AS index_defs,
+       CASE WHEN $6::text IS NOT NULL THEN set_config('enable_seqscan', $6::text, true) END AS restored
 FROM realm r
