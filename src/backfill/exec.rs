@@ -712,7 +712,15 @@ impl<'a> Executor<'a> {
         bar.set_position((p.done_upto - p.key_min).max(0) as u64);
 
         let target = self.opts.batch.max(Duration::from_millis(1));
-        let timeout = self.opts.lock_timeout;
+        // A batch waits on row locks of the application's short transactions. Bounding that wait
+        // near the batch's own duration (and well under the server's 1 s deadlock_timeout) makes
+        // the batch, never the application, give way when a writer transaction locks two rows
+        // of one batch in the opposite order: our lock_timeout fires before the writer's
+        // deadlock check, the batch rolls back and is retried smaller.
+        let timeout = self
+            .opts
+            .lock_timeout
+            .min((target * 2).max(Duration::from_millis(50)));
         let mut size: i64 = 1_000;
         let started = Instant::now();
         let rows_before = p.rows_done;
@@ -798,9 +806,16 @@ impl<'a> Executor<'a> {
         p: &Progress,
     ) -> anyhow::Result<Result<u64, Blocked>> {
         let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{}'", ms(timeout)))
-            .execute(&mut *tx)
-            .await?;
+        // synchronous_commit off: a batch commit need not wait for its WAL flush. A crash can
+        // lose the last batches, but their progress rows go with them (same transaction), so
+        // the rerun redoes exactly those; it makes short batches cheap, which keeps writers'
+        // waits on our row locks short.
+        sqlx::raw_sql(&format!(
+            "SET LOCAL lock_timeout = '{}'; SET LOCAL synchronous_commit = off",
+            ms(timeout)
+        ))
+        .execute(&mut *tx)
+        .await?;
         let (res, blockers) = watch_while(
             sqlx::query(sql).bind(lo).bind(hi).execute(&mut *tx),
             &mut *self.watch,
