@@ -751,3 +751,66 @@ async fn the_child_trigger_refuses_rather_than_writes_null() {
     );
     assert_eq!(db.count("SELECT 1 FROM c").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_leftover_of_our_own_index_is_dropped_and_rebuilt() {
+    let db = legacy_db("bf_invalid", 500).await;
+    let dir = TempDir::new("bf-invalid");
+    // A previous attempt got as far as the column and a concurrent build that failed: the
+    // index exists, INVALID (pitfall 4: IF NOT EXISTS would silently accept it).
+    db.exec("ALTER TABLE groups ADD COLUMN realm_id text").await;
+    let mut old_snapshot = db.conn().await;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM users;")
+        .execute(&mut old_snapshot)
+        .await
+        .unwrap();
+    let mut c = db.conn().await;
+    sqlx::raw_sql("SET lock_timeout = '200ms'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let failed = sqlx::raw_sql(
+        "CREATE UNIQUE INDEX CONCURRENTLY groups_id_realm_id_key ON groups (id, realm_id)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        failed.as_database_error().unwrap().code().as_deref(),
+        Some("55P03"),
+        "{failed}"
+    );
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut old_snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'groups_id_realm_id_key'::regclass"
+        )
+        .await,
+        "false"
+    );
+
+    // Our own leftover does not stop the preflight; its step rebuilds it.
+    let r = run(&db, &dir, &[]).await;
+    r.expect_code(0);
+    assert!(
+        r.stderr
+            .contains("dropping the invalid leftover index groups_id_realm_id_key"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'groups'::regclass AND indisprimary"
+        )
+        .await,
+        "CREATE UNIQUE INDEX groups_pkey ON public.groups USING btree (id, realm_id)"
+    );
+}
