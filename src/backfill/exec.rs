@@ -399,6 +399,9 @@ impl<'a> Executor<'a> {
         attempt: u32,
         started: Instant,
     ) -> anyhow::Result<Option<Blocked>> {
+        if step.lock.blocks_traffic() {
+            self.yield_autovacuum(step).await;
+        }
         let mut tx = self.conn.begin().await?;
         // SET LOCAL: the settings die with the transaction, also behind a transaction pooler.
         sqlx::raw_sql(&format!(
@@ -504,6 +507,47 @@ impl<'a> Executor<'a> {
         );
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+
+    /// An autovacuum worker on the step's tables holds SHARE UPDATE EXCLUSIVE for as long as its
+    /// pass takes (after a fill: a long one). PostgreSQL cancels it for any lock waiter after
+    /// deadlock_timeout (1 s), but our lock_timeout is shorter, so we would time out and queue
+    /// the application behind us again and again. Cancel it up front, as the server would; it
+    /// comes back later. An anti-wraparound pass is never cancelled (nor would the server): the
+    /// retry message names it instead.
+    async fn yield_autovacuum(&mut self, step: &Step) {
+        let names: Vec<String> = step.relations.iter().map(|(s, n)| qualified(s, n)).collect();
+        // Find first, cancel second: in one statement the planner may evaluate the cancel
+        // before the filters and hit other sessions.
+        let workers: Vec<i32> = sqlx::query_scalar(
+            "SELECT a.pid FROM pg_stat_activity a
+             WHERE a.backend_type = 'autovacuum worker'
+               AND a.query NOT LIKE '%to prevent wraparound%'
+               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation'
+                           AND l.relation IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x))",
+        )
+        .bind(&names)
+        .fetch_all(&mut *self.watch)
+        .await
+        .unwrap_or_default();
+        for pid in workers {
+            // Re-checked at the moment of cancelling: the pid must still be an autovacuum worker.
+            let done: bool = sqlx::query_scalar(
+                "SELECT CASE WHEN (SELECT backend_type FROM pg_stat_activity WHERE pid = $1) = 'autovacuum worker'
+                        THEN pg_cancel_backend($1) ELSE false END",
+            )
+            .bind(pid)
+            .fetch_one(&mut *self.watch)
+            .await
+            .unwrap_or(false);
+            if !done {
+                continue;
+            }
+            eprintln!(
+                "realmguard:     cancelled autovacuum (pid {pid}) on {} so the lock is granted at once",
+                step.display_table()
+            );
+        }
     }
 
     /// "blocked by pid 123 (idle in transaction for 12s, user app: SELECT …)"; when the probe saw
