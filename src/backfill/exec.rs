@@ -516,7 +516,11 @@ impl<'a> Executor<'a> {
     /// comes back later. An anti-wraparound pass is never cancelled (nor would the server): the
     /// retry message names it instead.
     async fn yield_autovacuum(&mut self, step: &Step) {
-        let names: Vec<String> = step.relations.iter().map(|(s, n)| qualified(s, n)).collect();
+        let names: Vec<String> = step
+            .relations
+            .iter()
+            .map(|(s, n)| qualified(s, n))
+            .collect();
         // Find first, cancel second: in one statement the planner may evaluate the cancel
         // before the filters and hit other sessions.
         let workers: Vec<i32> = sqlx::query_scalar(

@@ -509,7 +509,12 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 (
                     format!("fill {rc} from {ps}.{pn} through {} in keyset batches sized by time", p.name),
                     format!(
-                        "UPDATE {qt} AS c SET {qrc} = p.{qrc}\nFROM {} AS p\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint\n  AND {join}\n  AND c.{qrc} IS DISTINCT FROM p.{qrc}",
+                        // A correlated lookup rather than `UPDATE … FROM parent`: each batch
+                        // costs index probes for its own rows, where a join would rebuild a hash
+                        // of the whole parent table for every batch. Rows the trigger already
+                        // filled are skipped; a row moved to another parent while we wait on its
+                        // lock is re-evaluated (EvalPlanQual) with its new parent.
+                        "UPDATE {qt} AS c\nSET {qrc} = (SELECT p.{qrc} FROM {} AS p WHERE {join})\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint AND c.{qrc} IS NULL",
                         qualified(&ps, &pn)
                     ),
                 )
@@ -1290,7 +1295,12 @@ mod tests {
             g.sql()
         );
         let m = &p.steps[position(&p, "memberships", "keyset")];
-        assert!(m.sql().contains("FROM public.groups AS p"), "{}", m.sql());
+        assert!(
+            m.sql()
+                .contains("FROM public.groups AS p WHERE p.id = c.group_id"),
+            "{}",
+            m.sql()
+        );
         assert!(m.sql().contains("p.id = c.group_id"), "{}", m.sql());
         assert!(matches!(&m.action, Action::Fill { key, .. } if key == "id"));
         let trig = &p.steps[position(&p, "memberships", "install trigger")];
