@@ -651,21 +651,21 @@ async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
     sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.unwrap();
 
     // 3. An invalid index left by a failed CREATE INDEX CONCURRENTLY.
-    sqlx::raw_sql("INSERT INTO users (email) VALUES ('user1@example.com')")
+    sqlx::raw_sql("INSERT INTO users (email, display_name) VALUES ('dup@example.com', 'User 1')")
         .execute(&mut c)
         .await
         .unwrap();
-    assert!(
-        sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email)")
-            .execute(&mut c)
-            .await
-            .is_err()
-    );
+    assert!(sqlx::raw_sql(
+        "CREATE UNIQUE INDEX CONCURRENTLY users_display_name_key ON users (display_name)"
+    )
+    .execute(&mut c)
+    .await
+    .is_err());
     let r = run(&db, &dir, &[]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("users_email_key"), "{}", r.stderr);
+    assert!(r.stderr.contains("users_display_name_key"), "{}", r.stderr);
     assert!(r.stderr.contains("INVALID"), "{}", r.stderr);
-    sqlx::raw_sql("DROP INDEX users_email_key")
+    sqlx::raw_sql("DROP INDEX users_display_name_key")
         .execute(&mut c)
         .await
         .unwrap();

@@ -343,6 +343,10 @@ impl<'a> Executor<'a> {
                     self.index_step(s.seq, step, index, sql).await?;
                     true
                 }
+                Action::DropIndexConcurrently { sql, .. } => {
+                    self.drop_index_step(s.seq, step, sql).await?;
+                    true
+                }
                 Action::Fill { key, sql } => {
                     let p = self.fill_step(s.seq, step, key, sql).await?;
                     let done = p.finished;
@@ -643,6 +647,29 @@ impl<'a> Executor<'a> {
                         self.after_lock_failure(step, attempt, timeout, b).await?;
                     }
                 }
+            }
+        }
+        sqlx::query(
+            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
+                    duration_ms = $3 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(attempt as i32)
+        .bind(started.elapsed().as_millis() as i64)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_index_step(&mut self, seq: i32, step: &Step, sql: &str) -> anyhow::Result<()> {
+        let timeout = self.opts.timeout_for(step.lock);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.concurrently(sql, timeout).await? {
+                None => break,
+                Some(b) => self.after_lock_failure(step, attempt, timeout, b).await?,
             }
         }
         sqlx::query(

@@ -97,6 +97,7 @@ fn render_steps(
                 "kind": match &s.step.action {
                     Action::Sql { .. } => "transaction",
                     Action::ConcurrentIndex { .. } => "concurrent-index",
+                    Action::DropIndexConcurrently { .. } => "concurrent-drop",
                     Action::Fill { .. } => "fill",
                 },
                 "sql": s.step.sql(),

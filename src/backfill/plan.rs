@@ -32,6 +32,7 @@ pub enum Phase {
     RealmFk,
     UniqueIndex,
     ForeignKey,
+    UniqueKey,
     PrimaryKey,
 }
 
@@ -46,6 +47,7 @@ impl fmt::Display for Phase {
             Phase::RealmFk => "realm-fk",
             Phase::UniqueIndex => "unique-index",
             Phase::ForeignKey => "foreign-key",
+            Phase::UniqueKey => "unique-key",
             Phase::PrimaryKey => "primary-key",
         })
     }
@@ -98,6 +100,8 @@ pub enum Action {
     /// `CREATE [UNIQUE] INDEX CONCURRENTLY`, outside any transaction; an invalid leftover of
     /// the same name is dropped and rebuilt, a valid one is kept.
     ConcurrentIndex { index: String, sql: String },
+    /// `DROP INDEX CONCURRENTLY IF EXISTS`, outside any transaction (idempotent).
+    DropIndexConcurrently { index: String, sql: String },
     /// Keyset batches over `key` sized by time; `sql` takes `$1` (exclusive lower) and `$2`
     /// (inclusive upper) bounds.
     Fill { key: String, sql: String },
@@ -122,6 +126,7 @@ impl Step {
         match &self.action {
             Action::Sql { sql, .. }
             | Action::ConcurrentIndex { sql, .. }
+            | Action::DropIndexConcurrently { sql, .. }
             | Action::Fill { sql, .. } => sql,
         }
     }
@@ -186,6 +191,12 @@ pub enum PlanError {
     UnknownParent { table: String, constraint: String },
     #[error("the tables {0} derive their realms from each other in a cycle; break it with [backfill.parent]")]
     Cycle(String),
+    #[error("{table} has the unique index {index} on an expression or with a WHERE clause; make it include {column} by hand (or drop it), then plan again")]
+    UnsupportedUnique {
+        table: String,
+        index: String,
+        column: String,
+    },
 }
 
 /// Does a config entry ("schema.table" or "table") name this table?
@@ -631,6 +642,31 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             }
         }
     }
+    // Other unique keys become unique per realm: (cols…, realm), so each realm can reuse values.
+    let mut per_realm: Vec<(usize, &super::model::Index)> = Vec::new();
+    for &i in &order {
+        let t = infos[i].t;
+        for ix in t.indexes.iter().filter(|ix| {
+            ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
+        }) {
+            if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
+                return Err(PlanError::UnsupportedUnique {
+                    table: t.display(),
+                    index: ix.name.clone(),
+                    column: rc.to_string(),
+                });
+            }
+            let mut c = ix.columns.clone();
+            c.push(rc.to_string());
+            let e = unique_needed
+                .entry((t.schema.clone(), t.name.clone()))
+                .or_default();
+            if !e.iter().any(|x| same_set(x, &c)) {
+                e.push(c);
+            }
+            per_realm.push((i, ix));
+        }
+    }
     // (schema, table, column set) → the index name that will hold it.
     let mut unique_index_of: Vec<((String, String), Vec<String>, String)> = Vec::new();
     for &i in &order {
@@ -791,6 +827,66 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     Phase::ForeignKey,
                 ));
             }
+        }
+    }
+
+    // Phase 5a: the old unique keys give way to their per-realm indexes (their foreign keys, if
+    // any, were moved to the per-realm index in phase 4).
+    for (i, ix) in &per_realm {
+        let t = infos[*i].t;
+        let id = (t.schema.clone(), t.name.clone());
+        let mut want = ix.columns.clone();
+        want.push(rc.to_string());
+        let new_index = unique_index_of
+            .iter()
+            .find(|(tid, c, _)| *tid == id && same_set(c, &want))
+            .map(|(_, _, n)| n.clone())
+            .expect("every old unique key gets a per-realm index above");
+        let constraint = t.constraints.iter().find(|c| {
+            c.kind == ConstraintKind::Unique && c.index.as_deref() == Some(ix.name.as_str())
+        });
+        let qt = qualified(&t.schema, &t.name);
+        match constraint {
+            Some(c) => steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::UniqueKey,
+                title: format!(
+                    "make {} unique per realm: ({}) using {new_index}",
+                    c.name,
+                    want.join(", ")
+                ),
+                lock: Lock::AccessExclusive,
+                lock_note: "instant".into(),
+                relations: vec![id.clone()],
+                action: Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} DROP CONSTRAINT {c}, ADD CONSTRAINT {c} UNIQUE USING INDEX {}",
+                        quote_ident(&new_index),
+                        c = quote_ident(&c.name)
+                    ),
+                    no_fk_depends_on: Some(ix.name.clone()),
+                },
+            }),
+            None => steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::UniqueKey,
+                title: format!(
+                    "drop the global unique index {} (now unique per realm: {new_index})",
+                    ix.name
+                ),
+                lock: Lock::ShareUpdateExclusive,
+                lock_note: "concurrent drop; reads and writes go on".into(),
+                relations: vec![id.clone()],
+                action: Action::DropIndexConcurrently {
+                    index: ix.name.clone(),
+                    sql: format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        qualified(&t.schema, &ix.name)
+                    ),
+                },
+            }),
         }
     }
 
@@ -1500,6 +1596,66 @@ mod tests {
             .push(fk("groups_m_id_fkey", &["m_id"], "memberships", &["id"]));
         let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
         assert!(matches!(err, PlanError::Cycle(_)), "{err}");
+    }
+
+    #[test]
+    fn other_unique_keys_become_unique_per_realm() {
+        let mut cat = legacy();
+        let g = &mut cat.tables[0];
+        g.columns.push(col("code", "text", true));
+        g.columns.push(col("slug", "text", true));
+        g.constraints.push(Constraint {
+            name: "groups_name_key".into(),
+            kind: ConstraintKind::Unique,
+            validated: true,
+            columns: vec!["name".into()],
+            ref_schema: None,
+            ref_table: None,
+            ref_columns: vec![],
+            on_delete: None,
+            index: Some("groups_name_key".into()),
+        });
+        for (name, column) in [("groups_name_key", "name"), ("groups_slug_idx", "slug")] {
+            g.indexes.push(Index {
+                name: name.into(),
+                unique: true,
+                primary: false,
+                valid: true,
+                partial: false,
+                columns: vec![column.into()],
+            });
+        }
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let build = position(
+            &p,
+            "groups",
+            "groups_name_realm_id_key ON public.groups (name, realm_id)",
+        );
+        let swap = position(
+            &p,
+            "groups",
+            "DROP CONSTRAINT groups_name_key, ADD CONSTRAINT groups_name_key UNIQUE USING INDEX groups_name_realm_id_key",
+        );
+        let drop = position(
+            &p,
+            "groups",
+            "DROP INDEX CONCURRENTLY IF EXISTS public.groups_slug_idx",
+        );
+        let m_fill = position(&p, "memberships", "keyset");
+        let m_drop = position(
+            &p,
+            "memberships",
+            "DROP CONSTRAINT IF EXISTS memberships_group_id_fkey",
+        );
+        assert!(m_fill < build && m_drop < swap && build < drop);
+        assert!(matches!(
+            &p.steps[swap].action,
+            Action::Sql { no_fk_depends_on: Some(i), .. } if i == "groups_name_key"
+        ));
+        // An expression or partial unique index cannot be converted mechanically.
+        cat.tables[0].indexes.last_mut().unwrap().partial = true;
+        let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
+        assert!(err.to_string().contains("groups_slug_idx"), "{err}");
     }
 
     #[test]
