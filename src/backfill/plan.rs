@@ -34,6 +34,7 @@ pub enum Phase {
     ForeignKey,
     UniqueKey,
     PrimaryKey,
+    Cleanup,
 }
 
 impl fmt::Display for Phase {
@@ -49,6 +50,7 @@ impl fmt::Display for Phase {
             Phase::ForeignKey => "foreign-key",
             Phase::UniqueKey => "unique-key",
             Phase::PrimaryKey => "primary-key",
+            Phase::Cleanup => "cleanup",
         })
     }
 }
@@ -709,6 +711,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
     }
 
+    let mut redundant: Vec<(String, String, String)> = Vec::new();
     // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
     // index, composite key NOT VALID, validate, drop the old key.
     for &i in &order {
@@ -727,6 +730,20 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     && ix.columns.len() >= new_cols.len()
                     && same_set(&ix.columns[..new_cols.len()], &new_cols)
             });
+            // C3: a plain index on exactly the old key's columns is redundant once the
+            // (cols…, realm) index leads with them; it only costs writes. Dropped at the end.
+            for ix in t
+                .indexes
+                .iter()
+                .filter(|ix| !ix.unique && !ix.primary && !ix.partial && ix.columns == f.columns)
+            {
+                if !redundant
+                    .iter()
+                    .any(|(s, tb, n)| *s == t.schema && *tb == t.name && *n == ix.name)
+                {
+                    redundant.push((t.schema.clone(), t.name.clone(), ix.name.clone()));
+                }
+            }
             if !indexed {
                 let mut parts: Vec<&str> = vec![&t.name];
                 parts.extend(new_cols.iter().map(String::as_str));
@@ -922,6 +939,28 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 ),
                 no_fk_depends_on: pk.index.clone(),
             },
+        });
+    }
+
+    // Phase 6 (C3): indexes made redundant by the (cols…, realm) ones.
+    for (schema, table, index) in redundant {
+        steps.push(Step {
+            phase: Phase::Cleanup,
+            title: format!(
+                "drop {index}, made redundant by the index leading with the same columns and {rc}"
+            ),
+            lock: Lock::ShareUpdateExclusive,
+            lock_note: "concurrent drop; reads and writes go on".into(),
+            relations: vec![(schema.clone(), table.clone())],
+            action: Action::DropIndexConcurrently {
+                sql: format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    qualified(&schema, &index)
+                ),
+                index,
+            },
+            schema,
+            table,
         });
     }
 
@@ -1656,6 +1695,27 @@ mod tests {
         cat.tables[0].indexes.last_mut().unwrap().partial = true;
         let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
         assert!(err.to_string().contains("groups_slug_idx"), "{err}");
+    }
+
+    #[test]
+    fn single_column_fk_indexes_made_redundant_are_dropped_last() {
+        let mut cat = legacy();
+        cat.tables[1].indexes.push(Index {
+            name: "memberships_group_id_idx".into(),
+            unique: false,
+            primary: false,
+            valid: true,
+            partial: false,
+            columns: vec!["group_id".into()],
+        });
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let last = p.steps.last().unwrap();
+        assert_eq!(last.phase, Phase::Cleanup);
+        assert_eq!(
+            last.sql(),
+            "DROP INDEX CONCURRENTLY IF EXISTS public.memberships_group_id_idx"
+        );
+        assert!(position(&p, "memberships", "PRIMARY KEY USING INDEX") < p.steps.len() - 1);
     }
 
     #[test]
