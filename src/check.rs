@@ -1,8 +1,318 @@
-//! `realmguard check`: the one-command CI schema check.
+//! `realmguard check`: the one-command CI schema check. Lint the files, apply every migration with
+//! the real runner to a scratch database, verify the result from its catalog, print one report,
+//! and drop the scratch database on every path (success, failure, Ctrl-C).
+//!
+//! The scratch database lives on the embedded cluster by default, or on the server of
+//! `--scratch-url` / `--database-url`; it is created from `template0`, so it starts empty whatever
+//! was installed in `template1`, and so that concurrent checks never fail on a busy template.
 
 use crate::cli::{CheckArgs, GlobalOpts};
+use crate::config::Config;
+use crate::db::{quote_ident, Target};
+use crate::lint::{self, LintReport};
+use crate::migrate::{self, MigrateOptions};
+use crate::output::{self, Format, JunitCase};
+use crate::verify;
 use crate::Outcome;
+use anyhow::Context;
+use serde_json::json;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-pub async fn cmd_check(_g: &GlobalOpts, _a: &CheckArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("check is not implemented yet")
+/// How applying the migrations went.
+#[derive(Debug, Clone)]
+pub struct Apply {
+    pub database: String,
+    pub applied: usize,
+    pub duration: Duration,
+    /// The migration failure, one line (cause chain included).
+    pub error: Option<String>,
+}
+
+/// The combined report.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub apply: Apply,
+    /// `None` when the migrations could not be applied.
+    pub verify: Option<verify::Report>,
+    pub lint: LintReport,
+}
+
+impl CheckReport {
+    pub fn errors(&self) -> usize {
+        self.verify.as_ref().map_or(0, |v| v.summary.errors) + self.lint.errors()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.verify.as_ref().map_or(0, |v| v.summary.warnings) + self.lint.warnings()
+    }
+}
+
+pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome> {
+    let cfg = g.config()?;
+    let dir = &a.source.dir;
+    // Bad file names and a missing directory stop here, before any server is touched.
+    migrate::source::load_dir(dir)?;
+    let lint = lint::lint_paths(std::slice::from_ref(dir), &cfg)?;
+    let server = match &a.scratch_url {
+        Some(u) => Target::from_url(u)?,
+        None => g.database().await?,
+    };
+    let apply = apply_to_scratch(&server, &cfg, dir).await?;
+    let report = CheckReport {
+        verify: apply.1,
+        apply: apply.0,
+        lint,
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    render(
+        &report,
+        g.format,
+        crate::lint::render::github_actions(),
+        &mut out,
+    )?;
+    out.flush()?;
+    if let Some(e) = &report.apply.error {
+        anyhow::bail!("{e}");
+    }
+    Ok(Outcome::from_findings(report.errors() > 0))
+}
+
+/// Create the scratch database, migrate and verify it, drop it. A migration that fails is part of
+/// the report (the `Apply::error`); not being able to create the database is an error.
+async fn apply_to_scratch(
+    server: &Target,
+    cfg: &Config,
+    dir: &Path,
+) -> anyhow::Result<(Apply, Option<verify::Report>)> {
+    let name = format!(
+        "realmguard_check_{}_{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
+    let mut admin = server.connect().await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name)))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
+        .with_context(|| {
+            format!(
+                "cannot create the scratch database {name} on {} (the role needs CREATEDB; or give --scratch-url)",
+                server.display
+            )
+        })?;
+    eprintln!(
+        "realmguard: using scratch database {name} on {}",
+        server.display
+    );
+    let scratch = server.with_database(&name)?;
+    let started = Instant::now();
+    let work = async {
+        let opts = MigrateOptions {
+            // check verifies the final schema itself and reports every violation, rather than
+            // stopping at the first migration that introduces one.
+            guard: false,
+            progress: false,
+            ..MigrateOptions::default()
+        };
+        let (mreport, result) = migrate::migrate_reporting(&scratch, cfg, dir, &opts).await;
+        let applied = mreport.applied.len();
+        match result {
+            Err(e) => Ok::<_, anyhow::Error>((applied, Some(format!("{e:#}")), None)),
+            Ok(()) => {
+                let mut conn = scratch.connect().await?;
+                let report = verify::verify(&mut conn, cfg)
+                    .await
+                    .context("cannot verify the scratch database")?;
+                let _ = sqlx::Connection::close(conn).await;
+                Ok((applied, None, Some(report)))
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let duration = started.elapsed();
+    // Dropped on every path; FORCE ends connections a failed migration may have left behind.
+    let dropped = sqlx::raw_sql(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(&name)
+    ))
+    .execute(&mut admin)
+    .await;
+    // WITH (FORCE) is PostgreSQL 13+; older servers get the plain form.
+    let dropped = match dropped {
+        Err(e) if crate::db::sqlstate(&e).as_deref() == Some("42601") => {
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name)))
+                .execute(&mut admin)
+                .await
+        }
+        other => other,
+    };
+    if let Err(e) = dropped {
+        eprintln!(
+            "realmguard: could not drop the scratch database {name}: {}",
+            crate::db::describe_pg_error(&e)
+        );
+    }
+    let (applied, error, report) = outcome?;
+    Ok((
+        Apply {
+            database: name,
+            applied,
+            duration,
+            error,
+        },
+        report,
+    ))
+}
+
+pub fn render(
+    r: &CheckReport,
+    format: Format,
+    github: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    match format {
+        Format::Text => text(r, github, out),
+        Format::Json => output::write_json(out, &json_value(r)),
+        Format::Junit => junit(r, out),
+    }
+}
+
+fn apply_line(a: &Apply) -> String {
+    match &a.error {
+        None => format!(
+            "apply: {} migration{} applied to a scratch database in {:.1}s",
+            a.applied,
+            if a.applied == 1 { "" } else { "s" },
+            a.duration.as_secs_f64()
+        ),
+        Some(e) => format!(
+            "apply: FAILED after {} migration{}: {e}",
+            a.applied,
+            if a.applied == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+fn text(r: &CheckReport, github: bool, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "{}", apply_line(&r.apply))?;
+    writeln!(out)?;
+    if let Some(v) = &r.verify {
+        verify::render(v, Format::Text, out)?;
+        writeln!(out)?;
+    }
+    lint::render::text(&r.lint, out)?;
+    if github {
+        lint::render::annotations(&r.lint, out)?;
+        if let Some(v) = &r.verify {
+            // Verify's findings belong to tables, not lines: annotations without a file.
+            for x in &v.violations {
+                let level = if x.severity == crate::rules::Severity::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                writeln!(
+                    out,
+                    "::{level} title={}::{}",
+                    x.rule,
+                    format!("{}.{}: {}", x.schema, x.table, x.message)
+                        .replace('%', "%25")
+                        .replace('\r', "%0D")
+                        .replace('\n', "%0A")
+                )?;
+            }
+        }
+        if let Some(e) = &r.apply.error {
+            writeln!(
+                out,
+                "::error title=migrations did not apply::{}",
+                e.replace('%', "%25").replace('\n', "%0A")
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "check: {} error{}, {} warning{}{}",
+        r.errors(),
+        if r.errors() == 1 { "" } else { "s" },
+        r.warnings(),
+        if r.warnings() == 1 { "" } else { "s" },
+        if r.apply.error.is_some() {
+            "; the migrations did not apply"
+        } else {
+            ""
+        }
+    )
+}
+
+pub fn json_value(r: &CheckReport) -> serde_json::Value {
+    json!({
+        "ok": r.apply.error.is_none() && r.errors() == 0,
+        "summary": {"errors": r.errors(), "warnings": r.warnings()},
+        "apply": {
+            "ok": r.apply.error.is_none(),
+            "applied": r.apply.applied,
+            "duration_ms": r.apply.duration.as_millis() as u64,
+            "error": r.apply.error,
+        },
+        "verify": r.verify.as_ref().map(|v| serde_json::to_value(v).unwrap_or_default()),
+        "lint": lint::render::json_value(&r.lint),
+    })
+}
+
+/// One document with three suites: apply, verify (verify's own cases) and lint.
+fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
+    let mut suites = String::new();
+    let apply_case = JunitCase {
+        classname: "check".into(),
+        name: "apply migrations to a scratch database".into(),
+        failure: r
+            .apply
+            .error
+            .as_ref()
+            .map(|e| ("the migrations did not apply".to_string(), e.clone())),
+    };
+    suites.push_str(&suite_of(|w| {
+        output::write_junit(w, "realmguard check: apply", &[apply_case])
+    })?);
+    if let Some(v) = &r.verify {
+        suites.push_str(&suite_of(|w| verify::render(v, Format::Junit, w))?);
+    }
+    let cases = lint::render::junit_cases(&r.lint);
+    suites.push_str(&suite_of(|w| {
+        output::write_junit(w, "realmguard lint", &cases)
+    })?);
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(out, r#"<testsuites name="realmguard check">"#)?;
+    out.write_all(suites.as_bytes())?;
+    writeln!(out, "</testsuites>")
+}
+
+/// The `<testsuite>…</testsuite>` lines of a complete JUnit document rendered by `f`.
+fn suite_of(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<String> {
+    let mut buf = Vec::new();
+    f(&mut buf)?;
+    let doc = String::from_utf8_lossy(&buf);
+    let mut s = String::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        let t = line.trim_start();
+        if t.starts_with("<testsuite ") || t.starts_with("<testsuite>") {
+            inside = true;
+        }
+        if inside {
+            s.push_str(line);
+            s.push('\n');
+        }
+        if t.starts_with("</testsuite>") {
+            inside = false;
+        }
+    }
+    Ok(s)
 }

@@ -666,3 +666,95 @@ async fn the_guard_sees_a_dropped_constraint() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_runner_killed_mid_migration_leaves_nothing_half_applied() {
+    let db = TestDb::new("kill").await;
+    let dir = TempDir::new("kill");
+    dir.write(&[
+        FIVE[0],
+        (
+            "migrations/0002_slow.sql",
+            "CREATE TABLE slow (id int PRIMARY KEY);\nSELECT pg_sleep(2);\n",
+        ),
+    ]);
+    let mut child = db.cmd(dir.path()).arg("migrate").spawn().unwrap();
+    // Wait until migration 2 is running (its pg_sleep is visible), then SIGKILL the runner.
+    let mut seen = false;
+    for _ in 0..200 {
+        if db.count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'").await > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "migration 2 never started");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // The server notices the dead client and rolls back: no table, no ledger row, no lock left.
+    let t0 = Instant::now();
+    while db
+        .count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'")
+        .await
+        > 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the killed runner's session lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        db.scalar("SELECT to_regclass('slow') IS NULL").await,
+        "true"
+    );
+    assert_eq!(ledger_versions(&db).await, "1");
+    let r = db.run(dir.path(), &["migrate", "--lock-wait", "5s"]).await;
+    r.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2");
+}
+
+#[tokio::test]
+async fn the_guard_scopes_to_what_the_migration_changed() {
+    let db = TestDb::new("touched").await;
+    db.exec(
+        "CREATE TABLE realms (id text PRIMARY KEY);
+         CREATE TABLE p (id int, realm_id text NOT NULL REFERENCES realms ON DELETE CASCADE, PRIMARY KEY (id, realm_id));
+         CREATE TABLE q (id int PRIMARY KEY);",
+    )
+    .await;
+    let touched = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let mut c = db.conn().await;
+            sqlx::raw_sql("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            let mut t = realmguard::migrate::guard::touched_tables(&mut c)
+                .await
+                .unwrap();
+            sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            t.sort();
+            t.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+        }
+    };
+    // A new table referencing realms: realms is only locked, not changed.
+    assert_eq!(
+        touched("CREATE TABLE c (id int, realm_id text NOT NULL REFERENCES realms ON DELETE CASCADE, PRIMARY KEY (id, realm_id))").await,
+        "c"
+    );
+    assert_eq!(touched("ALTER TABLE q ADD COLUMN realm_id text").await, "q");
+    assert_eq!(
+        touched("ALTER TABLE q ADD FOREIGN KEY (id) REFERENCES q (id)").await,
+        "q"
+    );
+    // Dropping a foreign key changes both ends; a drop leaves no catalog row to find, the lock does.
+    assert_eq!(
+        touched("ALTER TABLE p DROP CONSTRAINT p_realm_id_fkey").await,
+        "p,realms"
+    );
+    assert_eq!(
+        touched("INSERT INTO q VALUES (1); SELECT * FROM p").await,
+        ""
+    );
+}

@@ -4,7 +4,9 @@
 mod common;
 
 mod backfill;
+mod check;
 mod cli;
 mod embedded;
+mod lint;
 mod migrate;
 mod verify;

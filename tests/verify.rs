@@ -152,7 +152,7 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
         "v_uwr",
         &[
             good("users", ", email text, deleted boolean, code text"),
-            "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);".into(),
+            "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED;".into(),
             "CREATE UNIQUE INDEX users_lower_email ON users (lower(email)) WHERE NOT deleted;".into(),
             // near misses: realm column included, in any position, also partial/expression
             "ALTER TABLE users ADD CONSTRAINT users_code_key UNIQUE (realm_id, code);".into(),
@@ -171,6 +171,14 @@ async fn unique_without_realm_including_partial_and_expression_indexes() {
     assert_eq!(names, ["users_email_key", "users_lower_email"]);
     apply_fixes(&db, &vs).await;
     assert!(of(&violations(&db).await, "unique-without-realm").is_empty());
+    assert_eq!(
+        db.scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'users_email_key'"
+        )
+        .await,
+        "UNIQUE (email, realm_id) DEFERRABLE INITIALLY DEFERRED",
+        "the rebuilt constraint keeps its timing"
+    );
     assert_eq!(
         db.scalar("SELECT pg_get_indexdef('users_lower_email_realm'::regclass)").await,
         "CREATE UNIQUE INDEX users_lower_email_realm ON public.users USING btree (lower(email), realm_id) WHERE (NOT deleted)"
@@ -249,23 +257,8 @@ async fn foreign_key_rules_on_composite_keys_in_any_order() {
         let w = matches!(v.rule.as_str(), "fk-cross-realm" | "fk-unindexed");
         assert_eq!(v.severity == Severity::Warning, w, "{v:?}");
     }
+    // One round of fixes converges: m1's new composite key comes with its index.
     apply_fixes(&db, &vs).await;
-    // m1's new composite key wants its own index: the next run says so, and its fix makes it.
-    let second = violations(&db).await;
-    assert_eq!(
-        brief(
-            &of(&second, "fk-unindexed")
-                .into_iter()
-                .cloned()
-                .collect::<Vec<_>>()
-        ),
-        [(
-            "fk-unindexed".into(),
-            "public.m1".into(),
-            Some("m1_group_id_realm_id_fkey".into())
-        )]
-    );
-    apply_fixes(&db, &second).await;
     let after = violations(&db).await;
     assert_eq!(
         brief(&after),
@@ -647,6 +640,11 @@ async fn scoped_verify_sees_the_neighbours_and_ignores_missing_tables() {
         r.summary.tables, 3,
         "groups, members, and realms which groups references"
     );
+    // Touching the realms table does not pull in every table that references it.
+    let r = verify::verify_tables(&mut c, &cfg, &[("public".into(), "realms".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.summary.tables, 1, "{:?}", r.checked);
     // A partition stands for its parent.
     let r = verify::verify_tables(&mut c, &cfg, &[("public".into(), "parts_1".into())])
         .await
@@ -746,4 +744,123 @@ async fn text_output_warnings_only_exit_zero_and_bad_config_exit_two() {
         run.stdout.trim(),
         "verify: 3 tables (2 realm-scoped): 0 errors, 0 warnings"
     );
+}
+
+#[tokio::test]
+async fn no_connection_is_one_line_and_exit_two() {
+    let dir = TempDir::new("v_noconn");
+    let out = crate::common::realmguard_cmd(dir.path())
+        .env("DATABASE_URL", "postgres://bob:s3cret@127.0.0.1:1/app")
+        .args(["verify", "--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    run.expect_one_line_error();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_legacy_schema_with_data_is_repaired_by_one_round_of_fixes() {
+    let db = TestDb::new("v_legacy").await;
+    db.exec(
+        "CREATE TABLE realms (id text PRIMARY KEY);
+         INSERT INTO realms VALUES ('hub'), ('w1');
+         CREATE TABLE groups (id bigserial PRIMARY KEY, realm_id text REFERENCES realms, name text UNIQUE,
+                              parent_id bigint REFERENCES groups (id));
+         CREATE TABLE memberships (id bigserial PRIMARY KEY, realm_id text REFERENCES realms,
+                                   group_id bigint NOT NULL REFERENCES groups (id) ON DELETE CASCADE);
+         INSERT INTO groups (realm_id, name, parent_id) VALUES ('hub', 'a', NULL), ('hub', 'b', 1), ('w1', 'c', NULL);
+         INSERT INTO memberships (realm_id, group_id) VALUES ('hub', 1), ('hub', 2), ('w1', 3);",
+    )
+    .await;
+    let vs = violations(&db).await;
+    let rules: std::collections::BTreeSet<&str> = vs.iter().map(|v| v.rule.as_str()).collect();
+    for r in [
+        "composite-primary-key",
+        "fk-missing-realm",
+        "fk-not-cascade",
+        "realm-column-nullable",
+        "unique-without-realm",
+        "fk-unindexed",
+    ] {
+        assert!(rules.contains(r), "{r} missing from {rules:?}");
+    }
+    apply_fixes(&db, &vs).await;
+    let after = violations(&db).await;
+    assert!(after.is_empty(), "{after:#?}");
+    assert_eq!(db.count("SELECT * FROM groups").await, 3);
+    assert_eq!(db.count("SELECT * FROM memberships").await, 3);
+    // Deleting a realm now cascades through the composite keys.
+    db.exec("DELETE FROM realms WHERE id = 'w1'").await;
+    assert_eq!(db.count("SELECT * FROM groups").await, 2);
+    assert_eq!(db.count("SELECT * FROM memberships").await, 2);
+    // And the same name may now exist once per realm.
+    db.exec("INSERT INTO groups (realm_id, name) VALUES ('hub', 'c')")
+        .await;
+}
+
+#[tokio::test]
+async fn verify_does_not_wait_behind_a_lock_held_on_a_table() {
+    let db = db_with(
+        "v_lock",
+        &[
+            good("groups", ", name text UNIQUE"),
+            "CREATE UNIQUE INDEX groups_lower_name ON groups (lower(name)) WHERE name <> '';"
+                .into(),
+        ]
+        .join("\n"),
+    )
+    .await;
+    // A migration holding ACCESS EXCLUSIVE on the table whose definitions verify deparses.
+    let mut holder = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE groups IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut c = db.conn().await;
+    sqlx::raw_sql("SET lock_timeout = '3s'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify::verify(&mut c, &Config::default()),
+    )
+    .await
+    .expect("verify must not queue behind the lock")
+    .expect("and must not hit lock_timeout");
+    let u = of(&r.violations, "unique-without-realm");
+    assert_eq!(u.len(), 2);
+    // The plain key's fix is written from column names; the expression key's text could not be
+    // read without the lock, so that one goes without a fix rather than waiting.
+    let fixed: Vec<&str> = u
+        .iter()
+        .filter(|v| v.fix.is_some())
+        .map(|v| v.constraint.as_deref().unwrap())
+        .collect();
+    assert_eq!(fixed, ["groups_name_key"]);
+    // The scoped form, as the migrate guard runs it on its second connection, does not wait either.
+    let s = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        verify::verify_tables(
+            &mut c,
+            &Config::default(),
+            &[("public".into(), "groups".into())],
+        ),
+    )
+    .await
+    .expect("scoped verify must not queue behind the lock")
+    .unwrap();
+    assert_eq!(of(&s.violations, "unique-without-realm").len(), 2);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Once the lock is gone, the expression index gets its fix too.
+    let r = verify::verify(&mut c, &Config::default()).await.unwrap();
+    assert!(of(&r.violations, "unique-without-realm")
+        .iter()
+        .all(|v| v.fix.is_some()));
 }

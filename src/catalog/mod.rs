@@ -5,9 +5,11 @@
 //! `pg_catalog` rather than `information_schema`: the latter only shows objects the current role
 //! owns or has a privilege on, and a role that can read no table data must still be able to verify.
 //!
-//! Every query is sent unprepared (`persistent(false)`), so PostgreSQL plans it with the actual
-//! parameters: the `$1 IS NULL OR oid = ANY($1)` filters then fold to an index lookup for a scoped
-//! read and to nothing for a full one, instead of one generic plan for both.
+//! The table, constraint and index queries come in two forms built from one file: the scoped form
+//! (`oid = ANY($1)`, index lookups) is a prepared statement cached on the connection, so the migrate
+//! guard, which calls it around every migration, soon runs it on a generic plan with no parsing or
+//! planning; the full form (the `-- scope` line replaced by `$1 IS NULL`) is sent unprepared, as a
+//! full read happens once per connection.
 
 use anyhow::Context;
 use sqlx::postgres::types::Oid;
@@ -19,6 +21,37 @@ const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
 const INDEXES_SQL: &str = include_str!("sql/indexes.sql");
 const REALMS_SQL: &str = include_str!("sql/realms.sql");
 const SCOPE_SQL: &str = include_str!("sql/scope.sql");
+const INDEX_DEFS_SQL: &str = include_str!("sql/index_defs.sql");
+
+/// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
+/// (still a typed parameter, so the same binds fit both forms).
+fn full_form(sql: &str) -> String {
+    sql.lines()
+        .map(|l| {
+            if l.trim_end().ends_with("-- scope") {
+                "  AND $1::oid[] IS NULL"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Forms {
+    tables: String,
+    constraints: String,
+    indexes: String,
+}
+
+fn full_forms() -> &'static Forms {
+    static FORMS: std::sync::OnceLock<Forms> = std::sync::OnceLock::new();
+    FORMS.get_or_init(|| Forms {
+        tables: full_form(TABLES_SQL),
+        constraints: full_form(CONSTRAINTS_SQL),
+        indexes: full_form(INDEXES_SQL),
+    })
+}
 
 /// A column number (`pg_attribute.attnum`); 0 in an index key means an expression.
 pub type AttNum = i16;
@@ -27,8 +60,6 @@ pub type AttNum = i16;
 pub struct Column {
     pub num: AttNum,
     pub name: String,
-    /// `format_type` text, e.g. `bigint`, `character varying(20)`.
-    pub type_name: String,
     pub not_null: bool,
 }
 
@@ -79,6 +110,7 @@ pub enum ConstraintKind {
     Unique,
     ForeignKey,
     Check,
+    Exclusion,
 }
 
 /// `ON DELETE` / `ON UPDATE` action of a foreign key (`pg_constraint.confdeltype`).
@@ -139,6 +171,12 @@ pub struct Constraint {
     pub columns: Vec<AttNum>,
     pub foreign: Option<ForeignKey>,
     pub validated: bool,
+    /// `DEFERRABLE` / `INITIALLY DEFERRED` (foreign keys also carry it in `foreign`).
+    pub deferrable: bool,
+    pub deferred: bool,
+    /// `conindid`: for a primary key, unique or exclusion constraint its own index; for a foreign
+    /// key the referenced unique index (also in `foreign.index`); 0 for a check.
+    pub index: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,10 +192,11 @@ pub struct Index {
     pub key_columns: Vec<AttNum>,
     /// The constraint this index implements (primary key, unique, exclusion), if any.
     pub constraint: Option<String>,
-    /// Key column/expression texts and predicate, read for unique non-primary indexes only.
+    /// Key column/expression texts and predicate, read only for partial or expression unique
+    /// indexes whose key lacks the realm column (the ones unique-without-realm rebuilds), and not
+    /// when another session holds or awaits ACCESS EXCLUSIVE on them (deparsing takes a lock).
     pub key_defs: Vec<String>,
     pub predicate: Option<String>,
-    pub method: String,
 }
 
 /// Where the configured realms table stands.
@@ -180,6 +219,9 @@ pub struct Catalog {
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<Index>,
     pub realms: RealmsTable,
+    /// The type of the realms table's single-column primary key (`format_type` text), the type a
+    /// realm column must have.
+    pub realms_key_type: Option<String>,
     /// For a scoped read: the tables to report on (the others are only context). `None`: all.
     pub scope: Option<HashSet<u32>>,
     /// Round trips this read took (the benchmark checks it does not grow with the catalog).
@@ -194,6 +236,7 @@ impl Catalog {
             constraints: Vec::new(),
             indexes: Vec::new(),
             realms: RealmsTable::Disabled,
+            realms_key_type: None,
             scope: None,
             queries: 0,
         }
@@ -204,11 +247,17 @@ impl Catalog {
     }
 
     /// Read every user table.
-    pub async fn load(conn: &mut PgConnection, realms_table: &str) -> anyhow::Result<Catalog> {
+    /// `realm_column` only decides which unique indexes get their definition text read.
+    pub async fn load(
+        conn: &mut PgConnection,
+        realms_table: &str,
+        realm_column: &str,
+    ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
-        let realms = resolve_realms(conn, realms_table, &mut queries).await?;
-        let mut cat = read(conn, None, &mut queries).await?;
+        let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
+        let mut cat = read(conn, None, realm_column, &mut queries).await?;
         cat.realms = realms;
+        cat.realms_key_type = key_type;
         cat.queries = queries;
         Ok(cat)
     }
@@ -219,10 +268,11 @@ impl Catalog {
     pub async fn load_scoped(
         conn: &mut PgConnection,
         realms_table: &str,
+        realm_column: &str,
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
-        let realms = resolve_realms(conn, realms_table, &mut queries).await?;
+        let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
         let realms_oid = match realms {
             RealmsTable::Found(oid) => Some(Oid(oid)),
             _ => None,
@@ -230,7 +280,6 @@ impl Catalog {
         let schemas: Vec<String> = tables.iter().map(|(s, _)| s.clone()).collect();
         let names: Vec<String> = tables.iter().map(|(_, t)| t.clone()).collect();
         let rows = sqlx::query(SCOPE_SQL)
-            .persistent(false)
             .bind(&schemas)
             .bind(&names)
             .bind(realms_oid)
@@ -248,12 +297,20 @@ impl Catalog {
                 scope.insert(oid.0);
             }
         }
-        let mut cat = read(conn, Some(&oids), &mut queries).await?;
+        let mut cat = read(conn, Some(&oids), realm_column, &mut queries).await?;
         cat.realms = realms;
+        cat.realms_key_type = key_type;
         cat.scope = Some(scope);
         cat.queries = queries;
         Ok(cat)
     }
+}
+
+/// The text form of an `int2vector` ("1 2"); an unparsable element becomes 0 (an expression).
+fn int2vector(text: &str) -> Vec<AttNum> {
+    text.split_whitespace()
+        .map(|n| n.parse().unwrap_or(0))
+        .collect()
 }
 
 /// `"schema.table"` (split at the first dot, raw names) or a bare name.
@@ -268,13 +325,12 @@ async fn resolve_realms(
     conn: &mut PgConnection,
     realms_table: &str,
     queries: &mut usize,
-) -> anyhow::Result<RealmsTable> {
+) -> anyhow::Result<(RealmsTable, Option<String>)> {
     if realms_table.is_empty() {
-        return Ok(RealmsTable::Disabled);
+        return Ok((RealmsTable::Disabled, None));
     }
     let (schema, name) = split_qualified(realms_table);
     let row = sqlx::query(REALMS_SQL)
-        .persistent(false)
         .bind(schema)
         .bind(name)
         .fetch_one(&mut *conn)
@@ -282,7 +338,8 @@ async fn resolve_realms(
         .context("cannot resolve the realms table from pg_catalog")?;
     *queries += 1;
     let oid: Option<Oid> = row.try_get("oid")?;
-    Ok(match oid {
+    let key_type: Option<String> = row.try_get("key_type")?;
+    let realms = match oid {
         Some(oid) => RealmsTable::Found(oid.0),
         None => {
             let default_schema: Option<String> = row.try_get("default_schema")?;
@@ -294,17 +351,26 @@ async fn resolve_realms(
                 name: name.to_string(),
             }
         }
-    })
+    };
+    Ok((realms, key_type))
 }
 
 async fn read(
     conn: &mut PgConnection,
     oids: Option<&[Oid]>,
+    realm_column: &str,
     queries: &mut usize,
 ) -> anyhow::Result<Catalog> {
+    let scoped = oids.is_some();
     let oids: Option<Vec<Oid>> = oids.map(<[Oid]>::to_vec);
-    let rows = sqlx::query(TABLES_SQL)
-        .persistent(false)
+    let (tables_sql, constraints_sql, indexes_sql): (&str, &str, &str) = if scoped {
+        (TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL)
+    } else {
+        let f = full_forms();
+        (&f.tables, &f.constraints, &f.indexes)
+    };
+    let rows = sqlx::query(tables_sql)
+        .persistent(scoped)
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
@@ -314,24 +380,23 @@ async fn read(
     for r in rows {
         let nums: Option<Vec<i16>> = r.try_get("nums")?;
         let names: Option<Vec<String>> = r.try_get("names")?;
-        let types: Option<Vec<String>> = r.try_get("types")?;
         let not_null: Option<Vec<bool>> = r.try_get("not_null")?;
-        let columns = nums
+        let mut columns: Vec<Column> = nums
             .unwrap_or_default()
             .into_iter()
             .zip(names.unwrap_or_default())
-            .zip(types.unwrap_or_default())
             .zip(not_null.unwrap_or_default())
-            .map(|(((num, name), type_name), not_null)| Column {
+            .map(|((num, name), not_null)| Column {
                 num,
                 name,
-                type_name,
                 not_null,
             })
             .collect();
+        // The query does not sort (cheaper here than a sort per table on the server).
+        columns.sort_by_key(|c| c.num);
         let kind: String = r.try_get("kind")?;
         let oid: Oid = r.try_get("oid")?;
-        let partition_key: Option<Vec<i16>> = r.try_get("partition_key")?;
+        let partition_key: Option<String> = r.try_get("partition_key")?;
         tables.push(Table {
             oid: oid.0,
             schema: r.try_get("schema")?,
@@ -343,13 +408,14 @@ async fn read(
             },
             is_partition: r.try_get("relispartition")?,
             rls_enabled: r.try_get("relrowsecurity")?,
-            partition_key: partition_key.unwrap_or_default(),
+            partition_key: partition_key.as_deref().map(int2vector).unwrap_or_default(),
             columns,
         });
     }
 
-    let rows = sqlx::query(CONSTRAINTS_SQL)
-        .persistent(false)
+    let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
+    let rows = sqlx::query(constraints_sql)
+        .persistent(scoped)
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
@@ -361,6 +427,7 @@ async fn read(
             "p" => ConstraintKind::PrimaryKey,
             "u" => ConstraintKind::Unique,
             "f" => ConstraintKind::ForeignKey,
+            "x" => ConstraintKind::Exclusion,
             _ => ConstraintKind::Check,
         };
         let oid: Oid = r.try_get("oid")?;
@@ -368,7 +435,6 @@ async fn read(
         let foreign = if kind == ConstraintKind::ForeignKey {
             let ref_table: Oid = r.try_get("confrelid")?;
             let ref_columns: Option<Vec<i16>> = r.try_get("confkey")?;
-            let index: Oid = r.try_get("conindid")?;
             Some(ForeignKey {
                 ref_table: ref_table.0,
                 ref_columns: ref_columns.unwrap_or_default(),
@@ -377,12 +443,16 @@ async fn read(
                 match_full: r.try_get::<String, _>("match_type")? == "f",
                 deferrable: r.try_get("condeferrable")?,
                 deferred: r.try_get("condeferred")?,
-                index: index.0,
+                index: r.try_get::<Oid, _>("conindid")?.0,
             })
         } else {
             None
         };
+        if !loaded.contains(&table.0) {
+            continue; // a system table's: the query does not join to filter them (cheaper)
+        }
         let columns: Option<Vec<i16>> = r.try_get("conkey")?;
+        let index: Oid = r.try_get("conindid")?;
         constraints.push(Constraint {
             oid: oid.0,
             table: table.0,
@@ -391,11 +461,14 @@ async fn read(
             columns: columns.unwrap_or_default(),
             foreign,
             validated: r.try_get("convalidated")?,
+            deferrable: r.try_get("condeferrable")?,
+            deferred: r.try_get("condeferred")?,
+            index: index.0,
         });
     }
 
-    let rows = sqlx::query(INDEXES_SQL)
-        .persistent(false)
+    let rows = sqlx::query(indexes_sql)
+        .persistent(scoped)
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
@@ -406,9 +479,8 @@ async fn read(
         let oid: Oid = r.try_get("indexrelid")?;
         let table: Oid = r.try_get("indrelid")?;
         let nkey: i16 = r.try_get("indnkeyatts")?;
-        let mut keys: Vec<i16> = r.try_get("keys")?;
+        let mut keys = int2vector(&r.try_get::<String, _>("keys")?);
         keys.truncate(nkey.max(0) as usize);
-        let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
         indexes.push(Index {
             oid: oid.0,
             table: table.0,
@@ -418,11 +490,60 @@ async fn read(
             valid: r.try_get("indisvalid")?,
             partial: r.try_get("partial")?,
             key_columns: keys,
-            constraint: r.try_get("constraint_name")?,
-            key_defs: key_defs.unwrap_or_default(),
-            predicate: r.try_get("predicate")?,
-            method: r.try_get("method")?,
+            constraint: None,
+            key_defs: Vec::new(),
+            predicate: None,
         });
+    }
+
+    // Definition texts, only for the partial or expression unique indexes whose key lacks the
+    // realm column: the ones the unique-without-realm fix rebuilds and cannot write from column
+    // names. Sent even when there are none, so that the number of queries never depends on the
+    // catalog.
+    let realm_num: HashMap<u32, AttNum> = tables
+        .iter()
+        .filter_map(|t| t.column(realm_column).map(|c| (t.oid, c.num)))
+        .collect();
+    let wanted: Vec<Oid> = indexes
+        .iter()
+        .filter(|i| i.unique && !i.primary && (i.partial || i.key_columns.contains(&0)))
+        .filter(|i| {
+            realm_num
+                .get(&i.table)
+                .is_some_and(|n| !i.key_columns.contains(n))
+        })
+        .map(|i| Oid(i.oid))
+        .collect();
+    let rows = sqlx::query(INDEX_DEFS_SQL)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read index definitions from pg_catalog")?;
+    *queries += 1;
+    let mut defs: HashMap<u32, (Vec<String>, Option<String>)> = HashMap::new();
+    for r in rows {
+        let oid: Oid = r.try_get("indexrelid")?;
+        let key_defs: Option<Vec<String>> = r.try_get("key_defs")?;
+        defs.insert(
+            oid.0,
+            (key_defs.unwrap_or_default(), r.try_get("predicate")?),
+        );
+    }
+    for i in &mut indexes {
+        if let Some((k, p)) = defs.remove(&i.oid) {
+            i.key_defs = k;
+            i.predicate = p;
+        }
+    }
+
+    // The constraint each index implements (primary key, unique, exclusion).
+    let owner: HashMap<u32, &str> = constraints
+        .iter()
+        .filter(|c| c.kind != ConstraintKind::ForeignKey && c.index != 0)
+        .map(|c| (c.index, c.name.as_str()))
+        .collect();
+    for i in &mut indexes {
+        i.constraint = owner.get(&i.oid).map(|s| s.to_string());
     }
 
     Ok(Catalog {
@@ -430,6 +551,7 @@ async fn read(
         constraints,
         indexes,
         realms: RealmsTable::Disabled,
+        realms_key_type: None,
         scope: None,
         queries: 0,
     })
@@ -438,6 +560,22 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_form_drops_only_the_scope_filter() {
+        for sql in [TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL] {
+            assert_eq!(sql.matches("-- scope").count(), 1);
+            let full = full_form(sql);
+            assert!(!full.contains("-- scope") && full.contains("$1::oid[] IS NULL"));
+            assert_eq!(full.lines().count(), sql.lines().count());
+        }
+    }
+
+    #[test]
+    fn int2vector_text_parses() {
+        assert_eq!(int2vector("1 0 3"), vec![1, 0, 3]);
+        assert_eq!(int2vector(""), Vec::<AttNum>::new());
+    }
 
     #[test]
     fn qualified_names_split_at_the_first_dot() {

@@ -1,8 +1,967 @@
-//! `realmguard lint`: static analysis of migration SQL.
+//! `realmguard lint`: static analysis of migration SQL, before anything runs.
+//!
+//! Each file is split into statements with the shared splitter ([`crate::split`]) and every
+//! statement is parsed on its own with sqlparser's PostgreSQL dialect, so a statement sqlparser
+//! does not support (`DO` blocks, `REINDEX`, …) costs one `parse-error` finding and never the rest
+//! of the file. Parsing runs on every core; the rules then walk the statements in migration order
+//! over a schema model ([`model`]) that the statements build up, so a rule in file 7 sees the
+//! table created in file 2.
+
+pub mod model;
+pub mod render;
+pub mod rules;
 
 use crate::cli::{GlobalOpts, LintArgs};
+use crate::config::Config;
+use crate::rules::Severity;
 use crate::Outcome;
+use anyhow::{bail, Context};
+use model::{ident, last_ident, object_key, Origin, Schema};
+use serde::Serialize;
+use sqlparser::ast::{
+    AlterTableOperation, ObjectType, RenameTableNameKind, Statement, TableConstraint,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Span;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-pub fn cmd_lint(_g: &GlobalOpts, _a: &LintArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("lint is not implemented yet")
+/// Default when no PATH is given.
+pub const DEFAULT_DIR: &str = "migrations";
+
+/// One migration file's text, and whether its findings are reported (files given on the command
+/// line) or it only builds the schema model (earlier migrations next to a file given alone).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: String,
+    pub text: String,
+    pub report: bool,
+    /// Byte offset of the first invalid UTF-8 sequence, when the file was not UTF-8.
+    pub invalid_utf8_at: Option<usize>,
+}
+
+impl Source {
+    pub fn new(path: String, text: String) -> Source {
+        Source {
+            path,
+            text,
+            report: true,
+            invalid_utf8_at: None,
+        }
+    }
+
+    /// Read a file; invalid UTF-8 is replaced (and reported as a `parse-error`), not fatal.
+    pub fn read(path: &Path, report: bool) -> anyhow::Result<Source> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (text, invalid) = match String::from_utf8(bytes) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(at))
+            }
+        };
+        // A BOM is not SQL (migrate strips it too); positions then count from the first character.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(t) => t.to_string(),
+            None => text,
+        };
+        Ok(Source {
+            path: path.display().to_string(),
+            text,
+            report,
+            invalid_utf8_at: invalid,
+        })
+    }
+}
+
+/// One finding, located in its file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Width of the offending text on that line, in characters (at least 1).
+    #[serde(skip)]
+    pub width: usize,
+    pub message: String,
+    pub help: String,
+    /// The source line, for the text report's excerpt.
+    #[serde(skip)]
+    pub source_line: String,
+    #[serde(skip)]
+    file_index: usize,
+}
+
+/// What `lint` found over a set of files.
+#[derive(Debug, Clone, Default)]
+pub struct LintReport {
+    pub files: usize,
+    pub statements: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl LintReport {
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, s: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
+    }
+}
+
+pub fn cmd_lint(g: &GlobalOpts, a: &LintArgs) -> anyhow::Result<Outcome> {
+    let cfg = g.config()?;
+    let report = lint_paths(&a.paths, &cfg)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    render::render(&report, g.format, render::github_actions(), &mut out)?;
+    out.flush()?;
+    Ok(Outcome::from_findings(report.errors() > 0))
+}
+
+/// Lint files and directories (default `migrations/`), in migration order.
+pub fn lint_paths(paths: &[PathBuf], cfg: &Config) -> anyhow::Result<LintReport> {
+    let files = collect_files(paths)?;
+    let sources = files
+        .iter()
+        .map(|(p, report)| Source::read(p, *report))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(lint_sources(sources, cfg))
+}
+
+/// The files to lint, in migration order, each with whether it is reported. A directory gives its
+/// `*.sql` files; a file given on its own brings along the earlier migrations of its directory as
+/// context (unreported), so the realm rules know the tables it alters.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
+    let default = [PathBuf::from(DEFAULT_DIR)];
+    let paths = if paths.is_empty() {
+        if !Path::new(DEFAULT_DIR).is_dir() {
+            bail!("no `{DEFAULT_DIR}/` directory here; give the migration files or directories to lint");
+        }
+        &default[..]
+    } else {
+        paths
+    };
+    // Files grouped by directory (first-seen order), each group sorted by version.
+    let mut groups: Vec<(PathBuf, Vec<(PathBuf, bool)>)> = Vec::new();
+    // Where each file already is (group, index), so a file named twice is linted once; a map,
+    // because comparing paths pairwise costs seconds at thousands of files.
+    let mut seen: HashMap<PathBuf, (usize, usize)> = HashMap::new();
+    let mut add = |groups: &mut Vec<(PathBuf, Vec<(PathBuf, bool)>)>, p: PathBuf, report: bool| {
+        if let Some(&(gi, i)) = seen.get(&p) {
+            groups[gi].1[i].1 |= report;
+            return;
+        }
+        let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+        let gi = match groups.iter().position(|(d, _)| *d == dir) {
+            Some(i) => i,
+            None => {
+                groups.push((dir, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[gi].1;
+        seen.insert(p.clone(), (gi, g.len()));
+        g.push((p, report));
+    };
+    for p in paths {
+        let meta = std::fs::metadata(p).with_context(|| format!("cannot lint {}", p.display()))?;
+        if meta.is_dir() {
+            for f in sql_files(p)? {
+                add(&mut groups, f, true);
+            }
+        } else {
+            if let Some(v) = version_of(p) {
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                for f in sql_files(&dir)? {
+                    if version_of(&f).is_some_and(|fv| fv < v) {
+                        let f = if p.parent().is_some_and(|d| d.as_os_str().is_empty()) {
+                            PathBuf::from(f.file_name().unwrap_or_default())
+                        } else {
+                            f
+                        };
+                        add(&mut groups, f, false);
+                    }
+                }
+            }
+            add(&mut groups, p.clone(), true);
+        }
+    }
+    let mut out = Vec::new();
+    for (_, mut files) in groups {
+        files.sort_by_cached_key(|(p, _)| (version_of(p).is_none(), version_of(p), p.clone()));
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // The same files migrate applies: down migrations and hidden files are not part of it.
+        if name.ends_with(".sql")
+            && !name.ends_with(".down.sql")
+            && !name.starts_with('.')
+            && p.is_file()
+        {
+            v.push(p);
+        }
+    }
+    Ok(v)
+}
+
+/// The VERSION of `<VERSION>_<description>.sql`.
+fn version_of(p: &Path) -> Option<u128> {
+    let name = p.file_name()?.to_str()?;
+    let (v, _) = name.split_once('_')?;
+    v.parse().ok()
+}
+
+struct ParsedStmt {
+    line: usize,
+    column: usize,
+    /// The statement's first words, to tell which rules a parse failure kept from checking it.
+    head: String,
+    ast: Result<Statement, String>,
+    drop_concurrently: bool,
+    ignores: Vec<String>,
+}
+
+struct ParsedFile {
+    src: Source,
+    in_transaction: bool,
+    stmts: Vec<ParsedStmt>,
+    /// A tokenizer failure: (line, column, message); everything from there on is unchecked.
+    tail_error: Option<(usize, usize, String)>,
+    /// Unknown ids in ignore comments: (line, id).
+    bad_ignores: Vec<(usize, String)>,
+}
+
+/// Lint in-memory sources (the order given is the migration order).
+pub fn lint_sources(sources: Vec<Source>, cfg: &Config) -> LintReport {
+    // In batches: parse a batch on every core, analyse it in order, drop its syntax trees. Memory
+    // stays bounded (whole-corpus trees cost more in page faults than the parse itself).
+    const BATCH: usize = 128;
+    let mut analysis = Analysis::new(cfg);
+    let mut it = sources.into_iter().peekable();
+    while it.peek().is_some() {
+        let batch: Vec<Source> = it.by_ref().take(BATCH).collect();
+        for f in parse_all(batch) {
+            analysis.file(f);
+        }
+    }
+    analysis.finish()
+}
+
+fn parse_all(sources: Vec<Source>) -> Vec<ParsedFile> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len().div_ceil(16))
+        .max(1);
+    if threads == 1 {
+        return sources.into_iter().map(parse_file).collect();
+    }
+    let per = sources.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<Source>> = Vec::new();
+    let mut it = sources.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| s.spawn(move || c.into_iter().map(parse_file).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("lint worker panicked"))
+            .collect()
+    })
+}
+
+pub use crate::migrate::source::is_no_transaction;
+
+fn parse_file(src: Source) -> ParsedFile {
+    let text = src.text.as_str();
+    let in_transaction = !is_no_transaction(text);
+    let mut bad_ignores = Vec::new();
+    let (pieces, tail_error) = match crate::split::split(text) {
+        Ok(p) => (p, None),
+        Err(e) => {
+            // The tokenizer stopped (an unterminated string or comment eats the rest of the
+            // file for PostgreSQL too): check the complete statements before that line.
+            // Some errors are reported where the tokenizer gave up (end of file), not where the
+            // bad token began: cut earlier until the prefix splits.
+            let mut line = e.line;
+            let pieces = loop {
+                if line <= 1 {
+                    break Vec::new();
+                }
+                match crate::split::split(&text[..line_start(text, line)]) {
+                    Ok(p) => break p,
+                    Err(e2) => line = e2.line.min(line - 1),
+                }
+            };
+            let complete: Vec<_> = pieces
+                .into_iter()
+                .take_while(|p| text[p.offset + p.sql.len()..].trim_start().starts_with(';'))
+                .collect();
+            let (l, c) = match complete.last() {
+                Some(p) => {
+                    let after = p.offset + p.sql.len();
+                    let semi = after + text[after..].find(';').unwrap_or(0) + 1;
+                    let next = semi + (text[semi..].len() - text[semi..].trim_start().len());
+                    position(text, next)
+                }
+                None => position(text, text.len() - text.trim_start().len()),
+            };
+            let message = match e.message.find(" at Line: ") {
+                Some(i) => e.message[..i].to_string(),
+                None => e.message,
+            };
+            (complete, Some((l, c, message)))
+        }
+    };
+    let stmts = pieces
+        .iter()
+        .map(|p| {
+            // A parser bug must cost a finding, not the run: PRODUCT.md allows no panic.
+            let (ast, drop_concurrently) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_piece(p.sql)))
+                    .unwrap_or_else(|_| {
+                        (
+                            Err(ParserError::ParserError("the parser crashed on it".into())),
+                            false,
+                        )
+                    });
+            let ignores = ignore_comments(text, p.offset, p.line, &mut bad_ignores);
+            ParsedStmt {
+                line: p.line,
+                column: p.column,
+                head: if ast.is_err() {
+                    head_words(p.sql)
+                } else {
+                    String::new()
+                },
+                ast: ast.map_err(|e| relocate_error(e, p.line, p.column)),
+                drop_concurrently,
+                ignores,
+            }
+        })
+        .collect();
+    ParsedFile {
+        src,
+        in_transaction,
+        stmts,
+        tail_error,
+        bad_ignores,
+    }
+}
+
+/// The first few words of a statement, upper-cased, comments skipped.
+fn head_words(sql: &str) -> String {
+    let mut words = Vec::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or("");
+        for w in code.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
+            if !w.is_empty() {
+                words.push(w.to_ascii_uppercase());
+                if words.len() == 4 {
+                    return words.join(" ");
+                }
+            }
+        }
+    }
+    words.join(" ")
+}
+
+fn line_start(text: &str, line: usize) -> usize {
+    if line <= 1 {
+        return 0;
+    }
+    text.match_indices('\n')
+        .nth(line - 2)
+        .map_or(text.len(), |(i, _)| i + 1)
+}
+
+/// 1-based (line, column in characters) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let ls = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[ls..].chars().count() + 1)
+}
+
+/// Parse one statement. sqlparser 0.64 does not know `DROP INDEX CONCURRENTLY`: blank the keyword
+/// out (keeping every position) and remember it.
+fn parse_piece(sql: &str) -> (Result<Statement, ParserError>, bool) {
+    let dialect = PostgreSqlDialect {};
+    let mut concurrently = false;
+    let owned;
+    let mut text = sql;
+    if let Some(range) = drop_index_concurrently(sql) {
+        let mut s = sql.to_string();
+        s.replace_range(range.clone(), &" ".repeat(range.len()));
+        owned = s;
+        text = &owned;
+        concurrently = true;
+    }
+    let parsed = Parser::new(&dialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_statements());
+    let result = match parsed {
+        Ok(mut v) if v.len() == 1 => Ok(v.remove(0)),
+        Ok(v) => Err(ParserError::ParserError(format!(
+            "expected one statement, found {}",
+            v.len()
+        ))),
+        Err(e) => Err(e),
+    };
+    (result, concurrently)
+}
+
+/// Byte range of `CONCURRENTLY` in `DROP INDEX CONCURRENTLY …`.
+fn drop_index_concurrently(sql: &str) -> Option<std::ops::Range<usize>> {
+    let mut words = sql
+        .split_ascii_whitespace()
+        .map(|w| (w.as_ptr() as usize - sql.as_ptr() as usize, w));
+    let (_, a) = words.next()?;
+    let (_, b) = words.next()?;
+    let (at, c) = words.next()?;
+    (a.eq_ignore_ascii_case("drop")
+        && b.eq_ignore_ascii_case("index")
+        && c.eq_ignore_ascii_case("concurrently"))
+    .then(|| at..at + c.len())
+}
+
+/// sqlparser reports "at Line: l, Column: c" relative to the statement; make it the file's.
+fn relocate_error(e: ParserError, line: usize, column: usize) -> String {
+    let msg = match e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+        ParserError::RecursionLimitExceeded => "the statement nests too deeply".to_string(),
+    };
+    let Some(at) = msg.find(" at Line: ") else {
+        return msg;
+    };
+    let tail = &msg[at + " at Line: ".len()..];
+    let mut nums = tail
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().unwrap_or(0));
+    match (nums.next(), nums.next()) {
+        (Some(l), Some(c)) => {
+            let (fl, fc) = (line + l - 1, if l == 1 { column + c - 1 } else { c });
+            format!("{} at line {fl}, column {fc}", &msg[..at])
+        }
+        _ => msg,
+    }
+}
+
+/// An ignore comment may also sit right above the offending line inside a statement (a column of
+/// a long `CREATE TABLE`), not only above the statement.
+fn ignored_on_line_above(text: &str, line: usize, rule: &str) -> bool {
+    if line < 2 {
+        return false;
+    }
+    let above = source_line(text, line - 1);
+    above
+        .trim()
+        .strip_prefix("--")
+        .and_then(|c| c.trim().strip_prefix("realmguard:ignore"))
+        .is_some_and(|ids| {
+            ids.split(|c: char| c == ',' || c.is_whitespace())
+                .any(|id| id == rule)
+        })
+}
+
+/// Rule ids named by `-- realmguard:ignore <id>[, <id>…]` comments on the lines just above a
+/// statement (a run of `--` lines ending on the line before it).
+fn ignore_comments(
+    text: &str,
+    offset: usize,
+    line: usize,
+    bad: &mut Vec<(usize, String)>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut end = text[..offset].rfind('\n').unwrap_or(0);
+    let mut l = line;
+    // The statement's own line may carry leading text of a previous statement; start above it.
+    while end > 0 {
+        let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+        let above = text[start..end].trim();
+        l -= 1;
+        let Some(comment) = above.strip_prefix("--") else {
+            break;
+        };
+        if let Some(rest) = comment.trim().strip_prefix("realmguard:ignore") {
+            for id in rest
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+            {
+                if crate::rules::is_known(id) {
+                    ids.push(id.to_string());
+                } else {
+                    bad.push((l, id.to_string()));
+                }
+            }
+        }
+        if start == 0 {
+            break;
+        }
+        end = start - 1;
+    }
+    ids
+}
+
+/// What stays of a file once its statements are analysed (their syntax trees are dropped): enough
+/// to place the realm findings, which are only known at the end.
+struct FileMeta {
+    path: String,
+    text: String,
+    report: bool,
+    ignores: Vec<Vec<String>>,
+}
+
+/// Walks every statement in order: statement rules against the model as it stood before the
+/// statement, then apply it; realm rules against the finished model.
+struct Analysis<'c> {
+    cfg: &'c Config,
+    schema: Schema,
+    report: LintReport,
+    files: Vec<FileMeta>,
+}
+
+impl<'c> Analysis<'c> {
+    fn new(cfg: &'c Config) -> Self {
+        Analysis {
+            cfg,
+            schema: Schema::default(),
+            report: LintReport::default(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Record a finding unless its level is `off` or an ignore comment names it.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        fi: usize,
+        path: &str,
+        text: &str,
+        rule: &str,
+        (line, column, width): (usize, usize, usize),
+        message: String,
+        help: String,
+        ignores: &[String],
+    ) {
+        let severity = self.cfg.severity(rule);
+        if severity == Severity::Off
+            || ignores.iter().any(|i| i == rule)
+            || ignored_on_line_above(text, line, rule)
+        {
+            return;
+        }
+        self.report.findings.push(Finding {
+            rule: rule.to_string(),
+            severity,
+            file: path.to_string(),
+            line,
+            column,
+            width: width.max(1),
+            message,
+            help,
+            source_line: source_line(text, line),
+            file_index: fi,
+        });
+    }
+
+    fn file(&mut self, f: ParsedFile) {
+        let fi = self.files.len();
+        let (path, text) = (f.src.path.as_str(), f.src.text.as_str());
+        let mut created_here = HashSet::new();
+        let mut indexes_here = HashSet::new();
+        let mut not_valid_here = HashSet::new();
+        if f.src.report {
+            self.report.files += 1;
+            self.report.statements += f.stmts.len();
+            for (line, id) in &f.bad_ignores {
+                // Not a finding (it has no rule id); said on stderr so a typo is noticed.
+                eprintln!("warning: {path}:{line}: unknown rule id `{id}` in realmguard:ignore");
+            }
+            if let Some(at) = f.src.invalid_utf8_at {
+                let (l, c) = position(text, at.min(text.len()));
+                self.push(
+                    fi,
+                    path,
+                    text,
+                    rules::parse_error::ID,
+                    (l, c, 1),
+                    "the file is not valid UTF-8; invalid bytes were replaced before checking"
+                        .into(),
+                    "Save the file as UTF-8.".into(),
+                    &[],
+                );
+            }
+        }
+        for (si, s) in f.stmts.iter().enumerate() {
+            let origin = Origin {
+                file: fi,
+                stmt: si,
+                line: s.line,
+                column: s.column,
+                width: 0,
+            };
+            match &s.ast {
+                Ok(stmt) => {
+                    if f.src.report {
+                        let ctx = rules::Ctx {
+                            schema: &self.schema,
+                            created_here: &created_here,
+                            indexes_here: &indexes_here,
+                            not_valid_here: &not_valid_here,
+                            in_transaction: f.in_transaction,
+                            drop_concurrently: s.drop_concurrently,
+                        };
+                        let mut found = Vec::new();
+                        rules::check_statement(&ctx, stmt, &mut found);
+                        for v in found {
+                            let at = locate(s, v.span);
+                            self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
+                        }
+                    }
+                    track_local(
+                        stmt,
+                        &self.schema,
+                        &mut created_here,
+                        &mut indexes_here,
+                        &mut not_valid_here,
+                    );
+                    self.schema.apply(stmt, origin);
+                }
+                Err(msg) => {
+                    if f.src.report {
+                        let v = rules::parse_error::violation(&s.head, msg);
+                        let at = (s.line, s.column, 1);
+                        self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
+                    }
+                }
+            }
+        }
+        if let (true, Some((l, c, msg))) = (f.src.report, &f.tail_error) {
+            let v = rules::parse_error::tail(msg);
+            self.push(fi, path, text, v.rule, (*l, *c, 1), v.message, v.help, &[]);
+        }
+        let ParsedFile { src, stmts, .. } = f;
+        self.files.push(FileMeta {
+            path: src.path,
+            text: src.text,
+            report: src.report,
+            ignores: stmts.into_iter().map(|s| s.ignores).collect(),
+        });
+    }
+
+    fn finish(mut self) -> LintReport {
+        let mut realm = Vec::new();
+        rules::check_schema(&self.schema, self.cfg, &mut realm);
+        let files = std::mem::take(&mut self.files);
+        for v in realm {
+            let f = &files[v.origin.file];
+            if !f.report {
+                continue;
+            }
+            let at = (v.origin.line, v.origin.column, v.origin.width);
+            let ignores = &f.ignores[v.origin.stmt];
+            self.push(
+                v.origin.file,
+                &f.path,
+                &f.text,
+                v.rule,
+                at,
+                v.message,
+                v.help,
+                ignores,
+            );
+        }
+        self.report
+            .findings
+            .sort_by_key(|f| (f.file_index, f.line, f.column));
+        self.report
+    }
+}
+
+/// File position and width of a rule's span (relative to the statement), or the statement start.
+fn locate(s: &ParsedStmt, span: Option<Span>) -> (usize, usize, usize) {
+    match span {
+        Some(sp) if sp.start.line > 0 => {
+            let l = sp.start.line as usize;
+            let c = sp.start.column as usize;
+            let line = s.line + l - 1;
+            let column = if l == 1 { s.column + c - 1 } else { c };
+            let width = if sp.end.line == sp.start.line && sp.end.column > sp.start.column {
+                (sp.end.column - sp.start.column) as usize
+            } else {
+                1
+            };
+            (line, column, width)
+        }
+        _ => (s.line, s.column, 1),
+    }
+}
+
+fn source_line(text: &str, line: usize) -> String {
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// What this file has created so far: tables and indexes (not "existing"), and constraints added
+/// NOT VALID (validating them in the same transaction defeats the purpose).
+fn track_local(
+    stmt: &Statement,
+    schema: &Schema,
+    created: &mut HashSet<String>,
+    indexes: &mut HashSet<String>,
+    not_valid: &mut HashSet<(String, String)>,
+) {
+    match stmt {
+        // `CREATE TABLE IF NOT EXISTS` on a table an earlier migration made creates nothing.
+        Statement::CreateTable(ct) if schema.table(&object_key(&ct.name)).is_none() => {
+            created.insert(object_key(&ct.name));
+        }
+        Statement::CreateIndex(ci) => {
+            if let Some(n) = ci.name.as_ref().and_then(last_ident) {
+                let table = object_key(&ci.table_name);
+                let schema = table.split_once('.').map_or("public", |(s, _)| s);
+                indexes.insert(format!("{schema}.{}", ident(n)));
+            }
+        }
+        Statement::AlterTable(at) => {
+            let key = object_key(&at.name);
+            for op in &at.operations {
+                match op {
+                    AlterTableOperation::AddConstraint {
+                        constraint,
+                        not_valid: true,
+                    } => {
+                        let name = match constraint {
+                            TableConstraint::ForeignKey(fk) => fk.name.as_ref(),
+                            TableConstraint::Check(c) => c.name.as_ref(),
+                            _ => None,
+                        };
+                        if let Some(n) = name {
+                            not_valid.insert((key.clone(), ident(n)));
+                        }
+                    }
+                    AlterTableOperation::RenameTable { table_name } if created.contains(&key) => {
+                        let new = match table_name {
+                            RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+                        };
+                        let schema = key.split_once('.').map_or("public", |(s, _)| s);
+                        if let Some(n) = last_ident(new) {
+                            created.insert(format!("{schema}.{}", ident(n)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            names,
+            ..
+        } => {
+            for n in names {
+                created.remove(&object_key(n));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rules::test_support::{lint_text, rules_of};
+    use super::*;
+
+    #[test]
+    fn no_transaction_directive_is_the_first_non_blank_line() {
+        assert!(is_no_transaction(
+            "\n\n-- realmguard:no-transaction\ncreate index …"
+        ));
+        assert!(is_no_transaction("\u{feff}-- no-transaction\n"));
+        assert!(!is_no_transaction(
+            "-- a comment\n-- realmguard:no-transaction\n"
+        ));
+        assert!(!is_no_transaction("select 1; -- realmguard:no-transaction"));
+    }
+
+    #[test]
+    fn unparsable_statement_costs_one_finding_and_the_rest_is_checked() {
+        let sql = "create table t (id int);\nDO $$ begin perform 1; end $$;\nalter table users drop column email;\n";
+        assert_eq!(rules_of(sql), vec!["parse-error", "ban-drop-column"]);
+    }
+
+    #[test]
+    fn unterminated_string_reports_the_rest_and_checks_what_came_before() {
+        let sql =
+            "alter table users drop column a;\nselect 'oops;\nalter table users drop column b;\n";
+        assert_eq!(rules_of(sql), vec!["ban-drop-column", "parse-error"]);
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(
+            text.contains("0001_x.sql:2:1: error[parse-error]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unterminated_dollar_quote_reported_at_its_statement() {
+        // The tokenizer reports this one at the end of the file, not where the quote began.
+        let sql = "alter table users drop column a;\nselect $q$ oops;\nalter table users drop column b;\n";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(
+            text.contains("0001_x.sql:1:31: warning[ban-drop-column]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0001_x.sql:2:1: error[parse-error]"),
+            "{text}"
+        );
+        assert!(!text.contains(":3:"), "{text}");
+    }
+
+    #[test]
+    fn ignore_comment_silences_only_the_named_rule_on_the_next_statement() {
+        let sql = "-- realmguard:ignore ban-drop-column\nalter table users drop column a;\nalter table users drop column b;\n";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(!text.contains(":2:"), "{text}");
+        assert!(text.contains("0001_x.sql:3:"), "{text}");
+    }
+
+    #[test]
+    fn create_table_if_not_exists_on_an_earlier_table_does_not_make_it_new() {
+        let files = [
+            ("0001_a.sql", "CREATE TABLE notes (id int PRIMARY KEY, body text);"),
+            (
+                "0002_b.sql",
+                "CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY);\nCREATE INDEX notes_body_idx ON notes (body);",
+            ),
+        ];
+        assert_eq!(
+            super::rules::test_support::rules(&files),
+            vec!["require-concurrent-index-creation"]
+        );
+    }
+
+    #[test]
+    fn the_model_spans_batches() {
+        // More files than one parse batch: file 300 meets the table of file 1, and a realm
+        // finding of file 1 is still placed there at the end.
+        let mut files: Vec<(String, String)> = vec![(
+            "0001_groups.sql".into(),
+            "CREATE TABLE groups (id bigint, realm_id text NOT NULL, name text UNIQUE, PRIMARY KEY (id, realm_id));".into(),
+        )];
+        for i in 2..300 {
+            files.push((format!("{i:04}_noop.sql"), "SELECT 1;".into()));
+        }
+        files.push((
+            "0300_posts.sql".into(),
+            "CREATE TABLE posts (id bigint, realm_id text NOT NULL, g bigint REFERENCES groups (id) ON DELETE CASCADE, PRIMARY KEY (id, realm_id));".into(),
+        ));
+        let sources = files.into_iter().map(|(n, t)| Source::new(n, t)).collect();
+        let r = lint_sources(sources, &Config::default());
+        let found: Vec<(&str, &str)> = r
+            .findings
+            .iter()
+            .map(|f| (f.file.as_str(), f.rule.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("0001_groups.sql", "unique-without-realm"),
+                ("0300_posts.sql", "fk-missing-realm")
+            ]
+        );
+        assert_eq!((r.files, r.statements), (300, 300));
+    }
+
+    #[test]
+    fn bom_and_crlf_files_are_read_like_any_other() {
+        let d = std::env::temp_dir().join(format!("rg-lint-bom-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("0001_x.sql");
+        std::fs::write(
+            &f,
+            "\u{feff}CREATE TABLE t (id int);\r\nALTER TABLE users DROP COLUMN a;\r\n",
+        )
+        .unwrap();
+        let r = lint_paths(&[f], &Config::default()).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let x = &r.findings[0];
+        assert_eq!(
+            (x.rule.as_str(), x.line, x.column),
+            ("ban-drop-column", 2, 31)
+        );
+        assert_eq!(x.source_line, "ALTER TABLE users DROP COLUMN a;");
+    }
+
+    #[test]
+    fn ignore_comment_above_a_line_inside_the_statement() {
+        let sql = "CREATE TABLE users (\n    id bigint,\n    realm_id text NOT NULL,\n    -- realmguard:ignore unique-without-realm\n    handle text UNIQUE,\n    email text UNIQUE,\n    PRIMARY KEY (id, realm_id)\n);";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(!text.contains("0001_x.sql:5:"), "{text}");
+        assert!(
+            text.contains("0001_x.sql:6:5: error[unique-without-realm]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn drop_index_concurrently_is_understood() {
+        assert_eq!(
+            rules_of("-- realmguard:no-transaction\nDROP INDEX CONCURRENTLY users_email_idx;"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules_of("DROP INDEX CONCURRENTLY users_email_idx;"),
+            vec!["ban-concurrent-index-creation-in-transaction"]
+        );
+    }
+
+    #[test]
+    fn parse_error_position_is_the_file_position() {
+        let sql = "select 1;\n\ncreate table t (\n  id int,,\n);";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(text.contains("at line 4, column"), "{text}");
+    }
+
+    #[test]
+    fn config_level_changes_severity_and_off_drops() {
+        let cfg =
+            Config::parse("[rules]\nban-drop-column = \"error\"\nrenaming-column = \"off\"\n")
+                .unwrap();
+        let sources = vec![Source::new(
+            "0001_x.sql".into(),
+            "alter table users drop column a;\nalter table users rename column b to c;".into(),
+        )];
+        let r = lint_sources(sources, &cfg);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].severity, Severity::Error);
+    }
 }

@@ -169,6 +169,12 @@ async fn run(
     acquire_lock(&mut lock_conn, opts.lock_wait).await?;
     let result = async {
         let mut conn = target.connect().await?;
+        // If this process dies (Ctrl-C, kill -9), the server notices within a second and aborts
+        // the running statement instead of finishing it while holding its locks (PostgreSQL 14+;
+        // older servers reject the setting and keep their default behaviour).
+        let _ = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
+            .execute(&mut conn)
+            .await;
         if ledger::ensure(&mut conn).await? {
             report.adopted_from_sqlx = ledger::adopt_sqlx(&mut conn, &files).await?;
         }

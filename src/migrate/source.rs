@@ -128,8 +128,11 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn is_no_transaction(sql: &str) -> bool {
+/// `-- realmguard:no-transaction` (or sqlx's `-- no-transaction`) as the first non-blank line;
+/// shared with lint so both agree on which files run outside a transaction.
+pub fn is_no_transaction(sql: &str) -> bool {
     let first = sql
+        .trim_start_matches('\u{feff}')
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())

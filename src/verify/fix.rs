@@ -64,6 +64,15 @@ pub fn create_index(
     )
 }
 
+/// ` DEFERRABLE [INITIALLY DEFERRED]`, to keep a constraint's timing when it is rebuilt.
+pub fn deferrable_sql(deferrable: bool, deferred: bool) -> &'static str {
+    match (deferrable, deferred) {
+        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+        (true, false) => " DEFERRABLE",
+        _ => "",
+    }
+}
+
 /// The parts of a foreign key definition.
 pub struct FkSpec<'a> {
     pub name: &'a str,

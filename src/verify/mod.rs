@@ -72,19 +72,20 @@ impl Report {
 
 /// Whole catalog.
 pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
-    let cat = Catalog::load(conn, &cfg.realms_table).await?;
+    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
     Ok(evaluate(&cat, cfg))
 }
 
 /// Only the given tables ("schema", "table") plus the tables that reference them or that they
 /// reference by foreign key; the same constant number of queries, each filtered to those tables.
-/// Tables in the list that do not exist are ignored.
+/// Tables in the list that do not exist are ignored. The tables referencing the realms table are
+/// not pulled in when it is given (all realm-scoped tables do; see `catalog/sql/scope.sql`).
 pub async fn verify_tables(
     conn: &mut PgConnection,
     cfg: &Config,
     tables: &[(String, String)],
 ) -> anyhow::Result<Report> {
-    let cat = Catalog::load_scoped(conn, &cfg.realms_table, tables).await?;
+    let cat = Catalog::load_scoped(conn, &cfg.realms_table, &cfg.realm_column, tables).await?;
     Ok(evaluate(&cat, cfg))
 }
 
@@ -407,3 +408,76 @@ pub(crate) fn col_set(nums: &[AttNum]) -> HashSet<AttNum> {
 
 #[cfg(test)]
 pub(crate) mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::Kit;
+    use crate::catalog::TableKind;
+
+    #[test]
+    fn config_entries_match_by_table_or_schema_dot_table() {
+        let mut k = Kit::new();
+        let a = k.table("app", "legacy", &[("id", "bigint", true)]);
+        k.pk(a, &["id"]);
+        let b = k.table("other", "legacy", &[("id", "bigint", true)]);
+        k.pk(b, &["id"]);
+        k.cfg.realm_scoped = vec!["app.legacy".into()];
+        let r = k.report();
+        assert_eq!(r.summary.realm_scoped, 1);
+        assert_eq!(r.violations[0].schema, "app");
+        k.cfg.realm_scoped = vec!["legacy".into()];
+        assert_eq!(k.report().summary.realm_scoped, 2);
+        k.cfg.exclude = vec!["other.legacy".into()];
+        let r = k.report();
+        assert_eq!((r.summary.tables, r.summary.realm_scoped), (2, 1));
+        k.cfg.schemas = vec!["other".into()];
+        let r = k.report();
+        assert_eq!(
+            r.summary.tables, 0,
+            "realms and app are outside, other.legacy excluded"
+        );
+    }
+
+    #[test]
+    fn partitions_are_not_checked_and_the_realms_table_is_not_realm_scoped() {
+        let mut k = Kit::new();
+        let realms = k.realms();
+        k.t(realms).columns.push(crate::catalog::Column {
+            num: 3,
+            name: "realm_id".into(),
+            not_null: false,
+        });
+        let p = k.table(
+            "public",
+            "events_1",
+            &[("id", "bigint", true), ("realm_id", "text", false)],
+        );
+        k.t(p).is_partition = true;
+        let parent = k.good("events", &[]);
+        k.t(parent).kind = TableKind::Partitioned;
+        let r = k.report();
+        assert!(r.violations.is_empty(), "{:#?}", r.violations);
+        assert_eq!((r.summary.tables, r.summary.realm_scoped), (2, 1));
+    }
+
+    #[test]
+    fn off_rules_do_not_run_and_levels_come_from_the_config() {
+        let mut k = Kit::new();
+        let t = k.good("groups", &[]);
+        k.t(t).columns[1].not_null = false;
+        assert!(!k.report().ok);
+        k.cfg.rules.insert(
+            "realm-column-nullable".into(),
+            crate::rules::Severity::Warning,
+        );
+        let r = k.report();
+        assert!(r.ok);
+        assert_eq!(r.summary.warnings, 1);
+        k.cfg
+            .rules
+            .insert("realm-column-nullable".into(), crate::rules::Severity::Off);
+        let r = k.report();
+        assert!(r.violations.is_empty());
+        assert!(!r.rules.iter().any(|id| id == "realm-column-nullable"));
+    }
+}

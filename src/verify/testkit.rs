@@ -28,6 +28,7 @@ impl Kit {
         );
         k.pk(r, &["id"]);
         k.cat.realms = RealmsTable::Found(r);
+        k.cat.realms_key_type = Some("text".into());
         k
     }
 
@@ -49,10 +50,9 @@ impl Kit {
             columns: cols
                 .iter()
                 .enumerate()
-                .map(|(i, (n, ty, nn))| Column {
+                .map(|(i, (n, _type_for_the_reader, nn))| Column {
                     num: i as AttNum + 1,
                     name: (*n).into(),
-                    type_name: (*ty).into(),
                     not_null: *nn,
                 })
                 .collect(),
@@ -115,8 +115,14 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            deferrable: false,
+            deferred: false,
+            index: 0,
         });
-        self.push_index(table, &name, &nums, true, true, Some(name.clone()));
+        let idx = self
+            .push_index(table, &name, &nums, true, true, Some(name.clone()))
+            .oid;
+        self.cat.constraints.last_mut().unwrap().index = idx;
     }
 
     pub fn unique_constraint(&mut self, table: u32, name: &str, cols: &[&str]) {
@@ -130,8 +136,14 @@ impl Kit {
             columns: nums.clone(),
             foreign: None,
             validated: true,
+            deferrable: false,
+            deferred: false,
+            index: 0,
         });
-        self.push_index(table, name, &nums, true, false, Some(name.into()));
+        let idx = self
+            .push_index(table, name, &nums, true, false, Some(name.into()))
+            .oid;
+        self.cat.constraints.last_mut().unwrap().index = idx;
     }
 
     /// A plain index on columns (use "" for an expression position).
@@ -178,7 +190,6 @@ impl Kit {
             constraint,
             key_defs,
             predicate: None,
-            method: "btree".into(),
         });
         self.cat.indexes.last_mut().unwrap()
     }
@@ -223,6 +234,9 @@ impl Kit {
                 index,
             }),
             validated: true,
+            deferrable: false,
+            deferred: false,
+            index,
         });
         self.cat.constraints.last_mut().unwrap()
     }
@@ -237,6 +251,9 @@ impl Kit {
             columns: Vec::new(),
             foreign: None,
             validated,
+            deferrable: false,
+            deferred: false,
+            index: 0,
         });
     }
 

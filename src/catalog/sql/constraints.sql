@@ -1,6 +1,8 @@
--- Primary key, unique, foreign key and check constraints of user tables. Constraints cloned onto
+-- Primary key, unique, foreign key, check and exclusion constraints. Constraints cloned onto
 -- partitions (conparentid <> 0) are left out: the rules judge the one declared on the parent.
--- $1: oid[] of the owning tables to restrict to, or NULL for every table.
+-- No join to filter out system tables: the reader keeps the constraints of the tables it read,
+-- which is cheaper than joining pg_class and pg_namespace for every constraint.
+-- $1: oid[] of the owning tables to read; the full read swaps the line marked as the scope filter for `$1 IS NULL`.
 SELECT co.oid,
        co.conrelid,
        co.conname::text AS name,
@@ -16,10 +18,7 @@ SELECT co.oid,
        co.condeferred,
        co.convalidated
 FROM pg_constraint co
-JOIN pg_class c ON c.oid = co.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE co.contype IN ('p', 'u', 'f', 'c')
+WHERE co.contype IN ('p', 'u', 'f', 'c', 'x')
   AND co.conparentid = 0
-  AND c.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND ($1::oid[] IS NULL OR co.conrelid = ANY($1::oid[]))
+  AND co.conrelid <> 0
+  AND co.conrelid = ANY($1::oid[]) -- scope

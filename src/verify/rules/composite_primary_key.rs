@@ -4,7 +4,7 @@
 
 use crate::catalog::{AttNum, Table, TableKind};
 use crate::db::quote_ident;
-use crate::verify::fix::{create_index, object_name, table_sql};
+use crate::verify::fix::{create_index, deferrable_sql, object_name, table_sql};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 use std::collections::HashSet;
 
@@ -61,9 +61,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             (None, Some(pk)) => pk.columns.iter().copied().chain([realm]).collect(),
             (None, None) => Vec::new(),
         };
-        for p in &part {
-            if !want.contains(p) {
-                want.push(*p);
+        if !want.is_empty() {
+            for p in &part {
+                if !want.contains(p) {
+                    want.push(*p);
+                }
             }
         }
         let fix = (!want.is_empty()).then(|| fix_sql(ctx, t, pk.map(|p| p.name.as_str()), &want));
@@ -116,8 +118,11 @@ fn fix_sql(ctx: &Ctx, t: &Table, old: Option<&str>, want: &[AttNum]) -> String {
             idx
         }
     };
+    let timing = ctx
+        .primary_key(t.oid)
+        .map_or("", |k| deferrable_sql(k.deferrable, k.deferred));
     s.push_str(&format!(
-        "ALTER TABLE {tq} {drop}ADD CONSTRAINT {} PRIMARY KEY USING INDEX {};",
+        "ALTER TABLE {tq} {drop}ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}{timing};",
         quote_ident(&pk_name),
         quote_ident(&idx)
     ));

@@ -3,6 +3,7 @@
 //! the reference is ambiguous and can point into another realm. Reported on the referencing table.
 
 use crate::db::qualified;
+use crate::rules::Severity;
 use crate::verify::fix::{add_foreign_key, create_index, object_name, table_sql, FkSpec};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 use crate::{catalog::FkAction, db::quote_ident};
@@ -69,6 +70,31 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 let mut parts: Vec<&str> = vec![&t.name];
                 parts.extend(cols.iter().map(String::as_str));
                 let name = object_name(&parts, "fkey");
+                // Between realm-scoped tables the new key wants an index leading with its columns
+                // (fk-unindexed); build it first, under the name that rule's fix would use.
+                let mut want_idx: Vec<i16> = c.columns.clone();
+                want_idx.push(own.num);
+                let idx_set = col_set(&want_idx);
+                let indexed = ctx.indexes_of(t.oid).iter().any(|i| {
+                    i.valid
+                        && !i.partial
+                        && i.key_columns.len() >= want_idx.len()
+                        && col_set(&i.key_columns[..want_idx.len()]) == idx_set
+                });
+                if ctx.is_realm_scoped(t.oid)
+                    && !indexed
+                    && ctx.cfg.severity(super::fk_unindexed::ID) != Severity::Off
+                {
+                    let keys: Vec<String> = cols.iter().map(|n| quote_ident(n)).collect();
+                    s.push_str(&create_index(
+                        t,
+                        &ctx.index_name(&t.schema, &parts, "idx"),
+                        false,
+                        &keys,
+                        None,
+                    ));
+                    s.push('\n');
+                }
                 let on_delete = if ctx.is_realm_scoped(t.oid) {
                     FkAction::Cascade
                 } else {
@@ -121,7 +147,8 @@ mod tests {
         );
         assert_eq!(
             v[0].fix.as_deref().unwrap(),
-            "ALTER TABLE public.memberships ADD CONSTRAINT memberships_group_id_realm_id_fkey FOREIGN KEY (group_id, realm_id) REFERENCES public.groups (id, realm_id) ON DELETE CASCADE NOT VALID;\n\
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS memberships_group_id_realm_id_idx ON public.memberships (group_id, realm_id);\n\
+             ALTER TABLE public.memberships ADD CONSTRAINT memberships_group_id_realm_id_fkey FOREIGN KEY (group_id, realm_id) REFERENCES public.groups (id, realm_id) ON DELETE CASCADE NOT VALID;\n\
              ALTER TABLE public.memberships VALIDATE CONSTRAINT memberships_group_id_realm_id_fkey;\n\
              ALTER TABLE public.memberships DROP CONSTRAINT memberships_group_id_fkey;"
         );

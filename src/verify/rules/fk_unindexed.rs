@@ -27,7 +27,17 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             if covered {
                 continue;
             }
-            let names = t.column_names(&c.columns);
+            let mut names = t.column_names(&c.columns);
+            // A key that fk-missing-realm will widen to carry the realm column gets an index that
+            // already serves the widened key too (it still leads with today's columns).
+            let widened = ctx
+                .realm_col(f.ref_table)
+                .is_some_and(|p| !f.ref_columns.contains(&p))
+                && t.column(&ctx.cfg.realm_column).is_some()
+                && ctx.cfg.severity(super::fk_missing_realm::ID) != crate::rules::Severity::Off;
+            if widened {
+                names.push(ctx.cfg.realm_column.clone());
+            }
             let mut parts: Vec<&str> = vec![&t.name];
             parts.extend(names.iter().map(String::as_str));
             let keys: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
@@ -81,6 +91,19 @@ mod tests {
             .partial = true;
         let v = k.of(super::ID);
         assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(
+            v[0].fix.as_deref(),
+            Some("CREATE INDEX CONCURRENTLY IF NOT EXISTS memberships_group_id_realm_id_idx ON public.memberships (group_id, realm_id);")
+        );
+    }
+
+    #[test]
+    fn a_key_about_to_carry_the_realm_gets_an_index_for_both_forms() {
+        let mut k = Kit::new();
+        let g = k.good("groups", &[]);
+        let m = k.good("memberships", &["group_id"]);
+        k.fk(m, &["group_id"], g, &["id"], FkAction::Cascade);
+        let v = k.of(super::ID);
         assert_eq!(
             v[0].fix.as_deref(),
             Some("CREATE INDEX CONCURRENTLY IF NOT EXISTS memberships_group_id_realm_id_idx ON public.memberships (group_id, realm_id);")

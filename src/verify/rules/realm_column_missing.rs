@@ -9,13 +9,7 @@ pub const ID: &str = "realm-column-missing";
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let col = &ctx.cfg.realm_column;
     // The column gets the type of the realms table's key, so the realm foreign key can follow.
-    let key_type = ctx.realms_oid().and_then(|r| {
-        let pk = ctx.primary_key(r)?;
-        match pk.columns.as_slice() {
-            [n] => ctx.table(r)?.column_by_num(*n).map(|c| c.type_name.clone()),
-            _ => None,
-        }
-    });
+    let key_type = ctx.cat.realms_key_type.as_ref();
     for t in ctx.scoped_tables() {
         if t.column(col).is_some() {
             continue;

@@ -4,7 +4,7 @@
 
 use crate::catalog::TableKind;
 use crate::db::{qualified, quote_ident};
-use crate::verify::fix::{create_index, table_sql};
+use crate::verify::fix::{create_index, deferrable_sql, table_sql};
 use crate::verify::{Ctx, Violation};
 
 pub const ID: &str = "unique-without-realm";
@@ -45,22 +45,42 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 "{what} {}{shape} on ({keys}) does not include {rname}: the value is unique across all realms",
                 i.name
             );
-            let fix = (!i.key_defs.is_empty()).then(|| {
+            let plain = !i.partial && !i.key_columns.contains(&0);
+            // A plain key is written from its column names; a partial or expression one needs
+            // the server's deparsed text, absent when the table was locked during the read.
+            let key_texts: Option<Vec<String>> = if plain {
+                Some(
+                    t.column_names(&i.key_columns)
+                        .iter()
+                        .map(|n| quote_ident(n))
+                        .collect(),
+                )
+            } else if !i.key_defs.is_empty() && (i.predicate.is_some() || !i.partial) {
+                Some(i.key_defs.clone())
+            } else {
+                None
+            };
+            let fix = key_texts.map(|mut keys| {
                 let new = ctx.index_name(&t.schema, &[&i.name], "realm");
-                let mut keys = i.key_defs.clone();
                 keys.push(quote_ident(rname));
                 let mut s = ctx.dependents_note(i.oid);
                 s.push_str(&create_index(t, &new, true, &keys, i.predicate.as_deref()));
                 s.push('\n');
-                let plain = !i.partial && !i.key_columns.contains(&0);
                 match &i.constraint {
-                    Some(c) if plain => s.push_str(&format!(
-                        "ALTER TABLE {} DROP CONSTRAINT {}, ADD CONSTRAINT {} UNIQUE USING INDEX {};",
-                        table_sql(t),
-                        quote_ident(c),
-                        quote_ident(c),
-                        quote_ident(&new)
-                    )),
+                    Some(c) if plain => {
+                        let timing = ctx
+                            .constraints_of(t.oid)
+                            .iter()
+                            .find(|k| k.name == *c)
+                            .map_or("", |k| deferrable_sql(k.deferrable, k.deferred));
+                        s.push_str(&format!(
+                            "ALTER TABLE {} DROP CONSTRAINT {}, ADD CONSTRAINT {} UNIQUE USING INDEX {}{timing};",
+                            table_sql(t),
+                            quote_ident(c),
+                            quote_ident(c),
+                            quote_ident(&new)
+                        ))
+                    }
                     Some(c) => s.push_str(&format!(
                         "ALTER TABLE {} DROP CONSTRAINT {};",
                         table_sql(t),
@@ -93,7 +113,6 @@ mod tests {
         k.t(t).columns.push(crate::catalog::Column {
             num: 3,
             name: "email".into(),
-            type_name: "text".into(),
             not_null: true,
         });
         k.unique_constraint(t, "users_email_key", &["email"]);

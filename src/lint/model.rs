@@ -1,0 +1,799 @@
+//! The schema as the migrations build it up, statement by statement, in order. The realm rules
+//! judge this model (so an `ALTER TABLE` in file 7 meets the table created in file 2), and the
+//! lock rules ask it which index belongs to which table and which checks are already validated.
+//!
+//! It is deliberately approximate: it follows what a migration set usually does (tables, columns,
+//! keys, unique constraints and indexes, foreign keys, checks, renames, drops) and ignores the rest.
+//! A statement that sqlparser cannot parse leaves the model untouched and costs a `parse-error`.
+
+use sqlparser::ast::{
+    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, ColumnDef, ColumnOption,
+    CreateIndex, CreateTable, CreateTableLikeKind, Expr, Ident, IndexColumn, ObjectName,
+    ObjectType, ReferentialAction, RenameTableNameKind, Spanned, Statement, TableConstraint,
+};
+use sqlparser::tokenizer::Span;
+use std::collections::HashMap;
+
+/// Where something was defined: the statement (file and statement index) and its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub file: usize,
+    pub stmt: usize,
+    pub line: usize,
+    pub column: usize,
+    /// Characters to underline (0: just the position).
+    pub width: usize,
+}
+
+impl Origin {
+    /// The position of `span` (relative to the statement's text, as sqlparser reports it) in the
+    /// file; the statement's start when the span is empty.
+    pub fn at(self, span: Span) -> Origin {
+        if span.start.line == 0 {
+            return self;
+        }
+        let (l, c) = (span.start.line as usize, span.start.column as usize);
+        Origin {
+            line: self.line + l - 1,
+            column: if l == 1 { self.column + c - 1 } else { c },
+            width: if span.end.line == span.start.line {
+                (span.end.column.saturating_sub(span.start.column)) as usize
+            } else {
+                0
+            },
+            ..self
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub nullable: bool,
+    /// The statement that made the column what it is now (added it, or dropped its NOT NULL).
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub name: String,
+    /// Plain columns of the key; `None` for an expression.
+    pub columns: Vec<Option<String>>,
+    /// A unique index (as opposed to a constraint), dropped with `DROP INDEX`.
+    pub is_index: bool,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub ref_table: String,
+    /// Empty: the referenced table's primary key.
+    pub ref_columns: Vec<String>,
+    pub on_delete_cascade: bool,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    /// `Some(col)` when the check is exactly `col IS NOT NULL`.
+    pub not_null_of: Option<String>,
+    pub validated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// `schema.table`, unquoted identifiers folded to lower case.
+    pub key: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Option<Key>,
+    pub uniques: Vec<Key>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub checks: Vec<Check>,
+    pub partitioned: bool,
+    /// A partition (`PARTITION OF`): checked through its parent, never on its own.
+    pub partition: bool,
+    pub origin: Origin,
+}
+
+impl Table {
+    pub fn schema(&self) -> &str {
+        self.key.split_once('.').map_or("public", |(s, _)| s)
+    }
+
+    pub fn name(&self) -> &str {
+        self.key.split_once('.').map_or(&self.key, |(_, t)| t)
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
+        self.columns.iter_mut().find(|c| c.name == name)
+    }
+
+    /// A validated `CHECK (col IS NOT NULL)` exists, so `SET NOT NULL` needs no table scan
+    /// (PostgreSQL 12+, <https://www.postgresql.org/docs/current/sql-altertable.html>).
+    pub fn has_validated_not_null_check(&self, column: &str) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.validated && c.not_null_of.as_deref() == Some(column))
+    }
+
+    /// Columns of the primary key, when it has only plain columns.
+    pub fn primary_key_columns(&self) -> Option<Vec<String>> {
+        self.primary_key
+            .as_ref()
+            .map(|k| k.columns.iter().flatten().cloned().collect())
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Schema {
+    pub tables: HashMap<String, Table>,
+    /// Index key (`schema.index`) → table key.
+    pub indexes: HashMap<String, String>,
+}
+
+/// The identifier as PostgreSQL stores it: unquoted names fold to lower case.
+pub fn ident(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// `schema.name` for a possibly qualified name; unqualified names are taken to be in `public`
+/// (the usual search_path: the model has no way to know better).
+pub fn object_key(name: &ObjectName) -> String {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(ident)
+        .collect();
+    match parts.as_slice() {
+        [] => String::new(),
+        [t] => format!("public.{t}"),
+        [.., s, t] => format!("{s}.{t}"),
+    }
+}
+
+/// The last part of a name (an index or constraint name given with a schema).
+pub fn last_ident(name: &ObjectName) -> Option<&Ident> {
+    name.0.last().and_then(|p| p.as_ident())
+}
+
+/// The schema part of a key, to qualify an index created on a table of that schema.
+fn schema_of(key: &str) -> &str {
+    key.split_once('.').map_or("public", |(s, _)| s)
+}
+
+fn name_of(key: &str) -> &str {
+    key.split_once('.').map_or(key, |(_, t)| t)
+}
+
+/// A plain column of an index element, `None` for an expression.
+pub fn index_column(c: &IndexColumn) -> Option<String> {
+    match &c.column.expr {
+        Expr::Identifier(i) => Some(ident(i)),
+        _ => None,
+    }
+}
+
+/// `Some(col)` when `e` is `col IS NOT NULL` (parentheses allowed).
+pub fn not_null_check_column(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => not_null_check_column(inner),
+        Expr::IsNotNull(inner) => match inner.as_ref() {
+            Expr::Identifier(i) => Some(ident(i)),
+            Expr::Nested(n) => match n.as_ref() {
+                Expr::Identifier(i) => Some(ident(i)),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The first column an expression mentions (PostgreSQL names an unnamed check after it).
+fn first_column(e: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if let Expr::Identifier(i) = x {
+            found = Some(ident(i));
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Names PostgreSQL gives unnamed constraints and indexes (`users_email_key`, `users_pkey`, …),
+/// so a later `DROP CONSTRAINT users_email_key` finds what it drops.
+fn default_name(table: &str, cols: &[String], suffix: &str) -> String {
+    let mut n = name_of(table).to_string();
+    if !cols.is_empty() {
+        n.push('_');
+        n.push_str(&cols.join("_"));
+    }
+    n.push('_');
+    n.push_str(suffix);
+    n
+}
+
+impl Schema {
+    pub fn table(&self, key: &str) -> Option<&Table> {
+        self.tables.get(key)
+    }
+
+    /// The table an index belongs to, when the model knows the index.
+    pub fn index_table(&self, index: &ObjectName) -> Option<&str> {
+        self.indexes.get(&object_key(index)).map(String::as_str)
+    }
+
+    /// Apply one parsed statement to the model.
+    pub fn apply(&mut self, stmt: &Statement, origin: Origin) {
+        match stmt {
+            Statement::CreateTable(ct) => self.create_table(ct, origin),
+            Statement::AlterTable(at) => {
+                let key = object_key(&at.name);
+                for op in &at.operations {
+                    self.alter_table(&key, op, origin);
+                }
+            }
+            Statement::CreateIndex(ci) => self.create_index(ci, origin),
+            Statement::AlterIndex {
+                name,
+                operation: AlterIndexOperation::RenameIndex { index_name },
+            } => {
+                let old = object_key(name);
+                if let Some(table) = self.indexes.remove(&old) {
+                    let new_name = last_ident(index_name).map(ident).unwrap_or_default();
+                    let old_name = name_of(&old).to_string();
+                    if let Some(t) = self.tables.get_mut(&table) {
+                        for u in t.uniques.iter_mut().filter(|u| u.name == old_name) {
+                            u.name = new_name.clone();
+                        }
+                    }
+                    self.indexes
+                        .insert(format!("{}.{new_name}", schema_of(&old)), table);
+                }
+            }
+            Statement::Drop {
+                object_type, names, ..
+            } => match object_type {
+                ObjectType::Table => {
+                    for n in names {
+                        self.drop_table(&object_key(n));
+                    }
+                }
+                ObjectType::Index => {
+                    for n in names {
+                        self.drop_index(&object_key(n));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn drop_table(&mut self, key: &str) {
+        self.tables.remove(key);
+        self.indexes.retain(|_, t| t != key);
+        // DROP TABLE … CASCADE drops the foreign keys that point at it (without CASCADE the
+        // statement fails, so either way none survive).
+        for t in self.tables.values_mut() {
+            t.foreign_keys.retain(|fk| fk.ref_table != key);
+        }
+    }
+
+    fn drop_index(&mut self, key: &str) {
+        if let Some(table) = self.indexes.remove(key) {
+            let name = name_of(key);
+            if let Some(t) = self.tables.get_mut(&table) {
+                t.uniques.retain(|u| u.name != name);
+            }
+        }
+    }
+
+    fn create_table(&mut self, ct: &CreateTable, origin: Origin) {
+        let key = object_key(&ct.name);
+        if self.tables.contains_key(&key) {
+            // IF NOT EXISTS on an existing table does nothing; without it the statement fails.
+            return;
+        }
+        let mut t = Table {
+            key: key.clone(),
+            columns: Vec::new(),
+            primary_key: None,
+            uniques: Vec::new(),
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+            partitioned: ct.partition_by.is_some(),
+            partition: ct.partition_of.is_some(),
+            origin: last_ident(&ct.name).map_or(origin, |i| origin.at(i.span)),
+        };
+        if let Some(like) = &ct.like {
+            let src = match like {
+                CreateTableLikeKind::Parenthesized(l) | CreateTableLikeKind::Plain(l) => &l.name,
+            };
+            if let Some(s) = self.tables.get(&object_key(src)) {
+                // LIKE copies columns and NOT NULL, not keys (unless INCLUDING, which we ignore).
+                t.columns = s
+                    .columns
+                    .iter()
+                    .map(|c| Column {
+                        origin,
+                        ..c.clone()
+                    })
+                    .collect();
+            }
+        }
+        for c in &ct.columns {
+            add_column(&mut t, c, origin, &mut self.indexes);
+        }
+        for tc in &ct.constraints {
+            add_constraint(&mut t, tc, false, origin, &mut self.indexes);
+        }
+        self.tables.insert(key, t);
+    }
+
+    fn create_index(&mut self, ci: &CreateIndex, origin: Origin) {
+        let table = object_key(&ci.table_name);
+        let cols: Vec<Option<String>> = ci.columns.iter().map(index_column).collect();
+        let name = match &ci.name {
+            Some(n) => last_ident(n).map(ident).unwrap_or_default(),
+            None => {
+                let plain: Vec<String> = cols
+                    .iter()
+                    .map(|c| c.clone().unwrap_or("expr".into()))
+                    .collect();
+                default_name(&table, &plain, "idx")
+            }
+        };
+        let index_key = format!("{}.{name}", schema_of(&table));
+        if ci.if_not_exists && self.indexes.contains_key(&index_key) {
+            return;
+        }
+        self.indexes.insert(index_key, table.clone());
+        let span = ci
+            .name
+            .as_ref()
+            .and_then(last_ident)
+            .or_else(|| last_ident(&ci.table_name))
+            .map(|i| i.span);
+        let origin = span.map_or(origin, |s| origin.at(s));
+        if ci.unique {
+            if let Some(t) = self.tables.get_mut(&table) {
+                t.uniques.push(Key {
+                    name,
+                    columns: cols,
+                    is_index: true,
+                    origin,
+                });
+            }
+        }
+    }
+
+    fn alter_table(&mut self, key: &str, op: &AlterTableOperation, origin: Origin) {
+        if let AlterTableOperation::RenameTable { table_name } = op {
+            let new = match table_name {
+                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+            };
+            // RENAME TO takes a bare name: the table stays in its schema.
+            let new_key = format!(
+                "{}.{}",
+                schema_of(key),
+                last_ident(new).map(ident).unwrap_or_default()
+            );
+            if let Some(mut t) = self.tables.remove(key) {
+                t.key = new_key.clone();
+                self.tables.insert(new_key.clone(), t);
+                for idx_table in self.indexes.values_mut() {
+                    if idx_table == key {
+                        *idx_table = new_key.clone();
+                    }
+                }
+                for t in self.tables.values_mut() {
+                    for fk in &mut t.foreign_keys {
+                        if fk.ref_table == key {
+                            fk.ref_table = new_key.clone();
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        let Some(mut t) = self.tables.remove(key) else {
+            return;
+        };
+        match op {
+            AlterTableOperation::AddColumn {
+                column_def,
+                if_not_exists,
+                ..
+            } if !(*if_not_exists && t.column(&ident(&column_def.name)).is_some()) => {
+                add_column(&mut t, column_def, origin, &mut self.indexes);
+            }
+            AlterTableOperation::AddConstraint {
+                constraint,
+                not_valid,
+            } => add_constraint(&mut t, constraint, *not_valid, origin, &mut self.indexes),
+            AlterTableOperation::DropColumn { column_names, .. } => {
+                for c in column_names {
+                    let c = ident(c);
+                    t.columns.retain(|x| x.name != c);
+                    // Dropping a column drops the keys, indexes and constraints that use it.
+                    let uses = |k: &Key| k.columns.iter().any(|x| x.as_deref() == Some(&c));
+                    if t.primary_key.as_ref().is_some_and(uses) {
+                        t.primary_key = None;
+                    }
+                    let dropped: Vec<String> = t
+                        .uniques
+                        .iter()
+                        .filter(|k| k.is_index && uses(k))
+                        .map(|k| k.name.clone())
+                        .collect();
+                    for d in dropped {
+                        self.indexes.remove(&format!("{}.{d}", schema_of(key)));
+                    }
+                    t.uniques.retain(|k| !uses(k));
+                    t.foreign_keys.retain(|fk| !fk.columns.contains(&c));
+                    t.checks.retain(|ch| ch.not_null_of.as_deref() != Some(&c));
+                }
+            }
+            AlterTableOperation::DropConstraint { name, .. } => {
+                let n = ident(name);
+                if t.primary_key.as_ref().is_some_and(|k| k.name == n) {
+                    t.primary_key = None;
+                }
+                t.uniques.retain(|k| k.is_index || k.name != n);
+                t.foreign_keys.retain(|fk| fk.name != n);
+                t.checks.retain(|c| c.name != n);
+            }
+            AlterTableOperation::DropPrimaryKey { .. } => t.primary_key = None,
+            AlterTableOperation::ValidateConstraint { name } => {
+                let n = ident(name);
+                for c in t.checks.iter_mut().filter(|c| c.name == n) {
+                    c.validated = true;
+                }
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let (old, new) = (ident(old_column_name), ident(new_column_name));
+                if let Some(c) = t.column_mut(&old) {
+                    c.name = new.clone();
+                }
+                let rename = |x: &mut String| {
+                    if *x == old {
+                        *x = new.clone()
+                    }
+                };
+                for k in t.primary_key.iter_mut().chain(t.uniques.iter_mut()) {
+                    k.columns.iter_mut().flatten().for_each(rename);
+                }
+                for fk in &mut t.foreign_keys {
+                    fk.columns.iter_mut().for_each(rename);
+                }
+                for ch in &mut t.checks {
+                    ch.not_null_of.iter_mut().for_each(rename);
+                }
+                // Foreign keys of other tables that name this column keep pointing at it.
+                for other in self.tables.values_mut() {
+                    for fk in other.foreign_keys.iter_mut().filter(|f| f.ref_table == key) {
+                        fk.ref_columns.iter_mut().for_each(rename);
+                    }
+                }
+                for fk in t.foreign_keys.iter_mut().filter(|f| f.ref_table == key) {
+                    fk.ref_columns.iter_mut().for_each(rename);
+                }
+            }
+            AlterTableOperation::RenameConstraint { old_name, new_name } => {
+                let (old, new) = (ident(old_name), ident(new_name));
+                for k in t.primary_key.iter_mut().chain(t.uniques.iter_mut()) {
+                    if k.name == old {
+                        k.name = new.clone();
+                    }
+                }
+                for fk in t.foreign_keys.iter_mut().filter(|f| f.name == old) {
+                    fk.name = new.clone();
+                }
+                for c in t.checks.iter_mut().filter(|c| c.name == old) {
+                    c.name = new.clone();
+                }
+            }
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                let c = ident(column_name);
+                match op {
+                    AlterColumnOperation::SetNotNull => {
+                        if let Some(col) = t.column_mut(&c) {
+                            col.nullable = false;
+                        }
+                    }
+                    AlterColumnOperation::DropNotNull => {
+                        if let Some(col) = t.column_mut(&c) {
+                            col.nullable = true;
+                            col.origin = origin.at(column_name.span);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.tables.insert(key.to_string(), t);
+    }
+}
+
+fn add_column(t: &mut Table, c: &ColumnDef, origin: Origin, indexes: &mut HashMap<String, String>) {
+    let origin = origin.at(c.name.span);
+    let name = ident(&c.name);
+    let mut nullable = true;
+    for o in &c.options {
+        let cname = o.name.as_ref().map(ident);
+        match &o.option {
+            ColumnOption::NotNull => nullable = false,
+            ColumnOption::PrimaryKey(_) => {
+                nullable = false;
+                t.primary_key = Some(Key {
+                    name: cname.unwrap_or_else(|| default_name(&t.key, &[], "pkey")),
+                    columns: vec![Some(name.clone())],
+                    is_index: false,
+                    origin,
+                });
+            }
+            ColumnOption::Unique(_) => {
+                let n = cname
+                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "key"));
+                indexes.insert(format!("{}.{n}", schema_of(&t.key)), t.key.clone());
+                t.uniques.push(Key {
+                    name: n,
+                    columns: vec![Some(name.clone())],
+                    is_index: false,
+                    origin,
+                });
+            }
+            ColumnOption::ForeignKey(fk) => t.foreign_keys.push(ForeignKey {
+                name: cname
+                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "fkey")),
+                columns: vec![name.clone()],
+                ref_table: object_key(&fk.foreign_table),
+                ref_columns: fk.referred_columns.iter().map(ident).collect(),
+                on_delete_cascade: fk.on_delete == Some(ReferentialAction::Cascade),
+                origin,
+            }),
+            ColumnOption::Check(ch) => t.checks.push(Check {
+                name: cname
+                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "check")),
+                not_null_of: not_null_check_column(&ch.expr),
+                validated: true,
+            }),
+            ColumnOption::Identity(_) | ColumnOption::Generated { .. } => {
+                // Identity columns are implicitly NOT NULL; generated-expression ones are not.
+                if let ColumnOption::Generated {
+                    generation_expr: None,
+                    ..
+                } = &o.option
+                {
+                    nullable = false;
+                }
+                if matches!(o.option, ColumnOption::Identity(_)) {
+                    nullable = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    t.columns.retain(|x| x.name != name);
+    t.columns.push(Column {
+        name,
+        nullable,
+        origin,
+    });
+}
+
+fn add_constraint(
+    t: &mut Table,
+    tc: &TableConstraint,
+    not_valid: bool,
+    origin: Origin,
+    indexes: &mut HashMap<String, String>,
+) {
+    // Point at the constraint's name, else at its first column.
+    let span = match tc {
+        TableConstraint::PrimaryKey(pk) => pk
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| pk.columns.first().map(|c| c.column.expr.span())),
+        TableConstraint::Unique(u) => u
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| u.columns.first().map(|c| c.column.expr.span())),
+        TableConstraint::ForeignKey(fk) => fk
+            .name
+            .as_ref()
+            .map(|n| n.span)
+            .or_else(|| fk.columns.first().map(|c| c.span)),
+        TableConstraint::PrimaryKeyUsingIndex(u) | TableConstraint::UniqueUsingIndex(u) => {
+            Some(u.name.as_ref().map_or(u.index_name.span, |n| n.span))
+        }
+        _ => None,
+    };
+    let origin = span.map_or(origin, |s| origin.at(s));
+    match tc {
+        TableConstraint::PrimaryKey(pk) => {
+            let cols: Vec<Option<String>> = pk.columns.iter().map(index_column).collect();
+            for c in cols.iter().flatten() {
+                if let Some(col) = t.column_mut(c) {
+                    col.nullable = false;
+                }
+            }
+            t.primary_key = Some(Key {
+                name: pk
+                    .name
+                    .as_ref()
+                    .map(ident)
+                    .unwrap_or_else(|| default_name(&t.key, &[], "pkey")),
+                columns: cols,
+                is_index: false,
+                origin,
+            });
+        }
+        TableConstraint::Unique(u) => {
+            let cols: Vec<Option<String>> = u.columns.iter().map(index_column).collect();
+            let plain: Vec<String> = cols.iter().flatten().cloned().collect();
+            let n = u
+                .name
+                .as_ref()
+                .map(ident)
+                .unwrap_or_else(|| default_name(&t.key, &plain, "key"));
+            indexes.insert(format!("{}.{n}", schema_of(&t.key)), t.key.clone());
+            t.uniques.push(Key {
+                name: n,
+                columns: cols,
+                is_index: false,
+                origin,
+            });
+        }
+        TableConstraint::PrimaryKeyUsingIndex(u) | TableConstraint::UniqueUsingIndex(u) => {
+            // The index becomes the constraint: take over its columns.
+            let index_name = ident(&u.index_name);
+            let pos = t
+                .uniques
+                .iter()
+                .position(|k| k.is_index && k.name == index_name);
+            let columns = pos
+                .map(|p| t.uniques[p].columns.clone())
+                .unwrap_or_default();
+            // Without a constraint name PostgreSQL keeps the index's name.
+            let name = u
+                .name
+                .as_ref()
+                .map(ident)
+                .unwrap_or_else(|| index_name.clone());
+            if let Some(p) = pos {
+                t.uniques.remove(p);
+                indexes.remove(&format!("{}.{index_name}", schema_of(&t.key)));
+            }
+            indexes.insert(format!("{}.{name}", schema_of(&t.key)), t.key.clone());
+            let key = Key {
+                name,
+                columns,
+                is_index: false,
+                origin,
+            };
+            if matches!(tc, TableConstraint::PrimaryKeyUsingIndex(_)) {
+                for c in key.columns.iter().flatten() {
+                    if let Some(col) = t.column_mut(c) {
+                        col.nullable = false;
+                    }
+                }
+                t.primary_key = Some(key);
+            } else {
+                t.uniques.push(key);
+            }
+        }
+        TableConstraint::ForeignKey(fk) => {
+            let cols: Vec<String> = fk.columns.iter().map(ident).collect();
+            t.foreign_keys.push(ForeignKey {
+                name: fk
+                    .name
+                    .as_ref()
+                    .map(ident)
+                    .unwrap_or_else(|| default_name(&t.key, &cols, "fkey")),
+                columns: cols,
+                ref_table: object_key(&fk.foreign_table),
+                ref_columns: fk.referred_columns.iter().map(ident).collect(),
+                on_delete_cascade: fk.on_delete == Some(ReferentialAction::Cascade),
+                origin,
+            });
+        }
+        TableConstraint::Check(ch) => {
+            let first = first_column(&ch.expr).into_iter().collect::<Vec<_>>();
+            t.checks.push(Check {
+                name: ch
+                    .name
+                    .as_ref()
+                    .map(ident)
+                    .unwrap_or_else(|| default_name(&t.key, &first, "check")),
+                not_null_of: not_null_check_column(&ch.expr),
+                validated: !not_valid,
+            });
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn build(sql: &str) -> Schema {
+        let mut s = Schema::default();
+        for stmt in Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap() {
+            s.apply(&stmt, Origin::default());
+        }
+        s
+    }
+
+    #[test]
+    fn follows_keys_columns_and_renames() {
+        let s = build(
+            "create table Users (id bigint primary key, realm_id text, email text unique);
+             alter table users add constraint users_realm_chk check (realm_id is not null) not valid;
+             alter table users validate constraint users_realm_chk;
+             alter table users rename column email to mail;
+             alter table users rename to people;
+             create unique index people_mail_idx on people (lower(mail));
+             alter table people drop constraint users_email_key;",
+        );
+        let t = s.table("public.people").unwrap();
+        assert_eq!(t.primary_key_columns().unwrap(), vec!["id"]);
+        assert!(t.column("id").is_some_and(|c| !c.nullable));
+        assert!(t.column("mail").is_some_and(|c| c.nullable));
+        assert!(t.has_validated_not_null_check("realm_id"));
+        assert_eq!(t.uniques.len(), 1, "{:?}", t.uniques);
+        assert_eq!(t.uniques[0].columns, vec![None]);
+        assert_eq!(
+            s.indexes.get("public.people_mail_idx").unwrap(),
+            "public.people"
+        );
+    }
+
+    #[test]
+    fn drop_table_drops_foreign_keys_to_it() {
+        let s = build(
+            "create table a (id int primary key);
+             create table b (a_id int references a (id) on delete cascade);
+             drop table a cascade;",
+        );
+        assert!(s.table("public.a").is_none());
+        assert!(s.table("public.b").unwrap().foreign_keys.is_empty());
+    }
+
+    #[test]
+    fn primary_key_using_index_takes_the_index_columns() {
+        let s = build(
+            "create table t (id int, realm_id text);
+             create unique index t_idx on t (id, realm_id);
+             alter table t add constraint t_pkey primary key using index t_idx;",
+        );
+        let t = s.table("public.t").unwrap();
+        assert_eq!(t.primary_key_columns().unwrap(), vec!["id", "realm_id"]);
+        assert!(t.uniques.is_empty());
+        assert!(!t.column("realm_id").unwrap().nullable);
+    }
+}

@@ -1,0 +1,87 @@
+//! `adding-not-nullable-field`: `SET NOT NULL` scans the whole table under an ACCESS EXCLUSIVE
+//! lock, unless a validated `CHECK (col IS NOT NULL)` already proves it (PostgreSQL 12+,
+//! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>).
+
+use super::{display_table, Ctx, Violation};
+use crate::lint::model::{ident, object_key};
+use sqlparser::ast::{AlterColumnOperation, AlterTableOperation, Statement};
+
+pub const ID: &str = "adding-not-nullable-field";
+
+pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
+    let Some(at) = ctx.alter_of_existing(stmt) else {
+        return;
+    };
+    let key = object_key(&at.name);
+    for op in &at.operations {
+        let AlterTableOperation::AlterColumn {
+            column_name,
+            op: AlterColumnOperation::SetNotNull,
+        } = op
+        else {
+            continue;
+        };
+        let col = ident(column_name);
+        // Already NOT NULL (a no-op for PostgreSQL), or proven by a validated check: no scan.
+        if ctx.schema.table(&key).is_some_and(|t| {
+            t.has_validated_not_null_check(&col) || t.column(&col).is_some_and(|c| !c.nullable)
+        }) {
+            continue;
+        }
+        let table = display_table(&key);
+        out.push(Violation {
+            rule: ID,
+            message: format!(
+                "SET NOT NULL on column \"{col}\" of existing table \"{table}\" scans every row under an ACCESS EXCLUSIVE lock"
+            ),
+            help: format!(
+                "First add `CHECK ({col} IS NOT NULL) NOT VALID` and VALIDATE it in a later migration; SET NOT NULL then skips the scan, and the check can be dropped afterwards."
+            ),
+            span: Some(column_name.span),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::rules::test_support::*;
+
+    #[test]
+    fn ok_after_a_validated_check() {
+        assert!(rules(&[
+            ("0001_a.sql", "CREATE TABLE users (id int PRIMARY KEY, email text);"),
+            ("0002_b.sql", "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;"),
+            ("0003_c.sql", "ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;"),
+            ("0004_d.sql", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
+        ])
+        .is_empty());
+    }
+
+    #[test]
+    fn ok_column_already_not_null() {
+        assert!(rules(&[
+            (
+                "0001_a.sql",
+                "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);"
+            ),
+            (
+                "0002_b.sql",
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"
+            ),
+        ])
+        .is_empty());
+    }
+
+    #[test]
+    fn ok_table_created_in_the_same_file() {
+        assert!(rules_of("CREATE TABLE notes (id int, body text);\nALTER TABLE notes ALTER COLUMN body SET NOT NULL;").is_empty());
+    }
+
+    #[test]
+    fn err_set_not_null_with_an_unvalidated_check() {
+        insta::assert_snapshot!(lint_text(&[
+            ("0001_a.sql", "CREATE TABLE users (id int PRIMARY KEY, email text);"),
+            ("0002_b.sql", "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;\nALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
+        ]));
+    }
+}

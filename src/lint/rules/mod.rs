@@ -1,0 +1,244 @@
+//! One file per rule, each a plain function (squawk's shape): statement rules look at one parsed
+//! statement with the schema as it stood just before it; realm rules look at the schema the whole
+//! migration set builds, and point at the statement that introduced the problem.
+
+use super::model::{object_key, Origin, Schema, Table};
+use crate::config::Config;
+use sqlparser::ast::{AlterTable, ObjectName, Statement};
+use sqlparser::tokenizer::Span;
+use std::collections::HashSet;
+
+pub mod adding_field_with_default;
+pub mod adding_not_nullable_field;
+pub mod adding_required_field;
+pub mod ban_concurrent_index_creation_in_transaction;
+pub mod ban_drop_column;
+pub mod changing_column_type;
+pub mod composite_primary_key;
+pub mod constraint_missing_not_valid;
+pub mod disallowed_unique_constraint;
+pub mod fk_missing_realm;
+pub mod fk_not_cascade;
+pub mod parse_error;
+pub mod realm_column_nullable;
+pub mod renaming_column;
+pub mod renaming_table;
+pub mod require_concurrent_index_creation;
+pub mod require_concurrent_index_deletion;
+pub mod unique_without_realm;
+
+/// What a statement rule found: the span (relative to the statement's own text, as sqlparser
+/// reports it) points at the offending part; `None` means the statement's start.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub message: String,
+    pub help: String,
+    pub span: Option<Span>,
+}
+
+/// What a realm rule found, located at the statement that introduced it.
+#[derive(Debug, Clone)]
+pub struct RealmViolation {
+    pub rule: &'static str,
+    pub message: String,
+    pub help: String,
+    pub origin: Origin,
+}
+
+/// Everything a statement rule may look at.
+pub struct Ctx<'a> {
+    /// The schema as it stood before this statement.
+    pub schema: &'a Schema,
+    /// Tables created earlier in this file (keys): not "existing", so nothing can be blocked.
+    pub created_here: &'a HashSet<String>,
+    /// Indexes created earlier in this file (keys).
+    pub indexes_here: &'a HashSet<String>,
+    /// Constraints added `NOT VALID` earlier in this file: (table key, constraint name).
+    pub not_valid_here: &'a HashSet<(String, String)>,
+    /// The file runs in one transaction (no `-- realmguard:no-transaction` directive).
+    pub in_transaction: bool,
+    /// `DROP INDEX CONCURRENTLY` (sqlparser does not parse the keyword; the driver strips it).
+    pub drop_concurrently: bool,
+}
+
+impl Ctx<'_> {
+    /// "Existing table" means not created earlier in the same file: a table the application is
+    /// already using, so a strong lock or a rewrite on it is felt in production.
+    pub fn existing(&self, table: &ObjectName) -> bool {
+        !self.created_here.contains(&object_key(table))
+    }
+
+    /// `stmt` as an ALTER TABLE of a table that existed before this file: what most lock rules
+    /// judge (altering a table created in the same file locks nobody out).
+    pub fn alter_of_existing<'s>(&self, stmt: &'s Statement) -> Option<&'s AlterTable> {
+        match stmt {
+            Statement::AlterTable(at) if self.existing(&at.name) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// Every statement rule, in a fixed order.
+pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
+    require_concurrent_index_creation::check(ctx, stmt, out);
+    require_concurrent_index_deletion::check(ctx, stmt, out);
+    ban_concurrent_index_creation_in_transaction::check(ctx, stmt, out);
+    constraint_missing_not_valid::check(ctx, stmt, out);
+    adding_not_nullable_field::check(ctx, stmt, out);
+    adding_required_field::check(ctx, stmt, out);
+    adding_field_with_default::check(ctx, stmt, out);
+    changing_column_type::check(ctx, stmt, out);
+    disallowed_unique_constraint::check(ctx, stmt, out);
+    renaming_column::check(ctx, stmt, out);
+    renaming_table::check(ctx, stmt, out);
+    ban_drop_column::check(ctx, stmt, out);
+}
+
+/// The realm rules over the finished schema.
+pub fn check_schema(schema: &Schema, cfg: &Config, out: &mut Vec<RealmViolation>) {
+    let realm = Realm::new(cfg);
+    // Deterministic order whatever the hash map's.
+    let mut tables: Vec<&Table> = schema.tables.values().collect();
+    tables.sort_by_key(|t| (t.origin.file, t.origin.stmt, t.key.clone()));
+    for t in tables {
+        if !realm.checked(t) {
+            continue;
+        }
+        composite_primary_key::check(&realm, t, out);
+        realm_column_nullable::check(&realm, t, out);
+        unique_without_realm::check(&realm, t, out);
+        fk_missing_realm::check(&realm, schema, t, out);
+        fk_not_cascade::check(&realm, schema, t, out);
+    }
+}
+
+/// The realm settings of the config, applied to the model the way verify applies them to the
+/// catalog (PRODUCT.md, "verify: the rules").
+pub struct Realm<'a> {
+    pub column: &'a str,
+    cfg: &'a Config,
+}
+
+impl<'a> Realm<'a> {
+    pub fn new(cfg: &'a Config) -> Self {
+        Realm {
+            column: &cfg.realm_column,
+            cfg,
+        }
+    }
+
+    fn matches(pattern: &str, t: &Table) -> bool {
+        match pattern.split_once('.') {
+            Some(_) => pattern == t.key,
+            None => pattern == t.name(),
+        }
+    }
+
+    /// In a checked schema and not excluded.
+    pub fn checked(&self, t: &Table) -> bool {
+        let schema_ok = if self.cfg.schemas.is_empty() {
+            t.schema() != "realmguard"
+        } else {
+            self.cfg.schemas.iter().any(|s| s == t.schema())
+        };
+        schema_ok && !self.cfg.exclude.iter().any(|p| Self::matches(p, t))
+    }
+
+    pub fn is_realms_table(&self, t: &Table) -> bool {
+        !self.cfg.realms_table.is_empty() && Self::matches(&self.cfg.realms_table, t)
+    }
+
+    /// Has the realm column (or is listed in `realm_scoped`), is not a partition, not the realms
+    /// table itself, and is checked.
+    pub fn scoped(&self, t: &Table) -> bool {
+        self.checked(t)
+            && !t.partition
+            && !self.is_realms_table(t)
+            && (t.column(self.column).is_some()
+                || self.cfg.realm_scoped.iter().any(|p| Self::matches(p, t)))
+    }
+}
+
+/// A table as users write it: without `public.`.
+pub fn display_table(key: &str) -> String {
+    key.strip_prefix("public.").unwrap_or(key).to_string()
+}
+
+/// `(a, b)`.
+pub fn column_list<S: AsRef<str>>(cols: &[S]) -> String {
+    let v: Vec<&str> = cols.iter().map(|c| c.as_ref()).collect();
+    format!("({})", v.join(", "))
+}
+
+#[cfg(test)]
+pub mod test_support {
+    //! Rule tests lint in-memory files through the real driver and snapshot the text a user sees.
+    use crate::config::Config;
+    use crate::lint::{lint_sources, render, Source};
+
+    /// Lint `files` (name, SQL) with the default config; the rendered text report.
+    pub fn lint_text(files: &[(&str, &str)]) -> String {
+        lint_text_cfg(files, &Config::default())
+    }
+
+    pub fn lint_text_cfg(files: &[(&str, &str)], cfg: &Config) -> String {
+        let sources: Vec<Source> = files
+            .iter()
+            .map(|(n, t)| Source::new(n.to_string(), t.to_string()))
+            .collect();
+        let report = lint_sources(sources, cfg);
+        let mut out = Vec::new();
+        render::text(&report, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The rule ids found, in report order.
+    pub fn rules(files: &[(&str, &str)]) -> Vec<String> {
+        let sources: Vec<Source> = files
+            .iter()
+            .map(|(n, t)| Source::new(n.to_string(), t.to_string()))
+            .collect();
+        lint_sources(sources, &Config::default())
+            .findings
+            .into_iter()
+            .map(|f| f.rule)
+            .collect()
+    }
+
+    /// The ids found for a single file named `0001_test.sql`.
+    pub fn rules_of(sql: &str) -> Vec<String> {
+        rules(&[("0001_test.sql", sql)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::default_severity;
+
+    #[test]
+    fn every_id_lint_reports_is_a_known_rule() {
+        for id in [
+            super::require_concurrent_index_creation::ID,
+            super::require_concurrent_index_deletion::ID,
+            super::ban_concurrent_index_creation_in_transaction::ID,
+            super::constraint_missing_not_valid::ID,
+            super::adding_not_nullable_field::ID,
+            super::adding_required_field::ID,
+            super::adding_field_with_default::ID,
+            super::changing_column_type::ID,
+            super::disallowed_unique_constraint::ID,
+            super::renaming_column::ID,
+            super::renaming_table::ID,
+            super::ban_drop_column::ID,
+            super::parse_error::ID,
+            super::composite_primary_key::ID,
+            super::realm_column_nullable::ID,
+            super::unique_without_realm::ID,
+            super::fk_missing_realm::ID,
+            super::fk_not_cascade::ID,
+        ] {
+            assert!(default_severity(id).is_some(), "{id}");
+        }
+    }
+}
