@@ -814,3 +814,31 @@ async fn an_invalid_leftover_of_our_own_index_is_dropped_and_rebuilt() {
         "CREATE UNIQUE INDEX groups_pkey ON public.groups USING btree (id, realm_id)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runner_is_refused_while_the_first_works() {
+    let db = legacy_db("bf_two", 1000).await;
+    let dir = TempDir::new("bf-two");
+    // Slow enough (pauses between steps) to outlast the 5 s the second one waits for the lock.
+    let first = spawn_run(&db, &dir, 150);
+    wait_for(
+        &db,
+        "the first runner's progress",
+        "SELECT count(*) FROM realmguard.backfill_steps WHERE done_at IS NOT NULL",
+    )
+    .await;
+    let second = run(&db, &dir, &[]).await;
+    expect_error_last(&second);
+    assert!(
+        second.stderr.contains("another backfill is running"),
+        "{}",
+        second.stderr
+    );
+    let first = crate::common::Run::from(first.wait_with_output().await.unwrap());
+    first.expect_code(0);
+    assert_eq!(
+        db.count("SELECT 1 FROM realmguard.backfill_steps WHERE done_at IS NULL")
+            .await,
+        0
+    );
+}
