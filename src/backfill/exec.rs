@@ -836,7 +836,6 @@ impl<'a> Executor<'a> {
                 Err(b) => {
                     attempt += 1;
                     size = (size / 2).max(1);
-                    bar.suspend(|| ());
                     self.after_lock_failure(step, attempt, timeout, b).await?;
                 }
             }
