@@ -74,6 +74,21 @@ pub struct StoredStep {
     pub done: bool,
 }
 
+impl StoredStep {
+    /// A fresh plan's steps, numbered from 1, none done yet.
+    pub fn fresh(steps: &[Step]) -> Vec<StoredStep> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StoredStep {
+                seq: i as i32 + 1,
+                step: s.clone(),
+                done: false,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Progress {
     pub schema: String,
