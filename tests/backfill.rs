@@ -651,21 +651,21 @@ async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
     sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.unwrap();
 
     // 3. An invalid index left by a failed CREATE INDEX CONCURRENTLY.
-    sqlx::raw_sql("INSERT INTO users (email) VALUES ('user1@example.com')")
+    sqlx::raw_sql("INSERT INTO users (email, display_name) VALUES ('dup@example.com', 'User 1')")
         .execute(&mut c)
         .await
         .unwrap();
-    assert!(
-        sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email)")
-            .execute(&mut c)
-            .await
-            .is_err()
-    );
+    assert!(sqlx::raw_sql(
+        "CREATE UNIQUE INDEX CONCURRENTLY users_display_name_key ON users (display_name)"
+    )
+    .execute(&mut c)
+    .await
+    .is_err());
     let r = run(&db, &dir, &[]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("users_email_key"), "{}", r.stderr);
+    assert!(r.stderr.contains("users_display_name_key"), "{}", r.stderr);
     assert!(r.stderr.contains("INVALID"), "{}", r.stderr);
-    sqlx::raw_sql("DROP INDEX users_email_key")
+    sqlx::raw_sql("DROP INDEX users_display_name_key")
         .execute(&mut c)
         .await
         .unwrap();
@@ -750,4 +750,95 @@ async fn the_child_trigger_refuses_rather_than_writes_null() {
         Some("23503")
     );
     assert_eq!(db.count("SELECT 1 FROM c").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_leftover_of_our_own_index_is_dropped_and_rebuilt() {
+    let db = legacy_db("bf_invalid", 500).await;
+    let dir = TempDir::new("bf-invalid");
+    // A previous attempt got as far as the column and a concurrent build that failed: the
+    // index exists, INVALID (pitfall 4: IF NOT EXISTS would silently accept it).
+    db.exec("ALTER TABLE groups ADD COLUMN realm_id text").await;
+    let mut old_snapshot = db.conn().await;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM users;")
+        .execute(&mut old_snapshot)
+        .await
+        .unwrap();
+    let mut c = db.conn().await;
+    sqlx::raw_sql("SET lock_timeout = '200ms'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let failed = sqlx::raw_sql(
+        "CREATE UNIQUE INDEX CONCURRENTLY groups_id_realm_id_key ON groups (id, realm_id)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        failed.as_database_error().unwrap().code().as_deref(),
+        Some("55P03"),
+        "{failed}"
+    );
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut old_snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'groups_id_realm_id_key'::regclass"
+        )
+        .await,
+        "false"
+    );
+
+    // Our own leftover does not stop the preflight; its step rebuilds it.
+    let r = run(&db, &dir, &[]).await;
+    r.expect_code(0);
+    assert!(
+        r.stderr
+            .contains("dropping the invalid leftover index groups_id_realm_id_key"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'groups'::regclass AND indisprimary"
+        )
+        .await,
+        "CREATE UNIQUE INDEX groups_pkey ON public.groups USING btree (id, realm_id)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runner_is_refused_while_the_first_works() {
+    let db = legacy_db("bf_two", 1000).await;
+    let dir = TempDir::new("bf-two");
+    // Slow enough (pauses between steps) to outlast the 5 s the second one waits for the lock.
+    let first = spawn_run(&db, &dir, 150);
+    wait_for(
+        &db,
+        "the first runner's progress",
+        "SELECT count(*) FROM realmguard.backfill_steps WHERE done_at IS NOT NULL",
+    )
+    .await;
+    let second = run(&db, &dir, &[]).await;
+    expect_error_last(&second);
+    assert!(
+        second.stderr.contains("another backfill is running"),
+        "{}",
+        second.stderr
+    );
+    let first = crate::common::Run::from(first.wait_with_output().await.unwrap());
+    first.expect_code(0);
+    assert_eq!(
+        db.count("SELECT 1 FROM realmguard.backfill_steps WHERE done_at IS NULL")
+            .await,
+        0
+    );
 }

@@ -74,6 +74,21 @@ pub struct StoredStep {
     pub done: bool,
 }
 
+impl StoredStep {
+    /// A fresh plan's steps, numbered from 1, none done yet.
+    pub fn fresh(steps: &[Step]) -> Vec<StoredStep> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StoredStep {
+                seq: i as i32 + 1,
+                step: s.clone(),
+                done: false,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Progress {
     pub schema: String,
@@ -343,6 +358,10 @@ impl<'a> Executor<'a> {
                     self.index_step(s.seq, step, index, sql).await?;
                     true
                 }
+                Action::DropIndexConcurrently { sql, .. } => {
+                    self.drop_index_step(s.seq, step, sql).await?;
+                    true
+                }
                 Action::Fill { key, sql } => {
                     let p = self.fill_step(s.seq, step, key, sql).await?;
                     let done = p.finished;
@@ -399,6 +418,9 @@ impl<'a> Executor<'a> {
         attempt: u32,
         started: Instant,
     ) -> anyhow::Result<Option<Blocked>> {
+        if step.lock.blocks_traffic() {
+            self.yield_autovacuum(step).await;
+        }
         let mut tx = self.conn.begin().await?;
         // SET LOCAL: the settings die with the transaction, also behind a transaction pooler.
         sqlx::raw_sql(&format!(
@@ -506,6 +528,51 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// An autovacuum worker on the step's tables holds SHARE UPDATE EXCLUSIVE for as long as its
+    /// pass takes (after a fill: a long one). PostgreSQL cancels it for any lock waiter after
+    /// deadlock_timeout (1 s), but our lock_timeout is shorter, so we would time out and queue
+    /// the application behind us again and again. Cancel it up front, as the server would; it
+    /// comes back later. An anti-wraparound pass is never cancelled (nor would the server): the
+    /// retry message names it instead.
+    async fn yield_autovacuum(&mut self, step: &Step) {
+        let names: Vec<String> = step
+            .relations
+            .iter()
+            .map(|(s, n)| qualified(s, n))
+            .collect();
+        // Find first, cancel second: in one statement the planner may evaluate the cancel
+        // before the filters and hit other sessions.
+        let workers: Vec<i32> = sqlx::query_scalar(
+            "SELECT a.pid FROM pg_stat_activity a
+             WHERE a.backend_type = 'autovacuum worker'
+               AND a.query NOT LIKE '%to prevent wraparound%'
+               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation'
+                           AND l.relation IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x))",
+        )
+        .bind(&names)
+        .fetch_all(&mut *self.watch)
+        .await
+        .unwrap_or_default();
+        for pid in workers {
+            // Re-checked at the moment of cancelling: the pid must still be an autovacuum worker.
+            let done: bool = sqlx::query_scalar(
+                "SELECT CASE WHEN (SELECT backend_type FROM pg_stat_activity WHERE pid = $1) = 'autovacuum worker'
+                        THEN pg_cancel_backend($1) ELSE false END",
+            )
+            .bind(pid)
+            .fetch_one(&mut *self.watch)
+            .await
+            .unwrap_or(false);
+            if !done {
+                continue;
+            }
+            eprintln!(
+                "realmguard:     cancelled autovacuum (pid {pid}) on {} so the lock is granted at once",
+                step.display_table()
+            );
+        }
+    }
+
     /// "blocked by pid 123 (idle in transaction for 12s, user app: SELECT …)"; when the probe saw
     /// nothing, the sessions holding locks on the step's tables.
     async fn describe_blockers(&mut self, pids: &[i32], relations: &[(String, String)]) -> String {
@@ -595,6 +662,29 @@ impl<'a> Executor<'a> {
                         self.after_lock_failure(step, attempt, timeout, b).await?;
                     }
                 }
+            }
+        }
+        sqlx::query(
+            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
+                    duration_ms = $3 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(attempt as i32)
+        .bind(started.elapsed().as_millis() as i64)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_index_step(&mut self, seq: i32, step: &Step, sql: &str) -> anyhow::Result<()> {
+        let timeout = self.opts.timeout_for(step.lock);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.concurrently(sql, timeout).await? {
+                None => break,
+                Some(b) => self.after_lock_failure(step, attempt, timeout, b).await?,
             }
         }
         sqlx::query(
@@ -712,7 +802,15 @@ impl<'a> Executor<'a> {
         bar.set_position((p.done_upto - p.key_min).max(0) as u64);
 
         let target = self.opts.batch.max(Duration::from_millis(1));
-        let timeout = self.opts.lock_timeout;
+        // A batch waits on row locks of the application's short transactions. Bounding that wait
+        // near the batch's own duration (and well under the server's 1 s deadlock_timeout) makes
+        // the batch, never the application, give way when a writer transaction locks two rows
+        // of one batch in the opposite order: our lock_timeout fires before the writer's
+        // deadlock check, the batch rolls back and is retried smaller.
+        let timeout = self
+            .opts
+            .lock_timeout
+            .min((target * 2).max(Duration::from_millis(50)));
         let mut size: i64 = 1_000;
         let started = Instant::now();
         let rows_before = p.rows_done;
@@ -753,7 +851,6 @@ impl<'a> Executor<'a> {
                 Err(b) => {
                     attempt += 1;
                     size = (size / 2).max(1);
-                    bar.suspend(|| ());
                     self.after_lock_failure(step, attempt, timeout, b).await?;
                 }
             }
@@ -798,9 +895,16 @@ impl<'a> Executor<'a> {
         p: &Progress,
     ) -> anyhow::Result<Result<u64, Blocked>> {
         let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{}'", ms(timeout)))
-            .execute(&mut *tx)
-            .await?;
+        // synchronous_commit off: a batch commit need not wait for its WAL flush. A crash can
+        // lose the last batches, but their progress rows go with them (same transaction), so
+        // the rerun redoes exactly those; it makes short batches cheap, which keeps writers'
+        // waits on our row locks short.
+        sqlx::raw_sql(&format!(
+            "SET LOCAL lock_timeout = '{}'; SET LOCAL synchronous_commit = off",
+            ms(timeout)
+        ))
+        .execute(&mut *tx)
+        .await?;
         let (res, blockers) = watch_while(
             sqlx::query(sql).bind(lo).bind(hi).execute(&mut *tx),
             &mut *self.watch,

@@ -59,16 +59,7 @@ pub async fn cmd_plan(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outco
     }
     let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
     let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
-    let steps: Vec<StoredStep> = p
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| StoredStep {
-            seq: i as i32 + 1,
-            step: s.clone(),
-            done: false,
-        })
-        .collect();
+    let steps = StoredStep::fresh(&p.steps);
     render_steps(&mut out, g.format, Some(&p), &steps, false)?;
     Ok(Outcome::Clean)
 }
@@ -97,6 +88,7 @@ fn render_steps(
                 "kind": match &s.step.action {
                     Action::Sql { .. } => "transaction",
                     Action::ConcurrentIndex { .. } => "concurrent-index",
+                    Action::DropIndexConcurrently { .. } => "concurrent-drop",
                     Action::Fill { .. } => "fill",
                 },
                 "sql": s.step.sql(),
@@ -211,16 +203,7 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
             return Ok(Outcome::Clean);
         }
         // Refuse before recording anything, so a refused run leaves no half-plan behind.
-        let steps: Vec<StoredStep> = p
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| StoredStep {
-                seq: i as i32 + 1,
-                step: s.clone(),
-                done: false,
-            })
-            .collect();
+        let steps = StoredStep::fresh(&p.steps);
         refuse_unless_clear(&mut conn, &steps, a.max_transaction_age).await?;
         exec::store_plan(&mut conn, &p).await?
     };

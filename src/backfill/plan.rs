@@ -32,7 +32,9 @@ pub enum Phase {
     RealmFk,
     UniqueIndex,
     ForeignKey,
+    UniqueKey,
     PrimaryKey,
+    Cleanup,
 }
 
 impl fmt::Display for Phase {
@@ -46,7 +48,9 @@ impl fmt::Display for Phase {
             Phase::RealmFk => "realm-fk",
             Phase::UniqueIndex => "unique-index",
             Phase::ForeignKey => "foreign-key",
+            Phase::UniqueKey => "unique-key",
             Phase::PrimaryKey => "primary-key",
+            Phase::Cleanup => "cleanup",
         })
     }
 }
@@ -98,6 +102,8 @@ pub enum Action {
     /// `CREATE [UNIQUE] INDEX CONCURRENTLY`, outside any transaction; an invalid leftover of
     /// the same name is dropped and rebuilt, a valid one is kept.
     ConcurrentIndex { index: String, sql: String },
+    /// `DROP INDEX CONCURRENTLY IF EXISTS`, outside any transaction (idempotent).
+    DropIndexConcurrently { index: String, sql: String },
     /// Keyset batches over `key` sized by time; `sql` takes `$1` (exclusive lower) and `$2`
     /// (inclusive upper) bounds.
     Fill { key: String, sql: String },
@@ -122,6 +128,7 @@ impl Step {
         match &self.action {
             Action::Sql { sql, .. }
             | Action::ConcurrentIndex { sql, .. }
+            | Action::DropIndexConcurrently { sql, .. }
             | Action::Fill { sql, .. } => sql,
         }
     }
@@ -186,6 +193,12 @@ pub enum PlanError {
     UnknownParent { table: String, constraint: String },
     #[error("the tables {0} derive their realms from each other in a cycle; break it with [backfill.parent]")]
     Cycle(String),
+    #[error("{table} has the unique index {index} on an expression or with a WHERE clause; make it include {column} by hand (or drop it), then plan again")]
+    UnsupportedUnique {
+        table: String,
+        index: String,
+        column: String,
+    },
 }
 
 /// Does a config entry ("schema.table" or "table") name this table?
@@ -509,7 +522,12 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 (
                     format!("fill {rc} from {ps}.{pn} through {} in keyset batches sized by time", p.name),
                     format!(
-                        "UPDATE {qt} AS c SET {qrc} = p.{qrc}\nFROM {} AS p\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint\n  AND {join}\n  AND c.{qrc} IS DISTINCT FROM p.{qrc}",
+                        // A correlated lookup rather than `UPDATE … FROM parent`: each batch
+                        // costs index probes for its own rows, where a join would rebuild a hash
+                        // of the whole parent table for every batch. Rows the trigger already
+                        // filled are skipped; a row moved to another parent while we wait on its
+                        // lock is re-evaluated (EvalPlanQual) with its new parent.
+                        "UPDATE {qt} AS c\nSET {qrc} = (SELECT p.{qrc} FROM {} AS p WHERE {join})\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint AND c.{qrc} IS NULL",
                         qualified(&ps, &pn)
                     ),
                 )
@@ -626,6 +644,31 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             }
         }
     }
+    // Other unique keys become unique per realm: (cols…, realm), so each realm can reuse values.
+    let mut per_realm: Vec<(usize, &super::model::Index)> = Vec::new();
+    for &i in &order {
+        let t = infos[i].t;
+        for ix in t.indexes.iter().filter(|ix| {
+            ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
+        }) {
+            if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
+                return Err(PlanError::UnsupportedUnique {
+                    table: t.display(),
+                    index: ix.name.clone(),
+                    column: rc.to_string(),
+                });
+            }
+            let mut c = ix.columns.clone();
+            c.push(rc.to_string());
+            let e = unique_needed
+                .entry((t.schema.clone(), t.name.clone()))
+                .or_default();
+            if !e.iter().any(|x| same_set(x, &c)) {
+                e.push(c);
+            }
+            per_realm.push((i, ix));
+        }
+    }
     // (schema, table, column set) → the index name that will hold it.
     let mut unique_index_of: Vec<((String, String), Vec<String>, String)> = Vec::new();
     for &i in &order {
@@ -668,6 +711,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
     }
 
+    let mut redundant: Vec<(String, String, String)> = Vec::new();
     // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
     // index, composite key NOT VALID, validate, drop the old key.
     for &i in &order {
@@ -686,6 +730,20 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     && ix.columns.len() >= new_cols.len()
                     && same_set(&ix.columns[..new_cols.len()], &new_cols)
             });
+            // C3: a plain index on exactly the old key's columns is redundant once the
+            // (cols…, realm) index leads with them; it only costs writes. Dropped at the end.
+            for ix in t
+                .indexes
+                .iter()
+                .filter(|ix| !ix.unique && !ix.primary && !ix.partial && ix.columns == f.columns)
+            {
+                if !redundant
+                    .iter()
+                    .any(|(s, tb, n)| *s == t.schema && *tb == t.name && *n == ix.name)
+                {
+                    redundant.push((t.schema.clone(), t.name.clone(), ix.name.clone()));
+                }
+            }
             if !indexed {
                 let mut parts: Vec<&str> = vec![&t.name];
                 parts.extend(new_cols.iter().map(String::as_str));
@@ -789,6 +847,66 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
     }
 
+    // Phase 5a: the old unique keys give way to their per-realm indexes (their foreign keys, if
+    // any, were moved to the per-realm index in phase 4).
+    for (i, ix) in &per_realm {
+        let t = infos[*i].t;
+        let id = (t.schema.clone(), t.name.clone());
+        let mut want = ix.columns.clone();
+        want.push(rc.to_string());
+        let new_index = unique_index_of
+            .iter()
+            .find(|(tid, c, _)| *tid == id && same_set(c, &want))
+            .map(|(_, _, n)| n.clone())
+            .expect("every old unique key gets a per-realm index above");
+        let constraint = t.constraints.iter().find(|c| {
+            c.kind == ConstraintKind::Unique && c.index.as_deref() == Some(ix.name.as_str())
+        });
+        let qt = qualified(&t.schema, &t.name);
+        match constraint {
+            Some(c) => steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::UniqueKey,
+                title: format!(
+                    "make {} unique per realm: ({}) using {new_index}",
+                    c.name,
+                    want.join(", ")
+                ),
+                lock: Lock::AccessExclusive,
+                lock_note: "instant".into(),
+                relations: vec![id.clone()],
+                action: Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} DROP CONSTRAINT {c}, ADD CONSTRAINT {c} UNIQUE USING INDEX {}",
+                        quote_ident(&new_index),
+                        c = quote_ident(&c.name)
+                    ),
+                    no_fk_depends_on: Some(ix.name.clone()),
+                },
+            }),
+            None => steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::UniqueKey,
+                title: format!(
+                    "drop the global unique index {} (now unique per realm: {new_index})",
+                    ix.name
+                ),
+                lock: Lock::ShareUpdateExclusive,
+                lock_note: "concurrent drop; reads and writes go on".into(),
+                relations: vec![id.clone()],
+                action: Action::DropIndexConcurrently {
+                    index: ix.name.clone(),
+                    sql: format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        qualified(&t.schema, &ix.name)
+                    ),
+                },
+            }),
+        }
+    }
+
     // Phase 5: primary keys swap to (key, realm), adopting the unique index; only now no
     // foreign key depends on the old key's index any more.
     for &i in &order {
@@ -821,6 +939,28 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 ),
                 no_fk_depends_on: pk.index.clone(),
             },
+        });
+    }
+
+    // Phase 6 (C3): indexes made redundant by the (cols…, realm) ones.
+    for (schema, table, index) in redundant {
+        steps.push(Step {
+            phase: Phase::Cleanup,
+            title: format!(
+                "drop {index}, made redundant by the index leading with the same columns and {rc}"
+            ),
+            lock: Lock::ShareUpdateExclusive,
+            lock_note: "concurrent drop; reads and writes go on".into(),
+            relations: vec![(schema.clone(), table.clone())],
+            action: Action::DropIndexConcurrently {
+                sql: format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    qualified(&schema, &index)
+                ),
+                index,
+            },
+            schema,
+            table,
         });
     }
 
@@ -1290,7 +1430,12 @@ mod tests {
             g.sql()
         );
         let m = &p.steps[position(&p, "memberships", "keyset")];
-        assert!(m.sql().contains("FROM public.groups AS p"), "{}", m.sql());
+        assert!(
+            m.sql()
+                .contains("FROM public.groups AS p WHERE p.id = c.group_id"),
+            "{}",
+            m.sql()
+        );
         assert!(m.sql().contains("p.id = c.group_id"), "{}", m.sql());
         assert!(matches!(&m.action, Action::Fill { key, .. } if key == "id"));
         let trig = &p.steps[position(&p, "memberships", "install trigger")];
@@ -1490,6 +1635,87 @@ mod tests {
             .push(fk("groups_m_id_fkey", &["m_id"], "memberships", &["id"]));
         let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
         assert!(matches!(err, PlanError::Cycle(_)), "{err}");
+    }
+
+    #[test]
+    fn other_unique_keys_become_unique_per_realm() {
+        let mut cat = legacy();
+        let g = &mut cat.tables[0];
+        g.columns.push(col("code", "text", true));
+        g.columns.push(col("slug", "text", true));
+        g.constraints.push(Constraint {
+            name: "groups_name_key".into(),
+            kind: ConstraintKind::Unique,
+            validated: true,
+            columns: vec!["name".into()],
+            ref_schema: None,
+            ref_table: None,
+            ref_columns: vec![],
+            on_delete: None,
+            index: Some("groups_name_key".into()),
+        });
+        for (name, column) in [("groups_name_key", "name"), ("groups_slug_idx", "slug")] {
+            g.indexes.push(Index {
+                name: name.into(),
+                unique: true,
+                primary: false,
+                valid: true,
+                partial: false,
+                columns: vec![column.into()],
+            });
+        }
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let build = position(
+            &p,
+            "groups",
+            "groups_name_realm_id_key ON public.groups (name, realm_id)",
+        );
+        let swap = position(
+            &p,
+            "groups",
+            "DROP CONSTRAINT groups_name_key, ADD CONSTRAINT groups_name_key UNIQUE USING INDEX groups_name_realm_id_key",
+        );
+        let drop = position(
+            &p,
+            "groups",
+            "DROP INDEX CONCURRENTLY IF EXISTS public.groups_slug_idx",
+        );
+        let m_fill = position(&p, "memberships", "keyset");
+        let m_drop = position(
+            &p,
+            "memberships",
+            "DROP CONSTRAINT IF EXISTS memberships_group_id_fkey",
+        );
+        assert!(m_fill < build && m_drop < swap && build < drop);
+        assert!(matches!(
+            &p.steps[swap].action,
+            Action::Sql { no_fk_depends_on: Some(i), .. } if i == "groups_name_key"
+        ));
+        // An expression or partial unique index cannot be converted mechanically.
+        cat.tables[0].indexes.last_mut().unwrap().partial = true;
+        let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
+        assert!(err.to_string().contains("groups_slug_idx"), "{err}");
+    }
+
+    #[test]
+    fn single_column_fk_indexes_made_redundant_are_dropped_last() {
+        let mut cat = legacy();
+        cat.tables[1].indexes.push(Index {
+            name: "memberships_group_id_idx".into(),
+            unique: false,
+            primary: false,
+            valid: true,
+            partial: false,
+            columns: vec!["group_id".into()],
+        });
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let last = p.steps.last().unwrap();
+        assert_eq!(last.phase, Phase::Cleanup);
+        assert_eq!(
+            last.sql(),
+            "DROP INDEX CONCURRENTLY IF EXISTS public.memberships_group_id_idx"
+        );
+        assert!(position(&p, "memberships", "PRIMARY KEY USING INDEX") < p.steps.len() - 1);
     }
 
     #[test]

@@ -100,12 +100,9 @@ pub fn fills_itself(c: &ColumnDef) -> bool {
 }
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    let Statement::AlterTable(at) = stmt else {
+    let Some(at) = ctx.alter_of_existing(stmt) else {
         return;
     };
-    if !ctx.existing(&at.name) {
-        return;
-    }
     let table = display_table(&object_key(&at.name));
     for op in &at.operations {
         let AlterTableOperation::AddColumn { column_def: c, .. } = op else {

@@ -9,12 +9,9 @@ use sqlparser::ast::{AlterColumnOperation, AlterTableOperation, Statement};
 pub const ID: &str = "adding-not-nullable-field";
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    let Statement::AlterTable(at) = stmt else {
+    let Some(at) = ctx.alter_of_existing(stmt) else {
         return;
     };
-    if !ctx.existing(&at.name) {
-        return;
-    }
     let key = object_key(&at.name);
     for op in &at.operations {
         let AlterTableOperation::AlterColumn {

@@ -8,12 +8,9 @@ use sqlparser::ast::{AlterTableOperation, ColumnOption, Statement, TableConstrai
 pub const ID: &str = "disallowed-unique-constraint";
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    let Statement::AlterTable(at) = stmt else {
+    let Some(at) = ctx.alter_of_existing(stmt) else {
         return;
     };
-    if !ctx.existing(&at.name) {
-        return;
-    }
     let table = display_table(&object_key(&at.name));
     for op in &at.operations {
         let (what, span) = match op {

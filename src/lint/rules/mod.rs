@@ -4,7 +4,7 @@
 
 use super::model::{object_key, Origin, Schema, Table};
 use crate::config::Config;
-use sqlparser::ast::{ObjectName, Statement};
+use sqlparser::ast::{AlterTable, ObjectName, Statement};
 use sqlparser::tokenizer::Span;
 use std::collections::HashSet;
 
@@ -67,6 +67,15 @@ impl Ctx<'_> {
     /// already using, so a strong lock or a rewrite on it is felt in production.
     pub fn existing(&self, table: &ObjectName) -> bool {
         !self.created_here.contains(&object_key(table))
+    }
+
+    /// `stmt` as an ALTER TABLE of a table that existed before this file: what most lock rules
+    /// judge (altering a table created in the same file locks nobody out).
+    pub fn alter_of_existing<'s>(&self, stmt: &'s Statement) -> Option<&'s AlterTable> {
+        match stmt {
+            Statement::AlterTable(at) if self.existing(&at.name) => Some(at),
+            _ => None,
+        }
     }
 }
 

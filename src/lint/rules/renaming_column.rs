@@ -8,12 +8,9 @@ use sqlparser::ast::{AlterTableOperation, Statement};
 pub const ID: &str = "renaming-column";
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    let Statement::AlterTable(at) = stmt else {
+    let Some(at) = ctx.alter_of_existing(stmt) else {
         return;
     };
-    if !ctx.existing(&at.name) {
-        return;
-    }
     for op in &at.operations {
         let AlterTableOperation::RenameColumn {
             old_column_name,
