@@ -455,15 +455,7 @@ impl<'a> Executor<'a> {
         .await;
         match res {
             Ok(_) => {
-                sqlx::query(
-                    "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
-                            duration_ms = $3 WHERE seq = $1",
-                )
-                .bind(seq)
-                .bind(attempt as i32)
-                .bind(started.elapsed().as_millis() as i64)
-                .execute(&mut *tx)
-                .await?;
+                mark_done(&mut tx, seq, attempt, started.elapsed()).await?;
                 tx.commit().await?;
                 Ok(None)
             }
@@ -664,15 +656,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        sqlx::query(
-            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
-                    duration_ms = $3 WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(attempt as i32)
-        .bind(started.elapsed().as_millis() as i64)
-        .execute(&mut *self.conn)
-        .await?;
+        mark_done(&mut *self.conn, seq, attempt, started.elapsed()).await?;
         Ok(())
     }
 
@@ -687,15 +671,7 @@ impl<'a> Executor<'a> {
                 Some(b) => self.after_lock_failure(step, attempt, timeout, b).await?,
             }
         }
-        sqlx::query(
-            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
-                    duration_ms = $3 WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(attempt as i32)
-        .bind(started.elapsed().as_millis() as i64)
-        .execute(&mut *self.conn)
-        .await?;
+        mark_done(&mut *self.conn, seq, attempt, started.elapsed()).await?;
         Ok(())
     }
 
@@ -975,4 +951,24 @@ where
         }
     };
     (res, blockers)
+}
+
+/// Record a step as done (in the step's own transaction where it has one, so the record and the
+/// effect commit together).
+async fn mark_done(
+    conn: &mut sqlx::PgConnection,
+    seq: i32,
+    attempts: u32,
+    took: Duration,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
+                duration_ms = $3 WHERE seq = $1",
+    )
+    .bind(seq)
+    .bind(attempts as i32)
+    .bind(took.as_millis() as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
