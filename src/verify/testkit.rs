@@ -105,34 +105,23 @@ impl Kit {
 
     pub fn pk(&mut self, table: u32, cols: &[&str]) {
         let name = format!("{}_pkey", self.name_of(table));
-        let nums = self.nums(table, cols);
-        let oid = self.oid();
-        self.cat.constraints.push(Constraint {
-            oid,
-            table,
-            name: name.clone(),
-            kind: ConstraintKind::PrimaryKey,
-            columns: nums.clone(),
-            foreign: None,
-            validated: true,
-            deferrable: false,
-            deferred: false,
-            index: 0,
-        });
-        let idx = self
-            .push_index(table, &name, &nums, true, true, Some(name.clone()))
-            .oid;
-        self.cat.constraints.last_mut().unwrap().index = idx;
+        self.key_constraint(table, &name, cols, ConstraintKind::PrimaryKey);
     }
 
     pub fn unique_constraint(&mut self, table: u32, name: &str, cols: &[&str]) {
+        self.key_constraint(table, name, cols, ConstraintKind::Unique);
+    }
+
+    /// A primary key or unique constraint with the index behind it.
+    fn key_constraint(&mut self, table: u32, name: &str, cols: &[&str], kind: ConstraintKind) {
         let nums = self.nums(table, cols);
         let oid = self.oid();
+        let primary = kind == ConstraintKind::PrimaryKey;
         self.cat.constraints.push(Constraint {
             oid,
             table,
             name: name.into(),
-            kind: ConstraintKind::Unique,
+            kind,
             columns: nums.clone(),
             foreign: None,
             validated: true,
@@ -141,7 +130,7 @@ impl Kit {
             index: 0,
         });
         let idx = self
-            .push_index(table, name, &nums, true, false, Some(name.into()))
+            .push_index(table, name, &nums, true, primary, Some(name.into()))
             .oid;
         self.cat.constraints.last_mut().unwrap().index = idx;
     }
