@@ -17,7 +17,6 @@ use crate::Outcome;
 use anyhow::Context;
 use serde_json::json;
 use std::io::{self, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How applying the migrations went.
@@ -53,13 +52,13 @@ pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome>
     let cfg = g.config()?;
     let dir = &a.source.dir;
     // Bad file names and a missing directory stop here, before any server is touched.
-    migrate::source::load_dir(dir)?;
+    let files = migrate::source::load_dir(dir)?;
     let lint = lint::lint_paths(std::slice::from_ref(dir), &cfg)?;
     let server = match &a.scratch_url {
         Some(u) => Target::from_url(u)?,
         None => g.database().await?,
     };
-    let apply = apply_to_scratch(&server, &cfg, dir).await?;
+    let apply = apply_to_scratch(&server, &cfg, &files).await?;
     let report = CheckReport {
         verify: apply.1,
         apply: apply.0,
@@ -85,7 +84,7 @@ pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome>
 async fn apply_to_scratch(
     server: &Target,
     cfg: &Config,
-    dir: &Path,
+    files: &[migrate::source::Migration],
 ) -> anyhow::Result<(Apply, Option<verify::Report>)> {
     let name = format!(
         "realmguard_check_{}_{:08x}",
@@ -117,7 +116,7 @@ async fn apply_to_scratch(
             progress: false,
             ..MigrateOptions::default()
         };
-        let (mreport, result) = migrate::migrate_reporting(&scratch, cfg, dir, &opts).await;
+        let (mreport, result) = migrate::migrate_reporting(&scratch, cfg, files, &opts).await;
         let applied = mreport.applied.len();
         match result {
             Err(e) => Ok::<_, anyhow::Error>((applied, Some(format!("{e:#}")), None)),

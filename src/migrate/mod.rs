@@ -43,10 +43,10 @@ pub async fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> anyhow::Result<Outc
     g.format.reject_junit("migrate")?;
     let cfg = g.config()?;
     // Read the files before connecting: a bad file name is reported without touching anything.
-    source::load_dir(&a.source.dir)?;
+    let files = source::load_dir(&a.source.dir)?;
     let target = g.database().await?;
     let opts = MigrateOptions::from_args(a);
-    let (report, result) = migrate_reporting(&target, &cfg, &a.source.dir, &opts).await;
+    let (report, result) = migrate_reporting(&target, &cfg, &files, &opts).await;
     let mut out = std::io::stdout().lock();
     // What was applied before a failure is reported too: those migrations are committed.
     if result.is_ok() || !report.applied.is_empty() {

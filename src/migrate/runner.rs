@@ -108,14 +108,16 @@ pub struct MigrationFailed {
     pub cause: String,
 }
 
-/// Run `migrate`; errors carry nothing of what was applied before them (see [`migrate_reporting`]).
+/// Run `migrate` on the files of `dir`; errors carry nothing of what was applied before them (see
+/// [`migrate_reporting`]).
 pub async fn migrate(
     target: &Target,
     cfg: &Config,
     dir: &Path,
     opts: &MigrateOptions,
 ) -> anyhow::Result<MigrateReport> {
-    let (report, result) = migrate_reporting(target, cfg, dir, opts).await;
+    let files = source::load_dir(dir)?;
+    let (report, result) = migrate_reporting(target, cfg, &files, opts).await;
     result.map(|_| report)
 }
 
@@ -123,31 +125,30 @@ pub async fn migrate(
 pub async fn migrate_reporting(
     target: &Target,
     cfg: &Config,
-    dir: &Path,
+    files: &[Migration],
     opts: &MigrateOptions,
 ) -> (MigrateReport, anyhow::Result<()>) {
     let mut report = MigrateReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let result = run(target, cfg, dir, opts, &mut report).await;
+    let result = run(target, cfg, files, opts, &mut report).await;
     (report, result)
 }
 
 async fn run(
     target: &Target,
     cfg: &Config,
-    dir: &Path,
+    files: &[Migration],
     opts: &MigrateOptions,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
-    let files = source::load_dir(dir)?;
     if opts.dry_run {
         // Read-only: no lock, no ledger created, nothing executed.
         let mut conn = target.connect().await?;
         let applied = ledger::read(&mut conn).await?;
-        let entries = plan::entries(&applied, &files);
-        let todo = plan::plan(&entries, &files, opts.plan)?;
+        let entries = plan::entries(&applied, files);
+        let todo = plan::plan(&entries, files, opts.plan)?;
         report.already_applied = applied.iter().filter(|a| a.success).count();
         report.planned = todo
             .iter()
@@ -176,13 +177,13 @@ async fn run(
             .execute(&mut conn)
             .await;
         if ledger::ensure(&mut conn).await? {
-            report.adopted_from_sqlx = ledger::adopt_sqlx(&mut conn, &files).await?;
+            report.adopted_from_sqlx = ledger::adopt_sqlx(&mut conn, files).await?;
         }
         // Read the ledger only now, under the lock: another runner may just have applied.
         let applied = ledger::read(&mut conn).await?;
         report.already_applied = applied.iter().filter(|a| a.success).count();
-        let entries = plan::entries(&applied, &files);
-        let todo = plan::plan(&entries, &files, opts.plan)?;
+        let entries = plan::entries(&applied, files);
+        let todo = plan::plan(&entries, files, opts.plan)?;
         let bar = progress_bar(opts.progress && todo.len() > 1, todo.len());
         for &i in &todo {
             let m = &files[i];
