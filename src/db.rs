@@ -367,6 +367,76 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
     d.mul_f64(jitter)
 }
 
+/// Lock contention that a retry may get past: `lock_timeout` expired or a deadlock was broken.
+pub fn is_lock_conflict(e: &sqlx::Error) -> bool {
+    matches!(sqlstate(e).as_deref(), Some(LOCK_TIMEOUT | DEADLOCK))
+}
+
+/// How [`poll_advisory_lock`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockPoll {
+    Taken,
+    /// Still held by another session when the wait ran out (its pid, when visible).
+    Held(Option<i32>),
+}
+
+/// Take the session-level advisory lock `key`, polling `pg_try_advisory_lock` with jittered
+/// backoff for up to `wait`, instead of blocking forever as `pg_advisory_lock` would. `on_wait`
+/// hears the pid of each new holder seen while waiting, so the caller can name it.
+pub async fn poll_advisory_lock(
+    conn: &mut PgConnection,
+    key: i64,
+    wait: Duration,
+    mut on_wait: impl FnMut(i32),
+) -> anyhow::Result<LockPoll> {
+    let started = std::time::Instant::now();
+    let mut announced: Option<i32> = None;
+    let mut attempt = 0;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot take an advisory lock")?;
+        if got {
+            return Ok(LockPoll::Taken);
+        }
+        let holder = advisory_lock_holder(conn, key).await?;
+        if started.elapsed() >= wait {
+            return Ok(LockPoll::Held(holder));
+        }
+        if let Some(pid) = holder.filter(|p| announced != Some(*p)) {
+            on_wait(pid);
+            announced = Some(pid);
+        }
+        let left = wait.saturating_sub(started.elapsed());
+        let pause = backoff(
+            attempt,
+            Duration::from_millis(25),
+            Duration::from_millis(500),
+        );
+        tokio::time::sleep(pause.min(left)).await;
+        attempt += 1;
+    }
+}
+
+/// The pid holding the advisory lock `key` in this database (a bigint key is split into
+/// classid/objid in `pg_locks`).
+async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Result<Option<i32>> {
+    let pid: Option<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND classid = ($1 >> 32)::bigint::oid AND objid = ($1 & 4294967295)::bigint::oid
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("cannot look up who holds an advisory lock")?;
+    Ok(pid)
+}
+
 /// A plain connection for ad-hoc work: `SELECT 1` proves it is alive.
 pub async fn ping(conn: &mut PgConnection) -> anyhow::Result<()> {
     conn.ping().await.context("the server stopped answering")

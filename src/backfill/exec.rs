@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS realmguard.backfill_progress (
 );";
 
 /// One runner at a time per database: a session-level advisory lock on a direct connection.
-const ADVISORY_KEY: &str = "realmguard backfill";
+/// "rgbackfl" in ASCII: distinct from migrate's lock, fixed across versions.
+const ADVISORY_KEY: i64 = 0x7267_6261_636b_666c;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -224,40 +225,13 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
 /// A runner killed a moment ago may still hold the lock until the server notices its socket
 /// closed, so poll briefly before calling it taken.
 pub async fn lock_runner(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut n = 0;
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(ADVISORY_KEY)
-            .fetch_one(&mut *conn)
-            .await?;
-        if got {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(db::backoff(
-            n,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-        ))
-        .await;
-        n += 1;
+    match db::poll_advisory_lock(conn, ADVISORY_KEY, Duration::from_secs(5), |_| {}).await? {
+        db::LockPoll::Taken => Ok(()),
+        db::LockPoll::Held(holder) => bail!(
+            "another backfill is running on this database{}; wait for it or stop it",
+            holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
     }
-    let holder: Option<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND objid = hashtext($1)::oid LIMIT 1",
-    )
-    .bind(ADVISORY_KEY)
-    .fetch_optional(&mut *conn)
-    .await?
-    .flatten();
-    bail!(
-        "another backfill is running on this database{}; wait for it or stop it",
-        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
-    )
 }
 
 /// What one `run` did.
@@ -269,13 +243,6 @@ pub struct RunReport {
     pub interrupted: bool,
     pub seconds: f64,
     pub fills: Vec<Progress>,
-}
-
-fn retryable(e: &sqlx::Error) -> bool {
-    matches!(
-        sqlstate(e).as_deref(),
-        Some(db::LOCK_TIMEOUT) | Some(db::DEADLOCK)
-    )
 }
 
 fn ms(d: Duration) -> String {
@@ -459,7 +426,7 @@ impl<'a> Executor<'a> {
                 tx.commit().await?;
                 Ok(None)
             }
-            Err(e) if retryable(&e) => {
+            Err(e) if db::is_lock_conflict(&e) => {
                 let _ = tx.rollback().await;
                 Ok(Some(Blocked { error: e, blockers }))
             }
@@ -700,7 +667,7 @@ impl<'a> Executor<'a> {
             .await?;
         match res {
             Ok(_) => Ok(None),
-            Err(e) if retryable(&e) => Ok(Some(Blocked { error: e, blockers })),
+            Err(e) if db::is_lock_conflict(&e) => Ok(Some(Blocked { error: e, blockers })),
             Err(e) => Err(anyhow!("{}", describe_pg_error(&e)))
                 .with_context(|| format!("`{}` failed", sql.lines().next().unwrap_or(sql))),
         }
@@ -905,7 +872,7 @@ impl<'a> Executor<'a> {
                 tx.commit().await?;
                 Ok(Ok(r.rows_affected()))
             }
-            Err(e) if retryable(&e) => {
+            Err(e) if db::is_lock_conflict(&e) => {
                 let _ = tx.rollback().await;
                 Ok(Err(Blocked { error: e, blockers }))
             }

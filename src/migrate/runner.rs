@@ -239,75 +239,28 @@ fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// Take the migration lock with `pg_try_advisory_lock`, polling with backoff up to `wait` and
-/// naming the pid that holds it, instead of blocking forever like `pg_advisory_lock` would.
+/// Take the migration lock, waiting up to `wait` and naming the pid that holds it meanwhile.
 pub async fn acquire_lock(conn: &mut PgConnection, wait: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut announced: Option<i32> = None;
-    let mut attempt = 0;
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *conn)
-            .await
-            .context("cannot take the migration lock")?;
-        if got {
-            return Ok(());
-        }
-        let holder = lock_holder(conn).await?;
-        if started.elapsed() >= wait {
+    let announce = |pid: i32| {
+        eprintln!(
+            "realmguard: waiting for the migration lock held by pid {pid} (up to {:.0}s)",
+            wait.as_secs_f64()
+        )
+    };
+    match db::poll_advisory_lock(conn, LOCK_KEY, wait, announce).await? {
+        db::LockPoll::Taken => Ok(()),
+        db::LockPoll::Held(holder) => {
             let who = holder.map_or("another session".to_string(), |p| format!("pid {p}"));
             bail!(
                 "another migration runner ({who}) holds the migration lock; gave up after {:.1}s (raise --lock-wait to wait longer)",
                 wait.as_secs_f64()
-            );
-        }
-        if holder.is_some() && holder != announced {
-            eprintln!(
-                "realmguard: waiting for the migration lock held by pid {} (up to {:.0}s)",
-                holder.unwrap_or_default(),
-                wait.as_secs_f64()
-            );
-            announced = holder;
-        }
-        let left = wait.saturating_sub(started.elapsed());
-        tokio::time::sleep(
-            db::backoff(
-                attempt,
-                Duration::from_millis(25),
-                Duration::from_millis(500),
             )
-            .min(left),
-        )
-        .await;
-        attempt += 1;
+        }
     }
-}
-
-async fn lock_holder(conn: &mut PgConnection) -> anyhow::Result<Option<i32>> {
-    let pid: Option<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks
-          WHERE locktype = 'advisory' AND granted AND objsubid = 1
-            AND classid = ($1 >> 32)::bigint::oid AND objid = ($1 & 4294967295)::bigint::oid
-            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          LIMIT 1",
-    )
-    .bind(LOCK_KEY)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("cannot look up who holds the migration lock")?;
-    Ok(pid)
 }
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
-}
-
-fn is_retryable(e: &sqlx::Error) -> bool {
-    matches!(
-        db::sqlstate(e).as_deref(),
-        Some(db::LOCK_TIMEOUT | db::DEADLOCK)
-    )
 }
 
 /// The statements of a file; a file our tokenizer cannot split runs whole (PostgreSQL is the
@@ -389,7 +342,7 @@ async fn apply_in_transaction(
         for p in &pieces {
             if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
                 rollback(conn).await?;
-                if is_retryable(&e) && attempt <= opts.lock_retries {
+                if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                     let pause = db::backoff(
                         attempt - 1,
                         Duration::from_millis(200),
@@ -408,7 +361,7 @@ async fn apply_in_transaction(
                     continue 'attempt;
                 }
                 let failed = failure(m, p, &e);
-                if is_retryable(&e) {
+                if db::is_lock_conflict(&e) {
                     return Err(anyhow!(failed).context(format!(
                         "another session kept a conflicting lock through {} attempts of {}ms lock_timeout; nothing of migration {} was applied (find the blocker in pg_stat_activity, or raise --lock-retries)",
                         attempt, ms(opts.lock_timeout), m.version
@@ -521,7 +474,7 @@ async fn apply_no_transaction(
                 attempt += 1;
                 match sqlx::raw_sql(p.sql).execute(&mut *conn).await {
                     Ok(_) => break,
-                    Err(e) if is_retryable(&e) && attempt <= opts.lock_retries => {
+                    Err(e) if db::is_lock_conflict(&e) && attempt <= opts.lock_retries => {
                         attempts += 1;
                         // A CONCURRENTLY build that timed out leaves an invalid index behind.
                         if let Some(ix) = &index {
