@@ -198,6 +198,10 @@ pub struct BackfillRunArgs {
     /// Preflight: refuse when a session has been in a transaction longer than this.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub max_transaction_age: Duration,
+    /// Parallel workers an index build or a validation scan may use besides its own backend.
+    /// 0 (default) keeps each step on one core, so the application keeps the others.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub workers: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -223,6 +223,7 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         lock_timeout: a.lock_timeout,
         lock_retries: a.lock_retries,
         max_transaction_age: a.max_transaction_age,
+        workers: a.workers,
         pause,
     };
     let mut report = exec::RunReport {
