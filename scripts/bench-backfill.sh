@@ -8,7 +8,9 @@
 #   - the backfill's wall time and its fill rows/s (time inside batches) with a concurrent writer,
 #     and the ratio to the single UPDATE;
 #   - the writer's tps, p50, p99 and max latency without (baseline) and with the backfill running,
-#     and its error count.
+#     and its error count;
+#   - the writer's p99, max and count of transactions over 3x the baseline p99 per backfill step
+#     (step windows from realmguard.backfill_steps), to say which step a p99 miss comes from.
 # Targets (issue 5): fill ≥ 0.5× single-UPDATE rows/s, writer p99 ≤ 3× baseline, no writer
 # latency above 250 ms, zero writer errors.
 #

@@ -128,6 +128,16 @@ async fn bad_arguments_exit_2() {
             .unwrap(),
     );
     r.expect_code(2);
+    // Refused before any connection: no database is named, none is needed.
+    let r = Run::from(
+        realmguard_cmd(dir.path())
+            .args(["backfill", "run", "--workers", "65"])
+            .output()
+            .await
+            .unwrap(),
+    );
+    r.expect_code(2);
+    assert!(r.stderr.contains("--workers"), "{}", r.stderr);
 }
 
 #[tokio::test]
