@@ -26,7 +26,8 @@
 #        LOCK_TIMEOUT (default 100ms here; realmguard's 500ms default lets a lock step that waits
 #        hold the writer's queries up to 500 ms, over the 250 ms target), WRITER_RATE (100),
 #        WRITER_CLIENTS (2),
-#        BASELINE_SECS (30: the p99 of 3,000 transactions, steadier than 1,500), KEEP=1 keeps the work dir (pgbench logs, run.json, the cluster).
+#        BASELINE_SECS (30: the p99 of 3,000 transactions, steadier than 1,500),
+#        KEEP=1 keeps the work dir (pgbench logs, run.json, step timings, the cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

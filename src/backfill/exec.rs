@@ -279,9 +279,9 @@ impl<'a> Executor<'a> {
             .await?;
         // The server's defaults let a concurrent index build or a foreign-key validation take
         // two more cores. On a live database that is the application's CPU: measured with
-        // scripts/bench-backfill.sh on 2 cores, a parallel build of the 1M-row table made a
-        // third of the writer's transactions in those seconds 3x slower than baseline; with
-        // one core the build takes ~1.4x longer and the writer barely notices.
+        // scripts/bench-backfill.sh on 2 cores, during a parallel build of the 1M-row table a
+        // third of the writer's transactions took over 3x its baseline p99; on one core the
+        // builds take 1.1-1.4x longer and few of the writer's transactions notice.
         sqlx::raw_sql(&format!(
             "SET max_parallel_maintenance_workers = {w}; SET max_parallel_workers_per_gather = {w}",
             w = opts.workers
