@@ -518,6 +518,45 @@ async fn adopts_sqlx_cli_history() {
 }
 
 #[tokio::test]
+async fn baseline_adopts_sqlx_cli_history_first() {
+    // sqlx-cli applied 1 and 2; the DBA baselines up to 3 (applied by hand). Version 2 must come
+    // from sqlx's history, and a later migrate must run only 4 and 5.
+    let db = TestDb::new("sqlxbase").await;
+    let dir = TempDir::new("sqlxbase");
+    dir.write(FIVE);
+    db.exec(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+          installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
+          checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL);
+         CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1); CREATE TABLE b (id int PRIMARY KEY);",
+    )
+    .await;
+    let files = realmguard::migrate::source::load_dir(&dir.path().join("migrations")).unwrap();
+    let mut conn = db.conn().await;
+    for f in &files[..2] {
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, true, $3, 1000)")
+            .bind(f.version)
+            .bind(&f.description)
+            .bind(&f.sqlx_checksum)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    db.run(dir.path(), &["baseline", "--version", "3"])
+        .await
+        .expect_code(0);
+    assert_eq!(
+        db.scalar("SELECT string_agg(version || ':' || applied_by, ',' ORDER BY version) FROM realmguard.migrations WHERE version <= 2")
+            .await,
+        "1:sqlx-cli,2:sqlx-cli"
+    );
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(0);
+    assert!(r.stdout.contains("Applied 2 migration(s)"), "{}", r.stdout);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
+}
+
+#[tokio::test]
 async fn transaction_control_inside_a_file_is_refused_before_running() {
     let db = TestDb::new("txctl").await;
     let dir = TempDir::new("txctl");

@@ -36,6 +36,17 @@ pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<bool> {
     Ok(!existed)
 }
 
+/// Make the ledger ready for a runner holding the migration lock: create it when missing and, the
+/// first time only, adopt sqlx-cli's history. Returns how many versions were adopted. `migrate`
+/// and `baseline` both go through here, so whichever runs first adopts.
+pub async fn prepare(conn: &mut PgConnection, files: &[Migration]) -> anyhow::Result<usize> {
+    if ensure(conn).await? {
+        adopt_sqlx(conn, files).await
+    } else {
+        Ok(0)
+    }
+}
+
 pub async fn exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
     let found: bool = sqlx::query_scalar("SELECT to_regclass('realmguard.migrations') IS NOT NULL")
         .fetch_one(&mut *conn)
@@ -154,9 +165,7 @@ pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow:
             }
             _ => format!("sqlx:{}", hex(&sqlx_sum)),
         };
-        let total = file.map_or(0, |f| {
-            crate::split::split(&f.sql).map_or(1, |p| p.len() as i32)
-        });
+        let total = file.map_or(0, Migration::statement_count);
         sqlx::query(
             "INSERT INTO realmguard.migrations
                 (version, description, checksum, applied_by, applied_at, duration_ms, statements_applied, statements_total, success)

@@ -232,26 +232,28 @@ pub async fn cmd_baseline(g: &GlobalOpts, a: &BaselineArgs) -> anyhow::Result<Ou
     g.format.reject_junit("baseline")?;
     let files = source::load_dir(&a.source.dir)?;
     let target = g.database().await?;
-    let mut lock_conn = target.connect().await?;
-    runner::acquire_lock(&mut lock_conn, std::time::Duration::from_secs(60)).await?;
+    // The lock's own session does the work: baseline has no guard needing a second one.
     let mut conn = target.connect().await?;
-    ledger::ensure(&mut conn).await?;
-    let applied = ledger::read(&mut conn).await?;
-    let mut marked = Vec::new();
-    for m in files.iter().filter(|m| m.version <= a.version) {
-        if applied.iter().any(|x| x.version == m.version) {
-            continue;
+    runner::acquire_lock(&mut conn, std::time::Duration::from_secs(60)).await?;
+    let marked = async {
+        // sqlx-cli history first: versions it applied must not be marked or run again later.
+        ledger::prepare(&mut conn, &files).await?;
+        let applied = ledger::read(&mut conn).await?;
+        let mut marked = Vec::new();
+        for m in files.iter().filter(|m| m.version <= a.version) {
+            if applied.iter().any(|x| x.version == m.version) {
+                continue;
+            }
+            ledger::insert(&mut conn, m, true, 0, m.statement_count(), 0, true)
+                .await
+                .with_context(|| format!("baseline stopped at version {}", m.version))?;
+            marked.push(m.version);
         }
-        let n = crate::split::split(&m.sql).map_or(1, |p| p.len() as i32);
-        ledger::insert(&mut conn, m, true, 0, n, 0, true)
-            .await
-            .with_context(|| format!("baseline stopped at version {}", m.version))?;
-        marked.push(m.version);
+        anyhow::Ok(marked)
     }
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(runner::LOCK_KEY)
-        .execute(&mut lock_conn)
-        .await;
+    .await;
+    runner::release_lock(conn).await;
+    let marked = marked?;
     let mut out = std::io::stdout().lock();
     if g.format == Format::Json {
         output::write_json(&mut out, &serde_json::json!({ "baselined": marked }))?;

@@ -176,9 +176,7 @@ async fn run(
         let _ = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
             .execute(&mut conn)
             .await;
-        if ledger::ensure(&mut conn).await? {
-            report.adopted_from_sqlx = ledger::adopt_sqlx(&mut conn, files).await?;
-        }
+        report.adopted_from_sqlx = ledger::prepare(&mut conn, files).await?;
         // Read the ledger only now, under the lock: another runner may just have applied.
         let applied = ledger::read(&mut conn).await?;
         report.already_applied = applied.iter().filter(|a| a.success).count();
@@ -217,13 +215,17 @@ async fn run(
         anyhow::Ok(())
     }
     .await;
-    // Explicit unlock on every path; closing the session would release it too.
+    release_lock(lock_conn).await;
+    result
+}
+
+/// Unlock explicitly on every path (closing the session would release it too) and close.
+pub async fn release_lock(mut conn: PgConnection) {
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(LOCK_KEY)
-        .execute(&mut lock_conn)
+        .execute(&mut conn)
         .await;
-    let _ = sqlx::Connection::close(lock_conn).await;
-    result
+    let _ = sqlx::Connection::close(conn).await;
 }
 
 fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {

@@ -19,6 +19,14 @@ pub struct Migration {
     pub sqlx_checksum: Vec<u8>,
 }
 
+impl Migration {
+    /// Statements in the file as the runner counts them: a file the splitter cannot cut runs
+    /// whole, as one.
+    pub fn statement_count(&self) -> i32 {
+        crate::split::split(&self.sql).map_or(1, |p| p.len() as i32)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("migrations directory {0} does not exist; create it or pass --dir")]
