@@ -53,7 +53,12 @@ pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome>
     let dir = &a.source.dir;
     // Bad file names and a missing directory stop here, before any server is touched.
     let files = migrate::source::load_dir(dir)?;
-    let lint = lint::lint_paths(std::slice::from_ref(dir), &cfg)?;
+    // Lint the texts just loaded (BOM stripped, in version order) instead of reading them again.
+    let sources = files
+        .iter()
+        .map(|m| lint::Source::new(m.path.display().to_string(), m.sql.clone()))
+        .collect();
+    let lint = lint::lint_sources(sources, &cfg);
     let server = match &a.scratch_url {
         Some(u) => Target::from_url(u)?,
         None => g.database().await?,
