@@ -111,10 +111,6 @@ pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
         ran.push(id.to_string());
         check(&ctx, &mut violations);
     }
-    for v in &mut violations {
-        v.severity = cfg.severity(&v.rule);
-    }
-    violations.retain(|v| v.severity != Severity::Off);
     violations.sort_by(|a, b| {
         (a.severity, &a.schema, &a.table, &a.rule, &a.constraint).cmp(&(
             b.severity,
@@ -361,8 +357,8 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    /// A violation owned by `t`, with the rule's default severity (the config's is applied by
-    /// [`evaluate`]).
+    /// A violation owned by `t`, with the rule's severity from the config (never `off`: rules
+    /// that are `off` do not run).
     pub fn violation(
         &self,
         rule: &str,

@@ -2,28 +2,40 @@
 //! referenced columns do not include that table's realm column, so once ids repeat across realms
 //! the reference is ambiguous and can point into another realm. Reported on the referencing table.
 
+use crate::catalog::{AttNum, FkAction, ForeignKey, Table};
 use crate::db::qualified;
+use crate::db::quote_ident;
 use crate::rules::Severity;
 use crate::verify::fix::{add_foreign_key, create_index, object_name, table_sql, FkSpec};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
-use crate::{catalog::FkAction, db::quote_ident};
 
 pub const ID: &str = "fk-missing-realm";
+
+/// The referenced table and its realm column, when `f` references a realm-scoped table without
+/// that column: the keys this rule reports.
+fn missing_realm<'a>(ctx: &Ctx<'a>, f: &ForeignKey) -> Option<(&'a Table, AttNum)> {
+    let p = ctx.table(f.ref_table)?;
+    let p_realm = ctx.realm_col(p.oid)?;
+    (!f.ref_columns.contains(&p_realm)).then_some((p, p_realm))
+}
+
+/// Whether this rule's fix replaces the foreign key `f` on `t` (with one that carries the realm
+/// column): the rule is not `off`, the key lacks the realm column, and `t` has one to carry it.
+/// Other rules defer to that fix rather than write a second one for the same key.
+pub(crate) fn replaces(ctx: &Ctx, t: &Table, f: &ForeignKey) -> bool {
+    ctx.cfg.severity(ID) != Severity::Off
+        && t.column(&ctx.cfg.realm_column).is_some()
+        && missing_realm(ctx, f).is_some()
+}
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let rname = &ctx.cfg.realm_column;
     for t in ctx.checked.iter().copied() {
         for c in ctx.foreign_keys(t.oid) {
             let f = c.foreign.as_ref().expect("foreign key");
-            let Some(p) = ctx.table(f.ref_table) else {
+            let Some((p, p_realm)) = missing_realm(ctx, f) else {
                 continue;
             };
-            let Some(p_realm) = ctx.realm_col(p.oid) else {
-                continue;
-            };
-            if f.ref_columns.contains(&p_realm) {
-                continue;
-            }
             let own = t.column(rname);
             let message = format!(
                 "foreign key {} {} references {} {} without {rname}{}",

@@ -25,57 +25,43 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             };
             // When fk-missing-realm replaces this key, its fix already cascades: one fix, not two
             // that would each drop the same constraint.
-            let replaced = ctx.cfg.severity(super::fk_missing_realm::ID)
-                != crate::rules::Severity::Off
-                && ctx
-                    .realm_col(p.oid)
-                    .is_some_and(|pr| !f.ref_columns.contains(&pr))
-                && t.column(&ctx.cfg.realm_column).is_some();
-            if replaced {
-                out.push(ctx.violation(
-                    ID,
-                    t,
-                    Some(&c.name),
-                    format!(
-                        "foreign key {} {} to {} is ON DELETE {}, not CASCADE (the fk-missing-realm fix replaces it with a cascading one)",
-                        c.name,
-                        msg_cols(t, &c.columns),
-                        qualified(&p.schema, &p.name),
-                        f.on_delete.sql()
-                    ),
+            let (suffix, fix) = if super::fk_missing_realm::replaces(ctx, t, f) {
+                (
+                    " (the fk-missing-realm fix replaces it with a cascading one)",
                     None,
-                ));
-                continue;
-            }
-            // Old rows already satisfy the same reference, so the constraint is swapped in one
-            // statement and only the validation scan remains.
-            let fix = add_foreign_key(
-                t,
-                &FkSpec {
-                    name: &c.name,
-                    columns: t.column_names(&c.columns),
-                    ref_table: p,
-                    ref_columns: p.column_names(&f.ref_columns),
-                    on_delete: FkAction::Cascade,
-                    on_update: f.on_update,
-                    match_full: f.match_full,
-                    deferrable: f.deferrable,
-                    deferred: f.deferred,
-                },
-                Some(&c.name),
-            );
+                )
+            } else {
+                // Old rows already satisfy the same reference, so the constraint is swapped in one
+                // statement and only the validation scan remains.
+                let fix = add_foreign_key(
+                    t,
+                    &FkSpec {
+                        name: &c.name,
+                        columns: t.column_names(&c.columns),
+                        ref_table: p,
+                        ref_columns: p.column_names(&f.ref_columns),
+                        on_delete: FkAction::Cascade,
+                        on_update: f.on_update,
+                        match_full: f.match_full,
+                        deferrable: f.deferrable,
+                        deferred: f.deferred,
+                    },
+                    Some(&c.name),
+                );
+                ("", Some(fix))
+            };
             out.push(ctx.violation(
                 ID,
                 t,
                 Some(&c.name),
                 format!(
-                    "foreign key {} {} to {} is ON DELETE {}, not CASCADE",
+                    "foreign key {} {} to {} is ON DELETE {}, not CASCADE{suffix}",
                     c.name,
                     msg_cols(t, &c.columns),
                     qualified(&p.schema, &p.name),
                     f.on_delete.sql()
                 ),
-                Some(fix),
+                fix,
             ));
         }
     }

@@ -30,12 +30,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             let mut names = t.column_names(&c.columns);
             // A key that fk-missing-realm will widen to carry the realm column gets an index that
             // already serves the widened key too (it still leads with today's columns).
-            let widened = ctx
-                .realm_col(f.ref_table)
-                .is_some_and(|p| !f.ref_columns.contains(&p))
-                && t.column(&ctx.cfg.realm_column).is_some()
-                && ctx.cfg.severity(super::fk_missing_realm::ID) != crate::rules::Severity::Off;
-            if widened {
+            if super::fk_missing_realm::replaces(ctx, t, f) {
                 names.push(ctx.cfg.realm_column.clone());
             }
             let mut parts: Vec<&str> = vec![&t.name];
