@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, Context};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Target {
     pub url: String,
     pub display: String,
-    pub embedded: bool,
 }
 
 impl Target {
@@ -33,7 +32,6 @@ impl Target {
                 Ok(Target {
                     display: url.clone(),
                     url,
-                    embedded: true,
                 })
             }
         }
@@ -58,7 +56,6 @@ impl Target {
         Ok(Target {
             url: url.to_string(),
             display: redact_url(url),
-            embedded: false,
         })
     }
 
@@ -69,16 +66,7 @@ impl Target {
         Ok(Target {
             url: u.to_string(),
             display: redact_url(u.as_str()),
-            embedded: self.embedded,
         })
-    }
-
-    /// The database name in the URL (or the user name, PostgreSQL's default).
-    pub fn database_name(&self) -> String {
-        PgConnectOptions::from_str(&self.url)
-            .ok()
-            .and_then(|o| o.get_database().map(str::to_string))
-            .unwrap_or_else(|| "postgres".into())
     }
 
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
@@ -435,11 +423,6 @@ async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Resu
     .await
     .context("cannot look up who holds an advisory lock")?;
     Ok(pid)
-}
-
-/// A plain connection for ad-hoc work: `SELECT 1` proves it is alive.
-pub async fn ping(conn: &mut PgConnection) -> anyhow::Result<()> {
-    conn.ping().await.context("the server stopped answering")
 }
 
 #[cfg(test)]

@@ -40,11 +40,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     t.to_string()
 }
 
-/// Whether colour may be used on stderr/stdout: a terminal and no `NO_COLOR`.
-pub fn use_color(stream_is_terminal: bool) -> bool {
-    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 /// One JUnit test case; `failure` is `(message, details)` when it failed.
 #[derive(Debug, Clone)]
 pub struct JunitCase {

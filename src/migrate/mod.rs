@@ -10,7 +10,7 @@ pub mod plan;
 pub mod runner;
 pub mod source;
 
-pub use runner::{migrate, migrate_reporting, MigrateOptions, MigrateReport};
+pub use runner::{migrate_reporting, MigrateOptions, MigrateReport};
 
 use crate::cli::{BaselineArgs, GlobalOpts, MigrateArgs, StatusArgs};
 use crate::output::{self, Format};

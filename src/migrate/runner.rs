@@ -5,14 +5,14 @@
 
 use super::ledger;
 use super::plan::{self, Applied, PlanOptions};
-use super::source::{self, Migration};
+use super::source::Migration;
 use crate::config::Config;
 use crate::db::{self, Target};
 use crate::split::{self, Piece};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Advisory lock key: "realmgrd" in ASCII, fixed so every realmguard version agrees on it.
@@ -106,19 +106,6 @@ pub struct MigrationFailed {
     pub file: String,
     pub line: usize,
     pub cause: String,
-}
-
-/// Run `migrate` on the files of `dir`; errors carry nothing of what was applied before them (see
-/// [`migrate_reporting`]).
-pub async fn migrate(
-    target: &Target,
-    cfg: &Config,
-    dir: &Path,
-    opts: &MigrateOptions,
-) -> anyhow::Result<MigrateReport> {
-    let files = source::load_dir(dir)?;
-    let (report, result) = migrate_reporting(target, cfg, &files, opts).await;
-    result.map(|_| report)
 }
 
 /// Run `migrate` and return the report of what was done even when it stopped on an error.
@@ -599,6 +586,7 @@ async fn index_valid(conn: &mut PgConnection, name: &str) -> anyhow::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::source;
 
     #[test]
     fn finds_the_index_a_statement_builds() {
