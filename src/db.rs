@@ -315,6 +315,27 @@ pub const LOCK_TIMEOUT: &str = "55P03";
 pub const DEADLOCK: &str = "40P01";
 
 /// PostgreSQL's message, SQLSTATE, detail and hint on one line.
+/// Run `IF NOT EXISTS` DDL for realmguard's own schema. Two sessions creating the same schema or
+/// table at once (migrate and backfill keep separate advisory locks) race inside the catalog: the
+/// loser gets a unique violation (23505) although the object now exists; one retry settles it.
+pub async fn create_if_missing(
+    conn: &mut PgConnection,
+    ddl: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    for attempt in 0..2 {
+        match sqlx::raw_sql(ddl).execute(&mut *conn).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt == 0 && sqlstate(&e).as_deref() == Some("23505") => continue,
+            Err(e) => {
+                return Err(anyhow::anyhow!("{}", describe_pg_error(&e)))
+                    .with_context(|| format!("cannot create {what}"))
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn describe_pg_error(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => {

@@ -4,7 +4,7 @@
 //! Concurrent index builds cannot run in a transaction: they are made idempotent instead by
 //! reading `pg_index` (valid: keep, invalid leftover: drop and rebuild).
 
-use super::plan::{Action, Lock, Plan, Step};
+use super::plan::{Action, Lock, Phase, Plan, Step};
 use crate::db::{self, describe_pg_error, qualified, sqlstate};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -117,18 +117,7 @@ impl Progress {
 }
 
 pub async fn ensure_ledger(conn: &mut PgConnection) -> anyhow::Result<()> {
-    // Two runners creating the schema at once race on IF NOT EXISTS; the loser retries once.
-    for attempt in 0..2 {
-        match sqlx::raw_sql(LEDGER).execute(&mut *conn).await {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt == 0 && sqlstate(&e).as_deref() == Some("23505") => continue,
-            Err(e) => {
-                return Err(anyhow!("{}", describe_pg_error(&e)))
-                    .context("cannot create the backfill ledger in schema realmguard")
-            }
-        }
-    }
-    Ok(())
+    db::create_if_missing(conn, LEDGER, "the backfill ledger in schema realmguard").await
 }
 
 async fn ledger_exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
@@ -445,8 +434,9 @@ impl<'a> Executor<'a> {
             }
             Err(e) => {
                 let _ = tx.rollback().await;
+                // 23514 from a step of the NOT NULL phase: its CHECK (realm IS NOT NULL) failed.
                 let hint = if sqlstate(&e).as_deref() == Some("23514")
-                    && step.title.starts_with("validate")
+                    && step.phase == Phase::NotNull
                 {
                     "; some rows still have no realm (their parent reference is NULL or names no row): fix them and run again"
                 } else {

@@ -830,19 +830,17 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
         // Composite keys added by hand (or by an interrupted run) but not validated yet.
         for g in t.foreign_keys() {
-            if !g.validated
-                && g.columns.iter().any(|c| c == rc)
-                && set.contains(&fk_target(g))
-                && !steps
-                    .iter()
-                    .any(|s| s.schema == t.schema && s.table == t.name && s.title.contains(&g.name))
-            {
-                steps.push(validate_fk_step(
+            if !g.validated && g.columns.iter().any(|c| c == rc) && set.contains(&fk_target(g)) {
+                let step = validate_fk_step(
                     t,
                     &g.name,
                     vec![(t.schema.clone(), t.name.clone()), fk_target(g)],
                     Phase::ForeignKey,
-                ));
+                );
+                // Unless an earlier phase already validates it (the same statement).
+                if !steps.iter().any(|s| s.sql() == step.sql()) {
+                    steps.push(step);
+                }
             }
         }
     }

@@ -28,10 +28,7 @@ COMMENT ON TABLE realmguard.migrations IS 'realmguard migrate ledger: one row pe
 pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<bool> {
     let existed = exists(conn).await?;
     if !existed {
-        sqlx::raw_sql(CREATE)
-            .execute(&mut *conn)
-            .await
-            .context("cannot create the ledger realmguard.migrations")?;
+        crate::db::create_if_missing(conn, CREATE, "the ledger realmguard.migrations").await?;
     }
     Ok(!existed)
 }
