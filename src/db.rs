@@ -315,6 +315,17 @@ pub const LOCK_TIMEOUT: &str = "55P03";
 pub const DEADLOCK: &str = "40P01";
 
 /// PostgreSQL's message, SQLSTATE, detail and hint on one line.
+/// Whether the index `name` (as SQL, qualified when needed) is valid; `None` when it does not
+/// exist. A failed or killed `CREATE INDEX CONCURRENTLY` leaves an invalid one that
+/// `IF NOT EXISTS` would silently accept: migrate and backfill both check before trusting it.
+pub async fn index_valid(conn: &mut PgConnection, name: &str) -> anyhow::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .with_context(|| format!("cannot check index {name}"))
+}
+
 /// Run `IF NOT EXISTS` DDL for realmguard's own schema. Two sessions creating the same schema or
 /// table at once (migrate and backfill keep separate advisory locks) race inside the catalog: the
 /// loser gets a unique violation (23505) although the object now exists; one retry settles it.

@@ -581,17 +581,6 @@ impl<'a> Executor<'a> {
         format!("blocked by {}", parts.join(", "))
     }
 
-    async fn index_state(&mut self, schema: &str, index: &str) -> anyhow::Result<Option<bool>> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-            )
-            .bind(qualified(schema, index))
-            .fetch_optional(&mut *self.conn)
-            .await?,
-        )
-    }
-
     async fn index_step(
         &mut self,
         seq: i32,
@@ -604,7 +593,7 @@ impl<'a> Executor<'a> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.index_state(&step.schema, index).await? {
+            match db::index_valid(self.conn, &qualified(&step.schema, index)).await? {
                 Some(true) => break,
                 Some(false) => {
                     // A failed or killed CONCURRENTLY build leaves an invalid index that

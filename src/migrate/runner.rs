@@ -448,7 +448,7 @@ async fn apply_no_transaction(
             let index = created_index(p.sql);
             let t0 = Instant::now();
             if let Some(ix) = &index {
-                match index_valid(conn, ix).await? {
+                match db::index_valid(conn, ix).await? {
                     Some(true) => {
                         eprintln!("realmguard: {}:{}: index {ix} already exists and is valid; not rebuilding it", m.path.display(), p.line);
                         ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, 0).await?;
@@ -467,7 +467,7 @@ async fn apply_no_transaction(
                         attempts += 1;
                         // A CONCURRENTLY build that timed out leaves an invalid index behind.
                         if let Some(ix) = &index {
-                            if index_valid(conn, ix).await? == Some(false) {
+                            if db::index_valid(conn, ix).await? == Some(false) {
                                 drop_invalid_index(conn, m, p, ix).await?;
                             }
                         }
@@ -485,7 +485,7 @@ async fn apply_no_transaction(
                         let failed = failure(m, p, &e);
                         let mut msg = format!("{failed}; {i} of {total} statements of this no-transaction migration are applied, a rerun resumes at statement {}", i + 1);
                         if let Some(ix) = &index {
-                            if index_valid(conn, ix).await? == Some(false) {
+                            if db::index_valid(conn, ix).await? == Some(false) {
                                 msg.push_str(&format!(" (the failed build left index {ix} INVALID; the rerun drops and rebuilds it)"));
                             }
                         }
@@ -494,7 +494,7 @@ async fn apply_no_transaction(
                 }
             }
             if let Some(ix) = &index {
-                if index_valid(conn, ix).await? == Some(false) {
+                if db::index_valid(conn, ix).await? == Some(false) {
                     bail!(
                         "migration {} built index {ix} at {}:{} but it is INVALID (a failed CONCURRENTLY build); a rerun drops and rebuilds it",
                         m.version,
@@ -573,16 +573,6 @@ fn created_index(sql: &str) -> Option<String> {
 }
 
 /// `Some(valid)` when the index exists, `None` when it does not.
-async fn index_valid(conn: &mut PgConnection, name: &str) -> anyhow::Result<Option<bool>> {
-    let v: Option<bool> =
-        sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-            .with_context(|| format!("cannot check index {name}"))?;
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
