@@ -216,28 +216,13 @@ fn text(r: &CheckReport, github: bool, out: &mut dyn Write) -> io::Result<()> {
         if let Some(v) = &r.verify {
             // Verify's findings belong to tables, not lines: annotations without a file.
             for x in &v.violations {
-                let level = if x.severity == crate::rules::Severity::Error {
-                    "error"
-                } else {
-                    "warning"
-                };
-                writeln!(
-                    out,
-                    "::{level} title={}::{}",
-                    x.rule,
-                    format!("{}.{}: {}", x.schema, x.table, x.message)
-                        .replace('%', "%25")
-                        .replace('\r', "%0D")
-                        .replace('\n', "%0A")
-                )?;
+                let message = format!("{}.{}: {}", x.schema, x.table, x.message);
+                lint::render::annotation(out, x.severity, None, &x.rule, &message)?;
             }
         }
         if let Some(e) = &r.apply.error {
-            writeln!(
-                out,
-                "::error title=migrations did not apply::{}",
-                e.replace('%', "%25").replace('\n', "%0A")
-            )?;
+            let error = crate::rules::Severity::Error;
+            lint::render::annotation(out, error, None, "migrations did not apply", e)?;
         }
     }
     writeln!(

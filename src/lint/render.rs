@@ -87,21 +87,39 @@ fn plural(n: usize, word: &str) -> String {
 /// `::error file=…,line=…,col=…,title=…::message` lines, which GitHub shows on the diff.
 pub fn annotations(r: &LintReport, out: &mut dyn Write) -> io::Result<()> {
     for f in &r.findings {
-        let level = match f.severity {
-            Severity::Error => "error",
-            _ => "warning",
-        };
-        writeln!(
+        annotation(
             out,
-            "::{level} file={},line={},col={},title={}::{}",
-            gh_property(&f.file),
-            f.line,
-            f.column,
-            gh_property(&f.rule),
-            gh_data(&format!("{}\n{}", f.message, f.help))
+            f.severity,
+            Some((&f.file, f.line, f.column)),
+            &f.rule,
+            &format!("{}\n{}", f.message, f.help),
         )?;
     }
     Ok(())
+}
+
+/// One GitHub workflow annotation, escaped; `at` is `(file, line, column)` when it has a place.
+pub fn annotation(
+    out: &mut dyn Write,
+    severity: Severity,
+    at: Option<(&str, usize, usize)>,
+    title: &str,
+    message: &str,
+) -> io::Result<()> {
+    let level = match severity {
+        Severity::Error => "error",
+        _ => "warning",
+    };
+    let place = at.map_or(String::new(), |(file, line, col)| {
+        format!(" file={},line={line},col={col},", gh_property(file))
+    });
+    let sep = if place.is_empty() { " " } else { "" };
+    writeln!(
+        out,
+        "::{level}{place}{sep}title={}::{}",
+        gh_property(title),
+        gh_data(message)
+    )
 }
 
 /// Escaping of workflow command data (the message).
