@@ -23,7 +23,6 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Span;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -640,7 +639,8 @@ impl<'c> Analysis<'c> {
                         let mut found = Vec::new();
                         rules::check_statement(&ctx, stmt, &mut found);
                         for v in found {
-                            let at = locate(s, v.span);
+                            let o = v.span.map_or(origin, |sp| origin.at(sp));
+                            let at = (o.line, o.column, o.width);
                             self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
                         }
                     }
@@ -701,25 +701,6 @@ impl<'c> Analysis<'c> {
             .findings
             .sort_by_key(|f| (f.file_index, f.line, f.column));
         self.report
-    }
-}
-
-/// File position and width of a rule's span (relative to the statement), or the statement start.
-fn locate(s: &ParsedStmt, span: Option<Span>) -> (usize, usize, usize) {
-    match span {
-        Some(sp) if sp.start.line > 0 => {
-            let l = sp.start.line as usize;
-            let c = sp.start.column as usize;
-            let line = s.line + l - 1;
-            let column = if l == 1 { s.column + c - 1 } else { c };
-            let width = if sp.end.line == sp.start.line && sp.end.column > sp.start.column {
-                (sp.end.column - sp.start.column) as usize
-            } else {
-                1
-            };
-            (line, column, width)
-        }
-        _ => (s.line, s.column, 1),
     }
 }
 
