@@ -763,13 +763,13 @@ impl<'a> Executor<'a> {
             let hi = lo.saturating_add(size).min(p.bound);
             let t0 = Instant::now();
             match self.batch(sql, lo, hi, timeout, &p).await? {
-                Ok(n) => {
+                Ok((n, fill_ms)) => {
                     attempt = 0;
                     let took = t0.elapsed();
                     p.done_upto = hi;
                     p.rows_done += n as i64;
                     p.batches += 1;
-                    p.fill_ms += took.as_millis() as i64;
+                    p.fill_ms = fill_ms;
                     // Aim the next batch at the target duration; change by at most 2× a step so
                     // one odd batch (a checkpoint, a stall) does not swing it.
                     let factor =
@@ -800,13 +800,8 @@ impl<'a> Executor<'a> {
         .bind(&step.table)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), duration_ms = $2 WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(p.fill_ms)
-        .execute(&mut *tx)
-        .await?;
+        // Like every step: the wall time this run spent on it (batches, waits and round trips).
+        mark_done(&mut tx, seq, 1, started.elapsed()).await?;
         tx.commit().await?;
         bar.finish_and_clear();
         let secs = p.fill_ms as f64 / 1000.0;
@@ -828,7 +823,7 @@ impl<'a> Executor<'a> {
         hi: i64,
         timeout: Duration,
         p: &Progress,
-    ) -> anyhow::Result<Result<u64, Blocked>> {
+    ) -> anyhow::Result<Result<(u64, i64), Blocked>> {
         let mut tx = self.conn.begin().await?;
         // synchronous_commit off: a batch commit need not wait for its WAL flush. A crash can
         // lose the last batches, but their progress rows go with them (same transaction), so
@@ -849,20 +844,23 @@ impl<'a> Executor<'a> {
         .await;
         match res {
             Ok(r) => {
-                sqlx::query(
+                // The time inside batches is counted here only (the server's clock), so the
+                // ledger and this run's report cannot drift apart.
+                let fill_ms: i64 = sqlx::query_scalar(
                     "UPDATE realmguard.backfill_progress
                      SET done_upto = $3, rows_done = rows_done + $4, batches = batches + 1,
                          fill_ms = fill_ms + (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint
-                     WHERE table_schema = $1 AND table_name = $2",
+                     WHERE table_schema = $1 AND table_name = $2
+                     RETURNING fill_ms",
                 )
                 .bind(&p.schema)
                 .bind(&p.table)
                 .bind(hi)
                 .bind(r.rows_affected() as i64)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(Ok(r.rows_affected()))
+                Ok(Ok((r.rows_affected(), fill_ms)))
             }
             Err(e) if db::is_lock_conflict(&e) => {
                 let _ = tx.rollback().await;
