@@ -690,9 +690,8 @@ fn assemble(
     }
 }
 
-/// Give the `wanted_defs` indexes their definition texts (others in `defs` are ignored).
-fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, realm_column: &str) {
-    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
+/// Give the `wanted` indexes (see `wanted_defs`) their definition texts; others are ignored.
+fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, wanted: &HashSet<u32>) {
     let mut defs: HashMap<u32, IndexDefRow> = defs
         .into_iter()
         .filter(|d| wanted.contains(&d.indexrelid))
@@ -747,12 +746,10 @@ async fn read(
     let mut cat = assemble(tables, constraints, indexes);
     // Definition texts, only for the indexes that need them (see `wanted_defs`). Sent even when
     // there are none, so that the number of queries never depends on the catalog.
-    let wanted: Vec<Oid> = wanted_defs(&cat.tables, &cat.indexes, realm_column)
-        .into_iter()
-        .map(Oid)
-        .collect();
+    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
+    let oids: Vec<Oid> = wanted.iter().copied().map(Oid).collect();
     let defs = sqlx::query(INDEX_DEFS_SQL)
-        .bind(&wanted)
+        .bind(&oids)
         .fetch_all(&mut *conn)
         .await
         .context("cannot read index definitions from pg_catalog")?
@@ -760,7 +757,7 @@ async fn read(
         .map(IndexDefRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
     *queries += 1;
-    attach_defs(&mut cat, defs, realm_column);
+    attach_defs(&mut cat, defs, &wanted);
     Ok(cat)
 }
 
@@ -808,7 +805,8 @@ async fn scoped(
         part(&row, "constraints")?,
         part(&row, "indexes")?,
     );
-    attach_defs(&mut cat, part(&row, "index_defs")?, realm_column);
+    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
+    attach_defs(&mut cat, part(&row, "index_defs")?, &wanted);
     let oid: Option<Oid> = row.try_get("realms_oid")?;
     let (realms, key_type) = realms_from(
         realms_table,
