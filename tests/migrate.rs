@@ -478,12 +478,9 @@ async fn baseline_marks_versions_without_running_them() {
     assert!(st.stdout.contains("applied (baseline)"), "{}", st.stdout);
 }
 
-#[tokio::test]
-async fn adopts_sqlx_cli_history() {
-    let db = TestDb::new("sqlx").await;
-    let dir = TempDir::new("sqlx");
-    dir.write(FIVE);
-    // The table sqlx-cli creates, with its SHA-384 checksums of versions 1 and 2.
+/// What sqlx-cli leaves after applying versions 1 and 2 of FIVE: their effects and its history
+/// table with its SHA-384 checksums.
+async fn sqlx_cli_applied_two(db: &TestDb, dir: &TempDir) {
     db.exec(
         "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
           installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
@@ -502,6 +499,14 @@ async fn adopts_sqlx_cli_history() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn adopts_sqlx_cli_history() {
+    let db = TestDb::new("sqlx").await;
+    let dir = TempDir::new("sqlx");
+    dir.write(FIVE);
+    sqlx_cli_applied_two(&db, &dir).await;
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
     assert!(r.stdout.contains("Adopted 2 migration(s)"), "{}", r.stdout);
@@ -524,24 +529,7 @@ async fn baseline_adopts_sqlx_cli_history_first() {
     let db = TestDb::new("sqlxbase").await;
     let dir = TempDir::new("sqlxbase");
     dir.write(FIVE);
-    db.exec(
-        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
-          installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
-          checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL);
-         CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1); CREATE TABLE b (id int PRIMARY KEY);",
-    )
-    .await;
-    let files = realmguard::migrate::source::load_dir(&dir.path().join("migrations")).unwrap();
-    let mut conn = db.conn().await;
-    for f in &files[..2] {
-        sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, true, $3, 1000)")
-            .bind(f.version)
-            .bind(&f.description)
-            .bind(&f.sqlx_checksum)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    sqlx_cli_applied_two(&db, &dir).await;
     db.run(dir.path(), &["baseline", "--version", "3"])
         .await
         .expect_code(0);
