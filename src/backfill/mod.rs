@@ -57,7 +57,13 @@ pub async fn cmd_plan(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outco
         render_steps(&mut out, g.format, None, &stored, true)?;
         return Ok(Outcome::Clean);
     }
-    let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+    let cat = model::read(
+        &mut conn,
+        &cfg.realms_table,
+        &cfg.backfill.default_realm,
+        &cfg.realm_column,
+    )
+    .await?;
     let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
     let steps = StoredStep::fresh(&p.steps);
     render_steps(&mut out, g.format, Some(&p), &steps, false)?;
@@ -185,7 +191,13 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         );
         stored
     } else {
-        let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+        let cat = model::read(
+            &mut conn,
+            &cfg.realms_table,
+            &cfg.backfill.default_realm,
+            &cfg.realm_column,
+        )
+        .await?;
         let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
         if p.steps.is_empty() {
             let mut out = std::io::stdout().lock();
@@ -255,7 +267,13 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         .filter(|v| tables.iter().any(|(s, t)| *s == v.schema && *t == v.table))
         .map(|v| format!("{}.{}: {} ({})", v.schema, v.table, v.message, v.rule))
         .collect();
-    let cat = model::read(&mut conn, &cfg.realms_table, &cfg.backfill.default_realm).await?;
+    let cat = model::read(
+        &mut conn,
+        &cfg.realms_table,
+        &cfg.backfill.default_realm,
+        &cfg.realm_column,
+    )
+    .await?;
     problems.extend(plan::postcheck(&cat, &cfg, &tables));
     let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
         .execute(&mut conn)

@@ -77,6 +77,8 @@ pub struct Index {
     pub partial: bool,
     /// Key columns in order; "" marks an expression.
     pub columns: Vec<String>,
+    /// `pg_get_indexdef`, read for unique indexes that are partial or on an expression.
+    pub definition: Option<String>,
 }
 
 impl Table {
@@ -121,11 +123,13 @@ impl Catalog {
 }
 
 /// Read the catalog. `realms_table` is the config's name for it ("" = none); `default_realm` is
-/// looked up in it so the plan knows whether to insert that row.
+/// looked up in it so the plan knows whether to insert that row; `realm_column` says which
+/// unique indexes the planner will rebuild from their definitions.
 pub async fn read(
     conn: &mut PgConnection,
     realms_table: &str,
     default_realm: &str,
+    realm_column: &str,
 ) -> anyhow::Result<Catalog> {
     let mut cat = Catalog {
         current_schema: sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()::text")
@@ -188,6 +192,7 @@ pub async fn read(
         });
     }
     for r in sqlx::query(include_str!("sql/indexes.sql"))
+        .bind(realm_column)
         .fetch_all(&mut *conn)
         .await
         .context("cannot read indexes from pg_catalog")?
@@ -203,6 +208,7 @@ pub async fn read(
             valid: r.get(5),
             partial: r.get(6),
             columns: r.get(7),
+            definition: r.get(8),
         });
     }
     for r in sqlx::query(include_str!("sql/triggers.sql"))

@@ -193,7 +193,7 @@ pub enum PlanError {
     UnknownParent { table: String, constraint: String },
     #[error("the tables {0} derive their realms from each other in a cycle; break it with [backfill.parent]")]
     Cycle(String),
-    #[error("{table} has the unique index {index} on an expression or with a WHERE clause; make it include {column} by hand (or drop it), then plan again")]
+    #[error("{table} has the unique index {index} on an expression or with a WHERE clause and its definition could not be read (another session holds the table in ACCESS EXCLUSIVE mode); plan again when it is free, or make the index include {column} by hand")]
     UnsupportedUnique {
         table: String,
         index: String,
@@ -226,6 +226,65 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     let a: BTreeSet<&String> = a.iter().collect();
     let b: BTreeSet<&String> = b.iter().collect();
     a == b && a.len() == b.len()
+}
+
+/// A partial or expression unique index rebuilt per realm: `pg_get_indexdef`'s text with the
+/// realm column appended to the key list, under a new name and built concurrently. Splicing the
+/// server's own text keeps operator classes, collations, orderings, INCLUDE, storage options
+/// and the predicate exactly as they were; only the key list's closing parenthesis is located.
+fn per_realm_index_sql(definition: &str, name: &str, table: &str, column: &str) -> Option<String> {
+    let (open, close) = key_list(definition)?;
+    // "CREATE UNIQUE INDEX name ON table USING method (": the access method is the last word.
+    let method = definition[..open].split_whitespace().last()?;
+    Some(format!(
+        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} USING {method} ({}, {}){}",
+        quote_ident(name),
+        &definition[open + 1..close],
+        quote_ident(column),
+        &definition[close + 1..]
+    ))
+}
+
+/// Byte offsets of the first parenthesis of `sql` outside quotes and of its match.
+fn key_list(sql: &str) -> Option<(usize, usize)> {
+    let b = sql.as_bytes();
+    let (mut i, mut depth, mut open) = (0, 0usize, None);
+    while i < b.len() {
+        match b[i] {
+            // The server doubles a quote inside a name or a literal (and a backslash inside an
+            // E'…' literal), so pairs of quotes never end a run.
+            b'"' | b'\'' => i = closing_quote(b, i)?,
+            b'(' => {
+                open.get_or_insert(i);
+                depth += 1;
+            }
+            b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return open.map(|o| (o, i));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The offset of the quote closing the quoted run that starts at `start`.
+fn closing_quote(b: &[u8], start: usize) -> Option<usize> {
+    let q = b[start];
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == q && b.get(i + 1) == Some(&q) {
+            i += 2;
+        } else if b[i] == q {
+            return Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 fn cols(list: &[String]) -> String {
@@ -645,18 +704,46 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
     }
     // Other unique keys become unique per realm: (cols…, realm), so each realm can reuse values.
-    let mut per_realm: Vec<(usize, &super::model::Index)> = Vec::new();
+    // A partial or expression unique index is rebuilt from its own definition (it cannot back a
+    // constraint or a foreign key, so nothing else depends on it); `per_realm` carries the name
+    // of such a rebuilt index, while a plain key finds its index by columns below.
+    let mut per_realm: Vec<(usize, &super::model::Index, Option<String>)> = Vec::new();
+    let mut rebuilt: Vec<Step> = Vec::new();
     for &i in &order {
         let t = infos[i].t;
         for ix in t.indexes.iter().filter(|ix| {
             ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
         }) {
             if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
-                return Err(PlanError::UnsupportedUnique {
-                    table: t.display(),
-                    index: ix.name.clone(),
-                    column: rc.to_string(),
+                let name = object_name(&[&ix.name, rc]);
+                let qt = qualified(&t.schema, &t.name);
+                let sql = ix
+                    .definition
+                    .as_deref()
+                    .and_then(|d| per_realm_index_sql(d, &name, &qt, rc))
+                    .ok_or_else(|| PlanError::UnsupportedUnique {
+                        table: t.display(),
+                        index: ix.name.clone(),
+                        column: rc.to_string(),
+                    })?;
+                rebuilt.push(Step {
+                    schema: t.schema.clone(),
+                    table: t.name.clone(),
+                    phase: Phase::UniqueIndex,
+                    title: format!(
+                        "build unique index {name} concurrently (per realm: {})",
+                        ix.name
+                    ),
+                    lock: Lock::ShareUpdateExclusive,
+                    lock_note: "concurrent build; reads and writes go on".into(),
+                    relations: vec![(t.schema.clone(), t.name.clone())],
+                    action: Action::ConcurrentIndex {
+                        index: name.clone(),
+                        sql,
+                    },
                 });
+                per_realm.push((i, ix, Some(name)));
+                continue;
             }
             let mut c = ix.columns.clone();
             c.push(rc.to_string());
@@ -666,7 +753,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             if !e.iter().any(|x| same_set(x, &c)) {
                 e.push(c);
             }
-            per_realm.push((i, ix));
+            per_realm.push((i, ix, None));
         }
     }
     // (schema, table, column set) → the index name that will hold it.
@@ -710,6 +797,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             unique_index_of.push((id.clone(), c.clone(), name));
         }
     }
+    steps.append(&mut rebuilt);
 
     let mut redundant: Vec<(String, String, String)> = Vec::new();
     // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
@@ -847,16 +935,18 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
 
     // Phase 5a: the old unique keys give way to their per-realm indexes (their foreign keys, if
     // any, were moved to the per-realm index in phase 4).
-    for (i, ix) in &per_realm {
+    for (i, ix, rebuilt_as) in &per_realm {
         let t = infos[*i].t;
         let id = (t.schema.clone(), t.name.clone());
         let mut want = ix.columns.clone();
         want.push(rc.to_string());
-        let new_index = unique_index_of
-            .iter()
-            .find(|(tid, c, _)| *tid == id && same_set(c, &want))
-            .map(|(_, _, n)| n.clone())
-            .expect("every old unique key gets a per-realm index above");
+        let new_index = rebuilt_as.clone().unwrap_or_else(|| {
+            unique_index_of
+                .iter()
+                .find(|(tid, c, _)| *tid == id && same_set(c, &want))
+                .map(|(_, _, n)| n.clone())
+                .expect("every old unique key gets a per-realm index above")
+        });
         let constraint = t.constraints.iter().find(|c| {
             c.kind == ConstraintKind::Unique && c.index.as_deref() == Some(ix.name.as_str())
         });
@@ -1308,6 +1398,7 @@ mod tests {
                 primary: true,
                 valid: true,
                 partial: false,
+                definition: None,
                 columns: vec!["id".into()],
             }],
             constraints,
@@ -1553,6 +1644,7 @@ mod tests {
             primary: false,
             valid: true,
             partial: false,
+            definition: None,
             columns: vec!["group_id".into(), "realm_id".into()],
         });
         let c = cfg("realm_scoped = [\"groups\"]");
@@ -1587,6 +1679,7 @@ mod tests {
             primary: false,
             valid: false,
             partial: false,
+            definition: None,
             columns: vec!["id".into(), "realm_id".into()],
         });
         let p = plan(
@@ -1659,6 +1752,7 @@ mod tests {
                 primary: false,
                 valid: true,
                 partial: false,
+                definition: None,
                 columns: vec![column.into()],
             });
         }
@@ -1689,10 +1783,43 @@ mod tests {
             &p.steps[swap].action,
             Action::Sql { no_fk_depends_on: Some(i), .. } if i == "groups_name_key"
         ));
-        // An expression or partial unique index cannot be converted mechanically.
-        cat.tables[0].indexes.last_mut().unwrap().partial = true;
+        // A partial one is rebuilt from its definition with the realm column, then dropped.
+        let slug = cat.tables[0].indexes.last_mut().unwrap();
+        slug.partial = true;
+        slug.definition = Some(
+            "CREATE UNIQUE INDEX groups_slug_idx ON public.groups USING btree (lower(slug)) WHERE (slug <> ''::text)"
+                .into(),
+        );
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let build = position(
+            &p,
+            "groups",
+            "CREATE UNIQUE INDEX CONCURRENTLY groups_slug_idx_realm_id ON public.groups USING btree (lower(slug), realm_id) WHERE (slug <> ''::text)",
+        );
+        let drop = position(
+            &p,
+            "groups",
+            "DROP INDEX CONCURRENTLY IF EXISTS public.groups_slug_idx",
+        );
+        assert!(m_fill < build && build < drop);
+        // Without a definition to rebuild from, the plan says what to do by hand.
+        cat.tables[0].indexes.last_mut().unwrap().definition = None;
         let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
         assert!(err.to_string().contains("groups_slug_idx"), "{err}");
+    }
+
+    #[test]
+    fn per_realm_index_keeps_everything_but_the_name_and_adds_the_column() {
+        let def = r#"CREATE UNIQUE INDEX "odd (name" ON public."t(" USING btree (lower((a || ')'::text)) COLLATE "C" DESC, "b)" text_pattern_ops) INCLUDE (c) WITH (fillfactor='90') WHERE (d <> E'\\''x)')"#;
+        assert_eq!(
+            per_realm_index_sql(def, "n", "public.\"t(\"", "realm_id").unwrap(),
+            r#"CREATE UNIQUE INDEX CONCURRENTLY n ON public."t(" USING btree (lower((a || ')'::text)) COLLATE "C" DESC, "b)" text_pattern_ops, realm_id) INCLUDE (c) WITH (fillfactor='90') WHERE (d <> E'\\''x)')"#
+        );
+        // An unbalanced text is not guessed at.
+        assert_eq!(
+            per_realm_index_sql("CREATE UNIQUE INDEX i ON t USING btree (a", "n", "t", "r"),
+            None
+        );
     }
 
     #[test]
@@ -1704,6 +1831,7 @@ mod tests {
             primary: false,
             valid: true,
             partial: false,
+            definition: None,
             columns: vec!["group_id".into()],
         });
         let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
