@@ -224,11 +224,10 @@ fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// The VERSION of `<VERSION>_<description>.sql`.
-fn version_of(p: &Path) -> Option<u128> {
-    let name = p.file_name()?.to_str()?;
-    let (v, _) = name.split_once('_')?;
-    v.parse().ok()
+/// The version migrate would give the file (its own name parser, so the two never disagree on
+/// what is a migration or on its order).
+fn version_of(p: &Path) -> Option<i64> {
+    crate::migrate::source::parse_name(p.file_name()?.to_str()?).map(|(v, _)| v)
 }
 
 struct ParsedStmt {
@@ -777,6 +776,21 @@ fn track_local(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn versions_are_read_exactly_as_migrate_reads_them() {
+        use std::path::Path;
+        assert_eq!(
+            super::version_of(Path::new("m/0003_add_groups.sql")),
+            Some(3)
+        );
+        assert_eq!(super::version_of(Path::new("m/0003_add.up.sql")), Some(3));
+        // Names migrate refuses are not ordered as migrations either.
+        for bad in ["m/+3_x.sql", "m/0003_.sql", "m/99999999999999999999_x.sql"] {
+            assert_eq!(super::version_of(Path::new(bad)), None, "{bad}");
+        }
+    }
+
     use super::rules::test_support::{lint_text, rules_of};
     use super::*;
 
