@@ -306,6 +306,21 @@ fn failure(m: &Migration, p: &Piece<'_>, e: &sqlx::Error) -> MigrationFailed {
     }
 }
 
+/// Wait before retrying a lock conflict: jittered exponential backoff from 200 ms up to 5 s,
+/// announced on stderr (`what` happened) so the operator sees why nothing moves.
+async fn pause_before_retry(attempt: u32, retries: u32, what: &str) {
+    let pause = db::backoff(
+        attempt - 1,
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+    );
+    eprintln!(
+        "realmguard: {what}; retrying in {}ms ({attempt}/{retries})",
+        ms(pause)
+    );
+    tokio::time::sleep(pause).await;
+}
+
 async fn apply_in_transaction(
     conn: &mut PgConnection,
     lock_conn: &mut PgConnection,
@@ -332,21 +347,14 @@ async fn apply_in_transaction(
             if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
                 rollback(conn).await?;
                 if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
-                    let pause = db::backoff(
-                        attempt - 1,
-                        Duration::from_millis(200),
-                        Duration::from_secs(5),
-                    );
-                    eprintln!(
-                        "realmguard: migration {} hit lock_timeout ({}ms) at {}:{}; rolled back, retrying in {}ms ({attempt}/{})",
+                    let what = format!(
+                        "migration {} hit lock_timeout ({}ms) at {}:{}; rolled back",
                         m.version,
                         ms(opts.lock_timeout),
                         m.path.display(),
-                        p.line,
-                        ms(pause),
-                        opts.lock_retries
+                        p.line
                     );
-                    tokio::time::sleep(pause).await;
+                    pause_before_retry(attempt, opts.lock_retries, &what).await;
                     continue 'attempt;
                 }
                 let failed = failure(m, p, &e);
@@ -471,15 +479,8 @@ async fn apply_no_transaction(
                                 drop_invalid_index(conn, m, p, ix).await?;
                             }
                         }
-                        let pause = db::backoff(attempt - 1, Duration::from_millis(200), Duration::from_secs(5));
-                        eprintln!(
-                            "realmguard: {}:{} hit lock_timeout; retrying in {}ms ({attempt}/{})",
-                            m.path.display(),
-                            p.line,
-                            ms(pause),
-                            opts.lock_retries
-                        );
-                        tokio::time::sleep(pause).await;
+                        let what = format!("{}:{} hit lock_timeout", m.path.display(), p.line);
+                        pause_before_retry(attempt, opts.lock_retries, &what).await;
                     }
                     Err(e) => {
                         let failed = failure(m, p, &e);
