@@ -923,3 +923,41 @@ async fn a_partial_expression_unique_index_becomes_unique_per_realm() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_check_holds_goal_rules_the_config_turned_off() {
+    // A CHECK left NOT VALID on a converted table is short of the goal (old rows never proven);
+    // turning the rule off in the config does not let the run report success.
+    let db = legacy_db("bf_goal", 200).await;
+    db.exec("ALTER TABLE users ADD CONSTRAINT users_email_at CHECK (email LIKE '%@%') NOT VALID")
+        .await;
+    let dir = TempDir::new("bf-goal");
+    let legacy = std::fs::read_to_string(config()).unwrap();
+    let cfg = format!("{legacy}\n[rules]\nconstraint-not-validated = \"off\"\n");
+    dir.write(&[("rg.toml", cfg.as_str())]);
+    let cfg = dir.path().join("rg.toml");
+    let r = db
+        .run(
+            dir.path(),
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--format",
+                "json",
+                "backfill",
+                "run",
+            ],
+        )
+        .await;
+    r.expect_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    let problems = doc["problems"].to_string();
+    assert!(
+        problems.contains("users_email_at") && problems.contains("constraint-not-validated"),
+        "{problems}"
+    );
+    // Everything the plan promised is there: verify with the stock rules finds only that CHECK.
+    let v = db.run(dir.path(), &["--config", &config(), "verify"]).await;
+    assert!(v.stdout.contains("users_email_at"), "{}", v.stdout);
+}

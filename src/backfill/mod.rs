@@ -12,7 +12,9 @@ pub mod plan;
 pub mod preflight;
 
 use crate::cli::{BackfillArgs, BackfillRunArgs, GlobalOpts};
+use crate::config::Config;
 use crate::output::{self, Format};
+use crate::rules::Severity;
 use crate::Outcome;
 use anyhow::{bail, Context};
 use exec::{Progress, StoredStep};
@@ -33,6 +35,32 @@ fn tables_of(steps: &[StoredStep]) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The verify rules whose passing is the backfill's goal (the composite shape, cascading and
+/// validated keys, valid indexes).
+const GOAL_RULES: [&str; 9] = [
+    "realm-column-missing",
+    "realm-column-nullable",
+    "composite-primary-key",
+    "unique-without-realm",
+    "realm-fk-missing",
+    "fk-missing-realm",
+    "fk-not-cascade",
+    "constraint-not-validated",
+    "invalid-index",
+];
+
+/// The config the end check verifies with: the goal rules at error whatever the config says, and
+/// the converted tables realm-scoped even if the column went missing.
+fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
+    let mut goal = cfg.clone();
+    for rule in GOAL_RULES {
+        goal.rules.insert(rule.to_string(), Severity::Error);
+    }
+    goal.realm_scoped
+        .extend(tables.iter().map(|(s, t)| format!("{s}.{t}")));
+    goal
 }
 
 fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
@@ -255,26 +283,25 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         );
     }
 
-    // The end state must satisfy verify on the converted tables (errors only: warnings such as
-    // fk-unindexed are the schema owner's call). The planner's own shape check runs too: it is
-    // cheap and catches a plan that stopped short of its goal even if a rule is turned off.
+    // The end state must satisfy verify on the converted tables: errors only (warnings such as
+    // fk-unindexed are the schema owner's call), with the rules that state the backfill's goal
+    // forced to error and the converted tables counted as realm-scoped, so a run cannot end "ok"
+    // short of its goal because the config turned a rule off.
     let tables = tables_of(&steps);
-    let verified = crate::verify::verify_tables(&mut conn, &cfg, &tables)
+    let verified = crate::verify::verify_tables(&mut conn, &goal_config(&cfg, &tables), &tables)
         .await
         .context("cannot verify the converted tables")?;
-    let mut problems: Vec<String> = verified
-        .errors()
-        .filter(|v| tables.iter().any(|(s, t)| *s == v.schema && *t == v.table))
-        .map(|v| format!("{}.{}: {} ({})", v.schema, v.table, v.message, v.rule))
+    let mut problems: Vec<String> = tables
+        .iter()
+        .filter(|t| !verified.checked.contains(t))
+        .map(|(s, t)| format!("{s}.{t}: table is gone"))
         .collect();
-    let cat = model::read(
-        &mut conn,
-        &cfg.realms_table,
-        &cfg.backfill.default_realm,
-        &cfg.realm_column,
-    )
-    .await?;
-    problems.extend(plan::postcheck(&cat, &cfg, &tables));
+    problems.extend(
+        verified
+            .errors()
+            .filter(|v| tables.iter().any(|(s, t)| *s == v.schema && *t == v.table))
+            .map(|v| format!("{}.{}: {} ({})", v.schema, v.table, v.message, v.rule)),
+    );
     let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
         .execute(&mut conn)
         .await;
@@ -474,4 +501,25 @@ fn status_rows(steps: &[StoredStep], progress: &[Progress]) -> Vec<StatusRow> {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_check_holds_the_goal_rules_at_error_whatever_the_config() {
+        let cfg = Config::parse(
+            "realm_scoped = [\"groups\"]\n[rules]\nfk-not-cascade = \"off\"\ninvalid-index = \"warning\"\n",
+        )
+        .unwrap();
+        let goal = goal_config(&cfg, &[("app".into(), "memberships".into())]);
+        for rule in GOAL_RULES {
+            assert!(crate::rules::is_known(rule), "{rule}");
+            assert_eq!(goal.severity(rule), Severity::Error, "{rule}");
+        }
+        // Rules outside the goal keep the config's say; converted tables count as realm-scoped.
+        assert_eq!(goal.severity("fk-unindexed"), Severity::Warning);
+        assert_eq!(goal.realm_scoped, ["groups", "app.memberships"]);
+    }
 }

@@ -1279,79 +1279,6 @@ CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
     }
 }
 
-/// Shape problems left on converted tables: a realm column that is missing or nullable, a
-/// primary key that is not (key, realm), a foreign key between them without the realm column,
-/// not cascading or not validated, a missing realm foreign key, an invalid index. The minimal
-/// check run after `backfill run` (see the call site for `crate::verify`).
-pub fn postcheck(cat: &Catalog, cfg: &Config, tables: &[(String, String)]) -> Vec<String> {
-    let rc = cfg.realm_column.as_str();
-    let set: BTreeSet<(String, String)> = tables.iter().cloned().collect();
-    let mut problems = Vec::new();
-    for (s, n) in tables {
-        let Some(t) = cat.table(s, n) else {
-            problems.push(format!("{s}.{n}: table is gone"));
-            continue;
-        };
-        match t.column(rc) {
-            None => problems.push(format!("{s}.{n}: no column {rc}")),
-            Some(c) if !c.not_null => problems.push(format!("{s}.{n}: {rc} allows NULL")),
-            _ => {}
-        }
-        match t.primary_key() {
-            Some(pk) if pk.columns.len() == 2 && pk.columns.iter().any(|c| c == rc) => {}
-            Some(pk) => problems.push(format!(
-                "{s}.{n}: primary key {} is ({}), not (key, {rc})",
-                pk.name,
-                pk.columns.join(", ")
-            )),
-            None => problems.push(format!("{s}.{n}: no primary key")),
-        }
-        for f in t.foreign_keys() {
-            let target = fk_target(f);
-            let to_realms = cat
-                .realms
-                .as_ref()
-                .is_some_and(|r| target == (r.schema.clone(), r.name.clone()));
-            if !set.contains(&target) && !to_realms {
-                continue;
-            }
-            if set.contains(&target) && !f.columns.iter().any(|c| c == rc) {
-                problems.push(format!("{s}.{n}: foreign key {} lacks {rc}", f.name));
-            }
-            if f.on_delete != Some('c') {
-                problems.push(format!(
-                    "{s}.{n}: foreign key {} is not ON DELETE CASCADE",
-                    f.name
-                ));
-            }
-            if !f.validated {
-                problems.push(format!("{s}.{n}: foreign key {} is NOT VALID", f.name));
-            }
-        }
-        if let Some(r) = &cat.realms {
-            if !t.foreign_keys().any(|f| {
-                f.columns == [rc.to_string()] && fk_target(f) == (r.schema.clone(), r.name.clone())
-            }) {
-                problems.push(format!(
-                    "{s}.{n}: no foreign key from {rc} to {}.{}",
-                    r.schema, r.name
-                ));
-            }
-        }
-        for ix in &t.indexes {
-            if !ix.valid {
-                problems.push(format!("{s}.{n}: index {} is invalid", ix.name));
-            }
-        }
-        for c in &t.constraints {
-            if c.kind == ConstraintKind::Check && !c.validated {
-                problems.push(format!("{s}.{n}: check {} is NOT VALID", c.name));
-            }
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1689,21 +1616,6 @@ mod tests {
         let c = cfg("realm_scoped = [\"groups\"]");
         let p = plan(&cat, &c).unwrap();
         assert!(p.steps.is_empty(), "{:#?}", titles(&p));
-        let all = vec![
-            ("public".to_string(), "groups".to_string()),
-            ("public".to_string(), "memberships".to_string()),
-        ];
-        assert_eq!(postcheck(&cat, &c, &all), Vec::<String>::new());
-        // …and the postcheck notices what the legacy shape lacks.
-        let problems = postcheck(&legacy(), &c, &all);
-        assert!(
-            problems.iter().any(|p| p.contains("no column realm_id")),
-            "{problems:?}"
-        );
-        assert!(
-            problems.iter().any(|p| p.contains("lacks realm_id")),
-            "{problems:?}"
-        );
     }
 
     #[test]
