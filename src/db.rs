@@ -70,6 +70,10 @@ impl Target {
     }
 
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        // sqlx reports a TLS file it cannot open as a bare "No such file or directory" from the
+        // connection attempt; name the file instead.
+        tls_files_readable(&self.url)
+            .with_context(|| format!("cannot connect to {}", self.display))?;
         let opts = PgConnectOptions::from_str(&self.url)
             .context("malformed database URL")?
             .application_name("realmguard")
@@ -100,11 +104,31 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
             };
             format!("{}{code}{hint}", d.message())
         }
+        // rustls's verdict on the server's certificate arrives as invalid data on the stream.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => format!(
+            "{io}; the server's TLS certificate was refused: check sslrootcert (the CA that signed it) and the host name in the URL"
+        ),
         sqlx::Error::Io(io) => {
             format!("{io}; is the server running and accepting connections there?")
         }
+        sqlx::Error::Tls(e) => {
+            format!("TLS: {e}; check sslmode, sslrootcert, sslcert and sslkey in the URL")
+        }
         other => other.to_string(),
     }
+}
+
+/// Every TLS file the URL names (sslrootcert, sslcert, sslkey) can be opened.
+fn tls_files_readable(url: &str) -> anyhow::Result<()> {
+    let Ok(u) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    for (k, v) in u.query_pairs() {
+        if matches!(k.as_ref(), "sslrootcert" | "sslcert" | "sslkey") {
+            std::fs::File::open(v.as_ref()).map_err(|e| anyhow!("cannot read {k} {v}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The strings that must never be printed: the password of the URL, raw and percent-decoded.

@@ -39,6 +39,8 @@ pub struct Cluster {
     settings: Vec<(String, String)>,
     /// pg_hba.conf lines put before the default ones at initdb time.
     hba_first: Vec<String>,
+    /// The server's port: the Unix socket's name, and TCP's when a setting enables it.
+    port: u16,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -99,6 +101,7 @@ impl Cluster {
             run_as,
             settings,
             hba_first: Vec::new(),
+            port: PORT,
         })
     }
 
@@ -143,6 +146,17 @@ impl Cluster {
     /// A throwaway cluster for a test run: temp dir, durability off, removed by a watchdog once
     /// the process `owner_pid` is gone (however it ended: pass, fail, panic or kill).
     pub fn throwaway(owner_pid: u32) -> anyhow::Result<Cluster> {
+        Self::throwaway_with(owner_pid, PORT, &[], &[])
+    }
+
+    /// [`Cluster::throwaway`] on `port` with more settings (later ones win, so
+    /// `listen_addresses` can open TCP) and pg_hba.conf lines before the suite's own.
+    pub fn throwaway_with(
+        owner_pid: u32,
+        port: u16,
+        settings: &[(&str, &str)],
+        hba_first: &[&str],
+    ) -> anyhow::Result<Cluster> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -156,9 +170,14 @@ impl Cluster {
             ("shared_buffers", "128MB"),
         ]
         .iter()
+        .chain(settings)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let mut cluster = Self::at(&home, settings)?;
+        cluster.port = port;
+        cluster
+            .hba_first
+            .extend(hba_first.iter().map(|l| l.to_string()));
         // Trust for everyone on the private socket, except the test role rg_pw_user, which must
         // give a password: that is how the suite proves a wrong password is reported cleanly.
         cluster
@@ -199,7 +218,10 @@ impl Cluster {
         let host: String =
             url::form_urlencoded::byte_serialize(self.socket_dir.as_os_str().as_encoded_bytes())
                 .collect();
-        format!("postgres://postgres@localhost:{PORT}/{db}?host={host}")
+        format!(
+            "postgres://postgres@localhost:{}/{db}?host={host}",
+            self.port
+        )
     }
 
     fn command(&self, program: &str) -> Command {
@@ -288,7 +310,8 @@ impl Cluster {
         ]);
         self.run(cmd, "initdb")?;
         let mut conf = format!(
-            "\n# realmguard embedded cluster: Unix socket only\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n",
+            "\n# realmguard embedded cluster: Unix socket only\nlisten_addresses = ''\nport = {}\nunix_socket_directories = '{}'\n",
+            self.port,
             self.socket_dir.to_string_lossy().replace('\'', "''")
         );
         for (k, v) in &self.settings {
@@ -481,10 +504,17 @@ mod tests {
             run_as: None,
             settings: vec![],
             hba_first: vec![],
+            port: PORT,
         };
         assert_eq!(
             c.url("app"),
             "postgres://postgres@localhost:5432/app?host=%2Ftmp%2Fx+y%2Fsocket"
+        );
+        // Another port names another socket file, and the URL says so.
+        let c = Cluster { port: 6543, ..c };
+        assert_eq!(
+            c.url("app"),
+            "postgres://postgres@localhost:6543/app?host=%2Ftmp%2Fx+y%2Fsocket"
         );
     }
 

@@ -9,4 +9,5 @@ mod cli;
 mod embedded;
 mod lint;
 mod migrate;
+mod tls;
 mod verify;
