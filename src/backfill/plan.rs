@@ -656,7 +656,6 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
     if let Some((rs, rn, rk)) = &realms {
         for &i in &order {
             let t = infos[i].t;
-            let qt = qualified(&t.schema, &t.name);
             let rel = vec![(t.schema.clone(), t.name.clone()), (rs.clone(), rn.clone())];
             let existing = t.foreign_keys().find(|f| {
                 f.columns == [rc.to_string()] && fk_target(f) == (rs.clone(), rn.clone())
@@ -665,24 +664,15 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 .map(|f| f.name.clone())
                 .unwrap_or_else(|| object_name(&[&t.name, rc, "fkey"]));
             if existing.is_none() {
-                steps.push(Step {
-                    schema: t.schema.clone(),
-                    table: t.name.clone(),
-                    phase: Phase::RealmFk,
-                    title: format!("add {name} → {rs}.{rn} ON DELETE CASCADE NOT VALID"),
-                    lock: Lock::ShareRowExclusive,
-                    lock_note: format!("on {} and {rn}, instant", t.name),
-                    relations: rel.clone(),
-                    action: Action::Sql {
-                        sql: format!(
-                            "ALTER TABLE {qt} ADD CONSTRAINT {} FOREIGN KEY ({qrc}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
-                            quote_ident(&name),
-                            qualified(rs, rn),
-                            quote_ident(rk)
-                        ),
-                        no_fk_depends_on: None,
-                    },
-                });
+                steps.push(add_fk_step(
+                    t,
+                    Phase::RealmFk,
+                    format!("add {name} → {rs}.{rn} ON DELETE CASCADE NOT VALID"),
+                    &name,
+                    &[rc.to_string()],
+                    (rs, rn),
+                    &[rk.to_string()],
+                ));
             }
             if existing.is_none_or(|f| !f.validated) {
                 steps.push(validate_fk_step(t, &name, rel, Phase::RealmFk));
@@ -733,22 +723,16 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                         index: ix.name.clone(),
                         column: rc.to_string(),
                     })?;
-                rebuilt.push(Step {
-                    schema: t.schema.clone(),
-                    table: t.name.clone(),
-                    phase: Phase::UniqueIndex,
-                    title: format!(
+                rebuilt.push(build_index_step(
+                    t,
+                    Phase::UniqueIndex,
+                    format!(
                         "build unique index {name} concurrently (per realm: {})",
                         ix.name
                     ),
-                    lock: Lock::ShareUpdateExclusive,
-                    lock_note: "concurrent build; reads and writes go on".into(),
-                    relations: vec![(t.schema.clone(), t.name.clone())],
-                    action: Action::ConcurrentIndex {
-                        index: name.clone(),
-                        sql,
-                    },
-                });
+                    &name,
+                    sql,
+                ));
                 per_realm.push((i, ix, Some(name)));
                 continue;
             }
@@ -780,24 +764,18 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     parts.extend(c.iter().map(String::as_str));
                     parts.push("key");
                     let name = object_name(&parts);
-                    steps.push(Step {
-                        schema: t.schema.clone(),
-                        table: t.name.clone(),
-                        phase: Phase::UniqueIndex,
-                        title: format!("build unique index {name} concurrently"),
-                        lock: Lock::ShareUpdateExclusive,
-                        lock_note: "concurrent build; reads and writes go on".into(),
-                        relations: vec![id.clone()],
-                        action: Action::ConcurrentIndex {
-                            index: name.clone(),
-                            sql: format!(
-                                "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({})",
-                                quote_ident(&name),
-                                qualified(&t.schema, &t.name),
-                                cols(c)
-                            ),
-                        },
-                    });
+                    steps.push(build_index_step(
+                        t,
+                        Phase::UniqueIndex,
+                        format!("build unique index {name} concurrently"),
+                        &name,
+                        format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({})",
+                            quote_ident(&name),
+                            qualified(&t.schema, &t.name),
+                            cols(c)
+                        ),
+                    ));
                     name
                 }
             };
@@ -844,23 +822,17 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 parts.extend(new_cols.iter().map(String::as_str));
                 parts.push("idx");
                 let name = object_name(&parts);
-                steps.push(Step {
-                    schema: t.schema.clone(),
-                    table: t.name.clone(),
-                    phase: Phase::ForeignKey,
-                    title: format!("build index {name} concurrently (cascading deletes use it)"),
-                    lock: Lock::ShareUpdateExclusive,
-                    lock_note: "concurrent build; reads and writes go on".into(),
-                    relations: vec![rel[0].clone()],
-                    action: Action::ConcurrentIndex {
-                        index: name.clone(),
-                        sql: format!(
-                            "CREATE INDEX CONCURRENTLY {} ON {qt} ({})",
-                            quote_ident(&name),
-                            cols(&new_cols)
-                        ),
-                    },
-                });
+                steps.push(build_index_step(
+                    t,
+                    Phase::ForeignKey,
+                    format!("build index {name} concurrently (cascading deletes use it)"),
+                    &name,
+                    format!(
+                        "CREATE INDEX CONCURRENTLY {} ON {qt} ({})",
+                        quote_ident(&name),
+                        cols(&new_cols)
+                    ),
+                ));
             }
             let existing = t.foreign_keys().find(|g| {
                 fk_target(g) == (ps.clone(), pn.clone())
@@ -879,29 +851,19 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 .map(|g| g.name.clone())
                 .unwrap_or_else(|| object_name(&parts));
             if existing.is_none() {
-                steps.push(Step {
-                    schema: t.schema.clone(),
-                    table: t.name.clone(),
-                    phase: Phase::ForeignKey,
-                    title: format!(
+                steps.push(add_fk_step(
+                    t,
+                    Phase::ForeignKey,
+                    format!(
                         "add {name} ({}) → {pn} ({}) ON DELETE CASCADE NOT VALID",
                         new_cols.join(", "),
                         new_ref.join(", ")
                     ),
-                    lock: Lock::ShareRowExclusive,
-                    lock_note: format!("on {} and {pn}, instant", t.name),
-                    relations: rel.clone(),
-                    action: Action::Sql {
-                        sql: format!(
-                            "ALTER TABLE {qt} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
-                            quote_ident(&name),
-                            cols(&new_cols),
-                            qualified(&ps, &pn),
-                            cols(&new_ref)
-                        ),
-                        no_fk_depends_on: None,
-                    },
-                });
+                    &name,
+                    &new_cols,
+                    (&ps, &pn),
+                    &new_ref,
+                ));
             }
             if existing.is_none_or(|g| !g.validated) {
                 steps.push(validate_fk_step(t, &name, rel.clone(), Phase::ForeignKey));
@@ -980,25 +942,16 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     no_fk_depends_on: Some(ix.name.clone()),
                 },
             }),
-            None => steps.push(Step {
-                schema: t.schema.clone(),
-                table: t.name.clone(),
-                phase: Phase::UniqueKey,
-                title: format!(
+            None => steps.push(drop_index_step(
+                &t.schema,
+                &t.name,
+                Phase::UniqueKey,
+                format!(
                     "drop the global unique index {} (now unique per realm: {new_index})",
                     ix.name
                 ),
-                lock: Lock::ShareUpdateExclusive,
-                lock_note: "concurrent drop; reads and writes go on".into(),
-                relations: vec![id.clone()],
-                action: Action::DropIndexConcurrently {
-                    index: ix.name.clone(),
-                    sql: format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                        qualified(&t.schema, &ix.name)
-                    ),
-                },
-            }),
+                &ix.name,
+            )),
         }
     }
 
@@ -1039,24 +992,15 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
 
     // Phase 6 (C3): indexes made redundant by the (cols…, realm) ones.
     for (schema, table, index) in redundant {
-        steps.push(Step {
-            phase: Phase::Cleanup,
-            title: format!(
+        steps.push(drop_index_step(
+            &schema,
+            &table,
+            Phase::Cleanup,
+            format!(
                 "drop {index}, made redundant by the index leading with the same columns and {rc}"
             ),
-            lock: Lock::ShareUpdateExclusive,
-            lock_note: "concurrent drop; reads and writes go on".into(),
-            relations: vec![(schema.clone(), table.clone())],
-            action: Action::DropIndexConcurrently {
-                sql: format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                    qualified(&schema, &index)
-                ),
-                index,
-            },
-            schema,
-            table,
-        });
+            &index,
+        ));
     }
 
     // Tables that need nothing are no news.
@@ -1145,6 +1089,79 @@ fn derive_parent<'a>(
                 .join(", "),
             column: rc.to_string(),
         }),
+    }
+}
+
+/// A concurrent build of `index` on `t`: SHARE UPDATE EXCLUSIVE, so reads and writes go on.
+fn build_index_step(t: &Table, phase: Phase, title: String, index: &str, sql: String) -> Step {
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase,
+        title,
+        lock: Lock::ShareUpdateExclusive,
+        lock_note: "concurrent build; reads and writes go on".into(),
+        relations: vec![(t.schema.clone(), t.name.clone())],
+        action: Action::ConcurrentIndex {
+            index: index.to_string(),
+            sql,
+        },
+    }
+}
+
+/// `DROP INDEX CONCURRENTLY IF EXISTS` of `index` on `schema.table`.
+fn drop_index_step(schema: &str, table: &str, phase: Phase, title: String, index: &str) -> Step {
+    Step {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        phase,
+        title,
+        lock: Lock::ShareUpdateExclusive,
+        lock_note: "concurrent drop; reads and writes go on".into(),
+        relations: vec![(schema.to_string(), table.to_string())],
+        action: Action::DropIndexConcurrently {
+            index: index.to_string(),
+            sql: format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                qualified(schema, index)
+            ),
+        },
+    }
+}
+
+/// A cascading foreign key added `NOT VALID` (a later validation proves the old rows): SHARE ROW
+/// EXCLUSIVE on both tables, for an instant.
+fn add_fk_step(
+    t: &Table,
+    phase: Phase,
+    title: String,
+    name: &str,
+    columns: &[String],
+    (ps, pn): (&str, &str),
+    ref_columns: &[String],
+) -> Step {
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase,
+        title,
+        lock: Lock::ShareRowExclusive,
+        lock_note: format!("on {} and {pn}, instant", t.name),
+        relations: vec![
+            (t.schema.clone(), t.name.clone()),
+            (ps.to_string(), pn.to_string()),
+        ],
+        action: Action::Sql {
+            sql: format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+                qualified(&t.schema, &t.name),
+                quote_ident(name),
+                cols(columns),
+                qualified(ps, pn),
+                cols(ref_columns)
+            ),
+            no_fk_depends_on: None,
+        },
     }
 }
 
