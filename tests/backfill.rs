@@ -959,5 +959,10 @@ async fn the_end_check_holds_goal_rules_the_config_turned_off() {
     );
     // Everything the plan promised is there: verify with the stock rules finds only that CHECK.
     let v = db.run(dir.path(), &["--config", &config(), "verify"]).await;
-    assert!(v.stdout.contains("users_email_at"), "{}", v.stdout);
+    v.expect_code(1);
+    assert!(
+        v.stdout.contains("users_email_at") && v.stdout.contains(": 1 error,"),
+        "{}",
+        v.stdout
+    );
 }

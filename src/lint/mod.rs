@@ -776,6 +776,8 @@ fn track_local(
 
 #[cfg(test)]
 mod tests {
+    use super::rules::test_support::{lint_text, rules_of};
+    use super::*;
 
     #[test]
     fn versions_are_read_exactly_as_migrate_reads_them() {
@@ -790,9 +792,6 @@ mod tests {
             assert_eq!(super::version_of(Path::new(bad)), None, "{bad}");
         }
     }
-
-    use super::rules::test_support::{lint_text, rules_of};
-    use super::*;
 
     #[test]
     fn no_transaction_directive_is_the_first_non_blank_line() {

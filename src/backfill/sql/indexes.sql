@@ -22,7 +22,7 @@ SELECT n.nspname::text, c.relname::text, ic.relname::text, i.indisunique, i.indi
                  AND (i.indpred IS NOT NULL OR 0 = ANY (i.indkey::int2[]))
                  AND NOT EXISTS (SELECT 1 FROM pg_attribute a
                                  WHERE a.attrelid = i.indrelid AND a.attname = $1
-                                   AND a.attnum = ANY (i.indkey::int2[]))
+                                   AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
                  AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.relation IN (i.indrelid, i.indexrelid))
             THEN pg_get_indexdef(i.indexrelid) END
 FROM pg_index i
