@@ -63,6 +63,18 @@ fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
     goal
 }
 
+/// The plan for the catalog as it is now.
+async fn plan_now(conn: &mut sqlx::PgConnection, cfg: &Config) -> anyhow::Result<Plan> {
+    let cat = model::read(
+        conn,
+        &cfg.realms_table,
+        &cfg.backfill.default_realm,
+        &cfg.realm_column,
+    )
+    .await?;
+    plan::plan(&cat, cfg).context("cannot plan the backfill")
+}
+
 fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
     steps
         .iter()
@@ -85,14 +97,7 @@ pub async fn cmd_plan(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outco
         render_steps(&mut out, g.format, None, &stored, true)?;
         return Ok(Outcome::Clean);
     }
-    let cat = model::read(
-        &mut conn,
-        &cfg.realms_table,
-        &cfg.backfill.default_realm,
-        &cfg.realm_column,
-    )
-    .await?;
-    let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
+    let p = plan_now(&mut conn, &cfg).await?;
     let steps = StoredStep::fresh(&p.steps);
     render_steps(&mut out, g.format, Some(&p), &steps, false)?;
     Ok(Outcome::Clean)
@@ -219,14 +224,7 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         );
         stored
     } else {
-        let cat = model::read(
-            &mut conn,
-            &cfg.realms_table,
-            &cfg.backfill.default_realm,
-            &cfg.realm_column,
-        )
-        .await?;
-        let p = plan::plan(&cat, &cfg).context("cannot plan the backfill")?;
+        let p = plan_now(&mut conn, &cfg).await?;
         if p.steps.is_empty() {
             let mut out = std::io::stdout().lock();
             if g.format == Format::Json {

@@ -191,11 +191,14 @@ pub async fn read(
             index: r.get(10),
         });
     }
-    for r in sqlx::query(include_str!("sql/indexes.sql"))
-        .bind(realm_column)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read indexes from pg_catalog")?
+    for r in sqlx::query(concat!(
+        include_str!("../catalog/sql/busy.sql"),
+        include_str!("sql/indexes.sql")
+    ))
+    .bind(realm_column)
+    .fetch_all(&mut *conn)
+    .await
+    .context("cannot read indexes from pg_catalog")?
     {
         let (schema, name): (String, String) = (r.get(0), r.get(1));
         let Some(t) = cat.tables.iter_mut().find(|t| t.is(&schema, &name)) else {

@@ -1385,6 +1385,25 @@ mod tests {
         }
     }
 
+    /// [`legacy`] plus users(id) ← memberships(user_id): memberships has two parents.
+    fn legacy_with_users() -> Catalog {
+        let mut cat = legacy();
+        cat.tables.push(table(
+            "users",
+            vec![col("id", "bigint", true)],
+            vec![pk("users", &["id"])],
+        ));
+        let m = &mut cat.tables[1];
+        m.columns.push(col("user_id", "bigint", true));
+        m.constraints.push(fk(
+            "memberships_user_id_fkey",
+            &["user_id"],
+            "users",
+            &["id"],
+        ));
+        cat
+    }
+
     fn cfg(toml: &str) -> Config {
         Config::parse(toml).unwrap()
     }
@@ -1409,20 +1428,7 @@ mod tests {
     fn roots_are_filled_before_any_child() {
         // "users" comes last in catalog order and is no parent of the derivation, yet as a root
         // it is filled before the memberships fill (which may start a checkpoint).
-        let mut cat = legacy();
-        cat.tables.push(table(
-            "users",
-            vec![col("id", "bigint", true)],
-            vec![pk("users", &["id"])],
-        ));
-        let m = &mut cat.tables[1];
-        m.columns.push(col("user_id", "bigint", true));
-        m.constraints.push(fk(
-            "memberships_user_id_fkey",
-            &["user_id"],
-            "users",
-            &["id"],
-        ));
+        let cat = legacy_with_users();
         let p = plan(
             &cat,
             &cfg("realm_scoped = [\"groups\"]\n[backfill.parent]\nmemberships = \"memberships_group_id_fkey\"\n"),
@@ -1546,20 +1552,7 @@ mod tests {
 
     #[test]
     fn two_parents_need_the_config() {
-        let mut cat = legacy();
-        cat.tables.push(table(
-            "users",
-            vec![col("id", "bigint", true)],
-            vec![pk("users", &["id"])],
-        ));
-        let m = &mut cat.tables[1];
-        m.columns.push(col("user_id", "bigint", true));
-        m.constraints.push(fk(
-            "memberships_user_id_fkey",
-            &["user_id"],
-            "users",
-            &["id"],
-        ));
+        let cat = legacy_with_users();
         let err = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap_err();
         let msg = err.to_string();
         assert!(

@@ -23,7 +23,10 @@ const TABLES_SQL: &str = include_str!("sql/tables.sql");
 const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
 const INDEXES_SQL: &str = include_str!("sql/indexes.sql");
 const REALMS_SQL: &str = include_str!("sql/realms.sql");
-const INDEX_DEFS_SQL: &str = include_str!("sql/index_defs.sql");
+const INDEX_DEFS_SQL: &str = concat!(
+    include_str!("sql/busy.sql"),
+    include_str!("sql/index_defs.sql")
+);
 const SCOPED_SQL: &str = include_str!("sql/scoped.sql");
 /// Tables the current transaction changed, read from its locks (also a part of the scoped read).
 pub const TOUCHED_SQL: &str = include_str!("sql/touched.sql");

@@ -4,14 +4,6 @@
 -- the table (PostgreSQL 15), so an index whose table or index another session holds, or waits
 -- for, in ACCESS EXCLUSIVE mode gets no definition rather than making this read queue; the
 -- planner then says to try again.
-WITH busy AS (
-    SELECT l.relation
-    FROM pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
-      AND l.pid <> pg_backend_pid()
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-)
 SELECT n.nspname::text, c.relname::text, ic.relname::text, i.indisunique, i.indisprimary,
        i.indisvalid, i.indpred IS NOT NULL,
        ARRAY(SELECT coalesce(a.attname::text, '')

@@ -6,14 +6,6 @@
 -- verify must never queue behind a migration (the migrate guard reads the committed state on a
 -- second connection while the migration holds its locks, and would wait for itself).
 -- $1: oid[] of the indexes (may be empty: the query is always sent, so the count stays constant).
-WITH busy AS (
-    SELECT l.relation
-    FROM pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
-      AND l.pid <> pg_backend_pid()
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-)
 SELECT i.indexrelid,
        ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
              FROM generate_series(1, i.indnkeyatts::int) AS k ORDER BY k) AS key_defs,
