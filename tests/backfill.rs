@@ -34,6 +34,34 @@ async fn run(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
     db.run(dir.path(), &args).await
 }
 
+/// `realmguard --config rg.toml --format json backfill <cmd>` with `toml` written to `dir/rg.toml`,
+/// and its JSON output.
+async fn backfill_json(
+    db: &TestDb,
+    dir: &TempDir,
+    toml: &str,
+    cmd: &str,
+) -> (crate::common::Run, serde_json::Value) {
+    dir.write(&[("rg.toml", toml)]);
+    let cfg = dir.path().join("rg.toml");
+    let r = db
+        .run(
+            dir.path(),
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--format",
+                "json",
+                "backfill",
+                cmd,
+            ],
+        )
+        .await;
+    let doc = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
+    (r, doc)
+}
+
 /// A run that failed after printing progress: exit 2, the last stderr line is the error.
 fn expect_error_last(r: &crate::common::Run) {
     r.expect_code(2);
@@ -696,23 +724,14 @@ async fn the_child_trigger_refuses_rather_than_writes_null() {
     )
     .await;
     let dir = TempDir::new("bf-refuse");
-    dir.write(&[("rg.toml", "realm_scoped = [\"p\"]\nrealms_table = \"\"\n")]);
-    let cfg = dir.path().join("rg.toml");
-    let plan = db
-        .run(
-            dir.path(),
-            &[
-                "--config",
-                cfg.to_str().unwrap(),
-                "--format",
-                "json",
-                "backfill",
-                "plan",
-            ],
-        )
-        .await;
+    let (plan, doc) = backfill_json(
+        &db,
+        &dir,
+        "realm_scoped = [\"p\"]\nrealms_table = \"\"\n",
+        "plan",
+    )
+    .await;
     plan.expect_code(0);
-    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     // Install only the child's column and trigger, exactly as planned.
     for s in doc["steps"].as_array().unwrap() {
         if s["table"] == "c" && (s["phase"] == "column" || s["phase"] == "trigger") {
@@ -933,24 +952,9 @@ async fn the_end_check_holds_goal_rules_the_config_turned_off() {
         .await;
     let dir = TempDir::new("bf-goal");
     let legacy = std::fs::read_to_string(config()).unwrap();
-    let cfg = format!("{legacy}\n[rules]\nconstraint-not-validated = \"off\"\n");
-    dir.write(&[("rg.toml", cfg.as_str())]);
-    let cfg = dir.path().join("rg.toml");
-    let r = db
-        .run(
-            dir.path(),
-            &[
-                "--config",
-                cfg.to_str().unwrap(),
-                "--format",
-                "json",
-                "backfill",
-                "run",
-            ],
-        )
-        .await;
+    let toml = format!("{legacy}\n[rules]\nconstraint-not-validated = \"off\"\n");
+    let (r, doc) = backfill_json(&db, &dir, &toml, "run").await;
     r.expect_code(1);
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["ok"], false);
     let problems = doc["problems"].to_string();
     assert!(
