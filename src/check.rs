@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::db::{quote_ident, Target};
 use crate::lint::{self, LintReport};
 use crate::migrate::{self, MigrateOptions};
-use crate::output::{self, Format, JunitCase};
+use crate::output::{self, Format, JunitCase, JunitSuite};
 use crate::verify;
 use crate::Outcome;
 use anyhow::Context;
@@ -257,8 +257,7 @@ pub fn json_value(r: &CheckReport) -> serde_json::Value {
 
 /// One document with three suites: apply, verify (verify's own cases) and lint.
 fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
-    let mut suites = String::new();
-    let apply_case = JunitCase {
+    let apply = [JunitCase {
         classname: "check".into(),
         name: "apply migrations to a scratch database".into(),
         failure: r
@@ -266,42 +265,23 @@ fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
             .error
             .as_ref()
             .map(|e| ("the migrations did not apply".to_string(), e.clone())),
-    };
-    suites.push_str(&suite_of(|w| {
-        output::write_junit(w, "realmguard check: apply", &[apply_case])
-    })?);
-    if let Some(v) = &r.verify {
-        suites.push_str(&suite_of(|w| verify::render(v, Format::Junit, w))?);
+        ..JunitCase::default()
+    }];
+    let verify_cases = r.verify.as_ref().map(verify::junit_cases);
+    let lint_cases = lint::render::junit_cases(&r.lint);
+    let mut suites = vec![JunitSuite {
+        name: "realmguard check: apply",
+        cases: &apply,
+    }];
+    if let Some(cases) = &verify_cases {
+        suites.push(JunitSuite {
+            name: "realmguard verify",
+            cases,
+        });
     }
-    let cases = lint::render::junit_cases(&r.lint);
-    suites.push_str(&suite_of(|w| {
-        output::write_junit(w, "realmguard lint", &cases)
-    })?);
-    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-    writeln!(out, r#"<testsuites name="realmguard check">"#)?;
-    out.write_all(suites.as_bytes())?;
-    writeln!(out, "</testsuites>")
-}
-
-/// The `<testsuite>…</testsuite>` lines of a complete JUnit document rendered by `f`.
-fn suite_of(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<String> {
-    let mut buf = Vec::new();
-    f(&mut buf)?;
-    let doc = String::from_utf8_lossy(&buf);
-    let mut s = String::new();
-    let mut inside = false;
-    for line in doc.lines() {
-        let t = line.trim_start();
-        if t.starts_with("<testsuite ") || t.starts_with("<testsuite>") {
-            inside = true;
-        }
-        if inside {
-            s.push_str(line);
-            s.push('\n');
-        }
-        if t.starts_with("</testsuite>") {
-            inside = false;
-        }
-    }
-    Ok(s)
+    suites.push(JunitSuite {
+        name: "realmguard lint",
+        cases: &lint_cases,
+    });
+    output::write_junit_suites(out, "realmguard check", &suites)
 }

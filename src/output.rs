@@ -40,53 +40,82 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     t.to_string()
 }
 
-/// One JUnit test case; `failure` is `(message, details)` when it failed.
-#[derive(Debug, Clone)]
+/// One JUnit test case; `failure` is `(message, details)` when it failed, `failure_type` its
+/// `type` attribute, `system_out` text attached to it (a warning that does not fail the build).
+#[derive(Debug, Clone, Default)]
 pub struct JunitCase {
     pub classname: String,
     pub name: String,
     pub failure: Option<(String, String)>,
+    pub failure_type: Option<String>,
+    pub system_out: Option<String>,
 }
 
-/// Render a single `<testsuite>` inside `<testsuites>`.
+/// A named `<testsuite>` of cases.
+pub struct JunitSuite<'a> {
+    pub name: &'a str,
+    pub cases: &'a [JunitCase],
+}
+
+/// A document of one `<testsuite>` named like the document.
 pub fn write_junit(out: &mut dyn Write, suite: &str, cases: &[JunitCase]) -> io::Result<()> {
-    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
+    write_junit_suites(out, suite, &[JunitSuite { name: suite, cases }])
+}
+
+/// A `<testsuites>` document named `name` (with the totals) holding each suite.
+pub fn write_junit_suites(
+    out: &mut dyn Write,
+    name: &str,
+    suites: &[JunitSuite],
+) -> io::Result<()> {
+    let failures = |cases: &[JunitCase]| cases.iter().filter(|c| c.failure.is_some()).count();
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
-        r#"<testsuites name="{0}" tests="{1}" failures="{2}">"#,
-        xml_escape(suite),
-        cases.len(),
-        failures
+        r#"<testsuites name="{}" tests="{}" failures="{}">"#,
+        xml_escape(name),
+        suites.iter().map(|s| s.cases.len()).sum::<usize>(),
+        suites.iter().map(|s| failures(s.cases)).sum::<usize>()
     )?;
-    writeln!(
-        out,
-        r#"  <testsuite name="{0}" tests="{1}" failures="{2}">"#,
-        xml_escape(suite),
-        cases.len(),
-        failures
-    )?;
-    for c in cases {
-        let head = format!(
-            r#"    <testcase classname="{}" name="{}""#,
-            xml_escape(&c.classname),
-            xml_escape(&c.name)
-        );
-        match &c.failure {
-            None => writeln!(out, "{head}/>")?,
-            Some((msg, body)) => {
-                writeln!(out, "{head}>")?;
+    for suite in suites {
+        writeln!(
+            out,
+            r#"  <testsuite name="{}" tests="{}" failures="{}">"#,
+            xml_escape(suite.name),
+            suite.cases.len(),
+            failures(suite.cases)
+        )?;
+        for c in suite.cases {
+            let head = format!(
+                r#"    <testcase classname="{}" name="{}""#,
+                xml_escape(&c.classname),
+                xml_escape(&c.name)
+            );
+            if c.failure.is_none() && c.system_out.is_none() {
+                writeln!(out, "{head}/>")?;
+                continue;
+            }
+            writeln!(out, "{head}>")?;
+            if let Some((msg, body)) = &c.failure {
+                let kind = c
+                    .failure_type
+                    .as_deref()
+                    .map(|t| format!(r#" type="{}""#, xml_escape(t)))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    r#"      <failure message="{}">{}</failure>"#,
+                    r#"      <failure message="{}"{kind}>{}</failure>"#,
                     xml_escape(msg),
                     xml_escape(body)
                 )?;
-                writeln!(out, "    </testcase>")?;
             }
+            if let Some(text) = &c.system_out {
+                writeln!(out, "      <system-out>{}</system-out>", xml_escape(text))?;
+            }
+            writeln!(out, "    </testcase>")?;
         }
+        writeln!(out, "  </testsuite>")?;
     }
-    writeln!(out, "  </testsuite>")?;
     writeln!(out, "</testsuites>")
 }
 
@@ -116,21 +145,66 @@ mod tests {
             JunitCase {
                 classname: "public.t".into(),
                 name: "ok".into(),
-                failure: None,
+                ..JunitCase::default()
             },
             JunitCase {
                 classname: "public.\"x\"".into(),
                 name: "r".into(),
                 failure: Some(("a < b".into(), "fix & go".into())),
+                failure_type: Some("rule".into()),
+                system_out: Some("warning: <w>".into()),
             },
         ];
         let mut out = Vec::new();
         write_junit(&mut out, "verify", &cases).unwrap();
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains(r#"tests="2" failures="1""#));
+        assert!(s.contains(r#"<failure message="a &lt; b" type="rule">"#));
+        assert!(s.contains("<system-out>warning: &lt;w&gt;</system-out>"));
+        assert!(s.contains(r#"name="ok"/>"#));
         assert!(s.contains("a &lt; b"));
         assert!(s.contains("fix &amp; go"));
         assert!(s.contains("public.&quot;x&quot;"));
+    }
+
+    #[test]
+    fn suites_share_one_document_with_the_totals() {
+        let failed = [JunitCase {
+            name: "f".into(),
+            failure: Some(("m".into(), "d".into())),
+            ..JunitCase::default()
+        }];
+        let passed = [JunitCase::default(), JunitCase::default()];
+        let mut out = Vec::new();
+        write_junit_suites(
+            &mut out,
+            "all",
+            &[
+                JunitSuite {
+                    name: "a",
+                    cases: &failed,
+                },
+                JunitSuite {
+                    name: "b",
+                    cases: &passed,
+                },
+            ],
+        )
+        .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains(r#"<testsuites name="all" tests="3" failures="1">"#),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"<testsuite name="a" tests="1" failures="1">"#),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"<testsuite name="b" tests="2" failures="0">"#),
+            "{s}"
+        );
+        assert_eq!(s.matches("<testsuites").count(), 1);
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn junit_cases(r: &LintReport) -> Vec<JunitCase> {
         return vec![JunitCase {
             classname: "lint".into(),
             name: format!("{} checked", plural(r.files, "file")),
-            failure: None,
+            ..JunitCase::default()
         }];
     }
     r.findings
@@ -164,7 +164,7 @@ pub fn junit_cases(r: &LintReport) -> Vec<JunitCase> {
             let case = JunitCase {
                 classname: format!("lint.{}", f.file),
                 name: format!("{}:{}:{} {}", f.file, f.line, f.column, f.rule),
-                failure: None,
+                ..JunitCase::default()
             };
             match f.severity {
                 // A warning is not a CI failure; its details stay in the text and JSON reports.

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::Instant;
 
-pub use render::{render, summary_line};
+pub use render::{junit_cases, render, summary_line};
 
 /// One broken invariant, owned by one table.
 #[derive(Debug, Clone, PartialEq, Serialize)]

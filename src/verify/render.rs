@@ -3,7 +3,7 @@
 
 use super::{Report, Violation};
 use crate::db::qualified;
-use crate::output::{self, xml_escape, Format};
+use crate::output::{self, Format, JunitCase};
 use crate::rules::Severity;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -88,8 +88,13 @@ fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn junit(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    // (table, rule) -> violations; every checked table gets a case for every rule that ran, so
-    // a CI system shows what passed as well as what failed.
+    output::write_junit(out, "realmguard verify", &junit_cases(report))
+}
+
+/// One case per checked table and rule that ran, so a CI system shows what passed as well as
+/// what failed; errors fail their case, warnings pass with their text attached.
+pub fn junit_cases(report: &Report) -> Vec<JunitCase> {
+    // (table, rule) -> violations
     let mut cases: BTreeMap<(String, String), Vec<&Violation>> = BTreeMap::new();
     for (schema, table) in &report.checked {
         // realms-table-missing is about the configured name, not about each table.
@@ -105,71 +110,39 @@ fn junit(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             .or_default()
             .push(v);
     }
-    let failures = cases
-        .values()
-        .filter(|vs| vs.iter().any(|v| v.severity == Severity::Error))
-        .count();
-    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-    writeln!(
-        out,
-        r#"<testsuites name="realmguard verify" tests="{}" failures="{failures}">"#,
-        cases.len()
-    )?;
-    writeln!(
-        out,
-        r#"  <testsuite name="realmguard verify" tests="{}" failures="{failures}">"#,
-        cases.len()
-    )?;
-    for ((table, rule), vs) in &cases {
-        let head = format!(
-            r#"    <testcase classname="{}" name="{}""#,
-            xml_escape(table),
-            xml_escape(rule)
-        );
-        if vs.is_empty() {
-            writeln!(out, "{head}/>")?;
-            continue;
+    let body = |v: &Violation| {
+        let mut s = v.message.clone();
+        if let Some(f) = &v.fix {
+            s.push_str("\nfix:\n");
+            s.push_str(f);
         }
-        writeln!(out, "{head}>")?;
-        let body = |v: &Violation| {
-            let mut s = v.message.clone();
-            if let Some(f) = &v.fix {
-                s.push_str("\nfix:\n");
-                s.push_str(f);
+        s
+    };
+    cases
+        .into_iter()
+        .map(|((table, rule), vs)| {
+            let errors: Vec<&&Violation> = vs
+                .iter()
+                .filter(|v| v.severity == Severity::Error)
+                .collect();
+            let failure = errors.first().map(|first| {
+                let text: Vec<String> = errors.iter().map(|v| body(v)).collect();
+                (first.message.clone(), text.join("\n\n"))
+            });
+            let warnings: Vec<String> = vs
+                .iter()
+                .filter(|v| v.severity == Severity::Warning)
+                .map(|v| format!("warning: {}", body(v)))
+                .collect();
+            JunitCase {
+                failure_type: failure.as_ref().map(|_| rule.clone()),
+                failure,
+                system_out: (!warnings.is_empty()).then(|| warnings.join("\n\n")),
+                classname: table,
+                name: rule,
             }
-            s
-        };
-        let errors: Vec<&&Violation> = vs
-            .iter()
-            .filter(|v| v.severity == Severity::Error)
-            .collect();
-        if let Some(first) = errors.first() {
-            let text: Vec<String> = errors.iter().map(|v| body(v)).collect();
-            writeln!(
-                out,
-                r#"      <failure message="{}" type="{}">{}</failure>"#,
-                xml_escape(&first.message),
-                xml_escape(rule),
-                xml_escape(&text.join("\n\n"))
-            )?;
-        }
-        // Warnings do not fail the build (exit 0), so they pass with their text attached.
-        let warnings: Vec<String> = vs
-            .iter()
-            .filter(|v| v.severity == Severity::Warning)
-            .map(|v| format!("warning: {}", body(v)))
-            .collect();
-        if !warnings.is_empty() {
-            writeln!(
-                out,
-                "      <system-out>{}</system-out>",
-                xml_escape(&warnings.join("\n\n"))
-            )?;
-        }
-        writeln!(out, "    </testcase>")?;
-    }
-    writeln!(out, "  </testsuite>")?;
-    writeln!(out, "</testsuites>")
+        })
+        .collect()
 }
 
 #[cfg(test)]
