@@ -222,6 +222,45 @@ pub fn object_name(parts: &[&str]) -> String {
     s
 }
 
+/// The name for an index the plan builds on `t`: `parts` joined PostgreSQL style, with a number
+/// appended while another relation of the schema has it. The executor takes an index already
+/// under the planned name as built (or, invalid, as its own leftover to rebuild), so a name is
+/// only reused when the index there is on `t` and `ours` says it has the planned shape: a
+/// leftover of an interrupted run, never someone else's index that would be trusted or dropped.
+fn free_index_name(
+    cat: &Catalog,
+    t: &Table,
+    parts: Vec<String>,
+    ours: impl Fn(&super::model::Index) -> bool,
+) -> String {
+    let taken = |name: &str| {
+        if t.indexes.iter().any(|o| o.name == name && ours(o)) {
+            return false;
+        }
+        cat.tables
+            .iter()
+            .filter(|o| o.schema == t.schema)
+            .any(|o| o.name == name || o.indexes.iter().any(|i| i.name == name))
+    };
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let base = object_name(&refs);
+    if !taken(&base) {
+        return base;
+    }
+    (1..)
+        .map(|k| {
+            // Truncate before the number, so the number survives a long name.
+            let k = format!("_{k}");
+            let mut n = base.clone();
+            while n.len() + k.len() > NAMEDATALEN {
+                n.pop();
+            }
+            n + &k
+        })
+        .find(|n| !taken(n))
+        .expect("some free name")
+}
+
 fn same_set(a: &[String], b: &[String]) -> bool {
     let a: BTreeSet<&String> = a.iter().collect();
     let b: BTreeSet<&String> = b.iter().collect();
@@ -712,7 +751,11 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
         }) {
             if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
-                let name = object_name(&[&ix.name, rc]);
+                let mut want = ix.columns.clone();
+                want.push(rc.to_string());
+                let name = free_index_name(cat, t, vec![ix.name.clone(), rc.to_string()], |o| {
+                    o.unique && o.partial == ix.partial && o.columns == want
+                });
                 let qt = qualified(&t.schema, &t.name);
                 let sql = ix
                     .definition
@@ -760,10 +803,12 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             let name = match existing {
                 Some(ix) => ix.name.clone(),
                 None => {
-                    let mut parts: Vec<&str> = vec![&t.name];
-                    parts.extend(c.iter().map(String::as_str));
-                    parts.push("key");
-                    let name = object_name(&parts);
+                    let mut parts = vec![t.name.clone()];
+                    parts.extend(c.iter().cloned());
+                    parts.push("key".into());
+                    let name = free_index_name(cat, t, parts, |o| {
+                        o.unique && !o.partial && same_set(&o.columns, c)
+                    });
                     steps.push(build_index_step(
                         t,
                         Phase::UniqueIndex,
@@ -818,10 +863,10 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 }
             }
             if !indexed {
-                let mut parts: Vec<&str> = vec![&t.name];
-                parts.extend(new_cols.iter().map(String::as_str));
-                parts.push("idx");
-                let name = object_name(&parts);
+                let mut parts = vec![t.name.clone()];
+                parts.extend(new_cols.iter().cloned());
+                parts.push("idx".into());
+                let name = free_index_name(cat, t, parts, |o| !o.partial && o.columns == new_cols);
                 steps.push(build_index_step(
                     t,
                     Phase::ForeignKey,
@@ -1803,6 +1848,67 @@ mod tests {
             "DROP INDEX CONCURRENTLY IF EXISTS public.memberships_group_id_idx"
         );
         assert!(position(&p, "memberships", "PRIMARY KEY USING INDEX") < p.steps.len() - 1);
+    }
+
+    #[test]
+    fn someone_elses_index_never_lends_its_name_to_ours() {
+        let index = |name: &str, unique: bool, valid: bool, cols: &[&str]| Index {
+            name: name.into(),
+            unique,
+            primary: false,
+            valid,
+            partial: false,
+            definition: None,
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+        };
+        let build = |p: &Plan| {
+            p.steps[position(p, "groups", "CREATE UNIQUE INDEX")]
+                .sql()
+                .to_string()
+        };
+        // An unrelated index holds the name the plan would use: the plan takes the next one,
+        // since the executor would take an index under its planned name as already built.
+        let mut cat = legacy();
+        cat.tables[0]
+            .indexes
+            .push(index("groups_id_realm_id_key", false, true, &["name"]));
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        assert!(
+            build(&p).contains("INDEX CONCURRENTLY groups_id_realm_id_key_1 ON"),
+            "{}",
+            build(&p)
+        );
+        // A leftover of an interrupted run (same table, same shape, invalid) keeps the name: its
+        // step drops and rebuilds it.
+        let mut cat = legacy();
+        cat.tables[0].indexes.push(index(
+            "groups_id_realm_id_key",
+            true,
+            false,
+            &["id", "realm_id"],
+        ));
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        assert!(
+            build(&p).contains("INDEX CONCURRENTLY groups_id_realm_id_key ON"),
+            "{}",
+            build(&p)
+        );
+        // A name at the length limit keeps its number.
+        let long = "g".repeat(70);
+        let mut cat = legacy();
+        cat.tables[0].name = long.clone();
+        let taken = object_name(&[&long, "id", "realm_id", "key"]);
+        cat.tables[0]
+            .indexes
+            .push(index(&taken, false, true, &["name"]));
+        let named = free_index_name(
+            &cat,
+            &cat.tables[0],
+            vec![long.clone(), "id".into(), "realm_id".into(), "key".into()],
+            |_| false,
+        );
+        assert_eq!(named.len(), 63);
+        assert!(named.ends_with("_1") && named != taken, "{named}");
     }
 
     #[test]
