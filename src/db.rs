@@ -105,8 +105,16 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
             format!("{}{code}{hint}", d.message())
         }
         // rustls's verdict on the server's certificate arrives as invalid data on the stream.
+        sqlx::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                && io.to_string().contains("certificate") =>
+        {
+            format!(
+                "{io}; the server's TLS certificate was refused: check sslrootcert (the CA that signed it) and the host name in the URL"
+            )
+        }
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => format!(
-            "{io}; the server's TLS certificate was refused: check sslrootcert (the CA that signed it) and the host name in the URL"
+            "{io}; the TLS handshake failed: check sslmode in the URL and the server's TLS settings"
         ),
         sqlx::Error::Io(io) => {
             format!("{io}; is the server running and accepting connections there?")
@@ -118,14 +126,28 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
     }
 }
 
-/// Every TLS file the URL names (sslrootcert, sslcert, sslkey) can be opened.
+/// Every TLS file the URL names that its sslmode will read can be opened: the CA file for
+/// verify-ca and verify-full, the client certificate and key whenever TLS is required. (With
+/// `prefer`, the default, or `disable`, a named file may never be read, so it is not checked.)
 fn tls_files_readable(url: &str) -> anyhow::Result<()> {
     let Ok(u) = url::Url::parse(url) else {
         return Ok(());
     };
-    for (k, v) in u.query_pairs() {
-        if matches!(k.as_ref(), "sslrootcert" | "sslcert" | "sslkey") {
-            std::fs::File::open(v.as_ref()).map_err(|e| anyhow!("cannot read {k} {v}: {e}"))?;
+    let pairs: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+    let mode = pairs
+        .iter()
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("prefer");
+    let verifies = matches!(mode, "verify-ca" | "verify-full");
+    for (k, v) in &pairs {
+        let read = match k.as_str() {
+            "sslrootcert" => verifies,
+            "sslcert" | "sslkey" => verifies || mode == "require",
+            _ => false,
+        };
+        if read {
+            std::fs::File::open(v).map_err(|e| anyhow!("cannot read {k} {v}: {e}"))?;
         }
     }
     Ok(())
@@ -484,6 +506,27 @@ async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_files_are_checked_only_when_the_sslmode_reads_them() {
+        let url = |q: &str| format!("postgres://u@h/db?{q}");
+        let err = tls_files_readable(&url("sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "cannot read sslrootcert /nonexistent/ca.crt: No such file or directory (os error 2)"
+        );
+        assert!(tls_files_readable(&url("sslmode=require&sslkey=/nonexistent/k")).is_err());
+        // Not read by these modes: no refusal.
+        for q in [
+            "sslmode=require&sslrootcert=/nonexistent/ca.crt",
+            "sslmode=disable&sslcert=/nonexistent/c",
+            "sslrootcert=/nonexistent/ca.crt",
+        ] {
+            assert!(tls_files_readable(&url(q)).is_ok(), "{q}");
+        }
+    }
 
     #[test]
     fn quoting_matches_postgres() {

@@ -107,7 +107,8 @@ impl Cluster {
 
     /// Create `root` for the server's user and check, as that user, that it can work there.
     fn usable_root(root: &Path, run_as: Option<(u32, u32)>) -> anyhow::Result<bool> {
-        let socket = root.join("socket").join(format!(".s.PGSQL.{PORT}"));
+        // The longest socket name any port gives (a throwaway cluster may not use PORT).
+        let socket = root.join("socket").join(format!(".s.PGSQL.{}", u16::MAX));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Ok(false);
         }
@@ -310,7 +311,7 @@ impl Cluster {
         ]);
         self.run(cmd, "initdb")?;
         let mut conf = format!(
-            "\n# realmguard embedded cluster: Unix socket only\nlisten_addresses = ''\nport = {}\nunix_socket_directories = '{}'\n",
+            "\n# realmguard embedded cluster: Unix socket only (unless a setting below opens TCP)\nlisten_addresses = ''\nport = {}\nunix_socket_directories = '{}'\n",
             self.port,
             self.socket_dir.to_string_lossy().replace('\'', "''")
         );

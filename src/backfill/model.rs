@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use sqlx::{PgConnection, Row};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
@@ -14,6 +15,8 @@ pub struct Catalog {
     pub current_schema: String,
     /// Whether the realms table already holds the default realm's row.
     pub default_realm_exists: bool,
+    /// Every relation (schema, name) outside the system schemas, for picking free index names.
+    pub relations: BTreeSet<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,8 @@ pub struct Index {
     pub columns: Vec<String>,
     /// `pg_get_indexdef`, read for unique indexes that are partial or on an expression.
     pub definition: Option<String>,
+    /// Its tablespace when not the database's default (`pg_get_indexdef` leaves it out).
+    pub tablespace: Option<String>,
 }
 
 impl Table {
@@ -212,7 +217,15 @@ pub async fn read(
             partial: r.get(6),
             columns: r.get(7),
             definition: r.get(8),
+            tablespace: r.get(9),
         });
+    }
+    for r in sqlx::query(include_str!("sql/relations.sql"))
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read relation names from pg_catalog")?
+    {
+        cat.relations.insert((r.get(0), r.get(1)));
     }
     for r in sqlx::query(include_str!("sql/triggers.sql"))
         .fetch_all(&mut *conn)

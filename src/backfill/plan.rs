@@ -193,7 +193,7 @@ pub enum PlanError {
     UnknownParent { table: String, constraint: String },
     #[error("the tables {0} derive their realms from each other in a cycle; break it with [backfill.parent]")]
     Cycle(String),
-    #[error("{table} has the unique index {index} on an expression or with a WHERE clause and its definition could not be read (another session holds the table in ACCESS EXCLUSIVE mode); plan again when it is free, or make the index include {column} by hand")]
+    #[error("{table} has the unique index {index} on an expression or with a WHERE clause and its definition could not be read (another session held the table in ACCESS EXCLUSIVE mode) or taken apart; plan again when the table is free, or make the index include {column} by hand")]
     UnsupportedUnique {
         table: String,
         index: String,
@@ -223,42 +223,56 @@ pub fn object_name(parts: &[&str]) -> String {
 }
 
 /// The name for an index the plan builds on `t`: `parts` joined PostgreSQL style, with a number
-/// appended while another relation of the schema has it. The executor takes an index already
-/// under the planned name as built (or, invalid, as its own leftover to rebuild), so a name is
-/// only reused when the index there is on `t` and `ours` says it has the planned shape: a
-/// leftover of an interrupted run, never someone else's index that would be trusted or dropped.
+/// appended while a relation of the schema or an index planned earlier (`chosen`) has it. The
+/// executor takes an index already under the planned name as built (valid) or as its own
+/// leftover to drop and rebuild (invalid), so an existing name is only reused for an invalid
+/// index on `t` that `ours` says has the planned shape — an interrupted build — and never for
+/// someone else's index, which would be trusted or dropped.
 fn free_index_name(
     cat: &Catalog,
     t: &Table,
     parts: Vec<String>,
+    chosen: &mut BTreeSet<(String, String)>,
     ours: impl Fn(&super::model::Index) -> bool,
 ) -> String {
     let taken = |name: &str| {
-        if t.indexes.iter().any(|o| o.name == name && ours(o)) {
+        let key = (t.schema.clone(), name.to_string());
+        if chosen.contains(&key) {
+            return true;
+        }
+        if t.indexes
+            .iter()
+            .any(|o| o.name == name && !o.valid && ours(o))
+        {
             return false;
         }
-        cat.tables
-            .iter()
-            .filter(|o| o.schema == t.schema)
-            .any(|o| o.name == name || o.indexes.iter().any(|i| i.name == name))
+        cat.relations.contains(&key)
+            || cat
+                .tables
+                .iter()
+                .filter(|o| o.schema == t.schema)
+                .any(|o| o.name == name || o.indexes.iter().any(|i| i.name == name))
     };
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let base = object_name(&refs);
-    if !taken(&base) {
-        return base;
-    }
-    (1..)
-        .map(|k| {
-            // Truncate before the number, so the number survives a long name.
-            let k = format!("_{k}");
-            let mut n = base.clone();
-            while n.len() + k.len() > NAMEDATALEN {
-                n.pop();
-            }
-            n + &k
-        })
-        .find(|n| !taken(n))
-        .expect("some free name")
+    let name = if !taken(&base) {
+        base
+    } else {
+        (1..)
+            .map(|k| {
+                // Truncate before the number, so the number survives a long name.
+                let k = format!("_{k}");
+                let mut n = base.clone();
+                while n.len() + k.len() > NAMEDATALEN {
+                    n.pop();
+                }
+                n + &k
+            })
+            .find(|n| !taken(n))
+            .expect("some free name")
+    };
+    chosen.insert((t.schema.clone(), name.clone()));
+    name
 }
 
 fn same_set(a: &[String], b: &[String]) -> bool {
@@ -271,17 +285,46 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 /// realm column appended to the key list, under a new name and built concurrently. Splicing the
 /// server's own text keeps operator classes, collations, orderings, INCLUDE, storage options
 /// and the predicate exactly as they were; only the key list's closing parenthesis is located.
-fn per_realm_index_sql(definition: &str, name: &str, table: &str, column: &str) -> Option<String> {
+fn per_realm_index_sql(
+    definition: &str,
+    tablespace: Option<&str>,
+    name: &str,
+    table: &str,
+    column: &str,
+) -> Option<String> {
     let (open, close) = key_list(definition)?;
     // "CREATE UNIQUE INDEX name ON table USING method (": the access method is the last word.
     let method = definition[..open].split_whitespace().last()?;
+    // What follows the keys: INCLUDE, NULLS NOT DISTINCT, WITH, then WHERE; TABLESPACE goes
+    // before WHERE.
+    let tail = &definition[close + 1..];
+    let (options, predicate) = tail.split_at(top_level_where(tail).unwrap_or(tail.len()));
+    let space = tablespace
+        .map(|t| format!(" TABLESPACE {}", quote_ident(t)))
+        .unwrap_or_default();
     Some(format!(
-        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} USING {method} ({}, {}){}",
+        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} USING {method} ({}, {}){options}{space}{predicate}",
         quote_ident(name),
         &definition[open + 1..close],
         quote_ident(column),
-        &definition[close + 1..]
     ))
+}
+
+/// The offset of " WHERE " in `sql` outside quotes and parentheses.
+fn top_level_where(sql: &str) -> Option<usize> {
+    let b = sql.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' => i = closing_quote(b, i)?,
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b' ' if depth == 0 && sql[i..].starts_with(" WHERE ") => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Byte offsets of the first parenthesis of `sql` outside quotes and of its match.
@@ -342,6 +385,8 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
     let rc = cfg.realm_column.as_str();
     let default_realm = cfg.backfill.default_realm.as_str();
     let mut steps = Vec::new();
+    // Index names this plan has given out (free_index_name).
+    let mut chosen: BTreeSet<(String, String)> = BTreeSet::new();
 
     // The realms table: its key type is the realm column's type.
     let realms: Option<(String, String, String)>; // schema, name, key
@@ -753,14 +798,18 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
                 let mut want = ix.columns.clone();
                 want.push(rc.to_string());
-                let name = free_index_name(cat, t, vec![ix.name.clone(), rc.to_string()], |o| {
-                    o.unique && o.partial == ix.partial && o.columns == want
-                });
+                let name = free_index_name(
+                    cat,
+                    t,
+                    vec![ix.name.clone(), rc.to_string()],
+                    &mut chosen,
+                    |o| o.unique && o.partial == ix.partial && o.columns == want,
+                );
                 let qt = qualified(&t.schema, &t.name);
                 let sql = ix
                     .definition
                     .as_deref()
-                    .and_then(|d| per_realm_index_sql(d, &name, &qt, rc))
+                    .and_then(|d| per_realm_index_sql(d, ix.tablespace.as_deref(), &name, &qt, rc))
                     .ok_or_else(|| PlanError::UnsupportedUnique {
                         table: t.display(),
                         index: ix.name.clone(),
@@ -806,7 +855,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     let mut parts = vec![t.name.clone()];
                     parts.extend(c.iter().cloned());
                     parts.push("key".into());
-                    let name = free_index_name(cat, t, parts, |o| {
+                    let name = free_index_name(cat, t, parts, &mut chosen, |o| {
                         o.unique && !o.partial && same_set(&o.columns, c)
                     });
                     steps.push(build_index_step(
@@ -866,7 +915,9 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 let mut parts = vec![t.name.clone()];
                 parts.extend(new_cols.iter().cloned());
                 parts.push("idx".into());
-                let name = free_index_name(cat, t, parts, |o| !o.partial && o.columns == new_cols);
+                let name = free_index_name(cat, t, parts, &mut chosen, |o| {
+                    !o.partial && o.columns == new_cols
+                });
                 steps.push(build_index_step(
                     t,
                     Phase::ForeignKey,
@@ -1395,6 +1446,7 @@ mod tests {
                 valid: true,
                 partial: false,
                 definition: None,
+                tablespace: None,
                 columns: vec!["id".into()],
             }],
             constraints,
@@ -1666,6 +1718,7 @@ mod tests {
             valid: true,
             partial: false,
             definition: None,
+            tablespace: None,
             columns: vec!["group_id".into(), "realm_id".into()],
         });
         let c = cfg("realm_scoped = [\"groups\"]");
@@ -1686,6 +1739,7 @@ mod tests {
             valid: false,
             partial: false,
             definition: None,
+            tablespace: None,
             columns: vec!["id".into(), "realm_id".into()],
         });
         let p = plan(
@@ -1759,6 +1813,7 @@ mod tests {
                 valid: true,
                 partial: false,
                 definition: None,
+                tablespace: None,
                 columns: vec![column.into()],
             });
         }
@@ -1818,12 +1873,35 @@ mod tests {
     fn per_realm_index_keeps_everything_but_the_name_and_adds_the_column() {
         let def = r#"CREATE UNIQUE INDEX "odd (name" ON public."t(" USING btree (lower((a || ')'::text)) COLLATE "C" DESC, "b)" text_pattern_ops) INCLUDE (c) WITH (fillfactor='90') WHERE (d <> E'\\''x)')"#;
         assert_eq!(
-            per_realm_index_sql(def, "n", "public.\"t(\"", "realm_id").unwrap(),
+            per_realm_index_sql(def, None, "n", "public.\"t(\"", "realm_id").unwrap(),
             r#"CREATE UNIQUE INDEX CONCURRENTLY n ON public."t(" USING btree (lower((a || ')'::text)) COLLATE "C" DESC, "b)" text_pattern_ops, realm_id) INCLUDE (c) WITH (fillfactor='90') WHERE (d <> E'\\''x)')"#
         );
+        // The tablespace pg_get_indexdef leaves out goes back in, before the top-level WHERE
+        // (not before a " WHERE " inside a literal or a quoted name).
+        let def =
+            r#"CREATE UNIQUE INDEX i ON public."a WHERE b" USING btree (x) WHERE (y <> ' WHERE ')"#;
+        assert_eq!(
+            per_realm_index_sql(def, Some("fast disk"), "n", "public.\"a WHERE b\"", "r").unwrap(),
+            r#"CREATE UNIQUE INDEX CONCURRENTLY n ON public."a WHERE b" USING btree (x, r) TABLESPACE "fast disk" WHERE (y <> ' WHERE ')"#
+        );
+        assert!(per_realm_index_sql(
+            "CREATE UNIQUE INDEX i ON t USING btree (lower(x))",
+            Some("s"),
+            "n",
+            "t",
+            "r"
+        )
+        .unwrap()
+        .ends_with("(lower(x), r) TABLESPACE s"));
         // An unbalanced text is not guessed at.
         assert_eq!(
-            per_realm_index_sql("CREATE UNIQUE INDEX i ON t USING btree (a", "n", "t", "r"),
+            per_realm_index_sql(
+                "CREATE UNIQUE INDEX i ON t USING btree (a",
+                None,
+                "n",
+                "t",
+                "r"
+            ),
             None
         );
     }
@@ -1838,6 +1916,7 @@ mod tests {
             valid: true,
             partial: false,
             definition: None,
+            tablespace: None,
             columns: vec!["group_id".into()],
         });
         let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
@@ -1859,6 +1938,7 @@ mod tests {
             valid,
             partial: false,
             definition: None,
+            tablespace: None,
             columns: cols.iter().map(|c| c.to_string()).collect(),
         };
         let build = |p: &Plan| {
@@ -1901,14 +1981,35 @@ mod tests {
         cat.tables[0]
             .indexes
             .push(index(&taken, false, true, &["name"]));
-        let named = free_index_name(
-            &cat,
-            &cat.tables[0],
-            vec![long.clone(), "id".into(), "realm_id".into(), "key".into()],
-            |_| false,
-        );
+        let mut chosen = BTreeSet::new();
+        let parts = vec![long.clone(), "id".into(), "realm_id".into(), "key".into()];
+        let named = free_index_name(&cat, &cat.tables[0], parts.clone(), &mut chosen, |_| true);
         assert_eq!(named.len(), 63);
         assert!(named.ends_with("_1") && named != taken, "{named}");
+        // A name this plan already gave out is taken too (two long names cut to the same one).
+        let again = free_index_name(&cat, &cat.tables[0], parts, &mut chosen, |_| true);
+        assert!(again.ends_with("_2"), "{again}");
+        // So is any relation of the schema the model has no table for (a view, a partition's
+        // index…), and a valid index of the planned shape is not taken for a leftover.
+        let mut cat = legacy();
+        cat.relations
+            .insert(("public".into(), "groups_id_realm_id_key".into()));
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        assert!(
+            build(&p).contains("groups_id_realm_id_key_1 ON"),
+            "{}",
+            build(&p)
+        );
+        let mut cat = legacy();
+        cat.tables[0]
+            .indexes
+            .push(index("groups_id_realm_id_key", true, true, &["id", "name"]));
+        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        assert!(
+            build(&p).contains("groups_id_realm_id_key_1 ON"),
+            "{}",
+            build(&p)
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 -- column ($1): the planner rebuilds those with it added. pg_get_indexdef takes ACCESS SHARE on
 -- the table (PostgreSQL 15), so an index whose table or index another session holds, or waits
 -- for, in ACCESS EXCLUSIVE mode gets no definition rather than making this read queue; the
--- planner then says to try again.
+-- planner then says to try again. Last, the index's tablespace (NULL: the database's default),
+-- which pg_get_indexdef leaves out.
 SELECT n.nspname::text, c.relname::text, ic.relname::text, i.indisunique, i.indisprimary,
        i.indisvalid, i.indpred IS NOT NULL,
        ARRAY(SELECT coalesce(a.attname::text, '')
@@ -16,7 +17,8 @@ SELECT n.nspname::text, c.relname::text, ic.relname::text, i.indisunique, i.indi
                                  WHERE a.attrelid = i.indrelid AND a.attname = $1
                                    AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
                  AND NOT EXISTS (SELECT 1 FROM busy WHERE busy.relation IN (i.indrelid, i.indexrelid))
-            THEN pg_get_indexdef(i.indexrelid) END
+            THEN pg_get_indexdef(i.indexrelid) END,
+       (SELECT t.spcname::text FROM pg_tablespace t WHERE t.oid = ic.reltablespace)
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 JOIN pg_class ic ON ic.oid = i.indexrelid
