@@ -52,7 +52,8 @@ const GOAL_RULES: [&str; 9] = [
 ];
 
 /// The config the end check verifies with: the goal rules at error whatever the config says, and
-/// the converted tables realm-scoped even if the column went missing.
+/// every converted table checked (even if `exclude` or `schemas` changed since the plan was
+/// recorded) and realm-scoped (even if the column went missing).
 fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
     let mut goal = cfg.clone();
     for rule in GOAL_RULES {
@@ -60,6 +61,15 @@ fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
     }
     goal.realm_scoped
         .extend(tables.iter().map(|(s, t)| format!("{s}.{t}")));
+    goal.exclude
+        .retain(|e| !tables.iter().any(|(s, t)| plan::names_table(e, s, t)));
+    if !goal.schemas.is_empty() {
+        for (s, _) in tables {
+            if !goal.schemas.contains(s) {
+                goal.schemas.push(s.clone());
+            }
+        }
+    }
     goal
 }
 
@@ -508,7 +518,7 @@ mod tests {
     #[test]
     fn the_end_check_holds_the_goal_rules_at_error_whatever_the_config() {
         let cfg = Config::parse(
-            "realm_scoped = [\"groups\"]\n[rules]\nfk-not-cascade = \"off\"\ninvalid-index = \"warning\"\n",
+            "realm_scoped = [\"groups\"]\nschemas = [\"public\"]\nexclude = [\"memberships\", \"audit\"]\n[rules]\nfk-not-cascade = \"off\"\ninvalid-index = \"warning\"\n",
         )
         .unwrap();
         let goal = goal_config(&cfg, &[("app".into(), "memberships".into())]);
@@ -519,5 +529,8 @@ mod tests {
         // Rules outside the goal keep the config's say; converted tables count as realm-scoped.
         assert_eq!(goal.severity("fk-unindexed"), Severity::Warning);
         assert_eq!(goal.realm_scoped, ["groups", "app.memberships"]);
+        // A converted table is checked even if the config now leaves it out.
+        assert_eq!(goal.exclude, ["audit"]);
+        assert_eq!(goal.schemas, ["public", "app"]);
     }
 }
