@@ -982,17 +982,7 @@ async fn a_rebuilt_unique_index_stays_in_its_tablespace() {
     let dir = TempDir::new("bf-space");
     let location = dir.path().join("ts");
     std::fs::create_dir(&location).unwrap();
-    let id = |args: &[&str]| -> u32 {
-        let out = std::process::Command::new("id")
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    };
-    if id(&["-u"]) == 0 {
-        let (uid, gid) = (id(&["-u", "postgres"]), id(&["-g", "postgres"]));
-        std::os::unix::fs::chown(&location, Some(uid), Some(gid)).unwrap();
-    }
+    crate::common::give_to_server_user(&location);
     let space = format!("{}_ts", db.name);
     db.exec(&format!(
         "CREATE TABLESPACE {space} LOCATION '{}'",

@@ -93,14 +93,7 @@ fn give_key_to_server(dir: &Path) {
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = |args: &[&str]| -> u32 {
-        let out = Command::new("id").args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    };
-    if id(&["-u"]) == 0 {
-        let (uid, gid) = (id(&["-u", "postgres"]), id(&["-g", "postgres"]));
-        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).unwrap();
-    }
+    crate::common::give_to_server_user(&key);
 }
 
 fn free_port() -> u16 {

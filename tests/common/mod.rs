@@ -252,3 +252,19 @@ impl Drop for TempDir {
 pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Hand `path` to the user the test server runs as: `postgres` when we are root (PostgreSQL
+/// refuses to run as root), else ourselves, who own it already.
+pub fn give_to_server_user(path: &Path) {
+    let id = |args: &[&str]| -> u32 {
+        let out = std::process::Command::new("id")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    if id(&["-u"]) == 0 {
+        let (uid, gid) = (id(&["-u", "postgres"]), id(&["-g", "postgres"]));
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
