@@ -281,6 +281,17 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     a == b && a.len() == b.len()
 }
 
+/// " TABLESPACE x" for a new index that takes the place of (or widens) the index on `t` that
+/// `source` picks, when that one is not in the database's default tablespace; else "".
+fn tablespace_of(t: &Table, source: impl Fn(&super::model::Index) -> bool) -> String {
+    t.indexes
+        .iter()
+        .filter(|o| o.valid && source(o))
+        .find_map(|o| o.tablespace.as_deref())
+        .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
+        .unwrap_or_default()
+}
+
 /// A partial or expression unique index rebuilt per realm: `pg_get_indexdef`'s text with the
 /// realm column appended to the key list, under a new name and built concurrently. Splicing the
 /// server's own text keeps operator classes, collations, orderings, INCLUDE, storage options
@@ -858,13 +869,17 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     let name = free_index_name(cat, t, parts, &mut chosen, |o| {
                         o.unique && !o.partial && same_set(&o.columns, c)
                     });
+                    // Where the key it widens lives (the primary key, a unique key, the key a
+                    // foreign key references): the same columns without the realm column.
+                    let narrower: Vec<String> = c.iter().filter(|x| *x != rc).cloned().collect();
+                    let space = tablespace_of(t, |o| o.unique && same_set(&o.columns, &narrower));
                     steps.push(build_index_step(
                         t,
                         Phase::UniqueIndex,
                         format!("build unique index {name} concurrently"),
                         &name,
                         format!(
-                            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({})",
+                            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({}){space}",
                             quote_ident(&name),
                             qualified(&t.schema, &t.name),
                             cols(c)
@@ -918,13 +933,15 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 let name = free_index_name(cat, t, parts, &mut chosen, |o| {
                     !o.partial && o.columns == new_cols
                 });
+                // Where the old key's own index lives, if it has one.
+                let space = tablespace_of(t, |o| !o.partial && o.columns == f.columns);
                 steps.push(build_index_step(
                     t,
                     Phase::ForeignKey,
                     format!("build index {name} concurrently (cascading deletes use it)"),
                     &name,
                     format!(
-                        "CREATE INDEX CONCURRENTLY {} ON {qt} ({})",
+                        "CREATE INDEX CONCURRENTLY {} ON {qt} ({}){space}",
                         quote_ident(&name),
                         cols(&new_cols)
                     ),
