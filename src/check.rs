@@ -217,12 +217,12 @@ fn text(r: &CheckReport, github: bool, out: &mut dyn Write) -> io::Result<()> {
             // Verify's findings belong to tables, not lines: annotations without a file.
             for x in &v.violations {
                 let message = format!("{}.{}: {}", x.schema, x.table, x.message);
-                lint::render::annotation(out, x.severity, None, &x.rule, &message)?;
+                output::github_annotation(out, x.severity, None, &x.rule, &message)?;
             }
         }
         if let Some(e) = &r.apply.error {
             let error = crate::rules::Severity::Error;
-            lint::render::annotation(out, error, None, "migrations did not apply", e)?;
+            output::github_annotation(out, error, None, "migrations did not apply", e)?;
         }
     }
     writeln!(

@@ -360,7 +360,6 @@ pub const LOCK_TIMEOUT: &str = "55P03";
 /// `deadlock_detected`.
 pub const DEADLOCK: &str = "40P01";
 
-/// PostgreSQL's message, SQLSTATE, detail and hint on one line.
 /// Whether the index `name` (as SQL, qualified when needed) is valid; `None` when it does not
 /// exist. A failed or killed `CREATE INDEX CONCURRENTLY` leaves an invalid one that
 /// `IF NOT EXISTS` would silently accept: migrate and backfill both check before trusting it.
@@ -385,7 +384,7 @@ pub async fn create_if_missing(
             Ok(_) => return Ok(()),
             Err(e) if attempt == 0 && sqlstate(&e).as_deref() == Some("23505") => continue,
             Err(e) => {
-                return Err(anyhow::anyhow!("{}", describe_pg_error(&e)))
+                return Err(anyhow!("{}", describe_pg_error(&e)))
                     .with_context(|| format!("cannot create {what}"))
             }
         }
@@ -393,6 +392,7 @@ pub async fn create_if_missing(
     Ok(())
 }
 
+/// PostgreSQL's message, SQLSTATE, detail and hint on one line.
 pub fn describe_pg_error(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => {

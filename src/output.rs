@@ -119,6 +119,43 @@ pub fn write_junit_suites(
     writeln!(out, "</testsuites>")
 }
 
+/// One GitHub workflow annotation (`::error file=…,line=…,col=…,title=…::message`), escaped;
+/// `at` is `(file, line, column)` when it has a place in a file.
+pub fn github_annotation(
+    out: &mut dyn Write,
+    severity: crate::rules::Severity,
+    at: Option<(&str, usize, usize)>,
+    title: &str,
+    message: &str,
+) -> io::Result<()> {
+    let level = match severity {
+        crate::rules::Severity::Error => "error",
+        _ => "warning",
+    };
+    let mut props = Vec::new();
+    if let Some((file, line, col)) = at {
+        props.extend([
+            format!("file={}", gh_property(file)),
+            format!("line={line}"),
+            format!("col={col}"),
+        ]);
+    }
+    props.push(format!("title={}", gh_property(title)));
+    writeln!(out, "::{level} {}::{}", props.join(","), gh_data(message))
+}
+
+/// Escaping of workflow command data (the message).
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escaping of workflow command properties (file, title).
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
 pub fn xml_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -205,6 +242,26 @@ mod tests {
             "{s}"
         );
         assert_eq!(s.matches("<testsuites").count(), 1);
+    }
+
+    #[test]
+    fn github_annotations_with_and_without_a_place() {
+        use crate::rules::Severity;
+        let mut out = Vec::new();
+        github_annotation(
+            &mut out,
+            Severity::Error,
+            Some(("m/1_a,b.sql", 3, 7)),
+            "rule",
+            "50% off\nnext",
+        )
+        .unwrap();
+        github_annotation(&mut out, Severity::Warning, None, "t: x", "m").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "::error file=m/1_a%2Cb.sql,line=3,col=7,title=rule::50%25 off%0Anext\n\
+             ::warning title=t%3A x::m\n"
+        );
     }
 
     #[test]

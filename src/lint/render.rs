@@ -87,7 +87,7 @@ fn plural(n: usize, word: &str) -> String {
 /// `::error file=…,line=…,col=…,title=…::message` lines, which GitHub shows on the diff.
 pub fn annotations(r: &LintReport, out: &mut dyn Write) -> io::Result<()> {
     for f in &r.findings {
-        annotation(
+        output::github_annotation(
             out,
             f.severity,
             Some((&f.file, f.line, f.column)),
@@ -96,42 +96,6 @@ pub fn annotations(r: &LintReport, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// One GitHub workflow annotation, escaped; `at` is `(file, line, column)` when it has a place.
-pub fn annotation(
-    out: &mut dyn Write,
-    severity: Severity,
-    at: Option<(&str, usize, usize)>,
-    title: &str,
-    message: &str,
-) -> io::Result<()> {
-    let level = match severity {
-        Severity::Error => "error",
-        _ => "warning",
-    };
-    let place = at.map_or(String::new(), |(file, line, col)| {
-        format!(" file={},line={line},col={col},", gh_property(file))
-    });
-    let sep = if place.is_empty() { " " } else { "" };
-    writeln!(
-        out,
-        "::{level}{place}{sep}title={}::{}",
-        gh_property(title),
-        gh_data(message)
-    )
-}
-
-/// Escaping of workflow command data (the message).
-fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escaping of workflow command properties (file, title).
-fn gh_property(s: &str) -> String {
-    gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 pub fn json_value(r: &LintReport) -> serde_json::Value {

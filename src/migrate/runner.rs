@@ -573,7 +573,6 @@ fn created_index(sql: &str) -> Option<String> {
     }
 }
 
-/// `Some(valid)` when the index exists, `None` when it does not.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,7 @@
 //! the reference is ambiguous and can point into another realm. Reported on the referencing table.
 
 use crate::catalog::{AttNum, FkAction, ForeignKey, Table};
-use crate::db::qualified;
-use crate::db::quote_ident;
+use crate::db::{qualified, quote_ident};
 use crate::rules::Severity;
 use crate::verify::fix::{add_foreign_key, create_index, object_name, table_sql, FkSpec};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
