@@ -323,61 +323,55 @@ fn per_realm_index_sql(
 
 /// The offset of " WHERE " in `sql` outside quotes and parentheses.
 fn top_level_where(sql: &str) -> Option<usize> {
-    let b = sql.as_bytes();
-    let (mut i, mut depth) = (0, 0usize);
-    while i < b.len() {
-        match b[i] {
-            b'"' | b'\'' => i = closing_quote(b, i)?,
-            b'(' => depth += 1,
-            b')' => depth = depth.saturating_sub(1),
-            b' ' if depth == 0 && sql[i..].starts_with(" WHERE ") => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
+    unquoted(sql)?
+        .into_iter()
+        .find(|&(i, depth)| depth == 0 && sql[i..].starts_with(" WHERE "))
+        .map(|(i, _)| i)
 }
 
 /// Byte offsets of the first parenthesis of `sql` outside quotes and of its match.
 fn key_list(sql: &str) -> Option<(usize, usize)> {
     let b = sql.as_bytes();
-    let (mut i, mut depth, mut open) = (0, 0usize, None);
+    let bytes = unquoted(sql)?;
+    let (open, _) = bytes.iter().copied().find(|&(i, _)| b[i] == b'(')?;
+    let (close, _) = bytes
+        .into_iter()
+        .find(|&(i, depth)| i > open && depth == 1 && b[i] == b')')?;
+    Some((open, close))
+}
+
+/// Each byte of `sql` outside quoted names and literals, with the parenthesis depth before it;
+/// `None` when a quote or a parenthesis is not closed. The server doubles a quote inside a name
+/// or a literal (and a backslash inside an E'…' literal), so a doubled quote never ends a run.
+fn unquoted(sql: &str) -> Option<Vec<(usize, usize)>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let (mut i, mut depth) = (0, 0usize);
     while i < b.len() {
         match b[i] {
-            // The server doubles a quote inside a name or a literal (and a backslash inside an
-            // E'…' literal), so pairs of quotes never end a run.
-            b'"' | b'\'' => i = closing_quote(b, i)?,
-            b'(' => {
-                open.get_or_insert(i);
-                depth += 1;
-            }
-            b')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return open.map(|o| (o, i));
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                loop {
+                    match (b.get(i), b.get(i + 1)) {
+                        (None, _) => return None,
+                        (Some(&c), Some(&d)) if c == q && d == q => i += 2,
+                        (Some(&c), _) if c == q => break,
+                        _ => i += 1,
+                    }
                 }
             }
-            _ => {}
+            c => {
+                out.push((i, depth));
+                match c {
+                    b'(' => depth += 1,
+                    b')' => depth = depth.checked_sub(1)?,
+                    _ => {}
+                }
+            }
         }
         i += 1;
     }
-    None
-}
-
-/// The offset of the quote closing the quoted run that starts at `start`.
-fn closing_quote(b: &[u8], start: usize) -> Option<usize> {
-    let q = b[start];
-    let mut i = start + 1;
-    while i < b.len() {
-        if b[i] == q && b.get(i + 1) == Some(&q) {
-            i += 2;
-        } else if b[i] == q {
-            return Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    None
+    (depth == 0).then_some(out)
 }
 
 fn cols(list: &[String]) -> String {
