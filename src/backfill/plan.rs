@@ -247,11 +247,6 @@ fn free_index_name(
             return false;
         }
         cat.relations.contains(&key)
-            || cat
-                .tables
-                .iter()
-                .filter(|o| o.schema == t.schema)
-                .any(|o| o.name == name || o.indexes.iter().any(|i| i.name == name))
     };
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let base = object_name(&refs);
@@ -1512,6 +1507,17 @@ mod tests {
         cat
     }
 
+    /// `cat` with `relations` filled from its tables and their indexes, as `model::read` fills it.
+    fn with_relations(mut cat: Catalog) -> Catalog {
+        for t in &cat.tables {
+            cat.relations.insert((t.schema.clone(), t.name.clone()));
+            for i in &t.indexes {
+                cat.relations.insert((t.schema.clone(), i.name.clone()));
+            }
+        }
+        cat
+    }
+
     fn cfg(toml: &str) -> Config {
         Config::parse(toml).unwrap()
     }
@@ -1963,7 +1969,7 @@ mod tests {
         cat.tables[0]
             .indexes
             .push(index("groups_id_realm_id_key", false, true, &["name"]));
-        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(&with_relations(cat), &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert!(
             build(&p).contains("INDEX CONCURRENTLY groups_id_realm_id_key_1 ON"),
             "{}",
@@ -1978,7 +1984,7 @@ mod tests {
             false,
             &["id", "realm_id"],
         ));
-        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(&with_relations(cat), &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert!(
             build(&p).contains("INDEX CONCURRENTLY groups_id_realm_id_key ON"),
             "{}",
@@ -1992,6 +1998,7 @@ mod tests {
         cat.tables[0]
             .indexes
             .push(index(&taken, false, true, &["name"]));
+        let cat = with_relations(cat);
         let mut chosen = BTreeSet::new();
         let parts = vec![long.clone(), "id".into(), "realm_id".into(), "key".into()];
         let named = free_index_name(&cat, &cat.tables[0], parts.clone(), &mut chosen, |_| true);
@@ -2005,7 +2012,7 @@ mod tests {
         let mut cat = legacy();
         cat.relations
             .insert(("public".into(), "groups_id_realm_id_key".into()));
-        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(&with_relations(cat), &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert!(
             build(&p).contains("groups_id_realm_id_key_1 ON"),
             "{}",
@@ -2015,7 +2022,7 @@ mod tests {
         cat.tables[0]
             .indexes
             .push(index("groups_id_realm_id_key", true, true, &["id", "name"]));
-        let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(&with_relations(cat), &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert!(
             build(&p).contains("groups_id_realm_id_key_1 ON"),
             "{}",
