@@ -478,9 +478,12 @@ async fn baseline_marks_versions_without_running_them() {
     assert!(st.stdout.contains("applied (baseline)"), "{}", st.stdout);
 }
 
-/// What sqlx-cli leaves after applying versions 1 and 2 of FIVE: their effects and its history
-/// table with its SHA-384 checksums.
-async fn sqlx_cli_applied_two(db: &TestDb, dir: &TempDir) {
+/// A database where sqlx-cli applied versions 1 and 2 of FIVE (their effects and its history
+/// table with its SHA-384 checksums), and a directory holding all five files.
+async fn sqlx_cli_applied_two(tag: &str) -> (TestDb, TempDir) {
+    let db = TestDb::new(tag).await;
+    let dir = TempDir::new(tag);
+    dir.write(FIVE);
     db.exec(
         "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
           installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
@@ -499,14 +502,12 @@ async fn sqlx_cli_applied_two(db: &TestDb, dir: &TempDir) {
             .await
             .unwrap();
     }
+    (db, dir)
 }
 
 #[tokio::test]
 async fn adopts_sqlx_cli_history() {
-    let db = TestDb::new("sqlx").await;
-    let dir = TempDir::new("sqlx");
-    dir.write(FIVE);
-    sqlx_cli_applied_two(&db, &dir).await;
+    let (db, dir) = sqlx_cli_applied_two("sqlx").await;
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
     assert!(r.stdout.contains("Adopted 2 migration(s)"), "{}", r.stdout);
@@ -526,10 +527,7 @@ async fn adopts_sqlx_cli_history() {
 async fn baseline_adopts_sqlx_cli_history_first() {
     // sqlx-cli applied 1 and 2; the DBA baselines up to 3 (applied by hand). Version 2 must come
     // from sqlx's history, and a later migrate must run only 4 and 5.
-    let db = TestDb::new("sqlxbase").await;
-    let dir = TempDir::new("sqlxbase");
-    dir.write(FIVE);
-    sqlx_cli_applied_two(&db, &dir).await;
+    let (db, dir) = sqlx_cli_applied_two("sqlxbase").await;
     db.run(dir.path(), &["baseline", "--version", "3"])
         .await
         .expect_code(0);
