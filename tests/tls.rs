@@ -104,9 +104,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn verify_at(dir: &Path, url: &str) -> Run {
+/// `realmguard verify` against `base` with the URL query `query`.
+async fn verify_at(dir: &Path, base: &str, query: &str) -> Run {
     let mut c = realmguard_cmd(dir);
-    c.env("DATABASE_URL", url).arg("verify");
+    c.env("DATABASE_URL", format!("{base}?{query}"))
+        .arg("verify");
     Run::from(c.output().await.unwrap())
 }
 
@@ -139,35 +141,25 @@ async fn tls_is_used_verified_and_its_failures_are_one_line() {
     )
     .expect("cannot start the TLS cluster");
     let base = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let good_ca = certs.path().join("good-ca.crt");
-    let other_ca = certs.path().join("other-ca.crt");
+    let verify_full = |ca: &str| {
+        format!(
+            "sslmode=verify-full&sslrootcert={}",
+            certs.path().join(ca).display()
+        )
+    };
     let dir = TempDir::new("tls-run");
 
     // Encrypted and the server proven by the test CA: verify runs (an empty database: exit 0).
-    let ok = verify_at(
-        dir.path(),
-        &format!(
-            "{base}?sslmode=verify-full&sslrootcert={}",
-            good_ca.display()
-        ),
-    )
-    .await;
+    let ok = verify_at(dir.path(), &base, &verify_full("good-ca.crt")).await;
     ok.expect_code(0);
     assert!(ok.stdout.contains("verify: 0 tables"), "{}", ok.stdout);
     // Encrypted without checking the certificate, as asked.
-    verify_at(dir.path(), &format!("{base}?sslmode=require"))
+    verify_at(dir.path(), &base, "sslmode=require")
         .await
         .expect_code(0);
 
     // A certificate from a CA we do not trust: refused, one line, exit 2.
-    let untrusted = verify_at(
-        dir.path(),
-        &format!(
-            "{base}?sslmode=verify-full&sslrootcert={}",
-            other_ca.display()
-        ),
-    )
-    .await;
+    let untrusted = verify_at(dir.path(), &base, &verify_full("other-ca.crt")).await;
     untrusted.expect_one_line_error();
     assert!(
         untrusted.stderr.contains("TLS certificate was refused")
@@ -176,15 +168,11 @@ async fn tls_is_used_verified_and_its_failures_are_one_line() {
         untrusted.stderr
     );
     // No TLS where the server demands it: the server's refusal, one line, exit 2.
-    let plain = verify_at(dir.path(), &format!("{base}?sslmode=disable")).await;
+    let plain = verify_at(dir.path(), &base, "sslmode=disable").await;
     plain.expect_one_line_error();
     assert!(plain.stderr.contains("no encryption"), "{}", plain.stderr);
     // A CA file that is not there: said plainly.
-    let missing = verify_at(
-        dir.path(),
-        &format!("{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"),
-    )
-    .await;
+    let missing = verify_at(dir.path(), &base, &verify_full("/nonexistent/ca.crt")).await;
     missing.expect_one_line_error();
     assert!(
         missing
