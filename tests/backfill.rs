@@ -1012,18 +1012,21 @@ async fn new_indexes_stay_in_the_tablespace_of_those_they_replace() {
         )
         .await;
     r.expect_code(0);
-    // The new primary key, the per-realm unique key and the rebuilt partial index, each where
-    // the index it replaced was (a swapped constraint's index takes the constraint's name).
-    assert_eq!(
-        db.scalar(
+    // "index in tablespace" for the indexes of a table that `filter` keeps, by name.
+    let placed = |table: &str, filter: &str| {
+        format!(
             "SELECT string_agg(ic.relname || ' in ' || coalesce(t.spcname, 'default'), ', '
                                ORDER BY ic.relname)
              FROM pg_index i
              JOIN pg_class ic ON ic.oid = i.indexrelid
              LEFT JOIN pg_tablespace t ON t.oid = ic.reltablespace
-             WHERE i.indrelid = 'users'::regclass AND i.indisunique"
+             WHERE i.indrelid = '{table}'::regclass AND {filter}"
         )
-        .await,
+    };
+    // The new primary key, the per-realm unique key and the rebuilt partial index, each where
+    // the index it replaced was (a swapped constraint's index takes the constraint's name).
+    assert_eq!(
+        db.scalar(&placed("users", "i.indisunique")).await,
         format!(
             "users_code_key in {space}, users_email_lower_realm_id in {space}, \
              users_pkey in {space}"
@@ -1032,15 +1035,7 @@ async fn new_indexes_stay_in_the_tablespace_of_those_they_replace() {
     // The child's new foreign-key index goes where its old one was; its primary key stays in
     // the default tablespace, where it was.
     assert_eq!(
-        db.scalar(
-            "SELECT string_agg(ic.relname || ' in ' || coalesce(t.spcname, 'default'), ', '
-                               ORDER BY ic.relname)
-             FROM pg_index i
-             JOIN pg_class ic ON ic.oid = i.indexrelid
-             LEFT JOIN pg_tablespace t ON t.oid = ic.reltablespace
-             WHERE i.indrelid = 'sessions'::regclass"
-        )
-        .await,
+        db.scalar(&placed("sessions", "true")).await,
         format!("sessions_pkey in default, sessions_user_id_realm_id_idx in {space}")
     );
     db.exec("DROP TABLE sessions, users").await;
