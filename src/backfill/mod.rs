@@ -180,13 +180,19 @@ fn render_steps(
                             } => format!("{schema}.{table} through {constraint}"),
                             plan::Derive::Done => "already filled".into(),
                         },
+                        match (&t.derive, t.rewrite) {
+                            (plan::Derive::Done, _) => "-",
+                            (_, true) => "keyset batches",
+                            (_, false) => "catalog default, no rewrite",
+                        }
+                        .into(),
                     ]
                 })
                 .collect();
             writeln!(
                 out,
                 "{}",
-                output::table(&["table", "key", "realm from"], &rows)
+                output::table(&["table", "key", "realm from", "old rows"], &rows)
             )?;
         }
         None => writeln!(

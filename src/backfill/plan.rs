@@ -164,6 +164,9 @@ pub struct TablePlan {
     pub table: String,
     pub key: String,
     pub derive: Derive,
+    /// Whether old rows are written in keyset batches; false when they take the realm from
+    /// the column's catalog default (or are already filled).
+    pub rewrite: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -583,6 +586,32 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         }
     }
 
+    // Old rows whose realm is known without looking at them take it from the column's default,
+    // kept in the catalog: since PostgreSQL 11, `ADD COLUMN … NOT NULL DEFAULT <constant>` is
+    // instant and rewrites nothing (the value lives in pg_attribute.attmissingval; dropping the
+    // default right after keeps it for those rows and leaves new rows to the trigger). That is
+    // every row of a root whose column we add, and every row of a child whose column we add
+    // when its parent is such a table and the key to it is NOT NULL and validated: each of its
+    // rows then has a parent, and every parent row is in the default realm. A rewrite would
+    // write each row again (the table doubles until vacuumed, ~570 bytes of WAL per row) for
+    // the same values. Anything less certain (a nullable or NOT VALID key, a parent whose
+    // column already existed) is derived row by row in keyset batches.
+    let mut catalog_default = vec![false; infos.len()];
+    for &i in &order {
+        let Info { t, parent, .. } = &infos[i];
+        catalog_default[i] = t.column(rc).is_none()
+            && parent.is_none_or(|p| {
+                p.validated
+                    && p.columns
+                        .iter()
+                        .all(|c| t.column(c).is_some_and(|c| c.not_null))
+                    && infos
+                        .iter()
+                        .position(|o| (o.t.schema.clone(), o.t.name.clone()) == fk_target(p))
+                        .is_some_and(|j| catalog_default[j])
+            });
+    }
+
     let mut tables = Vec::new();
     let rt = realm_type.as_str();
     let qrc = quote_ident(rc);
@@ -610,6 +639,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             schema: t.schema.clone(),
             table: t.name.clone(),
             key: key.clone(),
+            rewrite: *needs_fill && !catalog_default[i],
             derive: match (needs_fill, parent) {
                 (false, _) => Derive::Done,
                 (true, None) => Derive::Default {
@@ -622,6 +652,28 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 },
             },
         });
+        let trigger = object_name(&[&t.name, rc, "fill"]);
+        if catalog_default[i] {
+            // One transaction: from its commit on, the column is NOT NULL and the trigger fills
+            // every new row (NOT NULL is checked after BEFORE triggers).
+            let (_, trigger_sql) = trigger_sql(t, &trigger, rc, rt, default_realm, *parent);
+            steps.push(step(
+                Phase::Column,
+                format!(
+                    "add {rc} NOT NULL, old rows in '{default_realm}' through the catalog (no rewrite), and trigger {trigger}"
+                ),
+                Lock::AccessExclusive,
+                "instant, catalog only",
+                Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} ADD COLUMN IF NOT EXISTS {qrc} {rt} NOT NULL DEFAULT CAST({lit} AS {rt});\nALTER TABLE {qt} ALTER COLUMN {qrc} DROP DEFAULT;\n{trigger_sql}",
+                        lit = quote_literal(default_realm)
+                    ),
+                    no_fk_depends_on: None,
+                },
+            ));
+            continue;
+        }
         if t.column(rc).is_none() {
             steps.push(step(
                 Phase::Column,
@@ -637,7 +689,6 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         if !needs_fill {
             continue;
         }
-        let trigger = object_name(&[&t.name, rc, "fill"]);
         if !t.triggers.contains(&trigger) {
             let (title, sql) = trigger_sql(t, &trigger, rc, rt, default_realm, *parent);
             steps.push(step(
@@ -1507,6 +1558,23 @@ mod tests {
         cat
     }
 
+    /// `cat` with a nullable realm column on every table, as an earlier attempt by hand leaves
+    /// it: nothing is certain about the old rows, so every table is filled row by row.
+    fn with_nullable_realm(mut cat: Catalog) -> Catalog {
+        for t in &mut cat.tables {
+            t.columns.push(col("realm_id", "text", false));
+        }
+        cat
+    }
+
+    /// [`legacy`] with `memberships.group_id` nullable: groups keeps its old rows in the catalog,
+    /// memberships is filled row by row (a row without a group has no realm to take).
+    fn legacy_nullable_child() -> Catalog {
+        let mut cat = legacy();
+        cat.tables[1].columns[1].not_null = false;
+        cat
+    }
+
     /// `cat` with `relations` filled from its tables and their indexes, as `model::read` fills it.
     fn with_relations(mut cat: Catalog) -> Catalog {
         for t in &cat.tables {
@@ -1542,7 +1610,7 @@ mod tests {
     fn roots_are_filled_before_any_child() {
         // "users" comes last in catalog order and is no parent of the derivation, yet as a root
         // it is filled before the memberships fill (which may start a checkpoint).
-        let cat = legacy_with_users();
+        let cat = with_nullable_realm(legacy_with_users());
         let p = plan(
             &cat,
             &cfg("realm_scoped = [\"groups\"]\n[backfill.parent]\nmemberships = \"memberships_group_id_fkey\"\n"),
@@ -1559,15 +1627,14 @@ mod tests {
 
     #[test]
     fn legacy_pair_follows_the_documented_order() {
-        let p = plan(&legacy(), &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(&legacy_nullable_child(), &cfg("realm_scoped = [\"groups\"]")).unwrap();
         // The realms table comes first, then the parent entirely before the child's column.
         assert_eq!(p.steps[0].phase, Phase::Realms);
         assert!(p.steps[0]
             .sql()
             .contains("CREATE TABLE IF NOT EXISTS public.realms"));
         assert!(p.steps[0].sql().contains("'hub'"));
-        let g_fill = position(&p, "groups", "keyset");
-        let g_nn = position(&p, "groups", "SET NOT NULL");
+        let g_col = position(&p, "groups", "NOT NULL DEFAULT");
         let m_col = position(&p, "memberships", "ADD COLUMN");
         let m_trig = position(&p, "memberships", "install trigger");
         let m_fill = position(&p, "memberships", "keyset");
@@ -1586,9 +1653,10 @@ mod tests {
         );
         let g_pk = position(&p, "groups", "PRIMARY KEY USING INDEX");
         let m_pk = position(&p, "memberships", "PRIMARY KEY USING INDEX");
-        assert!(g_fill < g_nn && g_nn < m_col && m_col < m_trig && m_trig < m_fill);
+        assert!(g_col < m_col && m_col < m_trig && m_trig < m_fill);
+        let m_nn = position(&p, "memberships", "SET NOT NULL");
         // Every fill is over before any index contains the realm column (pitfall 3).
-        assert!(m_fill < g_idx);
+        assert!(m_fill < m_nn && m_nn < g_idx);
         assert!(g_idx < m_fk && m_fk_idx < m_fk && m_fk < m_val && m_val < m_drop);
         // The primary keys swap only after the old foreign key is gone (pitfall 1).
         assert!(m_drop < g_pk && m_drop < m_pk);
@@ -1603,6 +1671,51 @@ mod tests {
     }
 
     #[test]
+    fn old_rows_of_a_certain_realm_stay_in_the_catalog() {
+        let p = plan(&legacy(), &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        // No rewrite anywhere: one column step per table, which also installs the trigger.
+        assert!(p.tables.iter().all(|t| !t.rewrite), "{:#?}", p.tables);
+        assert!(
+            p.steps
+                .iter()
+                .all(|s| !matches!(s.phase, Phase::Trigger | Phase::Fill | Phase::NotNull)),
+            "{:#?}",
+            titles(&p)
+        );
+        let g = &p.steps[position(&p, "groups", "ADD COLUMN")];
+        let m = &p.steps[position(&p, "memberships", "ADD COLUMN")];
+        assert_eq!(g.lock, Lock::AccessExclusive);
+        for (step, table) in [(g, "groups"), (m, "memberships")] {
+            let sql = step.sql();
+            assert!(sql.starts_with(&format!(
+                "ALTER TABLE public.{table} ADD COLUMN IF NOT EXISTS realm_id text NOT NULL DEFAULT CAST('hub' AS text);\nALTER TABLE public.{table} ALTER COLUMN realm_id DROP DEFAULT;\n"
+            )), "{sql}");
+            assert!(sql.contains(&format!("CREATE OR REPLACE TRIGGER {table}_realm_id_fill")));
+        }
+        // The child's trigger derives new rows from the parent, which got its column first.
+        assert!(m.sql().contains("FROM public.groups p WHERE p.id = NEW.group_id"));
+        assert!(p.steps.iter().position(|s| std::ptr::eq(s, g)) < p.steps.iter().position(|s| std::ptr::eq(s, m)));
+
+        // Anything less than certain is filled row by row: a child whose key to the parent is
+        // nullable or NOT VALID (a row may have no parent), or whose parent already has a
+        // column (its rows may be in any realm).
+        let mut not_valid = legacy();
+        not_valid.tables[1].constraints[1].validated = false;
+        let mut parent_has_column = legacy();
+        parent_has_column.tables[0]
+            .columns
+            .push(col("realm_id", "text", false));
+        for cat in [legacy_nullable_child(), not_valid, parent_has_column] {
+            let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+            let m = p.tables.iter().find(|t| t.table == "memberships").unwrap();
+            assert!(m.rewrite);
+            let col = &p.steps[position(&p, "memberships", "ADD COLUMN")];
+            assert!(col.sql().ends_with("ADD COLUMN IF NOT EXISTS realm_id text"), "{}", col.sql());
+            position(&p, "memberships", "keyset");
+        }
+    }
+
+    #[test]
     fn nothing_realm_scoped_plans_only_nothing() {
         let p = plan(&legacy(), &cfg("realms_table = \"\"")).unwrap();
         assert!(p.steps.is_empty(), "{:#?}", titles(&p));
@@ -1611,7 +1724,7 @@ mod tests {
     #[test]
     fn fills_use_the_default_realm_and_the_parent() {
         let p = plan(
-            &legacy(),
+            &with_nullable_realm(legacy()),
             &cfg("realm_scoped = [\"memberships\"]\n[backfill]\ndefault_realm = \"main\""),
         )
         .unwrap();
@@ -1655,9 +1768,9 @@ mod tests {
         let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert_eq!(p.realm_type, "uuid");
         assert!(p.steps.iter().all(|s| s.phase != Phase::Realms));
-        assert!(p.steps[0]
-            .sql()
-            .ends_with("ADD COLUMN IF NOT EXISTS realm_id uuid"));
+        assert!(p.steps[0].sql().starts_with(
+            "ALTER TABLE public.groups ADD COLUMN IF NOT EXISTS realm_id uuid NOT NULL DEFAULT CAST('hub' AS uuid);"
+        ));
         let fk = &p.steps[position(&p, "memberships", "memberships_realm_id_fkey")];
         assert!(fk
             .sql()
@@ -1679,8 +1792,8 @@ mod tests {
             &cfg("realm_scoped = [\"groups\"]\n[backfill.parent]\nmemberships = \"memberships_user_id_fkey\""),
         )
         .unwrap();
-        let fill = &p.steps[position(&p, "memberships", "keyset")];
-        assert!(fill.sql().contains("FROM public.users AS p"));
+        let column = &p.steps[position(&p, "memberships", "ADD COLUMN")];
+        assert!(column.sql().contains("FROM public.users p WHERE p.id = NEW.user_id"));
         // users is pulled in through the foreign key, and both keys get converted.
         assert!(p.tables.iter().any(|t| t.table == "users"));
         position(&p, "memberships", "FOREIGN KEY (user_id, realm_id)");
@@ -1850,7 +1963,7 @@ mod tests {
             "groups",
             "DROP INDEX CONCURRENTLY IF EXISTS public.groups_slug_idx",
         );
-        let m_fill = position(&p, "memberships", "keyset");
+        let m_fill = position(&p, "memberships", "ADD COLUMN");
         let m_drop = position(
             &p,
             "memberships",
