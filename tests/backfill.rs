@@ -126,7 +126,8 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
     let db = legacy_db("bf_convert", 3000).await;
     let dir = TempDir::new("bf-convert");
     let before = links(&db).await;
-    let sizes = "SELECT string_agg(c.relname || ' ' || pg_relation_size(c.oid), ', ' ORDER BY c.relname)
+    let sizes =
+        "SELECT string_agg(c.relname || ' ' || pg_relation_size(c.oid), ', ' ORDER BY c.relname)
         FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
           AND c.relname IN ('users', 'groups', 'memberships', 'membership_statements')";
     let heap_before = db.scalar(sizes).await;
@@ -170,6 +171,8 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
     let r = run(&db, &dir, &[]).await;
     r.expect_code(0);
     assert!(r.stdout.contains("4 tables converted"), "{}", r.stdout);
+    // A superuser compresses its index builds' WAL: no note about it.
+    assert!(!r.stderr.contains("WAL uncompressed"), "{}", r.stderr);
     assert_eq!(db.scalar(sizes).await, heap_before);
 
     // Every row and every parent–child link is still there, every row in the default realm.
@@ -652,6 +655,46 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
     );
     assert_eq!(
         db.count("SELECT 1 FROM groups WHERE realm_id IS NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_without_superuser_converts_and_is_told_wal_stays_uncompressed() {
+    let db = legacy_db("bf_owner", 300).await;
+    let dir = TempDir::new("bf-owner");
+    let role = format!("{}_owner", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{role}\" LOGIN;
+         GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\";
+         GRANT CREATE ON SCHEMA public TO \"{role}\";
+         ALTER TABLE users OWNER TO \"{role}\"; ALTER TABLE groups OWNER TO \"{role}\";
+         ALTER TABLE memberships OWNER TO \"{role}\"; ALTER TABLE membership_statements OWNER TO \"{role}\";",
+        db = db.name
+    ))
+    .await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let out = db
+        .cmd(dir.path())
+        .env("DATABASE_URL", url.as_str())
+        .args(["--config", &config(), "backfill", "run"])
+        .output()
+        .await
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    r.expect_code(0);
+    let notes: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WAL uncompressed"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", r.stderr);
+    assert!(notes[0].contains("permission denied"), "{}", notes[0]);
+    assert!(notes[0].contains("GRANT SET ON PARAMETER wal_compression"));
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id IS DISTINCT FROM 'hub'")
             .await,
         0
     );

@@ -250,6 +250,35 @@ pub struct Executor<'a> {
     pid: i32,
 }
 
+/// Compress the full-page images our session writes to WAL: zstd, else lz4, else a one-line
+/// note and the server's setting.
+///
+/// A concurrent index build logs every page of the new index whole (27 MB for the (id, realm)
+/// index of 1M rows; 6.8 MB with zstd, 13 MB with lz4), and an application's commit must flush
+/// all WAL written before its own record: measured with a writer at 100 tps while the unique
+/// index of the 1M-row table was built and dropped repeatedly, the writer's transactions over
+/// 3x its idle p99 fell from 63 to 32 with zstd (47 with lz4). `wal_compression` is settable by
+/// superusers or after `GRANT SET ON PARAMETER wal_compression`; zstd and lz4 need a server
+/// built with them.
+async fn compress_wal(conn: &mut PgConnection) {
+    let mut refused = None;
+    for method in ["zstd", "lz4"] {
+        match sqlx::raw_sql(&format!("SET wal_compression = {method}"))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => refused = refused.or(Some(e)),
+        }
+    }
+    if let Some(e) = refused {
+        eprintln!(
+            "realmguard: note: index builds write their WAL uncompressed ({}); a superuser, or GRANT SET ON PARAMETER wal_compression, lets realmguard compress it",
+            describe_pg_error(&e)
+        );
+    }
+}
+
 /// A retryable failure with the sessions that blocked it.
 struct Blocked {
     error: sqlx::Error,
@@ -277,6 +306,7 @@ impl<'a> Executor<'a> {
         ))
         .execute(&mut *conn)
         .await?;
+        compress_wal(conn).await;
         Ok(Executor {
             conn,
             watch,

@@ -1627,7 +1627,11 @@ mod tests {
 
     #[test]
     fn legacy_pair_follows_the_documented_order() {
-        let p = plan(&legacy_nullable_child(), &cfg("realm_scoped = [\"groups\"]")).unwrap();
+        let p = plan(
+            &legacy_nullable_child(),
+            &cfg("realm_scoped = [\"groups\"]"),
+        )
+        .unwrap();
         // The realms table comes first, then the parent entirely before the child's column.
         assert_eq!(p.steps[0].phase, Phase::Realms);
         assert!(p.steps[0]
@@ -1693,8 +1697,13 @@ mod tests {
             assert!(sql.contains(&format!("CREATE OR REPLACE TRIGGER {table}_realm_id_fill")));
         }
         // The child's trigger derives new rows from the parent, which got its column first.
-        assert!(m.sql().contains("FROM public.groups p WHERE p.id = NEW.group_id"));
-        assert!(p.steps.iter().position(|s| std::ptr::eq(s, g)) < p.steps.iter().position(|s| std::ptr::eq(s, m)));
+        assert!(m
+            .sql()
+            .contains("FROM public.groups p WHERE p.id = NEW.group_id"));
+        assert!(
+            p.steps.iter().position(|s| std::ptr::eq(s, g))
+                < p.steps.iter().position(|s| std::ptr::eq(s, m))
+        );
 
         // Anything less than certain is filled row by row: a child whose key to the parent is
         // nullable or NOT VALID (a row may have no parent), or whose parent already has a
@@ -1710,7 +1719,12 @@ mod tests {
             let m = p.tables.iter().find(|t| t.table == "memberships").unwrap();
             assert!(m.rewrite);
             let col = &p.steps[position(&p, "memberships", "ADD COLUMN")];
-            assert!(col.sql().ends_with("ADD COLUMN IF NOT EXISTS realm_id text"), "{}", col.sql());
+            assert!(
+                col.sql()
+                    .ends_with("ADD COLUMN IF NOT EXISTS realm_id text"),
+                "{}",
+                col.sql()
+            );
             position(&p, "memberships", "keyset");
         }
     }
@@ -1793,7 +1807,9 @@ mod tests {
         )
         .unwrap();
         let column = &p.steps[position(&p, "memberships", "ADD COLUMN")];
-        assert!(column.sql().contains("FROM public.users p WHERE p.id = NEW.user_id"));
+        assert!(column
+            .sql()
+            .contains("FROM public.users p WHERE p.id = NEW.user_id"));
         // users is pulled in through the foreign key, and both keys get converted.
         assert!(p.tables.iter().any(|t| t.table == "users"));
         position(&p, "memberships", "FOREIGN KEY (user_id, realm_id)");
