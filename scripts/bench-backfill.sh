@@ -20,8 +20,8 @@
 #
 # The writer is pgbench running the OLD application's SQL (no realm_id anywhere), rate-limited
 # (WRITER_RATE tps over WRITER_CLIENTS clients) so latencies measure waiting, not a saturated CPU.
-# It runs in back-to-back 5 s chunks for as long as the backfill runs; transactions are counted
-# by their completion time inside the backfill's window.
+# One pgbench session runs from before the baseline to after the backfill (no reconnects inside
+# a window); each transaction counts in the window (baseline, backfill, after) it completed in.
 #
 # Usage: scripts/bench-backfill.sh            (throwaway embedded cluster under a temp dir)
 #        DATABASE_URL=postgres://… scripts/bench-backfill.sh   (creates bench_* databases there)
@@ -50,6 +50,7 @@ fi
 WORK=$(mktemp -d /tmp/rg-bench-backfill.XXXXXX)
 chmod 755 "$WORK"
 cleanup() {
+    pkill -TERM -f -- "--log-prefix=$WORK/writer" 2>/dev/null || true
     if [ -n "${EMBEDDED_HOME:-}" ]; then
         REALMGUARD_HOME=$EMBEDDED_HOME "$BIN" embedded stop >/dev/null 2>&1 || true
         [ -n "${KEEP:-}" ] || rm -rf "$EMBEDDED_HOME"
@@ -125,57 +126,55 @@ DELETE FROM memberships WHERE id = :d;
 END;
 EOF
 
-writer_chunk() { # $1 = log prefix, $2 = seconds
-    pgbench -n -M prepared -f "$WORK/writer.sql" -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
-        -T "$2" -l --log-prefix="$1" "$LIVE" >>"$WORK/pgbench.out" 2>>"$WORK/pgbench.err" || true
+# One writer session for the whole measurement, as an application's connection pool would be:
+# windows are cut from its log by time. (Restarting pgbench per window made each new
+# connection's first transactions, 3-4 ms while its caches warm, count against the backfill.)
+pgbench -n -M prepared -f "$WORK/writer.sql" -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
+    -T 86400 -l --log-prefix="$WORK/writer" "$LIVE" >"$WORK/pgbench.out" 2>"$WORK/pgbench.err" &
+WRITER_PID=$!
+stop_writer() { # pgbench flushes its log when it exits; SIGTERM loses only the last buffered lines
+    pkill -TERM -f -- "--log-prefix=$WORK/writer" || true
+    wait "$WRITER_PID" 2>/dev/null || true
 }
+writer_errors() { grep -ciE "error|abort" "$WORK/pgbench.err" || true; }
 
-# p50 p99 max (ms) and count of transactions in pgbench logs named $1* that completed in [$2, $3] (epoch s).
+# p50 p99 max (ms) and count of the writer's transactions that completed in [$1, $2] (epoch s).
 latencies() {
-    cat "$1"* 2>/dev/null | awk -v a="$2" -v b="$3" '{ t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
+    cat "$WORK"/writer* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
         | sort -n | awk '{ v[NR] = $1 } END {
             if (NR == 0) { print "0 0 0 0"; exit }
             p50 = v[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]; p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]
             printf "%.2f %.2f %.2f %d\n", p50, p99, v[NR], NR }'
 }
 
+sleep 2 # connections made and statements prepared before anything counts
 echo "== writer baseline: ${BASELINE_SECS}s at $WRITER_RATE tps, $WRITER_CLIENTS clients, no backfill"
 b0=$(date +%s.%N)
-writer_chunk "$WORK/base" "$BASELINE_SECS"
+sleep "$BASELINE_SECS"
 b1=$(date +%s.%N)
-read -r B50 B99 BMAX BN < <(latencies "$WORK/base" "$b0" "$b1")
-BASE_ERRORS=$(grep -ciE "error|abort" "$WORK/pgbench.err" || true)
+BASE_ERRORS=$(writer_errors)
 
 echo "== backfill run (batch $BATCH_MS, lock timeout $LOCK_TIMEOUT) with the writer running"
-: >"$WORK/pgbench.err"
-(
-    i=0
-    while [ ! -e "$WORK/done" ]; do
-        writer_chunk "$WORK/during$i" 5
-        i=$((i + 1))
-    done
-) &
-WRITER_PID=$!
-sleep 2 # the writer is in full swing before the backfill starts
 w0=$(date +%s.%N)
 DATABASE_URL=$LIVE "$BIN" --config schema/legacy.toml --format json backfill run \
     --batch-ms "$BATCH_MS" --lock-timeout "$LOCK_TIMEOUT" >"$WORK/run.json" 2>"$WORK/run.err" || {
-    echo "backfill failed:"; tail -5 "$WORK/run.err"; touch "$WORK/done"; wait "$WRITER_PID"; exit 2; }
+    echo "backfill failed:"; tail -5 "$WORK/run.err"; stop_writer; exit 2; }
 w1=$(date +%s.%N)
-touch "$WORK/done"
-wait "$WRITER_PID"
-read -r D50 D99 DMAX DN < <(latencies "$WORK/during" "$w0" "$w1")
-RUN_ERRORS=$(grep -ciE "error|abort" "$WORK/pgbench.err" || true)
+RUN_ERRORS=$(( $(writer_errors) - BASE_ERRORS ))
 
-# The same writer once more after the backfill: the machine's noise level, and what the fill
-# triggers (which stay until the application writes realm_id itself) cost the old SQL.
+# The same writer on after the backfill: the machine's noise level, and what the fill triggers
+# (which stay until the application writes realm_id itself) cost the old SQL.
 echo "== writer after the backfill: ${BASELINE_SECS}s, triggers in place"
-: >"$WORK/pgbench.err"
+sleep 1
 a0=$(date +%s.%N)
-writer_chunk "$WORK/after" "$BASELINE_SECS"
+sleep "$BASELINE_SECS"
 a1=$(date +%s.%N)
-read -r A50 A99 AMAX AN < <(latencies "$WORK/after" "$a0" "$a1")
-AFTER_ERRORS=$(grep -ciE "error|abort" "$WORK/pgbench.err" || true)
+sleep 1 # the lines SIGTERM may lose are after a1
+AFTER_ERRORS=$(( $(writer_errors) - BASE_ERRORS - RUN_ERRORS ))
+stop_writer
+read -r B50 B99 BMAX BN < <(latencies "$b0" "$b1")
+read -r D50 D99 DMAX DN < <(latencies "$w0" "$w1")
+read -r A50 A99 AMAX AN < <(latencies "$a0" "$a1")
 
 WALL=$(echo "$w1 - $w0" | bc)
 read -r FILL_ROWS FILL_MS < <(python3 - "$WORK/run.json" <<'EOF'
@@ -192,7 +191,7 @@ NULLS=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM memberships WHERE real
 psql "$LIVE" -At -F ' ' -c "SELECT seq, extract(epoch FROM done_at) - duration_ms / 1000.0,
     extract(epoch FROM done_at), title FROM realmguard.backfill_steps
     WHERE done_at IS NOT NULL ORDER BY seq" >"$WORK/steps.txt"
-cat "$WORK"/during* | awk '{ printf "%.6f %.3f\n", $5 + $6 / 1e6, $3 / 1000 }' >"$WORK/during.txt"
+cat "$WORK"/writer* | awk -v a="$w0" -v b="$w1" 'NF >= 6 { t = $5 + $6 / 1e6; if (t >= a && t <= b) printf "%.6f %.3f\n", t, $3 / 1000 }' >"$WORK/during.txt"
 echo
 echo "== writer latency per step (writer transactions that completed inside the step)"
 python3 - "$WORK/steps.txt" "$WORK/during.txt" "$B99" <<'PY'
