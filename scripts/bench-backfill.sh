@@ -136,11 +136,16 @@ stop_writer() { # pgbench flushes its log when it exits; SIGTERM loses only the 
     pkill -TERM -f -- "--log-prefix=$WORK/writer" || true
     wait "$WRITER_PID" 2>/dev/null || true
 }
-writer_errors() { grep -ciE "error|abort" "$WORK/pgbench.err" || true; }
+# Errors pgbench reported (an aborted client says so on stderr) plus transactions its log marks
+# as failed (PostgreSQL 15+ logs those with "failed" in place of the latency).
+writer_errors() {
+    echo $(( $(grep -ciE "error|abort" "$WORK/pgbench.err" || true) \
+        + $(cat "$WORK"/writer.[0-9]* 2>/dev/null | awk 'NF >= 6 && $3 !~ /^[0-9]+$/' | wc -l) ))
+}
 
 # p50 p99 max (ms) and count of the writer's transactions that completed in [$1, $2] (epoch s).
 latencies() {
-    cat "$WORK"/writer* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
+    cat "$WORK"/writer.[0-9]* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
         | sort -n | awk '{ v[NR] = $1 } END {
             if (NR == 0) { print "0 0 0 0"; exit }
             p50 = v[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]; p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]
@@ -169,7 +174,10 @@ sleep 1
 a0=$(date +%s.%N)
 sleep "$BASELINE_SECS"
 a1=$(date +%s.%N)
-sleep 1 # the lines SIGTERM may lose are after a1
+sleep $((1 + 200 / WRITER_RATE)) # the lines SIGTERM may lose (one stdio buffer) are after a1
+if ! pgrep -f -- "--log-prefix=$WORK/writer" >/dev/null; then
+    echo "the writer stopped before the end of the measurement:"; tail -3 "$WORK/pgbench.err"; exit 2
+fi
 AFTER_ERRORS=$(( $(writer_errors) - BASE_ERRORS - RUN_ERRORS ))
 stop_writer
 read -r B50 B99 BMAX BN < <(latencies "$b0" "$b1")
@@ -183,15 +191,17 @@ d = json.load(open(sys.argv[1]))
 print(sum(f["rows_done"] for f in d["fills"]), sum(f["fill_ms"] for f in d["fills"]))
 EOF
 )
-NULLS=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM memberships WHERE realm_id IS NULL)
-    + (SELECT count(*) FROM groups WHERE realm_id IS NULL)")
+NULLS=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM users WHERE realm_id IS NULL)
+    + (SELECT count(*) FROM groups WHERE realm_id IS NULL)
+    + (SELECT count(*) FROM memberships WHERE realm_id IS NULL)
+    + (SELECT count(*) FROM membership_statements WHERE realm_id IS NULL)")
 
 # Writer latency per backfill step: each step's window is [done_at - duration_ms, done_at] from
 # the ledger; a writer transaction belongs to the step it completed in. Attributes a p99 miss.
 psql "$LIVE" -At -F ' ' -c "SELECT seq, extract(epoch FROM done_at) - duration_ms / 1000.0,
     extract(epoch FROM done_at), title FROM realmguard.backfill_steps
     WHERE done_at IS NOT NULL ORDER BY seq" >"$WORK/steps.txt"
-cat "$WORK"/writer* | awk -v a="$w0" -v b="$w1" 'NF >= 6 { t = $5 + $6 / 1e6; if (t >= a && t <= b) printf "%.6f %.3f\n", t, $3 / 1000 }' >"$WORK/during.txt"
+cat "$WORK"/writer.[0-9]* | awk -v a="$w0" -v b="$w1" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) printf "%.6f %.3f\n", t, $3 / 1000 }' >"$WORK/during.txt"
 echo
 echo "== writer latency per step (writer transactions that completed inside the step)"
 python3 - "$WORK/steps.txt" "$WORK/during.txt" "$B99" <<'PY'
@@ -208,6 +218,13 @@ for seq, a, b, title in steps:
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     slow = sum(1 for l in lat if l > limit)
     print(f"{seq:>3} {title[:56]:<56} {b - a:6.2f} {len(lat):5d} {p99:7.2f} {lat[-1]:7.2f} {slow:7d}")
+# The rest of the run: connecting, planning, preflight, the end check, and the gaps between steps.
+windows = [(float(a), float(b)) for _, a, b, _ in steps]
+rest = sorted(l for t, l in tx if not any(a <= t <= b for a, b in windows))
+if rest:
+    p99 = rest[min(len(rest) - 1, int(len(rest) * 0.99))]
+    slow = sum(1 for l in rest if l > limit)
+    print(f"    {'(outside steps: plan, preflight, end check, gaps)':<56} {'':>6} {len(rest):5d} {p99:7.2f} {rest[-1]:7.2f} {slow:7d}")
 PY
 
 python3 - <<EOF

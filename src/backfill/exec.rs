@@ -250,33 +250,52 @@ pub struct Executor<'a> {
     pid: i32,
 }
 
-/// Compress the full-page images our session writes to WAL: zstd, else lz4, else a one-line
-/// note and the server's setting.
+/// Compress the full-page images our session writes to WAL: zstd, else lz4, else pglz; a
+/// one-line note when the role may not or the server cannot.
 ///
 /// A concurrent index build logs every page of the new index whole (27 MB for the (id, realm)
 /// index of 1M rows; 6.8 MB with zstd, 13 MB with lz4), and an application's commit must flush
 /// all WAL written before its own record: measured with a writer at 100 tps while the unique
 /// index of the 1M-row table was built and dropped repeatedly, the writer's transactions over
 /// 3x its idle p99 fell from 63 to 32 with zstd (47 with lz4). `wal_compression` is settable by
-/// superusers or after `GRANT SET ON PARAMETER wal_compression`; zstd and lz4 need a server
-/// built with them.
+/// superusers or (PostgreSQL 15+) after `GRANT SET ON PARAMETER wal_compression`; the right is
+/// asked first, since a refused SET leaves an ERROR in the server log on every run.
 async fn compress_wal(conn: &mut PgConnection) {
-    let mut refused = None;
-    for method in ["zstd", "lz4"] {
-        match sqlx::raw_sql(&format!("SET wal_compression = {method}"))
+    let (superuser, version, user): (bool, i32, String) = match sqlx::query_as(
+        "SELECT current_setting('is_superuser') = 'on',
+                current_setting('server_version_num')::int, current_user::text",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    let granted = !superuser
+        && version >= 150_000
+        && sqlx::query_scalar::<_, bool>(
+            "SELECT has_parameter_privilege('wal_compression', 'SET')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or(false);
+    if !superuser && !granted {
+        eprintln!(
+            "realmguard: note: index builds write their WAL uncompressed: role {user} may not set wal_compression (a superuser may, or GRANT SET ON PARAMETER wal_compression TO {user} on PostgreSQL 15+)"
+        );
+        return;
+    }
+    // "on" is pglz on PostgreSQL 14, where the setting is a boolean.
+    for method in ["zstd", "lz4", "pglz", "on"] {
+        if sqlx::raw_sql(&format!("SET wal_compression = {method}"))
             .execute(&mut *conn)
             .await
+            .is_ok()
         {
-            Ok(_) => return,
-            Err(e) => refused = refused.or(Some(e)),
+            return;
         }
     }
-    if let Some(e) = refused {
-        eprintln!(
-            "realmguard: note: index builds write their WAL uncompressed ({}); a superuser, or GRANT SET ON PARAMETER wal_compression, lets realmguard compress it",
-            describe_pg_error(&e)
-        );
-    }
+    eprintln!("realmguard: note: index builds write their WAL uncompressed: the server accepts no wal_compression method");
 }
 
 /// A retryable failure with the sessions that blocked it.
@@ -465,12 +484,18 @@ impl<'a> Executor<'a> {
             Err(e) => {
                 let _ = tx.rollback().await;
                 // 23514 from a step of the NOT NULL phase: its CHECK (realm IS NOT NULL) failed.
-                let hint = if sqlstate(&e).as_deref() == Some("23514")
-                    && step.phase == Phase::NotNull
-                {
-                    "; some rows still have no realm (their parent reference is NULL or names no row): fix them and run again"
-                } else {
-                    ""
+                // 23503 from validating a composite key: a child row's realm is not its
+                // parent's. Old rows whose realm the plan took as certain (the default realm,
+                // kept in the catalog) can be such rows if their parent was moved to another
+                // realm between the parent's column step and the child's.
+                let hint = match (sqlstate(&e).as_deref(), step.phase) {
+                    (Some("23514"), Phase::NotNull) => {
+                        "; some rows still have no realm (their parent reference is NULL or names no row): fix them and run again"
+                    }
+                    (Some("23503"), Phase::ForeignKey) => {
+                        "; some rows are not in their parent's realm (was a parent row given another realm during the backfill?): set those rows' realm to their parent's and run again"
+                    }
+                    _ => "",
                 };
                 bail!(
                     "step {seq} on {} ({}) failed: {}{hint}",

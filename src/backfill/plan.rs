@@ -2,7 +2,9 @@
 //! the lock it takes. No I/O here, so every ordering rule is unit-tested without a database.
 //!
 //! The order follows `ONLINE-DDL.md`: per table (parents before children) add the column, install
-//! the fill trigger, fill old rows, NOT NULL through a validated check; then the realm foreign
+//! the fill trigger, fill old rows, NOT NULL through a validated check — or, when every old row's
+//! realm is certain (the default realm), add the column NOT NULL with that value kept in the
+//! catalog and the trigger, in one instant step with nothing rewritten; then the realm foreign
 //! keys; then the unique `(id, realm)` indexes, built concurrently only after every fill (an index
 //! containing the realm column would make each batch take key locks that stall child inserts);
 //! then per foreign key: supporting index, composite key `NOT VALID`, validate, drop the old one;
@@ -615,7 +617,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
     let mut tables = Vec::new();
     let rt = realm_type.as_str();
     let qrc = quote_ident(rc);
-    // Phase 1, per table: column, trigger, fill, NOT NULL.
+    // Phase 1, per table: column, trigger, fill, NOT NULL; or the one catalog-default step.
     for &i in &order {
         let Info {
             t,
@@ -655,7 +657,10 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         let trigger = object_name(&[&t.name, rc, "fill"]);
         if catalog_default[i] {
             // One transaction: from its commit on, the column is NOT NULL and the trigger fills
-            // every new row (NOT NULL is checked after BEFORE triggers).
+            // every new row (NOT NULL is checked after BEFORE triggers). No IF NOT EXISTS: the
+            // step commits with its ledger row, so it never runs twice, and a column that
+            // appeared since the plan (its rows' realms unknown) must stop the run here rather
+            // than pass as filled.
             let (_, trigger_sql) = trigger_sql(t, &trigger, rc, rt, default_realm, *parent);
             steps.push(step(
                 Phase::Column,
@@ -666,7 +671,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 "instant, catalog only",
                 Action::Sql {
                     sql: format!(
-                        "ALTER TABLE {qt} ADD COLUMN IF NOT EXISTS {qrc} {rt} NOT NULL DEFAULT CAST({lit} AS {rt});\nALTER TABLE {qt} ALTER COLUMN {qrc} DROP DEFAULT;\n{trigger_sql}",
+                        "ALTER TABLE {qt} ADD COLUMN {qrc} {rt} NOT NULL DEFAULT CAST({lit} AS {rt});\nALTER TABLE {qt} ALTER COLUMN {qrc} DROP DEFAULT;\n{trigger_sql}",
                         lit = quote_literal(default_realm)
                     ),
                     no_fk_depends_on: None,
@@ -1692,7 +1697,7 @@ mod tests {
         for (step, table) in [(g, "groups"), (m, "memberships")] {
             let sql = step.sql();
             assert!(sql.starts_with(&format!(
-                "ALTER TABLE public.{table} ADD COLUMN IF NOT EXISTS realm_id text NOT NULL DEFAULT CAST('hub' AS text);\nALTER TABLE public.{table} ALTER COLUMN realm_id DROP DEFAULT;\n"
+                "ALTER TABLE public.{table} ADD COLUMN realm_id text NOT NULL DEFAULT CAST('hub' AS text);\nALTER TABLE public.{table} ALTER COLUMN realm_id DROP DEFAULT;\n"
             )), "{sql}");
             assert!(sql.contains(&format!("CREATE OR REPLACE TRIGGER {table}_realm_id_fill")));
         }
@@ -1783,7 +1788,7 @@ mod tests {
         assert_eq!(p.realm_type, "uuid");
         assert!(p.steps.iter().all(|s| s.phase != Phase::Realms));
         assert!(p.steps[0].sql().starts_with(
-            "ALTER TABLE public.groups ADD COLUMN IF NOT EXISTS realm_id uuid NOT NULL DEFAULT CAST('hub' AS uuid);"
+            "ALTER TABLE public.groups ADD COLUMN realm_id uuid NOT NULL DEFAULT CAST('hub' AS uuid);"
         ));
         let fk = &p.steps[position(&p, "memberships", "memberships_realm_id_fkey")];
         assert!(fk

@@ -66,7 +66,9 @@ pub async fn check(
         ));
     }
 
-    // Row level security that applies to us makes every fill batch update 0 rows, silently.
+    // Row level security that applies to us makes every fill batch update 0 rows, silently, and
+    // hides the parent rows a foreign-key validation looks for (seen: a converted table whose
+    // old rows were never filled still failed its validation under FORCE on the parent).
     let rows = sqlx::query(
         "SELECT format('%I.%I', n.nspname, c.relname), c.relforcerowsecurity, current_user::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -81,7 +83,7 @@ pub async fn check(
     for r in rows {
         let force: bool = r.get(1);
         refusals.push(format!(
-            "{} has {}row level security and role {} has no BYPASSRLS: the fill would silently update nothing; run as a role with BYPASSRLS",
+            "{} has {}row level security and role {} has no BYPASSRLS: a fill would silently update nothing and a foreign-key validation would not see its rows; run as a role with BYPASSRLS",
             r.get::<String, _>(0),
             if force { "FORCE " } else { "" },
             r.get::<String, _>(2),

@@ -1,7 +1,13 @@
 -- Every ordinary table (not a partition) outside the system schemas, with its columns in order.
 SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
        pg_get_userbyid(c.relowner)::text,
-       a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+       a.attname::text, format_type(a.atttypid, a.atttypmod),
+       -- NOT NULL that holds for every row: PostgreSQL 18 also sets attnotnull for a NOT VALID
+       -- not-null constraint (contype 'n', absent before 18), which old rows may break.
+       a.attnotnull AND NOT EXISTS (
+           SELECT 1 FROM pg_constraint k
+           WHERE k.conrelid = c.oid AND k.contype = 'n' AND NOT k.convalidated
+             AND a.attnum = ANY (k.conkey))
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
