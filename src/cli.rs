@@ -189,7 +189,8 @@ pub struct BackfillRunArgs {
     /// Target duration of one fill batch; the batch size adapts to it.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub batch_ms: Duration,
-    /// lock_timeout for every DDL step (SET LOCAL), retried with backoff and jitter.
+    /// lock_timeout for every DDL step (SET LOCAL), retried with backoff and jitter; a step whose
+    /// lock blocks reads or writes asks with an eighth of it first, doubling per retry.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// Give up on a step after this many lock timeouts.
