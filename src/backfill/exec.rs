@@ -65,9 +65,9 @@ impl Options {
     /// every later query on its tables queue behind it while it waits, so it asks with an
     /// eighth of `--lock-timeout` first and doubles per retry up to it: a writer that holds its
     /// lock a little longer (a slow commit) then costs the application a short queue, not the
-    /// whole timeout. Measured in scripts/bench-backfill.sh: one 100 ms wait for a primary-key
-    /// swap's lock behind a writer in COMMIT held 17 writer transactions for 24-102 ms, the
-    /// run's p99 going from ~2.5x to 46x its baseline.
+    /// whole timeout. Measured in scripts/bench-backfill.sh: one 100 ms wait for the locks to
+    /// drop a single-column foreign key, behind a writer in COMMIT, held 17 writer transactions
+    /// for 24-102 ms, the run's p99 going from ~2.5x to 46x its baseline.
     fn timeout_for(&self, lock: Lock, attempt: u32) -> Duration {
         if lock.blocks_traffic() {
             let first = (self.lock_timeout / 8)
