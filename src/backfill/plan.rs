@@ -557,19 +557,20 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
     // child fill writes enough WAL to start a checkpoint near its end: a table filled after that
     // writes each page it touches to WAL whole, which is when scripts/bench-backfill.sh saw the
     // writer's densest run of slow commits.
+    // Where each table's parent sits in `infos` (None: a root, or a parent outside the plan).
+    let parent_at: Vec<Option<usize>> = infos
+        .iter()
+        .map(|info| {
+            let pt = fk_target(info.parent?);
+            infos
+                .iter()
+                .position(|o| o.t.schema == pt.0 && o.t.name == pt.1)
+        })
+        .collect();
     let mut order: Vec<usize> = Vec::new();
     let mut placed = vec![false; infos.len()];
     while order.len() < infos.len() {
-        let ready = |i: usize| {
-            !placed[i]
-                && infos[i].parent.is_none_or(|p| {
-                    let pt = fk_target(p);
-                    infos
-                        .iter()
-                        .enumerate()
-                        .all(|(j, o)| !(o.t.schema == pt.0 && o.t.name == pt.1) || placed[j])
-                })
-        };
+        let ready = |i: usize| !placed[i] && parent_at[i].is_none_or(|j| placed[j]);
         let next = (0..infos.len())
             .find(|&i| ready(i) && infos[i].parent.is_none())
             .or_else(|| (0..infos.len()).find(|&i| ready(i)));
@@ -607,10 +608,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                     && p.columns
                         .iter()
                         .all(|c| t.column(c).is_some_and(|c| c.not_null))
-                    && infos
-                        .iter()
-                        .position(|o| (o.t.schema.clone(), o.t.name.clone()) == fk_target(p))
-                        .is_some_and(|j| catalog_default[j])
+                    && parent_at[i].is_some_and(|j| catalog_default[j])
             });
     }
 
