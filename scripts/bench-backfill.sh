@@ -32,6 +32,9 @@
 #        WRITER_CLIENTS (2),
 #        BASELINE_SECS (30: the p99 of 3,000 transactions, steadier than 1,500),
 #        REWRITE=1 (see above),
+#        HOLDER_MS=60: during the backfill a second application session, 4 times a second, holds
+#        a row of memberships (and so its table lock) for that long in one transaction: a lock
+#        step on memberships may then queue behind it, and the writer behind the step,
 #        KEEP=1 keeps the work dir (pgbench logs, run.json, step timings, the cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +44,7 @@ BATCH_MS=${BATCH_MS:-20ms}
 LOCK_TIMEOUT=${LOCK_TIMEOUT:-100ms}
 WRITER_RATE=${WRITER_RATE:-100}
 WRITER_CLIENTS=${WRITER_CLIENTS:-2}
+HOLDER_MS=${HOLDER_MS:-}
 BASELINE_SECS=${BASELINE_SECS:-30}
 BIN=${REALMGUARD_BIN:-target/release/realmguard}
 if [ ! -x "$BIN" ]; then
@@ -51,6 +55,7 @@ WORK=$(mktemp -d /tmp/rg-bench-backfill.XXXXXX)
 chmod 755 "$WORK"
 cleanup() {
     pkill -TERM -f -- "--log-prefix=$WORK/writer" 2>/dev/null || true
+    pkill -TERM -f -- "-f $WORK/holder.sql" 2>/dev/null || true
     if [ -n "${EMBEDDED_HOME:-}" ]; then
         REALMGUARD_HOME=$EMBEDDED_HOME "$BIN" embedded stop >/dev/null 2>&1 || true
         [ -n "${KEEP:-}" ] || rm -rf "$EMBEDDED_HOME"
@@ -160,11 +165,26 @@ b1=$(date +%s.%N)
 BASE_ERRORS=$(writer_errors)
 
 echo "== backfill run (batch $BATCH_MS, lock timeout $LOCK_TIMEOUT) with the writer running"
+if [ -n "$HOLDER_MS" ]; then
+    cat >"$WORK/holder.sql" <<EOF
+\\set m random(1, $N)
+BEGIN;
+UPDATE memberships SET created_at = created_at WHERE id = :m;
+SELECT pg_sleep($HOLDER_MS / 1000.0);
+END;
+EOF
+    pgbench -n -f "$WORK/holder.sql" -c 1 -R 4 -T 86400 "$LIVE" >/dev/null 2>&1 &
+    HOLDER_PID=$!
+fi
 w0=$(date +%s.%N)
 DATABASE_URL=$LIVE "$BIN" --config schema/legacy.toml --format json backfill run \
     --batch-ms "$BATCH_MS" --lock-timeout "$LOCK_TIMEOUT" >"$WORK/run.json" 2>"$WORK/run.err" || {
     echo "backfill failed:"; tail -5 "$WORK/run.err"; stop_writer; exit 2; }
 w1=$(date +%s.%N)
+if [ -n "$HOLDER_MS" ]; then
+    pkill -TERM -f -- "-f $WORK/holder.sql" || true
+    wait "$HOLDER_PID" 2>/dev/null || true
+fi
 RUN_ERRORS=$(( $(writer_errors) - BASE_ERRORS ))
 
 # The same writer on after the backfill: the machine's noise level, and what the fill triggers
