@@ -115,6 +115,51 @@ async fn realm_column_nullable_and_its_fix() {
     assert!(of(&violations(&db).await, "realm-column-nullable").is_empty());
 }
 
+/// PostgreSQL 18 can add NOT NULL as NOT VALID, and then sets `attnotnull` although old rows may
+/// still be NULL: verify must not take that for a NOT NULL column. (Run on 18 by
+/// scripts/test-pg-versions.sh; older servers have no such constraint.)
+#[tokio::test]
+async fn a_not_valid_not_null_leaves_the_realm_column_nullable() {
+    let db = db_with(
+        "v_nvnn",
+        "CREATE TABLE c (id bigint PRIMARY KEY, realm_id text REFERENCES realms ON DELETE CASCADE);",
+    )
+    .await;
+    if db
+        .scalar("current_setting('server_version_num')")
+        .await
+        .parse::<u32>()
+        .unwrap()
+        < 180000
+    {
+        eprintln!("skipped: NOT VALID not-null constraints need PostgreSQL 18");
+        return;
+    }
+    db.exec(
+        "INSERT INTO c VALUES (1, NULL);
+         ALTER TABLE c ADD CONSTRAINT c_realm_nn NOT NULL realm_id NOT VALID;",
+    )
+    .await;
+    assert_eq!(
+        db.scalar("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'c'::regclass AND attname = 'realm_id'").await,
+        "true",
+        "the server marks the column NOT NULL"
+    );
+    let n = of(&violations(&db).await, "realm-column-nullable")
+        .iter()
+        .map(|v| v.table.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(n, ["c"]);
+    // Once validated, it is a NOT NULL like any other.
+    db.exec(
+        "INSERT INTO realms VALUES ('hub', 'Hub');
+         UPDATE c SET realm_id = 'hub';
+         ALTER TABLE c VALIDATE CONSTRAINT c_realm_nn;",
+    )
+    .await;
+    assert!(of(&violations(&db).await, "realm-column-nullable").is_empty());
+}
+
 #[tokio::test]
 async fn composite_primary_key_variants() {
     let db = db_with(

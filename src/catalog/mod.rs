@@ -665,11 +665,24 @@ fn assemble(
     constraints: Vec<ConstraintRow>,
     indexes: Vec<IndexRow>,
 ) -> Catalog {
-    let tables: Vec<Table> = tables.into_iter().map(TableRow::table).collect();
+    let mut tables: Vec<Table> = tables.into_iter().map(TableRow::table).collect();
     let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
-    let constraints: Vec<Constraint> = constraints
+    let (not_valid_not_null, constraints): (Vec<ConstraintRow>, Vec<ConstraintRow>) = constraints
         .into_iter()
         .filter(|c| loaded.contains(&c.conrelid))
+        .partition(|c| c.kind == "n");
+    // A NOT VALID not-null constraint (PostgreSQL 18+) sets attnotnull, but old rows may be NULL.
+    for nn in &not_valid_not_null {
+        if let Some(t) = tables.iter_mut().find(|t| t.oid == nn.conrelid) {
+            for c in &mut t.columns {
+                if nn.conkey.as_deref().unwrap_or_default().contains(&c.num) {
+                    c.not_null = false;
+                }
+            }
+        }
+    }
+    let constraints: Vec<Constraint> = constraints
+        .into_iter()
         .map(ConstraintRow::constraint)
         .collect();
     let mut indexes: Vec<Index> = indexes.into_iter().map(IndexRow::index).collect();

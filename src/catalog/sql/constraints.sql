@@ -1,4 +1,6 @@
--- Primary key, unique, foreign key, check and exclusion constraints. Constraints cloned onto
+-- Primary key, unique, foreign key, check and exclusion constraints, and NOT VALID not-null
+-- constraints (PostgreSQL 18+; it sets attnotnull for those too, though old rows may hold NULL,
+-- so the reader clears the column's not_null for them). Constraints cloned onto
 -- partitions (conparentid <> 0) are left out: the rules judge the one declared on the parent.
 -- No join to filter out system tables: the reader keeps the constraints of the tables it read,
 -- which is cheaper than joining pg_class and pg_namespace for every constraint.
@@ -18,7 +20,7 @@ SELECT co.oid,
        co.condeferred,
        co.convalidated
 FROM pg_constraint co
-WHERE co.contype IN ('p', 'u', 'f', 'c', 'x')
+WHERE (co.contype IN ('p', 'u', 'f', 'c', 'x') OR (co.contype = 'n' AND NOT co.convalidated))
   AND co.conparentid = 0
   AND co.conrelid <> 0
   AND co.conrelid = ANY($1::oid[]) -- scope
