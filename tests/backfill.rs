@@ -1192,3 +1192,57 @@ async fn new_indexes_stay_in_the_tablespace_of_those_they_replace() {
     db.exec("DROP TABLE sessions, users").await;
     db.exec(&format!("DROP TABLESPACE {space}")).await;
 }
+
+/// PostgreSQL 18: a NOT VALID not-null constraint already on the realm column is validated as it
+/// is, under SHARE UPDATE EXCLUSIVE; `SET NOT NULL` would validate it by a scan under ACCESS
+/// EXCLUSIVE. (Run on 18 by scripts/test-pg-versions.sh; older servers have no such constraint.)
+#[tokio::test]
+async fn a_not_valid_not_null_on_the_realm_column_is_validated_online() {
+    let db = TestDb::new("bf_nvnn").await;
+    if db
+        .scalar("current_setting('server_version_num')")
+        .await
+        .parse::<u32>()
+        .unwrap()
+        < 180000
+    {
+        eprintln!("skipped: NOT VALID not-null constraints need PostgreSQL 18");
+        return;
+    }
+    db.exec(
+        "CREATE TABLE users (id bigint PRIMARY KEY, realm_id text);
+         INSERT INTO users SELECT g, NULL FROM generate_series(1, 300) g;
+         ALTER TABLE users ADD CONSTRAINT users_realm_nn NOT NULL realm_id NOT VALID;",
+    )
+    .await;
+    let dir = TempDir::new("bf-nvnn");
+    let toml = "realm_scoped = [\"users\"]\n[backfill]\ndefault_realm = \"hub\"\n";
+    let (r, doc) = backfill_json(&db, &dir, toml, "plan").await;
+    r.expect_code(0);
+    let sqls: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sql"].as_str().unwrap())
+        .collect();
+    assert!(
+        sqls.contains(&"ALTER TABLE public.users VALIDATE CONSTRAINT users_realm_nn"),
+        "{sqls:#?}"
+    );
+    assert!(
+        !sqls.iter().any(|s| s.contains("SET NOT NULL")),
+        "{sqls:#?}"
+    );
+    let (r, doc) = backfill_json(&db, &dir, toml, "run").await;
+    r.expect_code(0);
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(
+        db.scalar("SELECT convalidated::text FROM pg_constraint WHERE conname = 'users_realm_nn'")
+            .await,
+        "true"
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM users WHERE realm_id = 'hub'").await,
+        300
+    );
+}

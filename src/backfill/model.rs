@@ -45,6 +45,8 @@ pub struct Column {
     pub name: String,
     pub type_name: String,
     pub not_null: bool,
+    /// A NOT VALID not-null constraint on it (PostgreSQL 18+), which `not_null` does not count.
+    pub not_valid_not_null: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +166,7 @@ pub async fn read(
             name: r.get(5),
             type_name: r.get(6),
             not_null: r.get(7),
+            not_valid_not_null: r.get(8),
         });
     }
     for r in sqlx::query(include_str!("sql/constraints.sql"))

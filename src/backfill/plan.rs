@@ -747,6 +747,22 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 sql,
             },
         ));
+        // PostgreSQL 18: a NOT VALID not-null constraint already on the column is validated as
+        // it is (SHARE UPDATE EXCLUSIVE, a scan that reads and writes go on through). SET NOT
+        // NULL would validate it too, but by a scan under ACCESS EXCLUSIVE, check or no check.
+        if let Some(nn) = t.column(rc).and_then(|c| c.not_valid_not_null.as_deref()) {
+            steps.push(step(
+                Phase::NotNull,
+                format!("validate {nn} (NOT NULL, added NOT VALID)"),
+                Lock::ShareUpdateExclusive,
+                "scan; reads and writes go on",
+                Action::Sql {
+                    sql: format!("ALTER TABLE {qt} VALIDATE CONSTRAINT {}", quote_ident(nn)),
+                    no_fk_depends_on: None,
+                },
+            ));
+            continue;
+        }
         let check = object_name(&[&t.name, rc, "not_null"]);
         let qcheck = quote_ident(&check);
         let existing = t.constraint(&check);
@@ -1462,6 +1478,7 @@ mod tests {
             name: name.into(),
             type_name: ty.into(),
             not_null,
+            not_valid_not_null: None,
         }
     }
 
@@ -1771,6 +1788,34 @@ mod tests {
                 table: "groups".into()
             }
         );
+    }
+
+    #[test]
+    fn a_not_valid_not_null_is_validated_in_place_of_the_check() {
+        let mut cat = with_nullable_realm(legacy());
+        cat.tables[1].columns.last_mut().unwrap().not_valid_not_null = Some("m_realm_nn".into());
+        let p = plan(&cat, &cfg("realm_scoped = [\"memberships\"]")).unwrap();
+        let vi = position(&p, "memberships", "m_realm_nn");
+        let v = &p.steps[vi];
+        assert_eq!(
+            v.sql(),
+            "ALTER TABLE public.memberships VALIDATE CONSTRAINT m_realm_nn"
+        );
+        assert_eq!(v.lock, Lock::ShareUpdateExclusive);
+        assert!(v.phase == Phase::NotNull && position(&p, "memberships", "keyset") < vi);
+        let m: Vec<&str> = p
+            .steps
+            .iter()
+            .filter(|s| s.table == "memberships")
+            .map(|s| s.sql())
+            .collect();
+        assert!(
+            !m.iter()
+                .any(|s| s.contains("SET NOT NULL") || s.contains("IS NOT NULL) NOT VALID")),
+            "{m:#?}"
+        );
+        // groups, without such a constraint, keeps the check route.
+        position(&p, "groups", "SET NOT NULL");
     }
 
     #[test]
