@@ -35,7 +35,11 @@
 #        HOLDER_MS=60: during the backfill a second application session, 4 times a second, holds
 #        a row of memberships (and so its table lock) for that long in one transaction: a lock
 #        step on memberships may then queue behind it, and the writer behind the step,
-#        KEEP=1 keeps the work dir (pgbench logs, run.json, step timings, the cluster).
+#        KEEP=1 keeps the work dir (pgbench logs, run.json, step timings, the cluster),
+#        RUNS=K: K whole runs (each its own database and writer), then the writer's p50/p99 over
+#        all K backfill windows pooled against all K baselines. The legacy schema converts in
+#        ~3 s, ~300 writer transactions, so one run's p99 is its 3rd slowest transaction; pooling
+#        estimates the same percentile from K times the sample. Each run's figures print too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +53,34 @@ BASELINE_SECS=${BASELINE_SECS:-30}
 BIN=${REALMGUARD_BIN:-target/release/realmguard}
 if [ ! -x "$BIN" ]; then
     cargo build --release
+fi
+
+if [ "${RUNS:-1}" -gt 1 ] && [ -z "${POOL_DIR:-}" ]; then
+    POOL_DIR=$(mktemp -d /tmp/rg-bench-pool.XXXXXX)
+    trap 'rm -rf "$POOL_DIR"' EXIT
+    for i in $(seq 1 "$RUNS"); do
+        echo "######## run $i of $RUNS"
+        POOL_DIR=$POOL_DIR RUN_INDEX=$i RUNS=1 REALMGUARD_BIN=$BIN scripts/bench-backfill.sh
+        echo
+    done
+    python3 - "$POOL_DIR" <<'PY'
+import glob, sys
+d = sys.argv[1]
+def load(kind):
+    return {f: sorted(float(l) for l in open(f) if l.strip()) for f in sorted(glob.glob(f"{d}/{kind}.*"))}
+def p(v, q):  # the same rank as the single-run figures: the int(n * q)-th smallest
+    return v[max(int(len(v) * q), 1) - 1]
+base, back = load("baseline"), load("backfill")
+print(f"== pooled over {len(back)} runs")
+for (fb, b), (fd, w) in zip(base.items(), back.items()):
+    print(f"  run: baseline p99 {p(b, .99):5.2f} ms, backfill p99 {p(w, .99):5.2f} ms ({len(w)} tx), ratio {p(w, .99) / p(b, .99):.2f}")
+b = sorted(x for v in base.values() for x in v)
+w = sorted(x for v in back.values() for x in v)
+print(f"writer baseline, pooled: p50 {p(b, .5):.2f} ms  p99 {p(b, .99):.2f} ms  max {b[-1]:.2f} ms  ({len(b)} tx)")
+print(f"writer backfill, pooled: p50 {p(w, .5):.2f} ms  p99 {p(w, .99):.2f} ms  max {w[-1]:.2f} ms  ({len(w)} tx)")
+print(f"writer p99 ratio, pooled: {p(w, .99) / p(b, .99):.2f}   (target <= 3)")
+PY
+    exit 0
 fi
 
 WORK=$(mktemp -d /tmp/rg-bench-backfill.XXXXXX)
@@ -148,10 +180,14 @@ writer_errors() {
         + $(cat "$WORK"/writer.[0-9]* 2>/dev/null | awk 'NF >= 6 && $3 !~ /^[0-9]+$/' | wc -l) ))
 }
 
-# p50 p99 max (ms) and count of the writer's transactions that completed in [$1, $2] (epoch s).
+# Latency (ms) of each writer transaction that completed in [$1, $2] (epoch s).
+samples() {
+    cat "$WORK"/writer.[0-9]* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }'
+}
+
+# p50 p99 max (ms) and count of the writer's transactions that completed in [$1, $2].
 latencies() {
-    cat "$WORK"/writer.[0-9]* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }' \
-        | sort -n | awk '{ v[NR] = $1 } END {
+    samples "$1" "$2" | sort -n | awk '{ v[NR] = $1 } END {
             if (NR == 0) { print "0 0 0 0"; exit }
             p50 = v[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]; p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]
             printf "%.2f %.2f %.2f %d\n", p50, p99, v[NR], NR }'
@@ -203,6 +239,11 @@ stop_writer
 read -r B50 B99 BMAX BN < <(latencies "$b0" "$b1")
 read -r D50 D99 DMAX DN < <(latencies "$w0" "$w1")
 read -r A50 A99 AMAX AN < <(latencies "$a0" "$a1")
+
+if [ -n "${POOL_DIR:-}" ]; then # RUNS=K: this run's samples for the pooled figures
+    samples "$b0" "$b1" >"$POOL_DIR/baseline.$RUN_INDEX"
+    samples "$w0" "$w1" >"$POOL_DIR/backfill.$RUN_INDEX"
+fi
 
 WALL=$(echo "$w1 - $w0" | bc)
 read -r FILL_ROWS FILL_MS < <(python3 - "$WORK/run.json" <<'EOF'
