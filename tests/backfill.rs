@@ -1246,3 +1246,45 @@ async fn a_not_valid_not_null_on_the_realm_column_is_validated_online() {
         300
     );
 }
+
+/// A foreign key that appears mid-run on a unique key the plan rebuilds per realm: the step that
+/// would drop that key refuses (never CASCADE), its transaction rolled back, nothing half done;
+/// once that key is gone, a rerun finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_added_mid_run_on_a_replaced_key_stops_the_run_without_cascade() {
+    let db = legacy_db("bf_guard", 200).await;
+    let dir = TempDir::new("bf-guard");
+    let child = spawn_run(&db, &dir, 100);
+    wait_for(
+        &db,
+        "the per-realm email index",
+        "SELECT count(*) FROM realmguard.backfill_steps
+         WHERE title LIKE 'build unique index users_email_realm_id_key%' AND done_at IS NOT NULL",
+    )
+    .await;
+    db.exec("CREATE TABLE audit (email text REFERENCES users (email))")
+        .await;
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("foreign keys still depend on users_email_key")
+            && last.contains("audit")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_constraint WHERE conname = 'users_email_key'")
+            .await,
+        "1",
+        "the old key is still there"
+    );
+    db.exec("DROP TABLE audit").await;
+    run(&db, &dir, &[]).await.expect_code(0);
+    assert_eq!(
+        db.scalar("SELECT pg_get_indexdef('users_email_key'::regclass)")
+            .await,
+        "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email, realm_id)"
+    );
+}

@@ -451,24 +451,34 @@ impl<'a> Executor<'a> {
         if step.lock.blocks_traffic() {
             self.yield_autovacuum(step).await;
         }
-        let mut tx = self.conn.begin().await?;
+        // The transaction is ours, not sqlx's: the statement, its ledger row and COMMIT go in
+        // one message below, so a lock that blocks traffic is held for the server's work and
+        // the commit only, never across a round trip back to this process (two, before: on a
+        // busy machine each waits for this process to be scheduled).
         // SET LOCAL: the settings die with the transaction, also behind a transaction pooler.
         sqlx::raw_sql(&format!(
-            "SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = 0",
+            "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = 0",
             ms(timeout)
         ))
-        .execute(&mut *tx)
+        .execute(&mut *self.conn)
         .await?;
         if let Some(index) = guard {
-            let deps: Vec<String> = sqlx::query_scalar(
+            let deps = sqlx::query_scalar::<_, String>(
                 "SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
                  WHERE contype = 'f' AND conindid = to_regclass($1)",
             )
             .bind(qualified(&step.schema, index))
-            .fetch_all(&mut *tx)
-            .await?;
+            .fetch_all(&mut *self.conn)
+            .await;
+            let deps = match deps {
+                Ok(d) => d,
+                Err(e) => {
+                    rollback(self.conn).await;
+                    return Err(e.into());
+                }
+            };
             if !deps.is_empty() {
-                tx.rollback().await?;
+                rollback(self.conn).await;
                 bail!(
                     "step {seq} ({}): foreign keys still depend on {index}: {}; realmguard never drops with CASCADE — convert or drop them first",
                     step.title,
@@ -476,25 +486,29 @@ impl<'a> Executor<'a> {
                 );
             }
         }
+        // The step's time: this attempt's so far plus the server's for the message
+        // (statement_timestamp() is when the server received it).
+        let body = format!(
+            "{sql}\n;\nUPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = {attempt},
+    duration_ms = {} + round(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint
+WHERE seq = {seq};\nCOMMIT",
+            started.elapsed().as_millis()
+        );
         let (res, blockers) = watch_while(
-            sqlx::raw_sql(sql).execute(&mut *tx),
+            sqlx::raw_sql(&body).execute(&mut *self.conn),
             &mut *self.watch,
             self.pid,
             timeout,
         )
         .await;
         match res {
-            Ok(_) => {
-                mark_done(&mut tx, seq, attempt, started.elapsed()).await?;
-                tx.commit().await?;
-                Ok(None)
-            }
+            Ok(_) => Ok(None),
             Err(e) if db::is_lock_conflict(&e) => {
-                let _ = tx.rollback().await;
+                rollback(self.conn).await;
                 Ok(Some(Blocked { error: e, blockers }))
             }
             Err(e) => {
-                let _ = tx.rollback().await;
+                rollback(self.conn).await;
                 // 23514 from a step of the NOT NULL phase: its CHECK (realm IS NOT NULL) failed.
                 // 23503 from validating a composite key: a child row's realm is not its
                 // parent's. Old rows whose realm the plan took as certain (the default realm,
@@ -657,12 +671,14 @@ impl<'a> Executor<'a> {
     ) -> anyhow::Result<()> {
         let timeout = self.opts.timeout_for(step.lock, 1);
         let started = Instant::now();
+        // Statements sent (drops of an invalid leftover, builds): the loop's last round only
+        // finds the index valid.
         let mut attempt = 0u32;
         loop {
-            attempt += 1;
             match db::index_valid(self.conn, &qualified(&step.schema, index)).await? {
                 Some(true) => break,
                 Some(false) => {
+                    attempt += 1;
                     // A failed or killed CONCURRENTLY build leaves an invalid index that
                     // IF NOT EXISTS would silently accept (pitfall 4): drop it and build again.
                     eprintln!("realmguard:     dropping the invalid leftover index {index}");
@@ -676,6 +692,7 @@ impl<'a> Executor<'a> {
                     continue;
                 }
                 None => {
+                    attempt += 1;
                     if let Some(b) = self.concurrently(sql, timeout).await? {
                         self.after_lock_failure(step, attempt, timeout, b).await?;
                     }
@@ -975,6 +992,12 @@ where
         }
     };
     (res, blockers)
+}
+
+/// End the transaction a failed step left open. Best effort: a connection that broke has
+/// nothing open (the server rolled it back), and the caller reports the first error.
+async fn rollback(conn: &mut PgConnection) {
+    let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
 }
 
 /// Record a step as done (in the step's own transaction where it has one, so the record and the
