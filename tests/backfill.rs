@@ -1199,13 +1199,7 @@ async fn new_indexes_stay_in_the_tablespace_of_those_they_replace() {
 #[tokio::test]
 async fn a_not_valid_not_null_on_the_realm_column_is_validated_online() {
     let db = TestDb::new("bf_nvnn").await;
-    if db
-        .scalar("current_setting('server_version_num')")
-        .await
-        .parse::<u32>()
-        .unwrap()
-        < 180000
-    {
+    if db.server_version().await < 180000 {
         eprintln!("skipped: NOT VALID not-null constraints need PostgreSQL 18");
         return;
     }

@@ -125,13 +125,7 @@ async fn a_not_valid_not_null_leaves_the_realm_column_nullable() {
         "CREATE TABLE c (id bigint PRIMARY KEY, realm_id text REFERENCES realms ON DELETE CASCADE);",
     )
     .await;
-    if db
-        .scalar("current_setting('server_version_num')")
-        .await
-        .parse::<u32>()
-        .unwrap()
-        < 180000
-    {
+    if db.server_version().await < 180000 {
         eprintln!("skipped: NOT VALID not-null constraints need PostgreSQL 18");
         return;
     }

@@ -96,6 +96,14 @@ impl TestDb {
         v.unwrap_or_else(|| "NULL".into())
     }
 
+    /// The server's `server_version_num` (180004 for 18.4), for tests of one major's behaviour.
+    pub async fn server_version(&self) -> u32 {
+        self.scalar("current_setting('server_version_num')")
+            .await
+            .parse()
+            .expect("server_version_num is a number")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.scalar(&format!("SELECT count(*) FROM ({sql}) q"))
             .await
