@@ -72,7 +72,7 @@ def p(v, q):  # the same rank as the single-run figures: the int(n * q)-th small
     return v[max(int(len(v) * q), 1) - 1]
 base, back = load("baseline"), load("backfill")
 print(f"== pooled over {len(back)} runs")
-for (fb, b), (fd, w) in zip(base.items(), back.items()):
+for b, w in zip(base.values(), back.values()):
     print(f"  run: baseline p99 {p(b, .99):5.2f} ms, backfill p99 {p(w, .99):5.2f} ms ({len(w)} tx), ratio {p(w, .99) / p(b, .99):.2f}")
 b = sorted(x for v in base.values() for x in v)
 w = sorted(x for v in back.values() for x in v)
@@ -241,8 +241,8 @@ read -r D50 D99 DMAX DN < <(latencies "$w0" "$w1")
 read -r A50 A99 AMAX AN < <(latencies "$a0" "$a1")
 
 if [ -n "${POOL_DIR:-}" ]; then # RUNS=K: this run's samples for the pooled figures
-    samples "$b0" "$b1" >"$POOL_DIR/baseline.$RUN_INDEX"
-    samples "$w0" "$w1" >"$POOL_DIR/backfill.$RUN_INDEX"
+    samples "$b0" "$b1" >"$POOL_DIR/baseline.${RUN_INDEX:-$$}"
+    samples "$w0" "$w1" >"$POOL_DIR/backfill.${RUN_INDEX:-$$}"
 fi
 
 WALL=$(echo "$w1 - $w0" | bc)
