@@ -451,34 +451,17 @@ impl<'a> Executor<'a> {
         if step.lock.blocks_traffic() {
             self.yield_autovacuum(step).await;
         }
-        // The transaction is ours, not sqlx's: the statement, its ledger row and COMMIT go in
-        // one message below, so a lock that blocks traffic is held for the server's work and
-        // the commit only, never across a round trip back to this process (two, before: on a
-        // busy machine each waits for this process to be scheduled).
-        // SET LOCAL: the settings die with the transaction, also behind a transaction pooler.
-        sqlx::raw_sql(&format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = 0",
-            ms(timeout)
-        ))
-        .execute(&mut *self.conn)
-        .await?;
+        // The guard reads the catalog before the step's transaction: DROP without CASCADE
+        // would refuse such a dependency anyway, this is for a message that says what to do.
         if let Some(index) = guard {
-            let deps = sqlx::query_scalar::<_, String>(
+            let deps: Vec<String> = sqlx::query_scalar(
                 "SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
                  WHERE contype = 'f' AND conindid = to_regclass($1)",
             )
             .bind(qualified(&step.schema, index))
             .fetch_all(&mut *self.conn)
-            .await;
-            let deps = match deps {
-                Ok(d) => d,
-                Err(e) => {
-                    rollback(self.conn).await;
-                    return Err(e.into());
-                }
-            };
+            .await?;
             if !deps.is_empty() {
-                rollback(self.conn).await;
                 bail!(
                     "step {seq} ({}): foreign keys still depend on {index}: {}; realmguard never drops with CASCADE — convert or drop them first",
                     step.title,
@@ -486,13 +469,15 @@ impl<'a> Executor<'a> {
                 );
             }
         }
-        // The step's time: this attempt's so far plus the server's for the message
-        // (statement_timestamp() is when the server received it).
+        // The whole transaction is one message: the settings, the statement, its ledger row and
+        // COMMIT. A lock that blocks traffic is then held for the server's work and the commit
+        // only, never across a round trip back to this process (on a busy machine each waits
+        // for this process to be scheduled). SET LOCAL: the settings die with the
+        // transaction, also behind a transaction pooler.
         let body = format!(
-            "{sql}\n;\nUPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = {attempt},
-    duration_ms = {} + round(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint
-WHERE seq = {seq};\nCOMMIT",
-            started.elapsed().as_millis()
+            "BEGIN;\nSET LOCAL lock_timeout = '{}';\nSET LOCAL statement_timeout = 0;\n{sql}\n;\n{};\nCOMMIT",
+            ms(timeout),
+            done_sql(seq, attempt, started.elapsed())
         );
         let (res, blockers) = watch_while(
             sqlx::raw_sql(&body).execute(&mut *self.conn),
@@ -1000,6 +985,19 @@ async fn rollback(conn: &mut PgConnection) {
     let _ = sqlx::raw_sql("ROLLBACK").execute(conn).await;
 }
 
+/// The ledger UPDATE that records step `seq` as done: `took` is this run's time on it before
+/// the statement's message reached the server, and the server adds its own time for that
+/// message (`statement_timestamp()` is when it arrived), so a step whose statement rides in the
+/// same message is timed to its commit.
+fn done_sql(seq: i32, attempts: u32, took: Duration) -> String {
+    format!(
+        "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = {attempts},
+    duration_ms = {} + round(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint
+WHERE seq = {seq}",
+        took.as_millis()
+    )
+}
+
 /// Record a step as done (in the step's own transaction where it has one, so the record and the
 /// effect commit together).
 async fn mark_done(
@@ -1008,15 +1006,9 @@ async fn mark_done(
     attempts: u32,
     took: Duration,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE realmguard.backfill_steps SET done_at = clock_timestamp(), attempts = $2,
-                duration_ms = $3 WHERE seq = $1",
-    )
-    .bind(seq)
-    .bind(attempts as i32)
-    .bind(took.as_millis() as i64)
-    .execute(conn)
-    .await?;
+    sqlx::raw_sql(&done_sql(seq, attempts, took))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
