@@ -180,9 +180,14 @@ writer_errors() {
         + $(cat "$WORK"/writer.[0-9]* 2>/dev/null | awk 'NF >= 6 && $3 !~ /^[0-9]+$/' | wc -l) ))
 }
 
-# Latency (ms) of each writer transaction that completed in [$1, $2] (epoch s).
+# "completion time (epoch s) latency (ms)" of each writer transaction that completed in [$1, $2].
+timed_samples() {
+    cat "$WORK"/writer.[0-9]* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) printf "%.6f %.3f\n", t, $3 / 1000 }'
+}
+
+# Latency (ms) of each writer transaction that completed in [$1, $2].
 samples() {
-    cat "$WORK"/writer.[0-9]* 2>/dev/null | awk -v a="$1" -v b="$2" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) print $3 / 1000 }'
+    timed_samples "$1" "$2" | cut -d' ' -f2
 }
 
 # p50 p99 max (ms) and count of the writer's transactions that completed in [$1, $2].
@@ -262,7 +267,7 @@ NULLS=$(psql "$LIVE" -At -c "SELECT (SELECT count(*) FROM users WHERE realm_id I
 psql "$LIVE" -At -F ' ' -c "SELECT seq, extract(epoch FROM done_at) - duration_ms / 1000.0,
     extract(epoch FROM done_at), title FROM realmguard.backfill_steps
     WHERE done_at IS NOT NULL ORDER BY seq" >"$WORK/steps.txt"
-cat "$WORK"/writer.[0-9]* | awk -v a="$w0" -v b="$w1" 'NF >= 6 && $3 ~ /^[0-9]+$/ { t = $5 + $6 / 1e6; if (t >= a && t <= b) printf "%.6f %.3f\n", t, $3 / 1000 }' >"$WORK/during.txt"
+timed_samples "$w0" "$w1" >"$WORK/during.txt"
 echo
 echo "== writer latency per step (writer transactions that completed inside the step)"
 python3 - "$WORK/steps.txt" "$WORK/during.txt" "$B99" <<'PY'
