@@ -998,12 +998,7 @@ async fn a_second_runner_is_refused_while_the_first_works() {
     let dir = TempDir::new("bf-two");
     // Slow enough (pauses between steps) to outlast the 5 s the second one waits for the lock.
     let first = spawn_run(&db, &dir, 150);
-    wait_for(
-        &db,
-        "the first runner's progress",
-        "SELECT count(*) FROM realmguard.backfill_steps WHERE done_at IS NOT NULL",
-    )
-    .await;
+    wait_for_step(&db, "the first runner's progress", "true").await;
     let second = run(&db, &dir, &[]).await;
     expect_error_last(&second);
     assert!(
