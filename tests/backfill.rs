@@ -170,7 +170,7 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
 
     let r = run(&db, &dir, &[]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("4 tables converted"), "{}", r.stdout);
+    r.expect_stdout("4 tables converted");
     // A superuser compresses its index builds' WAL: no note about it.
     assert!(!r.stderr.contains("WAL uncompressed"), "{}", r.stderr);
     assert_eq!(db.scalar(sizes).await, heap_before);
@@ -259,7 +259,7 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
     // Done means done: nothing left to plan, a rerun is a no-op, status says finished.
     let again = run(&db, &dir, &[]).await;
     again.expect_code(0);
-    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    again.expect_stdout("nothing to do");
     let status = db
         .run(
             dir.path(),
@@ -289,12 +289,8 @@ async fn two_parents_without_config_is_refused_in_one_line() {
         )
         .await;
     r.expect_one_line_error();
-    assert!(
-        r.stderr.contains("memberships_group_id_fkey"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("[backfill.parent]"), "{}", r.stderr);
+    r.expect_stderr("memberships_group_id_fkey");
+    r.expect_stderr("[backfill.parent]");
 }
 
 /// What the writer did through the old SQL, to check afterwards.
@@ -527,19 +523,11 @@ async fn sigkill_during_fill_and_ddl_then_rerun_ends_in_the_same_state() {
         .run(dir.path(), &["--config", &config(), "backfill", "status"])
         .await;
     status.expect_code(0);
-    assert!(
-        status.stdout.contains("backfill run` continues"),
-        "{}",
-        status.stdout
-    );
+    status.expect_stdout("backfill run` continues");
 
     let r = run(&victim, &dir, &[]).await;
     r.expect_code(0);
-    assert!(
-        r.stderr.contains("resuming the recorded backfill"),
-        "{}",
-        r.stderr
-    );
+    r.expect_stderr("resuming the recorded backfill");
     assert_eq!(end_state(&victim).await, end_state(&reference).await);
 }
 
@@ -615,7 +603,7 @@ async fn ctrl_c_finishes_the_batch_and_stops_cleanly() {
         .unwrap();
     let r = crate::common::Run::from(child.wait_with_output().await.unwrap());
     r.expect_code(2);
-    assert!(r.stderr.contains("stopped after the batch"), "{}", r.stderr);
+    r.expect_stderr("stopped after the batch");
     let last = r.stderr.lines().last().unwrap();
     assert!(last.starts_with("error: interrupted"), "{}", r.stderr);
     // The batches that committed are recorded; the rest of the table is still to do.
@@ -652,12 +640,8 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
     )
     .await;
     expect_error_last(&r);
-    assert!(
-        r.stderr.contains(&format!("pid {holder_pid}")),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("gave up"), "{}", r.stderr);
+    r.expect_stderr(&format!("pid {holder_pid}"));
+    r.expect_stderr("gave up");
 
     // A reader keeps querying while the run waits; the holder lets go after a while.
     let stop = Arc::new(AtomicBool::new(false));
@@ -699,16 +683,8 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
     stop.store(true, Ordering::SeqCst);
     let (worst, reads) = reader.await.unwrap();
     r.expect_code(0);
-    assert!(
-        r.stderr.contains("lock not granted within 200ms"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!("pid {holder_pid}")),
-        "{}",
-        r.stderr
-    );
+    r.expect_stderr("lock not granted within 200ms");
+    r.expect_stderr(&format!("pid {holder_pid}"));
     assert!(
         took >= Duration::from_millis(1400),
         "finished before the lock was released"
@@ -807,13 +783,9 @@ async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
         .unwrap();
     let r = crate::common::Run::from(out);
     r.expect_one_line_error();
-    assert!(r.stderr.contains("public.groups"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("FORCE row level security"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains(&role), "{}", r.stderr);
+    r.expect_stderr("public.groups");
+    r.expect_stderr("FORCE row level security");
+    r.expect_stderr(&role);
 
     // 2. An idle-in-transaction session older than --max-transaction-age.
     let mut idle = db.conn().await;
@@ -828,12 +800,8 @@ async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = run(&db, &dir, &["--max-transaction-age", "1s"]).await;
     r.expect_one_line_error();
-    assert!(
-        r.stderr.contains(&format!("pid {idle_pid}")),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("idle in transaction"), "{}", r.stderr);
+    r.expect_stderr(&format!("pid {idle_pid}"));
+    r.expect_stderr("idle in transaction");
     sqlx::raw_sql("ROLLBACK").execute(&mut idle).await.unwrap();
 
     // 3. An invalid index left by a failed CREATE INDEX CONCURRENTLY.
@@ -849,8 +817,8 @@ async fn preflight_refuses_long_transactions_invalid_indexes_and_forced_rls() {
     .is_err());
     let r = run(&db, &dir, &[]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("users_display_name_key"), "{}", r.stderr);
-    assert!(r.stderr.contains("INVALID"), "{}", r.stderr);
+    r.expect_stderr("users_display_name_key");
+    r.expect_stderr("INVALID");
     sqlx::raw_sql("DROP INDEX users_display_name_key")
         .execute(&mut c)
         .await
@@ -972,12 +940,7 @@ async fn an_invalid_leftover_of_our_own_index_is_dropped_and_rebuilt() {
     // Our own leftover does not stop the preflight; its step rebuilds it.
     let r = run(&db, &dir, &[]).await;
     r.expect_code(0);
-    assert!(
-        r.stderr
-            .contains("dropping the invalid leftover index groups_id_realm_id_key"),
-        "{}",
-        r.stderr
-    );
+    r.expect_stderr("dropping the invalid leftover index groups_id_realm_id_key");
     assert_eq!(
         db.count("SELECT 1 FROM pg_index WHERE NOT indisvalid")
             .await,
@@ -1001,11 +964,7 @@ async fn a_second_runner_is_refused_while_the_first_works() {
     wait_for_step(&db, "the first runner's progress", "true").await;
     let second = run(&db, &dir, &[]).await;
     expect_error_last(&second);
-    assert!(
-        second.stderr.contains("another backfill is running"),
-        "{}",
-        second.stderr
-    );
+    second.expect_stderr("another backfill is running");
     let first = crate::common::Run::from(first.wait_with_output().await.unwrap());
     first.expect_code(0);
     assert_eq!(

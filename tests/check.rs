@@ -37,17 +37,8 @@ async fn the_projects_own_migrations_pass() {
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout
-            .contains("verify: 6 tables (5 realm-scoped): 0 errors, 0 warnings"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("lint: no problems in 5 files"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("verify: 6 tables (5 realm-scoped): 0 errors, 0 warnings");
+    run.expect_stdout("lint: no problems in 5 files");
     assert!(
         run.stdout.ends_with("check: 0 errors, 0 warnings\n"),
         "{}",
@@ -116,18 +107,8 @@ async fn a_lint_error_alone_fails_the_check() {
     ]);
     let run = db.run(d.path(), &["check"]).await;
     run.expect_code(1);
-    assert!(
-        run.stdout
-            .contains("verify: 1 table (0 realm-scoped): 0 errors"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("migrations/0002_idx.sql:1:31: error[require-concurrent-index-creation]"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("verify: 1 table (0 realm-scoped): 0 errors");
+    run.expect_stdout("migrations/0002_idx.sql:1:31: error[require-concurrent-index-creation]");
     assert!(
         run.stdout.ends_with("check: 1 error, 0 warnings\n"),
         "{}",
@@ -149,7 +130,7 @@ async fn a_migration_that_fails_exits_2_and_the_scratch_database_is_dropped() {
     ]);
     let run = db.run(d.path(), &["check"]).await;
     run.expect_one_line_error();
-    assert!(run.stderr.contains("0002"), "{}", run.stderr);
+    run.expect_stderr("0002");
     assert!(
         run.stdout.starts_with("apply: FAILED after 1 migration"),
         "{}",
@@ -217,7 +198,7 @@ async fn bad_input_is_one_line_and_touches_no_server() {
         .unwrap();
     let run = Run::from(out);
     run.expect_one_line_error();
-    assert!(run.stderr.contains("first.sql"), "{}", run.stderr);
+    run.expect_stderr("first.sql");
     let out = realmguard_cmd(d.path())
         .args([
             "check",
@@ -231,8 +212,8 @@ async fn bad_input_is_one_line_and_touches_no_server() {
         .unwrap();
     let run = Run::from(out);
     run.expect_one_line_error();
-    assert!(run.stderr.contains("nope"), "{}", run.stderr);
-    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+    run.expect_stderr("nope");
+    run.expect_not_printed("secret");
 }
 
 #[tokio::test]
@@ -255,19 +236,10 @@ async fn github_actions_gets_annotations_from_verify_and_lint() {
         .unwrap();
     let run = Run::from(out);
     run.expect_code(1);
-    assert!(
-        run.stdout.contains(
-            "::error file=migrations/0002_notes.sql,line=1,col=21,title=composite-primary-key::"
-        ),
-        "{}",
-        run.stdout
+    run.expect_stdout(
+        "::error file=migrations/0002_notes.sql,line=1,col=21,title=composite-primary-key::",
     );
-    assert!(
-        run.stdout
-            .contains("::error title=composite-primary-key::public.notes: "),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("::error title=composite-primary-key::public.notes: ");
     assert_dropped(&db, &run).await;
 }
 

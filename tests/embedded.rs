@@ -22,23 +22,11 @@ async fn works_from_a_checkout_under_a_0700_directory() {
     };
     let first = run(&["migrate"]).await;
     first.expect_code(0);
-    assert!(
-        first.stderr.contains("embedded local cluster"),
-        "{}",
-        first.stderr
-    );
-    assert!(
-        first.stdout.contains("Applied 1 migration(s)"),
-        "{}",
-        first.stdout
-    );
+    first.expect_stderr("embedded local cluster");
+    first.expect_stdout("Applied 1 migration(s)");
     let again = run(&["migrate"]).await;
     again.expect_code(0);
-    assert!(
-        again.stdout.contains("Nothing to apply"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("Nothing to apply");
     let st = run(&["embedded", "status", "--format", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v["running"], true);

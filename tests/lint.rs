@@ -27,11 +27,7 @@ async fn the_projects_own_migrations_are_clean() {
         .unwrap();
     let run = Run::from(out);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("lint: no problems in 5 files"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("lint: no problems in 5 files");
 }
 
 #[tokio::test]
@@ -69,11 +65,7 @@ async fn warnings_alone_exit_0() {
     ]);
     let run = lint(&d, &[]).await;
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("warning[ban-drop-column]"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("warning[ban-drop-column]");
 }
 
 #[tokio::test]
@@ -119,17 +111,8 @@ async fn junit_report_fails_on_errors_only() {
     let run = lint(&d, &["--format", "junit"]).await;
     run.expect_code(1);
     assert!(run.stdout.starts_with("<?xml"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains(r#"tests="2" failures="1""#),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains(r#"name="migrations/0002_x.sql:1:32 changing-column-type""#),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(r#"tests="2" failures="1""#);
+    run.expect_stdout(r#"name="migrations/0002_x.sql:1:32 changing-column-type""#);
 }
 
 #[tokio::test]
@@ -209,11 +192,7 @@ async fn config_changes_levels() {
     ]);
     let run = lint(&d, &[]).await;
     run.expect_code(1);
-    assert!(
-        run.stdout.contains("error[ban-drop-column]"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("error[ban-drop-column]");
     assert!(
         !run.stdout.contains("require-concurrent-index-creation"),
         "{}",
@@ -232,7 +211,7 @@ async fn config_changes_levels() {
     )]);
     let bad = lint(&d, &[]).await;
     bad.expect_one_line_error();
-    assert!(bad.stderr.contains("no-such-rule"), "{}", bad.stderr);
+    bad.expect_stderr("no-such-rule");
 }
 
 #[tokio::test]
@@ -311,17 +290,8 @@ async fn invalid_utf8_is_a_parse_error_not_a_crash() {
     .unwrap();
     let run = lint(&d, &[]).await;
     run.expect_code(1);
-    assert!(
-        run.stdout
-            .contains("0002_x.sql:1:7: error[parse-error]: the file is not valid UTF-8"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("warning[ban-drop-column]"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("0002_x.sql:1:7: error[parse-error]: the file is not valid UTF-8");
+    run.expect_stdout("warning[ban-drop-column]");
 }
 
 #[tokio::test]
@@ -329,8 +299,8 @@ async fn missing_paths_are_one_line_errors() {
     let d = TempDir::new("lint-missing");
     let run = lint(&d, &[]).await;
     run.expect_one_line_error();
-    assert!(run.stderr.contains("migrations/"), "{}", run.stderr);
+    run.expect_stderr("migrations/");
     let run = lint(&d, &["nowhere.sql"]).await;
     run.expect_one_line_error();
-    assert!(run.stderr.contains("nowhere.sql"), "{}", run.stderr);
+    run.expect_stderr("nowhere.sql");
 }

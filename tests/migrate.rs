@@ -37,7 +37,7 @@ async fn applies_in_order_then_reruns_as_a_no_op() {
     dir.write(FIVE);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("Applied 5 migration(s)"), "{}", r.stdout);
+    r.expect_stdout("Applied 5 migration(s)");
     assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
     assert_eq!(
         db.scalar("SELECT checksum FROM realmguard.migrations WHERE version = 1")
@@ -49,11 +49,7 @@ async fn applies_in_order_then_reruns_as_a_no_op() {
 
     let again = db.run(dir.path(), &["migrate"]).await;
     again.expect_code(0);
-    assert!(
-        again.stdout.contains("Nothing to apply"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("Nothing to apply");
     // Run twice, the INSERT would have failed on the primary key: it ran once.
     assert_eq!(db.count("SELECT * FROM a").await, 1);
 
@@ -93,16 +89,8 @@ async fn dry_run_prints_the_sql_and_touches_nothing() {
     dir.write(FIVE);
     let r = db.run(dir.path(), &["migrate", "--dry-run"]).await;
     r.expect_code(0);
-    assert!(
-        r.stdout.contains("5 migration(s) would be applied"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("CREATE TABLE c (id int PRIMARY KEY);"),
-        "{}",
-        r.stdout
-    );
+    r.expect_stdout("5 migration(s) would be applied");
+    r.expect_stdout("CREATE TABLE c (id int PRIMARY KEY);");
     assert_eq!(
         db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'realmguard'")
             .await,
@@ -175,7 +163,7 @@ async fn lock_wait_gives_up_naming_the_holder() {
         .unwrap();
     let r = db.run(dir.path(), &["migrate", "--lock-wait", "1s"]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains(&format!("pid {pid}")), "{}", r.stderr);
+    r.expect_stderr(&format!("pid {pid}"));
     assert_eq!(db.scalar("SELECT to_regclass('a') IS NULL").await, "true");
     drop(holder);
     db.run(dir.path(), &["migrate"]).await.expect_code(0);
@@ -195,7 +183,7 @@ async fn a_failing_migration_rolls_back_completely_and_a_fixed_rerun_continues()
     let err = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
     assert!(err.contains("0003_c.sql:4"), "{err}");
     assert!(err.contains("23505"), "{err}");
-    assert!(r.stdout.contains("Applied 2 migration(s)"), "{}", r.stdout);
+    r.expect_stdout("Applied 2 migration(s)");
     assert_eq!(ledger_versions(&db).await, "1,2");
     assert_eq!(
         db.scalar("SELECT to_regclass('c') IS NULL").await,
@@ -226,8 +214,8 @@ async fn a_syntax_error_names_file_line_and_sqlstate() {
     )]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("0001_x.sql:5"), "{}", r.stderr);
-    assert!(r.stderr.contains("SQLSTATE 42"), "{}", r.stderr);
+    r.expect_stderr("0001_x.sql:5");
+    r.expect_stderr("SQLSTATE 42");
     assert_eq!(db.scalar("SELECT to_regclass('x') IS NULL").await, "true");
 }
 
@@ -254,7 +242,7 @@ async fn an_edited_migration_stops_migrate_but_line_endings_do_not() {
     dir.write(&FIVE[3..4]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("migration 2"), "{}", r.stderr);
+    r.expect_stderr("migration 2");
     assert_eq!(
         ledger_versions(&db).await,
         "1,2,3",
@@ -262,7 +250,7 @@ async fn an_edited_migration_stops_migrate_but_line_endings_do_not() {
     );
     let st = db.run(dir.path(), &["status", "--exit-code"]).await;
     st.expect_code(1);
-    assert!(st.stdout.contains("modified"), "{}", st.stdout);
+    st.expect_stdout("modified");
 
     db.run(dir.path(), &["migrate", "--allow-modified"])
         .await
@@ -298,7 +286,7 @@ async fn missing_and_out_of_order_files_stop_migrate() {
         r.stderr
     );
     let st = db.run(dir.path(), &["status"]).await;
-    assert!(st.stdout.contains("missing file"), "{}", st.stdout);
+    st.expect_stdout("missing file");
 }
 
 #[tokio::test]
@@ -332,17 +320,13 @@ async fn no_transaction_builds_indexes_concurrently_and_resumes_after_a_failure(
     );
     let st = db.run(dir.path(), &["status", "--exit-code"]).await;
     st.expect_code(1);
-    assert!(
-        st.stdout.contains("partial (1/2 statements)"),
-        "{}",
-        st.stdout
-    );
+    st.expect_stdout("partial (1/2 statements)");
 
     // Fix the data (the file is unchanged), rerun: it resumes at statement 2 and rebuilds the index.
     db.exec("UPDATE t SET a = id").await;
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("resumed after 1"), "{}", r.stdout);
+    r.expect_stdout("resumed after 1");
     assert!(
         r.stderr.contains("INVALID"),
         "the leftover is reported: {}",
@@ -409,7 +393,7 @@ async fn a_locked_table_makes_the_migration_retry_without_blocking_readers() {
 
     let out = crate::common::Run::from(migrate.await.unwrap());
     out.expect_code(0);
-    assert!(out.stderr.contains("lock_timeout"), "{}", out.stderr);
+    out.expect_stderr("lock_timeout");
     assert_eq!(
         db.scalar(
             "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'note'"
@@ -466,7 +450,7 @@ async fn baseline_marks_versions_without_running_them() {
         .await;
     let r = db.run(dir.path(), &["baseline", "--version", "2"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("Marked 2 migration(s)"), "{}", r.stdout);
+    r.expect_stdout("Marked 2 migration(s)");
     db.run(dir.path(), &["migrate"]).await.expect_code(0);
     assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
     assert_eq!(
@@ -475,7 +459,7 @@ async fn baseline_marks_versions_without_running_them() {
         "the baselined INSERT did not run"
     );
     let st = db.run(dir.path(), &["status"]).await;
-    assert!(st.stdout.contains("applied (baseline)"), "{}", st.stdout);
+    st.expect_stdout("applied (baseline)");
 }
 
 /// A database where sqlx-cli applied versions 1 and 2 of FIVE (their effects and its history
@@ -510,8 +494,8 @@ async fn adopts_sqlx_cli_history() {
     let (db, dir) = sqlx_cli_applied_two("sqlx").await;
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("Adopted 2 migration(s)"), "{}", r.stdout);
-    assert!(r.stdout.contains("Applied 3 migration(s)"), "{}", r.stdout);
+    r.expect_stdout("Adopted 2 migration(s)");
+    r.expect_stdout("Applied 3 migration(s)");
     assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
     assert_eq!(
         db.count("SELECT * FROM a").await,
@@ -538,7 +522,7 @@ async fn baseline_adopts_sqlx_cli_history_first() {
     );
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(0);
-    assert!(r.stdout.contains("Applied 2 migration(s)"), "{}", r.stdout);
+    r.expect_stdout("Applied 2 migration(s)");
     assert_eq!(ledger_versions(&db).await, "1,2,3,4,5");
 }
 
@@ -552,7 +536,7 @@ async fn transaction_control_inside_a_file_is_refused_before_running() {
     )]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_one_line_error();
-    assert!(r.stderr.contains("0001_x.sql:1"), "{}", r.stderr);
+    r.expect_stderr("0001_x.sql:1");
     assert_eq!(db.scalar("SELECT to_regclass('x') IS NULL").await, "true");
 }
 
@@ -648,7 +632,7 @@ async fn the_guard_rolls_back_a_migration_that_introduces_a_violation() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("rolled back"), "{}", r.stdout);
+    r.expect_stdout("rolled back");
     assert_eq!(db.scalar("SELECT to_regclass('bad') IS NULL").await, "true");
     assert_eq!(
         db.count("SELECT * FROM realmguard.migrations WHERE version = 4")

@@ -152,7 +152,7 @@ async fn tls_is_used_verified_and_its_failures_are_one_line() {
     // Encrypted and the server proven by the test CA: verify runs (an empty database: exit 0).
     let ok = verify_at(dir.path(), &base, &verify_full("good-ca.crt")).await;
     ok.expect_code(0);
-    assert!(ok.stdout.contains("verify: 0 tables"), "{}", ok.stdout);
+    ok.expect_stdout("verify: 0 tables");
     // Encrypted without checking the certificate, as asked.
     verify_at(dir.path(), &base, "sslmode=require")
         .await
@@ -170,16 +170,10 @@ async fn tls_is_used_verified_and_its_failures_are_one_line() {
     // No TLS where the server demands it: the server's refusal, one line, exit 2.
     let plain = verify_at(dir.path(), &base, "sslmode=disable").await;
     plain.expect_one_line_error();
-    assert!(plain.stderr.contains("no encryption"), "{}", plain.stderr);
+    plain.expect_stderr("no encryption");
     // A CA file that is not there: said plainly.
     let missing = verify_at(dir.path(), &base, &verify_full("/nonexistent/ca.crt")).await;
     missing.expect_one_line_error();
-    assert!(
-        missing
-            .stderr
-            .contains("cannot read sslrootcert /nonexistent/ca.crt"),
-        "{}",
-        missing.stderr
-    );
+    missing.expect_stderr("cannot read sslrootcert /nonexistent/ca.crt");
     cluster.stop().unwrap();
 }

@@ -824,7 +824,7 @@ async fn no_connection_is_one_line_and_exit_two() {
     let run = crate::common::Run::from(out);
     run.expect_one_line_error();
     assert!(run.stdout.is_empty(), "{}", run.stdout);
-    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    run.expect_not_printed("s3cret");
 }
 
 #[tokio::test]

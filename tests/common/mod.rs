@@ -196,6 +196,39 @@ impl Run {
         self
     }
 
+    /// Panic with everything the process printed unless its stdout contains `text`.
+    pub fn expect_stdout(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panic with everything the process printed unless its stderr contains `text`.
+    pub fn expect_stderr(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panic unless `text` (a password, say) appears in neither stream.
+    pub fn expect_not_printed(&self, text: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(text) && !self.stderr.contains(text),
+            "{text:?} was printed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     /// A user-facing error: exactly one `error:` line on stderr (besides `realmguard:` progress
     /// notes), no panic, no backtrace.
     pub fn expect_one_line_error(&self) -> &Self {
