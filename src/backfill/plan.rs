@@ -1606,6 +1606,16 @@ mod tests {
         cat
     }
 
+    /// `public.realms` exists, keyed by `id` of `key_type`, and holds the default realm.
+    fn with_realms(cat: &mut Catalog, key_type: &str) {
+        cat.realms = Some(Realms {
+            schema: "public".into(),
+            name: "realms".into(),
+            key: Some(("id".into(), key_type.into())),
+        });
+        cat.default_realm_exists = true;
+    }
+
     fn cfg(toml: &str) -> Config {
         Config::parse(toml).unwrap()
     }
@@ -1821,12 +1831,7 @@ mod tests {
     #[test]
     fn realm_column_takes_the_realms_key_type() {
         let mut cat = legacy();
-        cat.realms = Some(Realms {
-            schema: "public".into(),
-            name: "realms".into(),
-            key: Some(("id".into(), "uuid".into())),
-        });
-        cat.default_realm_exists = true;
+        with_realms(&mut cat, "uuid");
         let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
         assert_eq!(p.realm_type, "uuid");
         assert!(p.steps.iter().all(|s| s.phase != Phase::Realms));
@@ -1873,12 +1878,7 @@ mod tests {
     #[test]
     fn converted_tables_plan_to_nothing() {
         let mut cat = legacy();
-        cat.realms = Some(Realms {
-            schema: "public".into(),
-            name: "realms".into(),
-            key: Some(("id".into(), "text".into())),
-        });
-        cat.default_realm_exists = true;
+        with_realms(&mut cat, "text");
         for t in &mut cat.tables {
             t.columns.push(col("realm_id", "text", true));
             t.constraints.retain(|c| c.kind != ConstraintKind::Foreign);

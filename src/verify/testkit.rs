@@ -75,6 +75,20 @@ impl Kit {
         t
     }
 
+    /// Good `groups` and `memberships`, linked by a cascading key that names the realm column
+    /// first on both sides: `(realm_id, group_id) -> (realm_id, id)`.
+    pub fn linked_realm_first(&mut self) {
+        let g = self.good("groups", &[]);
+        let m = self.good("memberships", &["group_id"]);
+        self.fk(
+            m,
+            &["realm_id", "group_id"],
+            g,
+            &["realm_id", "id"],
+            FkAction::Cascade,
+        );
+    }
+
     pub fn realms(&self) -> u32 {
         match self.cat.realms {
             RealmsTable::Found(o) => o,
