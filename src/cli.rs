@@ -179,6 +179,9 @@ pub enum BackfillCommand {
     Run(BackfillRunArgs),
     /// Each table's phase and progress.
     Status(BackfillArgs),
+    /// Drop the fill triggers once the application writes the realm column itself: each in
+    /// its own short transaction under lock_timeout, retried like a run's steps.
+    Finish(BackfillFinishArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -205,6 +208,20 @@ pub struct BackfillRunArgs {
     pub workers: u32,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct BackfillFinishArgs {
+    /// lock_timeout for each DROP TRIGGER (ACCESS EXCLUSIVE), asked with an eighth of it first
+    /// and retried with backoff and jitter.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Give up on a trigger after this many lock timeouts.
+    #[arg(long, default_value_t = 30)]
+    pub lock_retries: u32,
+    /// Print the steps without running them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EmbeddedCommand {
     /// Print the embedded cluster's URL and whether it is running.
@@ -229,6 +246,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Backfill(BackfillCommand::Plan(a)) => crate::backfill::cmd_plan(g, a).await,
         Command::Backfill(BackfillCommand::Run(a)) => crate::backfill::cmd_run(g, a).await,
         Command::Backfill(BackfillCommand::Status(a)) => crate::backfill::cmd_status(g, a).await,
+        Command::Backfill(BackfillCommand::Finish(a)) => crate::backfill::cmd_finish(g, a).await,
         Command::Embedded(c) => crate::embedded::cmd(g, c).await,
     }
 }

@@ -1239,3 +1239,141 @@ async fn a_foreign_key_added_mid_run_on_a_replaced_key_stops_the_run_without_cas
         "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email, realm_id)"
     );
 }
+
+/// `backfill finish` with the legacy config and extra arguments.
+async fn finish(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
+    let cfg = config();
+    let mut args = vec!["--config", cfg.as_str(), "backfill", "finish"];
+    args.extend_from_slice(extra);
+    db.run(dir.path(), &args).await
+}
+
+/// The triggers and functions named like a fill trigger (`<table>_realm_id_fill`).
+const FILL_OBJECTS: &str = "SELECT 1 FROM pg_trigger WHERE tgname LIKE '%\\_realm\\_id\\_fill'
+    UNION ALL SELECT 1 FROM pg_proc WHERE proname LIKE '%\\_realm\\_id\\_fill'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
+    let db = legacy_db("bf_finish", 200).await;
+    let dir = TempDir::new("bf-finish");
+    run(&db, &dir, &[]).await.expect_code(0);
+    // The application's own trigger, on a converted table, is not the backfill's to drop.
+    db.exec(
+        "CREATE FUNCTION audit_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+         CREATE TRIGGER memberships_audit BEFORE INSERT ON memberships
+             FOR EACH ROW EXECUTE FUNCTION audit_noop();",
+    )
+    .await;
+    assert_eq!(db.count(FILL_OBJECTS).await, 8);
+
+    let dry = finish(&db, &dir, &["--dry-run"]).await;
+    dry.expect_code(0)
+        .expect_stdout("4 steps (dry run)")
+        .expect_stdout("DROP TRIGGER IF EXISTS memberships_realm_id_fill ON public.memberships;")
+        .expect_stdout("DROP FUNCTION IF EXISTS memberships_realm_id_fill()");
+    assert_eq!(
+        db.count(FILL_OBJECTS).await,
+        8,
+        "a dry run dropped something"
+    );
+
+    let r = finish(&db, &dir, &[]).await;
+    r.expect_code(0)
+        .expect_stdout("backfill finish: 4 steps run");
+    assert_eq!(db.count(FILL_OBJECTS).await, 0);
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_trigger WHERE tgname = 'memberships_audit'")
+            .await,
+        1
+    );
+    // The old SQL, without realm_id, is now refused by NOT NULL; the new SQL works.
+    let mut conn = db.conn().await;
+    let err = sqlx::raw_sql("INSERT INTO groups (name) VALUES ('old app')")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().code().as_deref(),
+        Some("23502")
+    );
+    db.exec("INSERT INTO groups (name, realm_id) VALUES ('new app', 'hub')")
+        .await;
+
+    // Recorded after the run's steps, which stay; a second finish has nothing left to do.
+    let status = db
+        .run(dir.path(), &["--config", &config(), "backfill", "status"])
+        .await;
+    status.expect_code(0).expect_stdout("47 of 47 steps done");
+    let again = finish(&db, &dir, &["--format", "json"]).await;
+    again.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(doc["steps_run"], 0);
+    assert_eq!(doc["dropped"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock() {
+    let db = legacy_db("bf_finish_busy", 200).await;
+    let dir = TempDir::new("bf-finish-busy");
+    // A run killed after its first trigger went in: its fill still needs the triggers.
+    let mut child = spawn_run(&db, &dir, 300);
+    wait_for_step(
+        &db,
+        "the groups column step",
+        "table_name = 'groups' AND phase = 'column'",
+    )
+    .await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let refused = finish(&db, &dir, &[]).await;
+    refused
+        .expect_one_line_error()
+        .expect_stderr("`realmguard backfill run` first");
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_trigger WHERE tgname = 'groups_realm_id_fill'")
+            .await,
+        1
+    );
+    run(&db, &dir, &[]).await.expect_code(0);
+
+    // A session in a transaction that read memberships: DROP TRIGGER needs ACCESS EXCLUSIVE, so
+    // that step retries until the session lets go, then the finish completes.
+    let mut holder = db.conn().await;
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM memberships;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // With one retry it gives up on memberships, naming the session; the tables before it
+    // in the record are done, the rest is left for the next finish.
+    let gave_up = finish(
+        &db,
+        &dir,
+        &["--lock-timeout", "100ms", "--lock-retries", "1"],
+    )
+    .await;
+    expect_error_last(&gave_up);
+    gave_up
+        .expect_stderr("gave up")
+        .expect_stderr(&format!("pid {holder_pid}"));
+    assert_eq!(db.count(FILL_OBJECTS).await, 4);
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    };
+    let (r, ()) = tokio::join!(
+        finish(
+            &db,
+            &dir,
+            &["--lock-timeout", "100ms", "--lock-retries", "100"]
+        ),
+        release
+    );
+    r.expect_code(0)
+        .expect_stderr("resuming the recorded finish")
+        .expect_stderr("lock not granted");
+    assert_eq!(db.count(FILL_OBJECTS).await, 0);
+}

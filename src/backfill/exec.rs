@@ -199,9 +199,34 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
     )
     .execute(&mut *tx)
     .await?;
+    let out = insert_steps(&mut tx, 1, &plan.steps).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Record steps after those already recorded (`backfill finish`), keeping the run's history.
+pub async fn append_steps(
+    conn: &mut PgConnection,
+    steps: &[Step],
+) -> anyhow::Result<Vec<StoredStep>> {
+    let mut tx = conn.begin().await?;
+    let last: i32 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM realmguard.backfill_steps")
+            .fetch_one(&mut *tx)
+            .await?;
+    let out = insert_steps(&mut tx, last + 1, steps).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn insert_steps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    first: i32,
+    steps: &[Step],
+) -> anyhow::Result<Vec<StoredStep>> {
     let mut out = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
-        let seq = i as i32 + 1;
+    for (i, step) in steps.iter().enumerate() {
+        let seq = first + i as i32;
         sqlx::query(
             "INSERT INTO realmguard.backfill_steps (seq, table_schema, table_name, phase, title, step)
              VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
@@ -212,7 +237,7 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
         .bind(step.phase.to_string())
         .bind(&step.title)
         .bind(serde_json::to_string(step)?)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         out.push(StoredStep {
             seq,
@@ -220,7 +245,6 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
             done: false,
         });
     }
-    tx.commit().await?;
     Ok(out)
 }
 
@@ -337,7 +361,6 @@ impl<'a> Executor<'a> {
         ))
         .execute(&mut *conn)
         .await?;
-        compress_wal(conn).await;
         Ok(Executor {
             conn,
             watch,
@@ -360,6 +383,17 @@ impl<'a> Executor<'a> {
     ) -> anyhow::Result<()> {
         let total = steps.len();
         report.steps_total = total;
+        // Only index builds and fills write full-page images in bulk; a run left with neither
+        // (`backfill finish`, a resume past them) neither sets it nor prints its note.
+        if steps.iter().any(|s| {
+            !s.done
+                && matches!(
+                    s.step.action,
+                    Action::ConcurrentIndex { .. } | Action::Fill { .. }
+                )
+        }) {
+            compress_wal(self.conn).await;
+        }
         for s in steps.iter().filter(|s| !s.done) {
             if self.stopping() {
                 report.interrupted = true;

@@ -11,7 +11,7 @@ pub mod model;
 pub mod plan;
 pub mod preflight;
 
-use crate::cli::{BackfillArgs, BackfillRunArgs, GlobalOpts};
+use crate::cli::{BackfillArgs, BackfillFinishArgs, BackfillRunArgs, GlobalOpts};
 use crate::config::Config;
 use crate::output::{self, Format};
 use crate::rules::Severity;
@@ -126,23 +126,7 @@ fn render_steps(
             "realm_column": p.map(|p| p.realm_column.clone()),
             "realm_type": p.map(|p| p.realm_type.clone()),
             "tables": p.map(|p| serde_json::to_value(&p.tables).unwrap_or_default()),
-            "steps": steps.iter().map(|s| json!({
-                "n": s.seq,
-                "schema": s.step.schema,
-                "table": s.step.table,
-                "phase": s.step.phase,
-                "title": s.step.title,
-                "lock": s.step.lock.name(),
-                "lock_note": s.step.lock_note,
-                "kind": match &s.step.action {
-                    Action::Sql { .. } => "transaction",
-                    Action::ConcurrentIndex { .. } => "concurrent-index",
-                    Action::DropIndexConcurrently { .. } => "concurrent-drop",
-                    Action::Fill { .. } => "fill",
-                },
-                "sql": s.step.sql(),
-                "done": s.done,
-            })).collect::<Vec<_>>(),
+            "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
         });
         output::write_json(out, &doc)?;
         return Ok(());
@@ -203,19 +187,44 @@ fn render_steps(
         )?,
     }
     for s in steps {
-        writeln!(
-            out,
-            "\n{:>3}. {}{} · {} · {}\n     lock: {}",
-            s.seq,
-            if s.done { "[done] " } else { "" },
-            s.step.display_table(),
-            s.step.phase,
-            s.step.title,
-            s.step.lock_text()
-        )?;
-        for line in s.step.sql().lines() {
-            writeln!(out, "     {line}")?;
-        }
+        write_step(out, s)?;
+    }
+    Ok(())
+}
+
+fn step_json(s: &StoredStep) -> serde_json::Value {
+    json!({
+        "n": s.seq,
+        "schema": s.step.schema,
+        "table": s.step.table,
+        "phase": s.step.phase,
+        "title": s.step.title,
+        "lock": s.step.lock.name(),
+        "lock_note": s.step.lock_note,
+        "kind": match &s.step.action {
+            Action::Sql { .. } => "transaction",
+            Action::ConcurrentIndex { .. } => "concurrent-index",
+            Action::DropIndexConcurrently { .. } => "concurrent-drop",
+            Action::Fill { .. } => "fill",
+        },
+        "sql": s.step.sql(),
+        "done": s.done,
+    })
+}
+
+fn write_step(out: &mut dyn Write, s: &StoredStep) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "\n{:>3}. {}{} · {} · {}\n     lock: {}",
+        s.seq,
+        if s.done { "[done] " } else { "" },
+        s.step.display_table(),
+        s.step.phase,
+        s.step.title,
+        s.step.lock_text()
+    )?;
+    for line in s.step.sql().lines() {
+        writeln!(out, "     {line}")?;
     }
     Ok(())
 }
@@ -402,6 +411,129 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
             eprintln!("realmguard: interrupted; finishing the current step (interrupt again to stop at once)");
         }
     });
+}
+
+/// `backfill finish`: drop the fill triggers a backfill installed, once the application writes
+/// the realm column itself (from then on a row written without it breaks NOT NULL, loudly).
+/// The drops are steps like a run's, appended to the recorded ones (the run's history stays for
+/// `status`): each its own transaction under `--lock-timeout`, retried, resumed after a kill.
+/// Refused while a backfill is under way, whose fill needs the triggers.
+pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("backfill finish")?;
+    let target = g.database().await?;
+    let mut conn = target.connect().await?;
+    if !a.dry_run {
+        exec::lock_runner(&mut conn).await?;
+    }
+    let started = Instant::now();
+    let stored = exec::load_steps(&mut conn).await?;
+    let pending: Vec<StoredStep> = stored.iter().filter(|s| !s.done).cloned().collect();
+    if pending.iter().any(|s| s.step.phase != Phase::Finish) {
+        bail!(
+            "a backfill is under way ({} of {} steps done) and its fill needs the triggers: complete it with `realmguard backfill run` first",
+            stored.len() - pending.len(),
+            stored.len()
+        );
+    }
+    let resumed = !pending.is_empty();
+    let steps = if resumed {
+        pending
+    } else {
+        let found = model::fill_triggers(&mut conn).await?;
+        StoredStep::fresh(&plan::finish_steps(&found))
+    };
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        if g.format == Format::Json {
+            output::write_json(
+                &mut out,
+                &json!({"dry_run": true, "steps": steps.iter().map(step_json).collect::<Vec<_>>()}),
+            )?;
+        } else if steps.is_empty() {
+            writeln!(out, "backfill finish: no fill triggers left; nothing to do")?;
+        } else {
+            writeln!(
+                out,
+                "backfill finish: {} steps (dry run); afterwards a row written without the realm column is refused",
+                steps.len()
+            )?;
+            for s in &steps {
+                write_step(&mut out, s)?;
+            }
+        }
+        return Ok(Outcome::Clean);
+    }
+    let steps = if resumed {
+        eprintln!("realmguard: resuming the recorded finish");
+        steps
+    } else if steps.is_empty() {
+        steps
+    } else {
+        let plain: Vec<plan::Step> = steps.into_iter().map(|s| s.step).collect();
+        exec::ensure_ledger(&mut conn).await?;
+        exec::append_steps(&mut conn, &plain).await?
+    };
+    // The executor gets the whole record, done steps included, so its progress lines number
+    // the drops as `status` does ("[44/47]").
+    let all = exec::load_steps(&mut conn).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    let opts = exec::Options {
+        batch: Duration::from_millis(100),
+        lock_timeout: a.lock_timeout,
+        lock_retries: a.lock_retries,
+        max_transaction_age: Duration::from_secs(60),
+        workers: 0,
+        pause: Duration::ZERO,
+    };
+    let mut report = exec::RunReport {
+        resumed,
+        ..Default::default()
+    };
+    {
+        let mut watch = target.connect().await?;
+        let mut ex = exec::Executor::new(&mut conn, &mut watch, opts, stop).await?;
+        ex.run(&all, &mut report).await?;
+    }
+    if report.interrupted {
+        bail!(
+            "interrupted; every dropped trigger is recorded: `realmguard backfill finish` resumes"
+        );
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut conn)
+        .await;
+    let dropped: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{}: {}", s.step.display_table(), s.step.title))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if g.format == Format::Json {
+        output::write_json(
+            &mut out,
+            &json!({
+                "ok": true,
+                "resumed": resumed,
+                "steps_run": report.steps_run,
+                "seconds": started.elapsed().as_secs_f64(),
+                "dropped": dropped,
+            }),
+        )?;
+    } else if steps.is_empty() {
+        writeln!(out, "backfill finish: no fill triggers left; nothing to do")?;
+    } else {
+        writeln!(
+            out,
+            "backfill finish: {} steps run{} in {:.1}s; a row written without the realm column is now refused",
+            report.steps_run,
+            if resumed { " (resumed)" } else { "" },
+            started.elapsed().as_secs_f64()
+        )?;
+        for d in &dropped {
+            writeln!(out, "  {d}")?;
+        }
+    }
+    Ok(Outcome::Clean)
 }
 
 pub async fn cmd_status(g: &GlobalOpts, _a: &BackfillArgs) -> anyhow::Result<Outcome> {

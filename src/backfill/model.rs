@@ -123,6 +123,33 @@ impl Table {
     }
 }
 
+/// A trigger a backfill installed to fill the realm column (see `sql/fill_triggers.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillTrigger {
+    pub schema: String,
+    pub table: String,
+    pub trigger: String,
+    /// `regprocedure` text: what DROP FUNCTION takes, quoted and qualified as needed.
+    pub function: String,
+}
+
+/// The fill triggers present now, by table.
+pub async fn fill_triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<FillTrigger>> {
+    let rows = sqlx::query(include_str!("sql/fill_triggers.sql"))
+        .fetch_all(&mut *conn)
+        .await
+        .context("cannot read triggers from pg_catalog")?;
+    Ok(rows
+        .iter()
+        .map(|r| FillTrigger {
+            schema: r.get(0),
+            table: r.get(1),
+            trigger: r.get(2),
+            function: r.get(3),
+        })
+        .collect())
+}
+
 impl Catalog {
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.is(schema, name))

@@ -12,7 +12,7 @@
 //! ever dropped with CASCADE. Steps already done (read from the catalog) are left out, so a
 //! converted database plans to nothing.
 
-use super::model::{Catalog, Constraint, ConstraintKind, Table};
+use super::model::{Catalog, Constraint, ConstraintKind, FillTrigger, Table};
 use crate::config::Config;
 use crate::db::{qualified, quote_ident, quote_literal};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,8 @@ pub enum Phase {
     UniqueKey,
     PrimaryKey,
     Cleanup,
+    /// `backfill finish`: the fill triggers dropped once the application writes the realm itself.
+    Finish,
 }
 
 impl fmt::Display for Phase {
@@ -53,6 +55,7 @@ impl fmt::Display for Phase {
             Phase::UniqueKey => "unique-key",
             Phase::PrimaryKey => "primary-key",
             Phase::Cleanup => "cleanup",
+            Phase::Finish => "finish",
         })
     }
 }
@@ -1468,6 +1471,42 @@ CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
     }
 }
 
+/// The steps of `backfill finish`: each fill trigger dropped in its own short transaction
+/// (DROP TRIGGER takes ACCESS EXCLUSIVE on its table), its function with the last trigger that
+/// uses it. Never CASCADE: a function some other trigger still uses stops the step instead.
+pub fn finish_steps(triggers: &[FillTrigger]) -> Vec<Step> {
+    triggers
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let last_user = !triggers[i + 1..].iter().any(|o| o.function == f.function);
+            let mut sql = format!(
+                "DROP TRIGGER IF EXISTS {} ON {}",
+                quote_ident(&f.trigger),
+                qualified(&f.schema, &f.table)
+            );
+            let mut title = format!("drop the fill trigger {}", f.trigger);
+            if last_user {
+                sql += &format!(";\nDROP FUNCTION IF EXISTS {}", f.function);
+                title += &format!(" and its function {}", f.function);
+            }
+            Step {
+                schema: f.schema.clone(),
+                table: f.table.clone(),
+                phase: Phase::Finish,
+                title,
+                lock: Lock::AccessExclusive,
+                lock_note: "instant".into(),
+                relations: vec![(f.schema.clone(), f.table.clone())],
+                action: Action::Sql {
+                    sql,
+                    no_fk_depends_on: None,
+                },
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1826,6 +1865,38 @@ mod tests {
         );
         // groups, without such a constraint, keeps the check route.
         position(&p, "groups", "SET NOT NULL");
+    }
+
+    #[test]
+    fn finish_drops_each_trigger_alone_and_a_shared_function_once() {
+        let t = |table: &str, trigger: &str, function: &str| FillTrigger {
+            schema: "app".into(),
+            table: table.into(),
+            trigger: trigger.into(),
+            function: function.into(),
+        };
+        let steps = finish_steps(&[
+            t(
+                "Groups",
+                "groups_realm_id_fill",
+                "app.groups_realm_id_fill()",
+            ),
+            t("users", "a", "app.shared()"),
+            t("users", "b", "app.shared()"),
+        ]);
+        let sql: Vec<&str> = steps.iter().map(|s| s.sql()).collect();
+        assert_eq!(
+            sql,
+            [
+                "DROP TRIGGER IF EXISTS groups_realm_id_fill ON app.\"Groups\";\nDROP FUNCTION IF EXISTS app.groups_realm_id_fill()",
+                "DROP TRIGGER IF EXISTS a ON app.users",
+                "DROP TRIGGER IF EXISTS b ON app.users;\nDROP FUNCTION IF EXISTS app.shared()",
+            ]
+        );
+        assert!(steps
+            .iter()
+            .all(|s| s.phase == Phase::Finish && s.lock == Lock::AccessExclusive));
+        assert!(finish_steps(&[]).is_empty());
     }
 
     #[test]
