@@ -413,6 +413,8 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
     });
 }
 
+const NOTHING_TO_FINISH: &str = "backfill finish: no fill triggers left; nothing to do";
+
 /// `backfill finish`: drop the fill triggers a backfill installed, once the application writes
 /// the realm column itself (from then on a row written without it breaks NOT NULL, loudly).
 /// The drops are steps like a run's, appended to the recorded ones (the run's history stays for
@@ -443,70 +445,47 @@ pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Resul
         StoredStep::fresh(&plan::finish_steps(&found))
     };
     if a.dry_run {
-        let mut out = std::io::stdout().lock();
-        if g.format == Format::Json {
-            output::write_json(
-                &mut out,
-                &json!({"dry_run": true, "steps": steps.iter().map(step_json).collect::<Vec<_>>()}),
-            )?;
-        } else if steps.is_empty() {
-            writeln!(out, "backfill finish: no fill triggers left; nothing to do")?;
-        } else {
-            writeln!(
-                out,
-                "backfill finish: {} steps (dry run); afterwards a row written without the realm column is refused",
-                steps.len()
-            )?;
-            for s in &steps {
-                write_step(&mut out, s)?;
-            }
-        }
-        return Ok(Outcome::Clean);
+        return finish_preview(g.format, &steps);
     }
-    let steps = if resumed {
-        eprintln!("realmguard: resuming the recorded finish");
-        steps
-    } else if steps.is_empty() {
-        steps
-    } else {
-        let plain: Vec<plan::Step> = steps.into_iter().map(|s| s.step).collect();
-        exec::ensure_ledger(&mut conn).await?;
-        exec::append_steps(&mut conn, &plain).await?
-    };
-    // The executor gets the whole record, done steps included, so its progress lines number
-    // the drops as `status` does ("[44/47]").
-    let all = exec::load_steps(&mut conn).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_handler(stop.clone());
-    let opts = exec::Options {
-        batch: Duration::from_millis(100),
-        lock_timeout: a.lock_timeout,
-        lock_retries: a.lock_retries,
-        max_transaction_age: Duration::from_secs(60),
-        workers: 0,
-        pause: Duration::ZERO,
-    };
     let mut report = exec::RunReport {
         resumed,
         ..Default::default()
     };
-    {
+    if !steps.is_empty() {
+        if resumed {
+            eprintln!("realmguard: resuming the recorded finish");
+        } else {
+            let plain: Vec<plan::Step> = steps.iter().map(|s| s.step.clone()).collect();
+            exec::ensure_ledger(&mut conn).await?;
+            exec::append_steps(&mut conn, &plain).await?;
+        }
+        // The executor gets the whole record, done steps included, so its progress lines
+        // number the drops as `status` does ("[44/47]").
+        let all = exec::load_steps(&mut conn).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_signal_handler(stop.clone());
+        let opts = exec::Options {
+            batch: Duration::from_millis(100),
+            lock_timeout: a.lock_timeout,
+            lock_retries: a.lock_retries,
+            max_transaction_age: Duration::from_secs(60),
+            workers: 0,
+            pause: Duration::ZERO,
+        };
         let mut watch = target.connect().await?;
-        let mut ex = exec::Executor::new(&mut conn, &mut watch, opts, stop).await?;
-        ex.run(&all, &mut report).await?;
+        exec::Executor::new(&mut conn, &mut watch, opts, stop)
+            .await?
+            .run(&all, &mut report)
+            .await?;
+        if report.interrupted {
+            bail!("interrupted; every dropped trigger is recorded: `realmguard backfill finish` resumes");
+        }
     }
-    if report.interrupted {
-        bail!(
-            "interrupted; every dropped trigger is recorded: `realmguard backfill finish` resumes"
-        );
-    }
-    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut conn)
-        .await;
     let dropped: Vec<String> = steps
         .iter()
         .map(|s| format!("{}: {}", s.step.display_table(), s.step.title))
         .collect();
+    let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     if g.format == Format::Json {
         output::write_json(
@@ -515,22 +494,44 @@ pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Resul
                 "ok": true,
                 "resumed": resumed,
                 "steps_run": report.steps_run,
-                "seconds": started.elapsed().as_secs_f64(),
+                "seconds": secs,
                 "dropped": dropped,
             }),
         )?;
-    } else if steps.is_empty() {
-        writeln!(out, "backfill finish: no fill triggers left; nothing to do")?;
+    } else if dropped.is_empty() {
+        writeln!(out, "{NOTHING_TO_FINISH}")?;
     } else {
         writeln!(
             out,
-            "backfill finish: {} steps run{} in {:.1}s; a row written without the realm column is now refused",
+            "backfill finish: {} steps run{} in {secs:.1}s; a row written without the realm column is now refused",
             report.steps_run,
             if resumed { " (resumed)" } else { "" },
-            started.elapsed().as_secs_f64()
         )?;
         for d in &dropped {
             writeln!(out, "  {d}")?;
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+/// `backfill finish --dry-run`: the steps a finish would run, nothing done.
+fn finish_preview(format: Format, steps: &[StoredStep]) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        output::write_json(
+            &mut out,
+            &json!({"dry_run": true, "steps": steps.iter().map(step_json).collect::<Vec<_>>()}),
+        )?;
+    } else if steps.is_empty() {
+        writeln!(out, "{NOTHING_TO_FINISH}")?;
+    } else {
+        writeln!(
+            out,
+            "backfill finish: {} steps (dry run); afterwards a row written without the realm column is refused",
+            steps.len()
+        )?;
+        for s in steps {
+            write_step(&mut out, s)?;
         }
     }
     Ok(Outcome::Clean)
