@@ -1270,7 +1270,7 @@ async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
     dry.expect_code(0)
         .expect_stdout("4 steps (dry run)")
         .expect_stdout("DROP TRIGGER IF EXISTS memberships_realm_id_fill ON public.memberships;")
-        .expect_stdout("DROP FUNCTION IF EXISTS memberships_realm_id_fill()");
+        .expect_stdout("DROP FUNCTION IF EXISTS public.memberships_realm_id_fill()");
     assert_eq!(
         db.count(FILL_OBJECTS).await,
         8,

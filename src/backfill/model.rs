@@ -129,8 +129,8 @@ pub struct FillTrigger {
     pub schema: String,
     pub table: String,
     pub trigger: String,
-    /// `regprocedure` text: what DROP FUNCTION takes, quoted and qualified as needed.
-    pub function: String,
+    /// The trigger function's schema and name (it takes no arguments).
+    pub function: (String, String),
 }
 
 /// The fill triggers present now, by table.
@@ -145,7 +145,7 @@ pub async fn fill_triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<FillTr
             schema: r.get(0),
             table: r.get(1),
             trigger: r.get(2),
-            function: r.get(3),
+            function: (r.get(3), r.get(4)),
         })
         .collect())
 }

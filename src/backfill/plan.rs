@@ -1487,8 +1487,9 @@ pub fn finish_steps(triggers: &[FillTrigger]) -> Vec<Step> {
             );
             let mut title = format!("drop the fill trigger {}", f.trigger);
             if last_user {
-                sql += &format!(";\nDROP FUNCTION IF EXISTS {}", f.function);
-                title += &format!(" and its function {}", f.function);
+                let func = qualified(&f.function.0, &f.function.1);
+                sql += &format!(";\nDROP FUNCTION IF EXISTS {func}()");
+                title += &format!(" and its function {func}()");
             }
             Step {
                 schema: f.schema.clone(),
@@ -1873,16 +1874,12 @@ mod tests {
             schema: "app".into(),
             table: table.into(),
             trigger: trigger.into(),
-            function: function.into(),
+            function: ("app".into(), function.into()),
         };
         let steps = finish_steps(&[
-            t(
-                "Groups",
-                "groups_realm_id_fill",
-                "app.groups_realm_id_fill()",
-            ),
-            t("users", "a", "app.shared()"),
-            t("users", "b", "app.shared()"),
+            t("Groups", "groups_realm_id_fill", "groups_realm_id_fill"),
+            t("users", "a", "shared"),
+            t("users", "b", "shared"),
         ]);
         let sql: Vec<&str> = steps.iter().map(|s| s.sql()).collect();
         assert_eq!(
