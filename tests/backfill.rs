@@ -458,6 +458,21 @@ async fn concurrent_writer_loses_nothing(db: TestDb, dir: &str) {
     }
 }
 
+/// A session that read `table` in a transaction it keeps open (its ACCESS SHARE lock blocks any
+/// ACCESS EXCLUSIVE step), and its pid; `COMMIT` on it lets go.
+async fn reading_in_a_transaction(db: &TestDb, table: &str) -> (PgConnection, i32) {
+    let mut c = db.conn().await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("BEGIN; SELECT count(*) FROM {table};"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    (c, pid)
+}
+
 /// Start `backfill run` in the background with a pause between steps and batches.
 fn spawn_run(db: &TestDb, dir: &TempDir, pause_ms: u32) -> tokio::process::Child {
     let cfg = config();
@@ -622,15 +637,7 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
     let db = legacy_db("bf_lock", 500).await;
     let dir = TempDir::new("bf-lock");
     // A session reads groups in a transaction it keeps open: ADD COLUMN needs ACCESS EXCLUSIVE.
-    let mut holder = db.conn().await;
-    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut holder)
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; SELECT count(*) FROM groups;")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let (mut holder, holder_pid) = reading_in_a_transaction(&db, "groups").await;
 
     // With one retry allowed it gives up, naming the session in the way.
     let r = run(
@@ -1338,15 +1345,7 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
 
     // A session in a transaction that read memberships: DROP TRIGGER needs ACCESS EXCLUSIVE, so
     // that step retries until the session lets go, then the finish completes.
-    let mut holder = db.conn().await;
-    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut holder)
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; SELECT count(*) FROM memberships;")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let (mut holder, holder_pid) = reading_in_a_transaction(&db, "memberships").await;
     // With one retry it gives up on memberships, naming the session; the tables before it
     // in the record are done, the rest is left for the next finish.
     let gave_up = finish(
