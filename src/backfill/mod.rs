@@ -441,7 +441,8 @@ pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Resul
     let steps = if resumed {
         pending
     } else {
-        let found = model::fill_triggers(&mut conn).await?;
+        let mut found = model::triggers(&mut conn).await?;
+        found.retain(|t| t.fills_realm);
         StoredStep::fresh(&plan::finish_steps(&found))
     };
     if a.dry_run {
@@ -452,16 +453,16 @@ pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Resul
         ..Default::default()
     };
     if !steps.is_empty() {
+        // The executor gets the whole record, done steps included, so its progress lines
+        // number the drops as `status` does ("[44/47]").
+        let mut all = stored;
         if resumed {
             eprintln!("realmguard: resuming the recorded finish");
         } else {
             let plain: Vec<plan::Step> = steps.iter().map(|s| s.step.clone()).collect();
             exec::ensure_ledger(&mut conn).await?;
-            exec::append_steps(&mut conn, &plain).await?;
+            all.extend(exec::append_steps(&mut conn, &plain).await?);
         }
-        // The executor gets the whole record, done steps included, so its progress lines
-        // number the drops as `status` does ("[44/47]").
-        let all = exec::load_steps(&mut conn).await?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_signal_handler(stop.clone());
         let opts = exec::Options {

@@ -123,29 +123,32 @@ impl Table {
     }
 }
 
-/// A trigger a backfill installed to fill the realm column (see `sql/fill_triggers.sql`).
+/// A user trigger (see `sql/triggers.sql`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FillTrigger {
+pub struct Trigger {
     pub schema: String,
     pub table: String,
-    pub trigger: String,
-    /// The trigger function's schema and name (it takes no arguments).
+    pub name: String,
+    /// Its function's schema and name.
     pub function: (String, String),
+    /// One a backfill installed to fill the realm column.
+    pub fills_realm: bool,
 }
 
-/// The fill triggers present now, by table.
-pub async fn fill_triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<FillTrigger>> {
-    let rows = sqlx::query(include_str!("sql/fill_triggers.sql"))
+/// Every user trigger, by table: the planner's and `backfill finish`'s one read of them.
+pub async fn triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<Trigger>> {
+    let rows = sqlx::query(include_str!("sql/triggers.sql"))
         .fetch_all(&mut *conn)
         .await
         .context("cannot read triggers from pg_catalog")?;
     Ok(rows
         .iter()
-        .map(|r| FillTrigger {
+        .map(|r| Trigger {
             schema: r.get(0),
             table: r.get(1),
-            trigger: r.get(2),
+            name: r.get(2),
             function: (r.get(3), r.get(4)),
+            fills_realm: r.get(5),
         })
         .collect())
 }
@@ -257,14 +260,9 @@ pub async fn read(
     {
         cat.relations.insert((r.get(0), r.get(1)));
     }
-    for r in sqlx::query(include_str!("sql/triggers.sql"))
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read triggers from pg_catalog")?
-    {
-        let (schema, name): (String, String) = (r.get(0), r.get(1));
-        if let Some(t) = cat.tables.iter_mut().find(|t| t.is(&schema, &name)) {
-            t.triggers.push(r.get(2));
+    for tr in triggers(conn).await? {
+        if let Some(t) = cat.tables.iter_mut().find(|t| t.is(&tr.schema, &tr.table)) {
+            t.triggers.push(tr.name);
         }
     }
     if !realms_table.is_empty() {

@@ -12,7 +12,7 @@
 //! ever dropped with CASCADE. Steps already done (read from the catalog) are left out, so a
 //! converted database plans to nothing.
 
-use super::model::{Catalog, Constraint, ConstraintKind, FillTrigger, Table};
+use super::model::{Catalog, Constraint, ConstraintKind, Table, Trigger};
 use crate::config::Config;
 use crate::db::{qualified, quote_ident, quote_literal};
 use serde::{Deserialize, Serialize};
@@ -1474,7 +1474,7 @@ CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
 /// The steps of `backfill finish`: each fill trigger dropped in its own short transaction
 /// (DROP TRIGGER takes ACCESS EXCLUSIVE on its table), its function with the last trigger that
 /// uses it. Never CASCADE: a function some other trigger still uses stops the step instead.
-pub fn finish_steps(triggers: &[FillTrigger]) -> Vec<Step> {
+pub fn finish_steps(triggers: &[Trigger]) -> Vec<Step> {
     triggers
         .iter()
         .enumerate()
@@ -1482,10 +1482,10 @@ pub fn finish_steps(triggers: &[FillTrigger]) -> Vec<Step> {
             let last_user = !triggers[i + 1..].iter().any(|o| o.function == f.function);
             let mut sql = format!(
                 "DROP TRIGGER IF EXISTS {} ON {}",
-                quote_ident(&f.trigger),
+                quote_ident(&f.name),
                 qualified(&f.schema, &f.table)
             );
-            let mut title = format!("drop the fill trigger {}", f.trigger);
+            let mut title = format!("drop the fill trigger {}", f.name);
             if last_user {
                 let func = qualified(&f.function.0, &f.function.1);
                 sql += &format!(";\nDROP FUNCTION IF EXISTS {func}()");
@@ -1870,11 +1870,12 @@ mod tests {
 
     #[test]
     fn finish_drops_each_trigger_alone_and_a_shared_function_once() {
-        let t = |table: &str, trigger: &str, function: &str| FillTrigger {
+        let t = |table: &str, trigger: &str, function: &str| Trigger {
             schema: "app".into(),
             table: table.into(),
-            trigger: trigger.into(),
+            name: trigger.into(),
             function: ("app".into(), function.into()),
+            fills_realm: true,
         };
         let steps = finish_steps(&[
             t("Groups", "groups_realm_id_fill", "groups_realm_id_fill"),

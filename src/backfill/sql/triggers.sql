@@ -1,7 +1,15 @@
-SELECT n.nspname::text, c.relname::text, t.tgname::text
+-- Every user trigger, with its function's schema and name and whether it is one a backfill
+-- installed to fill the realm column of rows written by code that does not know it yet: a
+-- PL/pgSQL function without arguments that carries the backfill's marker comment.
+SELECT n.nspname::text, c.relname::text, t.tgname::text, pn.nspname::text, p.proname::text,
+       l.lanname = 'plpgsql' AND p.pronargs = 0
+           AND p.prosrc LIKE '%-- realmguard backfill: rows written without %'
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_proc p ON p.oid = t.tgfoid
+JOIN pg_namespace pn ON pn.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
 WHERE NOT t.tgisinternal
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'realmguard')
   AND n.nspname NOT LIKE 'pg\_%'
