@@ -36,12 +36,17 @@ fn config() -> String {
         .into_owned()
 }
 
-/// `backfill run` with the legacy config and extra arguments.
-async fn run(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
+/// `backfill <cmd>` with the legacy config and extra arguments.
+async fn backfill(db: &TestDb, dir: &TempDir, cmd: &str, extra: &[&str]) -> crate::common::Run {
     let cfg = config();
-    let mut args = vec!["--config", cfg.as_str(), "backfill", "run"];
+    let mut args = vec!["--config", cfg.as_str(), "backfill", cmd];
     args.extend_from_slice(extra);
     db.run(dir.path(), &args).await
+}
+
+/// `backfill run` with the legacy config and extra arguments.
+async fn run(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
+    backfill(db, dir, "run", extra).await
 }
 
 /// `realmguard --config rg.toml --format json backfill <cmd>` with `toml` written to `dir/rg.toml`,
@@ -260,12 +265,7 @@ async fn legacy_fixture_converts_with_every_row_and_link_intact() {
     let again = run(&db, &dir, &[]).await;
     again.expect_code(0);
     again.expect_stdout("nothing to do");
-    let status = db
-        .run(
-            dir.path(),
-            &["--config", &cfg, "--format", "json", "backfill", "status"],
-        )
-        .await;
+    let status = backfill(&db, &dir, "status", &["--format", "json"]).await;
     status.expect_code(0);
     let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(s["steps_done"], s["steps_total"]);
@@ -534,9 +534,7 @@ async fn sigkill_during_fill_and_ddl_then_rerun_ends_in_the_same_state() {
     wait_for(&victim, "the foreign-key phase", IN_FK_PHASE).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let status = victim
-        .run(dir.path(), &["--config", &config(), "backfill", "status"])
-        .await;
+    let status = backfill(&victim, &dir, "status", &[]).await;
     status.expect_code(0);
     status.expect_stdout("backfill run` continues");
 
@@ -1247,14 +1245,6 @@ async fn a_foreign_key_added_mid_run_on_a_replaced_key_stops_the_run_without_cas
     );
 }
 
-/// `backfill finish` with the legacy config and extra arguments.
-async fn finish(db: &TestDb, dir: &TempDir, extra: &[&str]) -> crate::common::Run {
-    let cfg = config();
-    let mut args = vec!["--config", cfg.as_str(), "backfill", "finish"];
-    args.extend_from_slice(extra);
-    db.run(dir.path(), &args).await
-}
-
 /// The triggers and functions named like a fill trigger (`<table>_realm_id_fill`).
 const FILL_OBJECTS: &str = "SELECT 1 FROM pg_trigger WHERE tgname LIKE '%\\_realm\\_id\\_fill'
     UNION ALL SELECT 1 FROM pg_proc WHERE proname LIKE '%\\_realm\\_id\\_fill'";
@@ -1273,7 +1263,7 @@ async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
     .await;
     assert_eq!(db.count(FILL_OBJECTS).await, 8);
 
-    let dry = finish(&db, &dir, &["--dry-run"]).await;
+    let dry = backfill(&db, &dir, "finish", &["--dry-run"]).await;
     dry.expect_code(0)
         .expect_stdout("4 steps (dry run)")
         .expect_stdout("DROP TRIGGER IF EXISTS memberships_realm_id_fill ON public.memberships;")
@@ -1284,7 +1274,7 @@ async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
         "a dry run dropped something"
     );
 
-    let r = finish(&db, &dir, &[]).await;
+    let r = backfill(&db, &dir, "finish", &[]).await;
     r.expect_code(0)
         .expect_stdout("backfill finish: 4 steps run");
     assert_eq!(db.count(FILL_OBJECTS).await, 0);
@@ -1307,11 +1297,9 @@ async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
         .await;
 
     // Recorded after the run's steps, which stay; a second finish has nothing left to do.
-    let status = db
-        .run(dir.path(), &["--config", &config(), "backfill", "status"])
-        .await;
+    let status = backfill(&db, &dir, "status", &[]).await;
     status.expect_code(0).expect_stdout("47 of 47 steps done");
-    let again = finish(&db, &dir, &["--format", "json"]).await;
+    let again = backfill(&db, &dir, "finish", &["--format", "json"]).await;
     again.expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(doc["steps_run"], 0);
@@ -1332,7 +1320,7 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
     .await;
     child.start_kill().unwrap(); // SIGKILL
     child.wait().await.unwrap();
-    let refused = finish(&db, &dir, &[]).await;
+    let refused = backfill(&db, &dir, "finish", &[]).await;
     refused
         .expect_one_line_error()
         .expect_stderr("`realmguard backfill run` first");
@@ -1348,9 +1336,10 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
     let (mut holder, holder_pid) = reading_in_a_transaction(&db, "memberships").await;
     // With one retry it gives up on memberships, naming the session; the tables before it
     // in the record are done, the rest is left for the next finish.
-    let gave_up = finish(
+    let gave_up = backfill(
         &db,
         &dir,
+        "finish",
         &["--lock-timeout", "100ms", "--lock-retries", "1"],
     )
     .await;
@@ -1364,9 +1353,10 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     };
     let (r, ()) = tokio::join!(
-        finish(
+        backfill(
             &db,
             &dir,
+            "finish",
             &["--lock-timeout", "100ms", "--lock-retries", "100"]
         ),
         release
