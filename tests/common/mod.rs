@@ -198,20 +198,18 @@ impl Run {
 
     /// Panic with everything the process printed unless its stdout contains `text`.
     pub fn expect_stdout(&self, text: &str) -> &Self {
-        assert!(
-            self.stdout.contains(text),
-            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
+        self.expect_in("stdout", &self.stdout, text)
     }
 
     /// Panic with everything the process printed unless its stderr contains `text`.
     pub fn expect_stderr(&self, text: &str) -> &Self {
+        self.expect_in("stderr", &self.stderr, text)
+    }
+
+    fn expect_in(&self, stream: &str, printed: &str, text: &str) -> &Self {
         assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            printed.contains(text),
+            "{stream} lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.stdout,
             self.stderr
         );
