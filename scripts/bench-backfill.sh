@@ -148,25 +148,11 @@ SINGLE_SECS=$(echo "$(date +%s.%N) - $t0" | bc)
 psql "$ADMIN_URL" -c "DROP DATABASE bench_copy"
 psql "$LIVE" -c "CHECKPOINT"
 
-# The old application's SQL: no realm_id anywhere. Memberships with id ≡ 1 (mod 10) have no
-# statements, so deleting them never trips a foreign key.
-cat >"$WORK/writer.sql" <<EOF
-\\set u random(1, $NUSERS)
-\\set g random(1, $NGROUPS)
-\\set m random(1, $N)
-\\set d random(0, $((N / 10 - 1))) * 10 + 1
-BEGIN;
-INSERT INTO memberships (user_id, group_id) VALUES (:u, :g);
-UPDATE memberships SET group_id = :g WHERE id = :m;
-SELECT group_id FROM memberships WHERE id = :m;
-DELETE FROM memberships WHERE id = :d;
-END;
-EOF
-
 # One writer session for the whole measurement, as an application's connection pool would be:
 # windows are cut from its log by time. (Restarting pgbench per window made each new
 # connection's first transactions, 3-4 ms while its caches warm, count against the backfill.)
-pgbench -n -M prepared -f "$WORK/writer.sql" -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
+pgbench -n -M prepared -f scripts/legacy-writer.sql -D nusers="$NUSERS" -D ngroups="$NGROUPS" -D n="$N" \
+    -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
     -T 86400 -l --log-prefix="$WORK/writer" "$LIVE" >"$WORK/pgbench.out" 2>"$WORK/pgbench.err" &
 WRITER_PID=$!
 stop_writer() { # pgbench flushes its log when it exits; SIGTERM loses only the last buffered lines
