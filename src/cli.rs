@@ -89,6 +89,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * factor))
 }
 
+/// Parse amounts of bytes as PostgreSQL writes them: `16MB`, `512kB`, `1GB`, `4096` (bytes).
+/// Units are powers of 1024, as in postgresql.conf; case does not matter.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let i = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = (&t[..i], t[i..].trim());
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not an amount of bytes; use e.g. 64MB, 512kB, 1GB"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kb" => 10,
+        "mb" => 20,
+        "gb" => 30,
+        "tb" => 40,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit; use B, kB, MB, GB or TB"
+            ))
+        }
+    };
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct MigrationsDir {
     /// Directory holding `<VERSION>_<description>.sql` files.
@@ -206,6 +232,11 @@ pub struct BackfillRunArgs {
     /// 0 (default) keeps each step on one core, so the application keeps the others.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
+    /// Before each step and each fill batch, wait while a standby (any session in
+    /// pg_stat_replication) has more than this much WAL not yet replayed, e.g. 64MB. Needs
+    /// pg_monitor (or pg_read_all_stats) to see the standbys' positions. Off by default.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_replication_lag: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -269,5 +300,18 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("2 parsecs").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_in_postgresql_units() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("512kB").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("16MB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1gb").unwrap(), 1 << 30);
+        assert_eq!(parse_size(" 2 TB ").unwrap(), 2 << 40);
+        assert!(parse_size("16 parsecs").is_err());
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("-1MB").is_err());
+        assert!(parse_size("99999999999TB").is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! reading `pg_index` (valid: keep, invalid leftover: drop and rebuild).
 
 use super::plan::{Action, Lock, Phase, Plan, Step};
+use super::replicas;
 use crate::db::{self, describe_pg_error, qualified, sqlstate};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -53,6 +54,9 @@ pub struct Options {
     pub max_transaction_age: Duration,
     /// Parallel workers a build or validation may use (`--workers`).
     pub workers: u32,
+    /// `--max-replication-lag` in bytes: wait before a step or batch while a standby is further
+    /// behind.
+    pub max_replication_lag: Option<u64>,
     /// Test and demo hook (`REALMGUARD_BACKFILL_PAUSE_MS`): sleep after each step and batch so
     /// a kill can land in a chosen phase.
     pub pause: Duration,
@@ -395,6 +399,7 @@ impl<'a> Executor<'a> {
             compress_wal(self.conn).await;
         }
         for s in steps.iter().filter(|s| !s.done) {
+            self.wait_for_replicas(None).await?;
             if self.stopping() {
                 report.interrupted = true;
                 return Ok(());
@@ -445,6 +450,48 @@ impl<'a> Executor<'a> {
             if !self.opts.pause.is_zero() {
                 tokio::time::sleep(self.opts.pause).await;
             }
+        }
+        Ok(())
+    }
+
+    /// `--max-replication-lag`: hold the next step or batch while a standby has more WAL left to
+    /// replay than allowed, so what the backfill writes cannot pile up on a replica that the
+    /// application reads from or would fail over to. Returns early when asked to stop.
+    async fn wait_for_replicas(&mut self, bar: Option<&ProgressBar>) -> anyhow::Result<()> {
+        let Some(max) = self.opts.max_replication_lag else {
+            return Ok(());
+        };
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let say = |msg: String| match bar {
+            // Printed through the bar so it neither garbles nor hides it (and prints when the
+            // bar is hidden, as on a pipe).
+            Some(b) => b.suspend(|| eprintln!("{msg}")),
+            None => eprintln!("{msg}"),
+        };
+        let started = Instant::now();
+        let mut waited = false;
+        while let Some((name, lag)) = replicas::furthest_behind(self.conn).await? {
+            if lag <= max {
+                break;
+            }
+            if !waited {
+                say(format!(
+                    "realmguard:     waiting: standby {name} has {} of WAL not yet replayed (--max-replication-lag {})",
+                    replicas::pretty(lag),
+                    replicas::pretty(max)
+                ));
+                waited = true;
+            }
+            if self.stopping() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if waited {
+            say(format!(
+                "realmguard:     standbys within --max-replication-lag after {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
         }
         Ok(())
     }
@@ -854,6 +901,7 @@ impl<'a> Executor<'a> {
         let rows_before = p.rows_done;
         let mut attempt = 0u32;
         while p.done_upto < p.bound {
+            self.wait_for_replicas(Some(&bar)).await?;
             if self.stopping() {
                 bar.abandon_with_message(format!("stopped at {key} = {}", p.done_upto));
                 eprintln!(
@@ -1057,6 +1105,7 @@ mod tests {
             lock_retries: 30,
             max_transaction_age: Duration::from_secs(300),
             workers: 0,
+            max_replication_lag: None,
             pause: Duration::ZERO,
         }
     }

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod model;
 pub mod plan;
 pub mod preflight;
+pub mod replicas;
 
 use crate::cli::{BackfillArgs, BackfillFinishArgs, BackfillRunArgs, GlobalOpts};
 use crate::config::Config;
@@ -267,11 +268,11 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         }
         // Refuse before recording anything, so a refused run leaves no half-plan behind.
         let steps = StoredStep::fresh(&p.steps);
-        refuse_unless_clear(&mut conn, &steps, a.max_transaction_age).await?;
+        refuse_unless_clear(&mut conn, &steps, a).await?;
         exec::store_plan(&mut conn, &p).await?
     };
     if resumed {
-        refuse_unless_clear(&mut conn, &steps, a.max_transaction_age).await?;
+        refuse_unless_clear(&mut conn, &steps, a).await?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,6 +288,7 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
         lock_retries: a.lock_retries,
         max_transaction_age: a.max_transaction_age,
         workers: a.workers,
+        max_replication_lag: a.max_replication_lag,
         pause,
     };
     let mut report = exec::RunReport {
@@ -377,11 +379,23 @@ pub async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Result<Outc
 async fn refuse_unless_clear(
     conn: &mut sqlx::PgConnection,
     steps: &[StoredStep],
-    max_age: Duration,
+    a: &BackfillRunArgs,
 ) -> anyhow::Result<()> {
-    let refusals = preflight::check(conn, &tables_of(steps), &own_indexes(steps), max_age).await?;
+    let refusals = preflight::check(
+        conn,
+        &tables_of(steps),
+        &own_indexes(steps),
+        a.max_transaction_age,
+        a.max_replication_lag.is_some(),
+    )
+    .await?;
     if !refusals.is_empty() {
         bail!("preflight refused to start: {}", refusals.join("; "));
+    }
+    if a.max_replication_lag.is_some() && replicas::count(conn).await? == 0 {
+        // Not a refusal: the standbys may be down for maintenance; the check still applies to
+        // any that connects during the run.
+        eprintln!("realmguard: note: no standby is connected now; --max-replication-lag applies to any that connects during the run");
     }
     Ok(())
 }
@@ -471,6 +485,7 @@ pub async fn cmd_finish(g: &GlobalOpts, a: &BackfillFinishArgs) -> anyhow::Resul
             lock_retries: a.lock_retries,
             max_transaction_age: Duration::from_secs(60),
             workers: 0,
+            max_replication_lag: None,
             pause: Duration::ZERO,
         };
         let mut watch = target.connect().await?;

@@ -11,8 +11,21 @@ pub async fn check(
     tables: &[(String, String)],
     own_indexes: &[String],
     max_transaction_age: Duration,
+    watch_replicas: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut refusals = Vec::new();
+
+    // Without the right to read the standbys' positions every lag reads as unknown, and the
+    // run would go at full speed while believing it was held back.
+    if watch_replicas && !super::replicas::visible(conn).await? {
+        let role: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&mut *conn)
+            .await?;
+        refusals.push(format!(
+            "--max-replication-lag needs to read the standbys' replay positions, which pg_stat_replication hides from role {role}: GRANT pg_monitor TO {} (or run without the option)",
+            crate::db::quote_ident(&role)
+        ));
+    }
 
     // A long transaction holds locks (or a snapshot) every lock step and every concurrent index
     // build would queue behind, with the application's queries queued behind us.
