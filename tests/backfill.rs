@@ -712,26 +712,8 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
 async fn an_owner_without_superuser_converts_and_is_told_wal_stays_uncompressed() {
     let db = legacy_db("bf_owner", 300).await;
     let dir = TempDir::new("bf-owner");
-    let role = format!("{}_owner", db.name);
-    db.exec(&format!(
-        "CREATE ROLE \"{role}\" LOGIN;
-         GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\";
-         GRANT CREATE ON SCHEMA public TO \"{role}\";
-         ALTER TABLE users OWNER TO \"{role}\"; ALTER TABLE groups OWNER TO \"{role}\";
-         ALTER TABLE memberships OWNER TO \"{role}\"; ALTER TABLE membership_statements OWNER TO \"{role}\";",
-        db = db.name
-    ))
-    .await;
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_username(&role).unwrap();
-    let out = db
-        .cmd(dir.path())
-        .env("DATABASE_URL", url.as_str())
-        .args(["--config", &config(), "backfill", "run"])
-        .output()
-        .await
-        .unwrap();
-    let r = crate::common::Run::from(out);
+    let (role, url) = owner_role(&db).await;
+    let r = run_as(&db, &dir, &url, &[]).await;
     r.expect_code(0);
     let notes: Vec<&str> = r
         .stderr
@@ -750,10 +732,202 @@ async fn an_owner_without_superuser_converts_and_is_told_wal_stays_uncompressed(
             .await,
         0
     );
+    drop_role(&db, &role).await;
+}
+
+/// A login role, no superuser, that owns the legacy tables and may create in the database, and
+/// the URL that logs in as it.
+async fn owner_role(db: &TestDb) -> (String, String) {
+    let role = format!("{}_owner", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{role}\" LOGIN;
+         GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\";
+         GRANT CREATE ON SCHEMA public TO \"{role}\";
+         ALTER TABLE users OWNER TO \"{role}\"; ALTER TABLE groups OWNER TO \"{role}\";
+         ALTER TABLE memberships OWNER TO \"{role}\"; ALTER TABLE membership_statements OWNER TO \"{role}\";",
+        db = db.name
+    ))
+    .await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    (role, url.to_string())
+}
+
+async fn drop_role(db: &TestDb, role: &str) {
     db.exec(&format!(
         "REASSIGN OWNED BY \"{role}\" TO CURRENT_USER; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""
     ))
     .await;
+}
+
+/// `backfill run` with the legacy config, logged in through `url`.
+async fn run_as(db: &TestDb, dir: &TempDir, url: &str, extra: &[&str]) -> crate::common::Run {
+    let out = db
+        .cmd(dir.path())
+        .env("DATABASE_URL", url)
+        .args(["--config", &config(), "backfill", "run"])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    crate::common::Run::from(out)
+}
+
+#[tokio::test]
+async fn max_replication_lag_is_refused_before_anything_runs_when_the_role_cannot_see_standbys() {
+    let db = legacy_db("bf_lag_priv", 100).await;
+    let dir = TempDir::new("bf-lag-priv");
+    run(&db, &dir, &["--max-replication-lag", "lots"])
+        .await
+        .expect_code(2)
+        .expect_stderr("not an amount of bytes");
+    let (role, url) = owner_role(&db).await;
+    run_as(&db, &dir, &url, &["--max-replication-lag", "64MB"])
+        .await
+        .expect_one_line_error()
+        .expect_stderr("--max-replication-lag needs to read the standbys' replay positions")
+        .expect_stderr(&format!("GRANT pg_monitor TO {role}"));
+    // Refused before a step was recorded or anything changed.
+    assert_eq!(db.count("SELECT 1 FROM realmguard.backfill_steps").await, 0);
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_attribute WHERE attname = 'realm_id'")
+            .await,
+        0
+    );
+    db.exec(&format!("GRANT pg_monitor TO \"{role}\"")).await;
+    run_as(&db, &dir, &url, &["--max-replication-lag", "64MB"])
+        .await
+        .expect_code(0);
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id IS DISTINCT FROM 'hub'")
+            .await,
+        0
+    );
+    drop_role(&db, &role).await;
+}
+
+/// Set or resume replay on a standby: `what` is "pause" or "resume".
+async fn replay(standby: &mut PgConnection, what: &str) {
+    sqlx::query(&format!("SELECT pg_wal_replay_{what}()"))
+        .execute(standby)
+        .await
+        .unwrap();
+}
+
+/// With the standby's replay paused, write over 32 MB of WAL it has not replayed: each switch
+/// ends a 16 MB segment (a commit in between, so the next switch has something to end).
+async fn lag_32mb(db: &TestDb) {
+    for _ in 0..3 {
+        db.exec("SELECT txid_current()").await;
+        db.exec("SELECT pg_switch_wal()").await;
+    }
+    wait_for(
+        db,
+        "the standby to lag 32 MB",
+        "SELECT count(*) FROM pg_stat_replication WHERE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) > 32 * 1024 * 1024",
+    )
+    .await;
+}
+
+/// `--max-replication-lag`: a standby whose replay is paused holds the run before its first step
+/// and, paused again mid-fill, holds the fill between two batches; each time the run goes on once
+/// the standby replays again, and ends converted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
+    let Some(standby) = crate::common::Standby::start("lag") else {
+        eprintln!("skipped: needs the throwaway cluster and pg_basebackup beside its binaries");
+        return;
+    };
+    let db = legacy_db_rewrite("bf_lag", 8_000).await;
+    let dir = TempDir::new("bf-lag");
+    wait_for(
+        &db,
+        "the standby to stream",
+        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn IS NOT NULL",
+    )
+    .await;
+    let mut sb = PgConnection::connect(&standby.url).await.unwrap();
+    // An application committing now and then, as on any live primary: an idle primary sends
+    // nothing, and a standby that receives nothing reports its replay position only every
+    // wal_receiver_status_interval (10 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = tokio::spawn({
+        let (mut c, stop) = (db.conn().await, stop.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                sqlx::query("SELECT txid_current()")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    replay(&mut sb, "pause").await;
+    lag_32mb(&db).await;
+
+    let cfg = config();
+    let child = db
+        .cmd(dir.path())
+        .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
+        .args(["--max-replication-lag", "16MB"])
+        .env("REALMGUARD_BACKFILL_PAUSE_MS", "20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The plan is recorded, and then nothing happens while the standby lags.
+    wait_for(
+        &db,
+        "the plan to be recorded",
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'realmguard' AND tablename = 'backfill_steps'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        db.count("SELECT 1 FROM realmguard.backfill_steps WHERE done_at IS NOT NULL")
+            .await,
+        0,
+        "a step ran while the standby was 32 MB behind"
+    );
+    replay(&mut sb, "resume").await;
+
+    // Mid-fill: the batch in flight when the lag grew may commit, then the fill stands still.
+    wait_for(&db, "the fill to start", MID_FILL).await;
+    replay(&mut sb, "pause").await;
+    lag_32mb(&db).await;
+    const DONE_UPTO: &str =
+        "SELECT done_upto FROM realmguard.backfill_progress WHERE table_name = 'memberships'";
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = db.scalar(DONE_UPTO).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        db.scalar(DONE_UPTO).await,
+        before,
+        "the fill went on while the standby was 32 MB behind"
+    );
+    replay(&mut sb, "resume").await;
+
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the run did not finish after the standby caught up")
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    app.await.unwrap();
+    let r = crate::common::Run::from(out);
+    r.expect_code(0)
+        .expect_stderr("of WAL not yet replayed (--max-replication-lag 16 MB)")
+        .expect_stderr("standbys within --max-replication-lag after");
+    assert!(
+        r.stderr.matches("realmguard:     waiting: standby").count() >= 2,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM memberships WHERE realm_id IS DISTINCT FROM 'hub'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 
 use realmguard::embedded::Cluster;
 use sqlx::{Connection, PgConnection};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -305,5 +306,134 @@ pub fn give_to_server_user(path: &Path) {
     if id(&["-u"]) == 0 {
         let (uid, gid) = (id(&["-u", "postgres"]), id(&["-g", "postgres"]));
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
+/// `program` from the test server's binaries, run as the user the server runs as (see
+/// [`give_to_server_user`]).
+fn server_user_command(program: &Path) -> std::process::Command {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut c = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    c.current_dir("/").env("LC_ALL", "C");
+    c
+}
+
+/// A streaming standby of the throwaway test cluster (`pg_basebackup -R`), on its own Unix
+/// socket, stopped and removed when dropped (or, if the test process dies, by a watchdog).
+pub struct Standby {
+    /// The standby's `postgres` database, for pausing and resuming its replay.
+    pub url: String,
+    root: PathBuf,
+    pg_ctl: PathBuf,
+}
+
+impl Standby {
+    /// None when there is no throwaway cluster to copy (DATABASE_URL is set) or no
+    /// pg_basebackup beside its server binaries: the caller says it skipped.
+    pub fn start(tag: &str) -> Option<Standby> {
+        let Server::Throwaway(primary) = server() else {
+            return None;
+        };
+        let basebackup = primary.bindir.join("pg_basebackup");
+        if !basebackup.is_file() {
+            return None;
+        }
+        let root = std::env::temp_dir().join(format!("rg-standby-{}-{tag}", std::process::id()));
+        let (data, socket) = (root.join("data"), root.join("socket"));
+        std::fs::create_dir_all(&socket).unwrap();
+        give_to_server_user(&root);
+        give_to_server_user(&socket);
+        let port = url::Url::parse(&primary.url("postgres"))
+            .unwrap()
+            .port()
+            .unwrap();
+        let out = server_user_command(&basebackup)
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres"])
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .args(["-p", &port.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The copy carries the primary's socket settings; the standby gets its own socket (the
+        // same port number names a different file there).
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.auto.conf"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(
+            conf,
+            "listen_addresses = ''\nunix_socket_directories = '{}'",
+            socket.display()
+        )
+        .unwrap();
+        let pg_ctl = primary.bindir.join("pg_ctl");
+        let out = server_user_command(&pg_ctl)
+            .arg("start")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(root.join("server.log"))
+            .args(["-w", "-t", "60", "-s"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting the standby: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let watchdog = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; runuser -u postgres -- '{ctl}' -D '{data}' stop -m immediate || '{ctl}' -D '{data}' stop -m immediate; rm -rf '{root}'",
+            pid = std::process::id(),
+            ctl = pg_ctl.display(),
+            data = data.display(),
+            root = root.display(),
+        );
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a Ctrl-C on the test run must not kill the cleaner.
+            .process_group(0);
+        // Never waited for: it is meant to outlive the test process.
+        #[allow(clippy::zombie_processes)]
+        cmd.spawn().unwrap();
+        let host: String =
+            url::form_urlencoded::byte_serialize(socket.as_os_str().as_encoded_bytes()).collect();
+        Some(Standby {
+            url: format!("postgres://postgres@localhost:{port}/postgres?host={host}"),
+            root,
+            pg_ctl,
+        })
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let _ = server_user_command(&self.pg_ctl)
+            .arg("stop")
+            .arg("-D")
+            .arg(self.root.join("data"))
+            .args(["-m", "immediate", "-s"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
