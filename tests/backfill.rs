@@ -867,22 +867,48 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
     lag_32mb(&db).await;
 
     let cfg = config();
-    let child = db
-        .cmd(dir.path())
-        .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
-        .args(["--max-replication-lag", "16MB"])
-        .env("REALMGUARD_BACKFILL_PAUSE_MS", "20")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The plan is recorded, and then nothing happens while the standby lags.
+    let spawn = || {
+        db.cmd(dir.path())
+            .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
+            .args(["--max-replication-lag", "16MB"])
+            .env("REALMGUARD_BACKFILL_PAUSE_MS", "20")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Ctrl-C while it waits stops it at once, cleanly.
+    let child = spawn();
     wait_for(
         &db,
-        "the plan to be recorded",
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'realmguard' AND tablename = 'backfill_steps'",
+        "the wait",
+        "SELECT count(*) FROM realmguard.backfill_steps",
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("Ctrl-C did not stop a run waiting for a standby")
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    r.expect_code(2)
+        .expect_stderr("realmguard:     waiting: standby");
+    assert!(
+        r.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error: interrupted"),
+        "{}",
+        r.stderr
+    );
+
+    // Run again: the plan is recorded, and nothing happens while the standby lags.
+    let child = spawn();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         db.count("SELECT 1 FROM realmguard.backfill_steps WHERE done_at IS NOT NULL")
