@@ -460,6 +460,42 @@ async fn concurrent_writer_loses_nothing(db: TestDb, dir: &str) {
 
 /// A session that read `table` in a transaction it keeps open (its ACCESS SHARE lock blocks any
 /// ACCESS EXCLUSIVE step), and its pid; `COMMIT` on it lets go.
+/// A session that keeps querying `table` until stopped, noting its slowest query: how long a
+/// lock step that queues for its lock holds up the application's readers.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Duration, u32)>,
+}
+
+impl Reader {
+    async fn start(db: &TestDb, table: &str) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut c, sql) = (db.conn().await, format!("SELECT count(*) FROM {table}"));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let (mut worst, mut n) = (Duration::ZERO, 0);
+                while !stop.load(Ordering::SeqCst) {
+                    let t = Instant::now();
+                    let _: i64 = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
+                    worst = worst.max(t.elapsed());
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (worst, n)
+            }
+        });
+        Reader { stop, task }
+    }
+
+    async fn stop_and_expect_worst_under(self, limit: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (worst, reads) = self.task.await.unwrap();
+        assert!(reads > 20, "the reader barely ran ({reads} queries)");
+        assert!(worst < limit, "a reader waited {worst:?}");
+    }
+}
+
 async fn reading_in_a_transaction(db: &TestDb, table: &str) -> (PgConnection, i32) {
     let mut c = db.conn().await;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -649,27 +685,7 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
     r.expect_stderr("gave up");
 
     // A reader keeps querying while the run waits; the holder lets go after a while.
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let url = db.url.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut c = PgConnection::connect(&url).await.unwrap();
-            let mut worst = Duration::ZERO;
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let t = Instant::now();
-                let _: i64 = sqlx::query_scalar("SELECT count(*) FROM groups")
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap();
-                worst = worst.max(t.elapsed());
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (worst, n)
-        })
-    };
+    let reader = Reader::start(&db, "groups").await;
     let release = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
@@ -685,21 +701,17 @@ async fn a_conflicting_lock_makes_the_step_retry_without_stalling_readers() {
         (r, t.elapsed())
     };
     let ((r, took), ()) = tokio::join!(converted, release);
-    stop.store(true, Ordering::SeqCst);
-    let (worst, reads) = reader.await.unwrap();
+    // A queued ACCESS EXCLUSIVE blocks new readers only until its lock_timeout fires (200 ms);
+    // generous slack for a shared 2-core machine, far below the 1.5 s the lock was held.
+    reader
+        .stop_and_expect_worst_under(Duration::from_millis(700))
+        .await;
     r.expect_code(0);
     r.expect_stderr("lock not granted within 200ms");
     r.expect_stderr(&format!("pid {holder_pid}"));
     assert!(
         took >= Duration::from_millis(1400),
         "finished before the lock was released"
-    );
-    assert!(reads > 20, "the reader barely ran");
-    // A queued ACCESS EXCLUSIVE blocks new readers only until its lock_timeout fires (200 ms);
-    // generous slack for a shared 2-core machine, far below the 1.5 s the lock was held.
-    assert!(
-        worst < Duration::from_millis(700),
-        "a reader waited {worst:?}"
     );
     assert_eq!(
         db.count("SELECT 1 FROM groups WHERE realm_id IS NULL")
@@ -1548,6 +1560,10 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
         .expect_stderr("gave up")
         .expect_stderr(&format!("pid {holder_pid}"));
     assert_eq!(db.count(FILL_OBJECTS).await, 4);
+    // While the finish waits, the application's reads of memberships go on: each queued
+    // DROP TRIGGER holds them up for at most its lock_timeout (100 ms), not the 1 s the
+    // session holds the table.
+    let reader = Reader::start(&db, "memberships").await;
     let release = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
@@ -1561,6 +1577,9 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
         ),
         release
     );
+    reader
+        .stop_and_expect_worst_under(Duration::from_millis(600))
+        .await;
     r.expect_code(0)
         .expect_stderr("resuming the recorded finish")
         .expect_stderr("lock not granted");
