@@ -35,6 +35,7 @@
 #        HOLDER_MS=60: during the backfill a second application session, 4 times a second, holds
 #        a row of memberships (and so its table lock) for that long in one transaction: a lock
 #        step on memberships may then queue behind it, and the writer behind the step,
+#        RUN_ARGS="--max-replication-lag 64MB": more options for `backfill run`,
 #        KEEP=1 keeps the work dir (pgbench logs, run.json, step timings, the cluster),
 #        RUNS=K: K whole runs (each its own database and writer), then the writer's p50/p99 over
 #        all K backfill windows pooled against all K baselines. The legacy schema converts in
@@ -205,7 +206,7 @@ EOF
 fi
 w0=$(date +%s.%N)
 DATABASE_URL=$LIVE "$BIN" --config schema/legacy.toml --format json backfill run \
-    --batch-ms "$BATCH_MS" --lock-timeout "$LOCK_TIMEOUT" >"$WORK/run.json" 2>"$WORK/run.err" || {
+    --batch-ms "$BATCH_MS" --lock-timeout "$LOCK_TIMEOUT" ${RUN_ARGS:-} >"$WORK/run.json" 2>"$WORK/run.err" || {
     echo "backfill failed:"; tail -5 "$WORK/run.err"; stop_writer; exit 2; }
 w1=$(date +%s.%N)
 if [ -n "$HOLDER_MS" ]; then
