@@ -45,7 +45,8 @@ pub async fn furthest_behind(conn: &mut PgConnection) -> anyhow::Result<Option<(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Bytes as PostgreSQL prints them (`pg_size_pretty`'s units, one decimal below 10).
+/// Bytes for a message: bytes, kB, MB, GB or TB (powers of 1024, as `--max-replication-lag` reads
+/// them), one decimal below 10.
 pub fn pretty(bytes: i64) -> String {
     let b = bytes.max(0) as f64;
     let units = ["bytes", "kB", "MB", "GB", "TB"];
@@ -69,7 +70,7 @@ mod tests {
     use super::pretty;
 
     #[test]
-    fn sizes_print_like_pg_size_pretty() {
+    fn sizes_print_in_the_units_the_option_takes() {
         assert_eq!(pretty(512), "512 bytes");
         assert_eq!(pretty(16 << 20), "16 MB");
         assert_eq!(pretty(3 * 1024 * 1024 / 2), "1.5 MB");
