@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 /// The legacy schema filled with `n` memberships (n/10 users, n/50 groups, n/10 statements).
 async fn legacy_db(tag: &str, n: u32) -> TestDb {
-    let db = TestDb::new(tag).await;
+    legacy_fill(TestDb::new(tag).await, n).await
+}
+
+/// `db` with the legacy schema and `n` memberships, as [`legacy_db`] makes them.
+async fn legacy_fill(db: TestDb, n: u32) -> TestDb {
     let schema = std::fs::read_to_string(project_dir().join("schema/legacy.sql")).unwrap();
     let gen = std::fs::read_to_string(project_dir().join("scripts/gen-legacy.sql")).unwrap();
     db.exec(&format!("SET legacy.n = {n};\n{schema}\n{gen}"))
@@ -23,7 +27,11 @@ async fn legacy_db(tag: &str, n: u32) -> TestDb {
 /// old memberships, and so of their statements, is no longer certain without looking, so both
 /// are filled row by row in keyset batches (users and groups keep theirs in the catalog).
 async fn legacy_db_rewrite(tag: &str, n: u32) -> TestDb {
-    let db = legacy_db(tag, n).await;
+    rewrite(legacy_db(tag, n).await).await
+}
+
+/// `memberships.group_id` made nullable: see [`legacy_db_rewrite`].
+async fn rewrite(db: TestDb) -> TestDb {
     db.exec("ALTER TABLE memberships ALTER COLUMN group_id DROP NOT NULL")
         .await;
     db
@@ -846,11 +854,12 @@ async fn lag_32mb(db: &TestDb) {
 /// the standby replays again, and ends converted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
-    let Some(standby) = crate::common::Standby::start("lag") else {
-        eprintln!("skipped: needs the throwaway cluster and pg_basebackup beside its binaries");
+    let Some(pair) = crate::common::Replicated::start("lag") else {
+        eprintln!("skipped: a standby needs the suite's own server binaries (DATABASE_URL is set)");
         return;
     };
-    let db = legacy_db_rewrite("bf_lag", 8_000).await;
+    let db = TestDb::on(&pair.primary.url("postgres"), "bf_lag").await;
+    let db = rewrite(legacy_fill(db, 8_000).await).await;
     let dir = TempDir::new("bf-lag");
     wait_for(
         &db,
@@ -858,7 +867,7 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn IS NOT NULL",
     )
     .await;
-    let mut sb = PgConnection::connect(&standby.url).await.unwrap();
+    let mut sb = PgConnection::connect(&pair.standby_url()).await.unwrap();
     // An application committing now and then, as on any live primary: an idle primary sends
     // nothing, and a standby that receives nothing reports its replay position only every
     // wal_receiver_status_interval (10 s).

@@ -53,22 +53,32 @@ fn admin_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The server's maintenance database, where this one is dropped from.
+    admin: String,
 }
 
 impl TestDb {
     pub async fn new(tag: &str) -> TestDb {
+        Self::on(&admin_url(), tag).await
+    }
+
+    /// A fresh database on the server whose maintenance database is `admin`.
+    pub async fn on(admin: &str, tag: &str) -> TestDb {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("rg_{}_{}_{}", tag, std::process::id(), n);
-        let mut admin = PgConnection::connect(&admin_url())
+        let mut c = PgConnection::connect(admin)
             .await
             .expect("connect to the test server");
         sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
+            .execute(&mut c)
             .await
             .expect("create test database");
+        let mut url = url::Url::parse(admin).expect("the admin URL is a URL");
+        url.set_path(&format!("/{name}"));
         TestDb {
-            url: server_url(&name),
+            url: url.to_string(),
             name,
+            admin: admin.to_string(),
         }
     }
 
@@ -137,7 +147,7 @@ impl Drop for TestDb {
             return;
         }
         let name = self.name.clone();
-        let admin = admin_url();
+        let admin = self.admin.clone();
         // Drop runs outside any runtime guarantee: use a private one on its own thread.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -309,131 +319,84 @@ pub fn give_to_server_user(path: &Path) {
     }
 }
 
-/// `program` from the test server's binaries, run as the user the server runs as (see
-/// [`give_to_server_user`]).
-fn server_user_command(program: &Path) -> std::process::Command {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut c = if root {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        std::process::Command::new(program)
-    };
-    c.current_dir("/").env("LC_ALL", "C");
-    c
+/// A primary and a streaming standby of it, both throwaway clusters of their own (so the lag a
+/// test makes is its own, whatever the other tests write). The standby is a copy of the
+/// primary's data directory taken while the primary was cleanly stopped, which needs no
+/// `pg_basebackup` (the PostgreSQL 16-18 binaries CI tests with come without it).
+pub struct Replicated {
+    pub primary: Cluster,
+    standby: Cluster,
 }
 
-/// A streaming standby of the throwaway test cluster (`pg_basebackup -R`), on its own Unix
-/// socket, stopped and removed when dropped (or, if the test process dies, by a watchdog).
-pub struct Standby {
-    /// The standby's `postgres` database, for pausing and resuming its replay.
-    pub url: String,
-    root: PathBuf,
-    pg_ctl: PathBuf,
-}
-
-impl Standby {
-    /// None when there is no throwaway cluster to copy (DATABASE_URL is set) or no
-    /// pg_basebackup beside its server binaries: the caller says it skipped.
-    pub fn start(tag: &str) -> Option<Standby> {
-        let Server::Throwaway(primary) = server() else {
-            return None;
-        };
-        let basebackup = primary.bindir.join("pg_basebackup");
-        if !basebackup.is_file() {
+impl Replicated {
+    /// None under DATABASE_URL: the suite then has no server binaries of its own to use.
+    pub fn start(tag: &str) -> Option<Replicated> {
+        if matches!(server(), Server::External(_)) {
             return None;
         }
-        let root = std::env::temp_dir().join(format!("rg-standby-{}-{tag}", std::process::id()));
-        let (data, socket) = (root.join("data"), root.join("socket"));
-        std::fs::create_dir_all(&socket).unwrap();
-        give_to_server_user(&root);
-        give_to_server_user(&socket);
+        let primary = Cluster::throwaway(std::process::id()).expect("start the primary");
+        primary.stop().expect("stop the primary for the copy");
+        let home = std::env::temp_dir().join(format!("rg-standby-{}-{tag}", std::process::id()));
+        let standby = Cluster::at(&home, Vec::new()).expect("a place for the standby");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&primary.data_dir)
+            .arg(&standby.data_dir)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cannot copy the primary's data directory");
+        // The copy carries the primary's socket settings: the standby gets its own socket (the
+        // same port number names another file there), and streams from the primary's.
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(standby.data_dir.join("postgresql.auto.conf"))
+            .unwrap();
+        use std::io::Write;
         let port = url::Url::parse(&primary.url("postgres"))
             .unwrap()
             .port()
             .unwrap();
-        let out = server_user_command(&basebackup)
-            .arg("-D")
-            .arg(&data)
-            .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres"])
-            .arg("-h")
-            .arg(&primary.socket_dir)
-            .args(["-p", &port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_basebackup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The copy carries the primary's socket settings; the standby gets its own socket (the
-        // same port number names a different file there).
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("postgresql.auto.conf"))
-            .unwrap();
-        use std::io::Write;
         writeln!(
             conf,
-            "listen_addresses = ''\nunix_socket_directories = '{}'",
-            socket.display()
+            "unix_socket_directories = '{}'\nprimary_conninfo = 'host={} port={port} user=postgres application_name=rg_standby'",
+            standby.socket_dir.display(),
+            primary.socket_dir.display(),
         )
         .unwrap();
-        let pg_ctl = primary.bindir.join("pg_ctl");
-        let out = server_user_command(&pg_ctl)
-            .arg("start")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(root.join("server.log"))
-            .args(["-w", "-t", "60", "-s"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "starting the standby: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let watchdog = format!(
-            "while [ -d /proc/{pid} ]; do sleep 1; done; runuser -u postgres -- '{ctl}' -D '{data}' stop -m immediate || '{ctl}' -D '{data}' stop -m immediate; rm -rf '{root}'",
-            pid = std::process::id(),
-            ctl = pg_ctl.display(),
-            data = data.display(),
-            root = root.display(),
-        );
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", &watchdog])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            // Its own process group: a Ctrl-C on the test run must not kill the cleaner.
-            .process_group(0);
-        // Never waited for: it is meant to outlive the test process.
-        #[allow(clippy::zombie_processes)]
-        cmd.spawn().unwrap();
-        let host: String =
-            url::form_urlencoded::byte_serialize(socket.as_os_str().as_encoded_bytes()).collect();
-        Some(Standby {
-            url: format!("postgres://postgres@localhost:{port}/postgres?host={host}"),
-            root,
-            pg_ctl,
-        })
+        std::fs::write(standby.data_dir.join("standby.signal"), "").unwrap();
+        give_to_server_user(&standby.data_dir.join("standby.signal"));
+        primary.ensure_started().expect("restart the primary");
+        standby.ensure_started().expect("start the standby");
+        spawn_stopper(&standby, &home);
+        Some(Replicated { primary, standby })
+    }
+
+    /// The standby's `postgres` database, for pausing and resuming its replay.
+    pub fn standby_url(&self) -> String {
+        self.standby.url("postgres")
     }
 }
 
-impl Drop for Standby {
-    fn drop(&mut self) {
-        let _ = server_user_command(&self.pg_ctl)
-            .arg("stop")
-            .arg("-D")
-            .arg(self.root.join("data"))
-            .args(["-m", "immediate", "-s"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
+/// Stop `cluster` and remove `home` once the test process is gone, however it ended (the
+/// primary has its own, from `Cluster::throwaway`).
+fn spawn_stopper(cluster: &Cluster, home: &Path) {
+    let script = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; runuser -u postgres -- '{ctl}' -D '{data}' stop -m immediate || '{ctl}' -D '{data}' stop -m immediate; rm -rf '{home}' '{root}'",
+        pid = std::process::id(),
+        ctl = cluster.bindir.join("pg_ctl").display(),
+        data = cluster.data_dir.display(),
+        home = home.display(),
+        root = cluster.root.display(),
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script])
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // Its own process group: a Ctrl-C on the test run must not kill the cleaner.
+        .process_group(0);
+    // Never waited for: it is meant to outlive the test process.
+    #[allow(clippy::zombie_processes)]
+    cmd.spawn().unwrap();
 }
