@@ -4,10 +4,10 @@
 # bench-backfill.sh shows the writer's slow transactions falling inside the concurrent builds of
 # the memberships indexes. This script isolates one: on memberships (N rows, realm_id added) it
 # builds the unique (id, realm_id) index with CREATE INDEX CONCURRENTLY, as realmguard's step
-# does (no parallel workers, the best wal_compression the server has), ROUNDS times with the server's fsync on and
-# ROUNDS times with it off, interleaved, under the same rate-limited writer (the old
-# application's SQL, scripts/legacy-writer.sql). It prints the writer's p50, p99 and max over the
-# transactions that overlapped a build of each kind, against its idle p99.
+# does (no parallel workers, the best wal_compression the server has), ROUNDS times with the
+# server's fsync on and ROUNDS times with it off, interleaved, under the same rate-limited writer
+# (the old application's SQL, scripts/legacy-writer.sql). It prints the writer's p50, p99 and max
+# over the transactions that overlapped a build of each kind, against its idle p99.
 #
 # If fsync off removes most of the slow transactions, the cost is the disk flushes the build
 # forces (its WAL and, before PostgreSQL 17, the immediate sync of the whole new index file at the

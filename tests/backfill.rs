@@ -859,7 +859,7 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
         return;
     };
     let db = TestDb::on(&pair.primary.url("postgres"), "bf_lag").await;
-    let db = rewrite(legacy_fill(db, 8_000).await).await;
+    let db = rewrite(legacy_fill(db, 40_000).await).await;
     let dir = TempDir::new("bf-lag");
     wait_for(
         &db,
@@ -890,7 +890,7 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
     let cfg = config();
     let spawn = || {
         db.cmd(dir.path())
-            .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
+            .args(["--config", &cfg, "backfill", "run", "--batch-ms", "5"])
             .args(["--max-replication-lag", "16MB"])
             .env("REALMGUARD_BACKFILL_PAUSE_MS", "20")
             .stdout(std::process::Stdio::piped())
@@ -952,6 +952,11 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
         db.scalar(DONE_UPTO).await,
         before,
         "the fill went on while the standby was 32 MB behind"
+    );
+    assert_eq!(
+        db.count(MID_FILL).await,
+        1,
+        "the fill ended before the standby lagged: nothing was held"
     );
     replay(&mut sb, "resume").await;
 
