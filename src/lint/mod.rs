@@ -16,14 +16,12 @@ use crate::config::Config;
 use crate::rules::Severity;
 use crate::Outcome;
 use anyhow::{bail, Context};
-use model::{ident, last_ident, object_key, Origin, Schema};
+use model::{Origin, Schema};
 use serde::Serialize;
-use sqlparser::ast::{
-    AlterTableOperation, ObjectType, RenameTableNameKind, Statement, TableConstraint,
-};
+use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -591,9 +589,7 @@ impl<'c> Analysis<'c> {
     fn file(&mut self, f: ParsedFile) {
         let fi = self.files.len();
         let (path, text) = (f.src.path.as_str(), f.src.text.as_str());
-        let mut created_here = HashSet::new();
-        let mut indexes_here = HashSet::new();
-        let mut not_valid_here = HashSet::new();
+        let mut so_far = rules::FileSoFar::default();
         if f.src.report {
             self.report.files += 1;
             self.report.statements += f.stmts.len();
@@ -629,9 +625,7 @@ impl<'c> Analysis<'c> {
                     if f.src.report {
                         let ctx = rules::Ctx {
                             schema: &self.schema,
-                            created_here: &created_here,
-                            indexes_here: &indexes_here,
-                            not_valid_here: &not_valid_here,
+                            so_far: &so_far,
                             in_transaction: f.in_transaction,
                             drop_concurrently: s.drop_concurrently,
                         };
@@ -643,13 +637,7 @@ impl<'c> Analysis<'c> {
                             self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
                         }
                     }
-                    track_local(
-                        stmt,
-                        &self.schema,
-                        &mut created_here,
-                        &mut indexes_here,
-                        &mut not_valid_here,
-                    );
+                    so_far.track(stmt, &self.schema);
                     self.schema.apply(stmt, origin);
                 }
                 Err(msg) => {
@@ -708,70 +696,6 @@ fn source_line(text: &str, line: usize) -> String {
         .nth(line.saturating_sub(1))
         .unwrap_or("")
         .to_string()
-}
-
-/// What this file has created so far: tables and indexes (not "existing"), and constraints added
-/// NOT VALID (validating them in the same transaction defeats the purpose).
-fn track_local(
-    stmt: &Statement,
-    schema: &Schema,
-    created: &mut HashSet<String>,
-    indexes: &mut HashSet<String>,
-    not_valid: &mut HashSet<(String, String)>,
-) {
-    match stmt {
-        // `CREATE TABLE IF NOT EXISTS` on a table an earlier migration made creates nothing.
-        Statement::CreateTable(ct) if schema.table(&object_key(&ct.name)).is_none() => {
-            created.insert(object_key(&ct.name));
-        }
-        Statement::CreateIndex(ci) => {
-            if let Some(n) = ci.name.as_ref().and_then(last_ident) {
-                let table = object_key(&ci.table_name);
-                let schema = table.split_once('.').map_or("public", |(s, _)| s);
-                indexes.insert(format!("{schema}.{}", ident(n)));
-            }
-        }
-        Statement::AlterTable(at) => {
-            let key = object_key(&at.name);
-            for op in &at.operations {
-                match op {
-                    AlterTableOperation::AddConstraint {
-                        constraint,
-                        not_valid: true,
-                    } => {
-                        let name = match constraint {
-                            TableConstraint::ForeignKey(fk) => fk.name.as_ref(),
-                            TableConstraint::Check(c) => c.name.as_ref(),
-                            _ => None,
-                        };
-                        if let Some(n) = name {
-                            not_valid.insert((key.clone(), ident(n)));
-                        }
-                    }
-                    AlterTableOperation::RenameTable { table_name } if created.contains(&key) => {
-                        let new = match table_name {
-                            RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
-                        };
-                        let schema = key.split_once('.').map_or("public", |(s, _)| s);
-                        if let Some(n) = last_ident(new) {
-                            created.insert(format!("{schema}.{}", ident(n)));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Statement::Drop {
-            object_type: ObjectType::Table,
-            names,
-            ..
-        } => {
-            for n in names {
-                created.remove(&object_key(n));
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
             }
             AlterTableOperation::ValidateConstraint { name }
                 if ctx.in_transaction
-                    && ctx.not_valid_here.contains(&(key.clone(), ident(name))) =>
+                    && ctx.so_far.not_valid.contains(&(key.clone(), ident(name))) =>
             {
                 out.push(Violation {
                     rule: ID,

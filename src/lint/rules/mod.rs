@@ -2,9 +2,12 @@
 //! statement with the schema as it stood just before it; realm rules look at the schema the whole
 //! migration set builds, and point at the statement that introduced the problem.
 
-use super::model::{object_key, Origin, Schema, Table};
+use super::model::{ident, last_ident, object_key, Origin, Schema, Table};
 use crate::config::Config;
-use sqlparser::ast::{AlterTable, ObjectName, Statement};
+use sqlparser::ast::{
+    AlterTable, AlterTableOperation, ObjectName, ObjectType, RenameTableNameKind, Statement,
+    TableConstraint,
+};
 use sqlparser::tokenizer::Span;
 use std::collections::HashSet;
 
@@ -50,12 +53,8 @@ pub struct RealmViolation {
 pub struct Ctx<'a> {
     /// The schema as it stood before this statement.
     pub schema: &'a Schema,
-    /// Tables created earlier in this file (keys): not "existing", so nothing can be blocked.
-    pub created_here: &'a HashSet<String>,
-    /// Indexes created earlier in this file (keys).
-    pub indexes_here: &'a HashSet<String>,
-    /// Constraints added `NOT VALID` earlier in this file: (table key, constraint name).
-    pub not_valid_here: &'a HashSet<(String, String)>,
+    /// What the file did before this statement.
+    pub so_far: &'a FileSoFar,
     /// The file runs in one transaction (no `-- realmguard:no-transaction` directive).
     pub in_transaction: bool,
     /// `DROP INDEX CONCURRENTLY` (sqlparser does not parse the keyword; the driver strips it).
@@ -66,7 +65,7 @@ impl Ctx<'_> {
     /// "Existing table" means not created earlier in the same file: a table the application is
     /// already using, so a strong lock or a rewrite on it is felt in production.
     pub fn existing(&self, table: &ObjectName) -> bool {
-        !self.created_here.contains(&object_key(table))
+        !self.so_far.created.contains(&object_key(table))
     }
 
     /// `stmt` as an ALTER TABLE of a table that existed before this file: what most lock rules
@@ -75,6 +74,80 @@ impl Ctx<'_> {
         match stmt {
             Statement::AlterTable(at) if self.existing(&at.name) => Some(at),
             _ => None,
+        }
+    }
+}
+
+/// What one file has done so far that changes how its later statements are judged: the tables
+/// and indexes it created (not "existing"), and the constraints it added NOT VALID (validating
+/// them in the same transaction defeats the purpose).
+#[derive(Debug, Default)]
+pub struct FileSoFar {
+    /// Tables created earlier in this file (keys): not "existing", so nothing can be blocked.
+    pub created: HashSet<String>,
+    /// Indexes created earlier in this file (keys).
+    pub indexes: HashSet<String>,
+    /// Constraints added `NOT VALID` earlier in this file: (table key, constraint name).
+    pub not_valid: HashSet<(String, String)>,
+}
+
+impl FileSoFar {
+    /// Take `stmt` into account; `schema` is the schema as it stood before it.
+    pub fn track(&mut self, stmt: &Statement, schema: &Schema) {
+        match stmt {
+            // `CREATE TABLE IF NOT EXISTS` on a table an earlier migration made creates nothing.
+            Statement::CreateTable(ct) if schema.table(&object_key(&ct.name)).is_none() => {
+                self.created.insert(object_key(&ct.name));
+            }
+            Statement::CreateIndex(ci) => {
+                if let Some(n) = ci.name.as_ref().and_then(last_ident) {
+                    let table = object_key(&ci.table_name);
+                    let schema = table.split_once('.').map_or("public", |(s, _)| s);
+                    self.indexes.insert(format!("{schema}.{}", ident(n)));
+                }
+            }
+            Statement::AlterTable(at) => {
+                let key = object_key(&at.name);
+                for op in &at.operations {
+                    match op {
+                        AlterTableOperation::AddConstraint {
+                            constraint,
+                            not_valid: true,
+                        } => {
+                            let name = match constraint {
+                                TableConstraint::ForeignKey(fk) => fk.name.as_ref(),
+                                TableConstraint::Check(c) => c.name.as_ref(),
+                                _ => None,
+                            };
+                            if let Some(n) = name {
+                                self.not_valid.insert((key.clone(), ident(n)));
+                            }
+                        }
+                        AlterTableOperation::RenameTable { table_name }
+                            if self.created.contains(&key) =>
+                        {
+                            let new = match table_name {
+                                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+                            };
+                            let schema = key.split_once('.').map_or("public", |(s, _)| s);
+                            if let Some(n) = last_ident(new) {
+                                self.created.insert(format!("{schema}.{}", ident(n)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                ..
+            } => {
+                for n in names {
+                    self.created.remove(&object_key(n));
+                }
+            }
+            _ => {}
         }
     }
 }

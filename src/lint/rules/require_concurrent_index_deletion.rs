@@ -21,11 +21,11 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
         return;
     }
     for n in names {
-        if ctx.indexes_here.contains(&object_key(n)) {
+        if ctx.so_far.indexes.contains(&object_key(n)) {
             continue;
         }
         let table = ctx.schema.index_table(n);
-        if table.is_some_and(|t| ctx.created_here.contains(t)) {
+        if table.is_some_and(|t| ctx.so_far.created.contains(t)) {
             continue;
         }
         let on = match table {
