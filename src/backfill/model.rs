@@ -138,6 +138,7 @@ pub struct Trigger {
 /// Every user trigger, by table: the planner's and `backfill finish`'s one read of them.
 pub async fn triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<Trigger>> {
     let rows = sqlx::query(include_str!("sql/triggers.sql"))
+        .bind(super::plan::FILL_MARKER)
         .fetch_all(&mut *conn)
         .await
         .context("cannot read triggers from pg_catalog")?;

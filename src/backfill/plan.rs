@@ -1385,7 +1385,7 @@ fn trigger_sql(
             format!(
                 "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $realmguard$
 BEGIN
-    -- realmguard backfill: rows written without {rc} belong to the default realm.
+    {FILL_MARKER} {rc} belong to the default realm.
     NEW.{qrc} := CAST({lit} AS {realm_type});
     RETURN NEW;
 END
@@ -1428,7 +1428,7 @@ DECLARE
     realms bigint;
     found {realm_type};
 BEGIN
-    -- realmguard backfill: rows written without {rc} take their parent's realm.
+    {FILL_MARKER} {rc} take their parent's realm.
     IF NEW.{qrc} IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.{qrc} IS DISTINCT FROM OLD.{qrc}) THEN
         RETURN NEW;  -- the writer chose the realm itself
     END IF;
@@ -1470,6 +1470,10 @@ CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
         }
     }
 }
+
+/// The comment every fill trigger's function carries: how `backfill finish` (and the planner,
+/// through `model::triggers`) tells the triggers a backfill installed from the application's own.
+pub const FILL_MARKER: &str = "-- realmguard backfill: rows written without";
 
 /// The steps of `backfill finish`: each fill trigger dropped in its own short transaction
 /// (DROP TRIGGER takes ACCESS EXCLUSIVE on its table), its function with the last trigger that

@@ -1,9 +1,10 @@
 -- Every user trigger, with its function's schema and name and whether it is one a backfill
 -- installed to fill the realm column of rows written by code that does not know it yet: a
--- PL/pgSQL function without arguments that carries the backfill's marker comment.
+-- PL/pgSQL function without arguments that carries the backfill's marker comment ($1,
+-- plan::FILL_MARKER).
 SELECT n.nspname::text, c.relname::text, t.tgname::text, pn.nspname::text, p.proname::text,
        l.lanname = 'plpgsql' AND p.pronargs = 0
-           AND p.prosrc LIKE '%-- realmguard backfill: rows written without %'
+           AND strpos(p.prosrc, $1) > 0
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
