@@ -17,10 +17,11 @@ pub async fn check(
 
     // Without the right to read the standbys' positions every lag reads as unknown, and the
     // run would go at full speed while believing it was held back.
-    if watch_replicas && !super::replicas::visible(conn).await? {
-        let role: String = sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(&mut *conn)
-            .await?;
+    let hidden_from = match watch_replicas {
+        true => super::replicas::hidden_from(conn).await?,
+        false => None,
+    };
+    if let Some(role) = hidden_from {
         refusals.push(format!(
             "--max-replication-lag needs to read the standbys' replay positions, which pg_stat_replication hides from role {role}: GRANT pg_monitor TO {} (or run without the option)",
             crate::db::quote_ident(&role)

@@ -10,11 +10,13 @@
 
 use sqlx::{PgConnection, Row};
 
-/// The role may read the standbys' positions: superusers and members of pg_read_all_stats
-/// (pg_monitor) may; others see NULL in every column but the pid.
-pub async fn visible(conn: &mut PgConnection) -> anyhow::Result<bool> {
+/// None when the role may read the standbys' positions (superusers and members of
+/// pg_read_all_stats, as pg_monitor's are), else the role's name: others see NULL in every
+/// column but the pid.
+pub async fn hidden_from(conn: &mut PgConnection) -> anyhow::Result<Option<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+        "SELECT CASE WHEN NOT (rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))
+                THEN current_user::text END
          FROM pg_roles WHERE rolname = current_user",
     )
     .fetch_one(conn)
