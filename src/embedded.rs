@@ -189,7 +189,10 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn spawn_watchdog(&self, owner_pid: u32, home: &Path) -> anyhow::Result<()> {
+    /// Stop this cluster and remove it and `home` once process `owner_pid` is gone, however it
+    /// ended (a throwaway cluster's cleaner; the test suite also gives one to a standby it
+    /// copies from a throwaway primary).
+    pub fn spawn_watchdog(&self, owner_pid: u32, home: &Path) -> anyhow::Result<()> {
         let script = format!(
             "while [ -d /proc/{owner_pid} ]; do sleep 1; done; {} -D {} stop -m immediate >/dev/null 2>&1; rm -rf {} {}",
             sh_quote(&self.bindir.join("pg_ctl").to_string_lossy()),

@@ -6,7 +6,6 @@
 
 use realmguard::embedded::Cluster;
 use sqlx::{Connection, PgConnection};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -367,7 +366,9 @@ impl Replicated {
         give_to_server_user(&standby.data_dir.join("standby.signal"));
         primary.ensure_started().expect("restart the primary");
         standby.ensure_started().expect("start the standby");
-        spawn_stopper(&standby, &home);
+        standby
+            .spawn_watchdog(std::process::id(), &home)
+            .expect("a watchdog for the standby");
         Some(Replicated { primary, standby })
     }
 
@@ -375,28 +376,4 @@ impl Replicated {
     pub fn standby_url(&self) -> String {
         self.standby.url("postgres")
     }
-}
-
-/// Stop `cluster` and remove `home` once the test process is gone, however it ended (the
-/// primary has its own, from `Cluster::throwaway`).
-fn spawn_stopper(cluster: &Cluster, home: &Path) {
-    let script = format!(
-        "while [ -d /proc/{pid} ]; do sleep 1; done; runuser -u postgres -- '{ctl}' -D '{data}' stop -m immediate || '{ctl}' -D '{data}' stop -m immediate; rm -rf '{home}' '{root}'",
-        pid = std::process::id(),
-        ctl = cluster.bindir.join("pg_ctl").display(),
-        data = cluster.data_dir.display(),
-        home = home.display(),
-        root = cluster.root.display(),
-    );
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", &script])
-        .current_dir("/")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        // Its own process group: a Ctrl-C on the test run must not kill the cleaner.
-        .process_group(0);
-    // Never waited for: it is meant to outlive the test process.
-    #[allow(clippy::zombie_processes)]
-    cmd.spawn().unwrap();
 }
