@@ -504,6 +504,17 @@ impl Reader {
     }
 }
 
+/// Run `sql` on `conn`, expect it to fail with SQLSTATE `code`, and return the error.
+async fn fails_with(conn: &mut PgConnection, sql: &str, code: &str) -> sqlx::Error {
+    let err = sqlx::raw_sql(sql).execute(conn).await.unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some(code),
+        "{err}"
+    );
+    err
+}
+
 async fn reading_in_a_transaction(db: &TestDb, table: &str) -> (PgConnection, i32) {
     let mut c = db.conn().await;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -1106,25 +1117,12 @@ async fn the_child_trigger_refuses_rather_than_writes_null() {
         "hub"
     );
     // A parent without one: refused, nothing written.
-    let err = sqlx::raw_sql("INSERT INTO c (p_id) VALUES (2)")
-        .execute(&mut conn)
+    let msg = fails_with(&mut conn, "INSERT INTO c (p_id) VALUES (2)", "23502")
         .await
-        .unwrap_err();
-    let msg = err.to_string();
+        .to_string();
     assert!(msg.contains("refusing to write NULL"), "{msg}");
-    assert_eq!(
-        err.as_database_error().unwrap().code().as_deref(),
-        Some("23502")
-    );
     // A missing parent is the foreign-key error the application always got.
-    let err = sqlx::raw_sql("INSERT INTO c (p_id) VALUES (3)")
-        .execute(&mut conn)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.as_database_error().unwrap().code().as_deref(),
-        Some("23503")
-    );
+    fails_with(&mut conn, "INSERT INTO c (p_id) VALUES (3)", "23503").await;
     assert_eq!(db.count("SELECT 1 FROM c").await, 1);
 }
 
@@ -1145,17 +1143,12 @@ async fn an_invalid_leftover_of_our_own_index_is_dropped_and_rebuilt() {
         .execute(&mut c)
         .await
         .unwrap();
-    let failed = sqlx::raw_sql(
+    fails_with(
+        &mut c,
         "CREATE UNIQUE INDEX CONCURRENTLY groups_id_realm_id_key ON groups (id, realm_id)",
+        "55P03",
     )
-    .execute(&mut c)
-    .await
-    .unwrap_err();
-    assert_eq!(
-        failed.as_database_error().unwrap().code().as_deref(),
-        Some("55P03"),
-        "{failed}"
-    );
+    .await;
     sqlx::raw_sql("COMMIT")
         .execute(&mut old_snapshot)
         .await
@@ -1265,14 +1258,12 @@ async fn a_partial_expression_unique_index_becomes_unique_per_realm() {
     );
     // Unique within a realm, free across realms, and still only among live rows.
     let mut conn = db.conn().await;
-    let dup = sqlx::raw_sql("INSERT INTO users (email) VALUES ('U1@x')")
-        .execute(&mut conn)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        dup.as_database_error().unwrap().code().as_deref(),
-        Some("23505")
-    );
+    fails_with(
+        &mut conn,
+        "INSERT INTO users (email) VALUES ('U1@x')",
+        "23505",
+    )
+    .await;
     db.exec(
         "INSERT INTO realms (id, name) VALUES ('w1', 'worker 1');
          INSERT INTO users (email, realm_id) VALUES ('U1@x', 'w1');
@@ -1511,14 +1502,12 @@ async fn finish_drops_only_the_fill_triggers_and_old_writes_are_then_refused() {
     );
     // The old SQL, without realm_id, is now refused by NOT NULL; the new SQL works.
     let mut conn = db.conn().await;
-    let err = sqlx::raw_sql("INSERT INTO groups (name) VALUES ('old app')")
-        .execute(&mut conn)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.as_database_error().unwrap().code().as_deref(),
-        Some("23502")
-    );
+    fails_with(
+        &mut conn,
+        "INSERT INTO groups (name) VALUES ('old app')",
+        "23502",
+    )
+    .await;
     db.exec("INSERT INTO groups (name, realm_id) VALUES ('new app', 'hub')")
         .await;
 
