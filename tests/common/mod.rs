@@ -33,12 +33,15 @@ fn server() -> &'static Server {
 pub fn server_url(db: &str) -> String {
     match server() {
         Server::Throwaway(c) => c.url(db),
-        Server::External(u) => {
-            let mut url = url::Url::parse(u).expect("DATABASE_URL is not a URL");
-            url.set_path(&format!("/{db}"));
-            url.to_string()
-        }
+        Server::External(u) => with_database(u, db),
     }
+}
+
+/// `url` (of any database on a server) pointing at database `db` of the same server.
+fn with_database(url: &str, db: &str) -> String {
+    let mut url = url::Url::parse(url).expect("not a URL");
+    url.set_path(&format!("/{db}"));
+    url.to_string()
 }
 
 fn admin_url() -> String {
@@ -72,10 +75,8 @@ impl TestDb {
             .execute(&mut c)
             .await
             .expect("create test database");
-        let mut url = url::Url::parse(admin).expect("the admin URL is a URL");
-        url.set_path(&format!("/{name}"));
         TestDb {
-            url: url.to_string(),
+            url: with_database(admin, &name),
             name,
             admin: admin.to_string(),
         }
