@@ -530,9 +530,20 @@ async fn reading_in_a_transaction(db: &TestDb, table: &str) -> (PgConnection, i3
 
 /// Start `backfill run` in the background with a pause between steps and batches.
 fn spawn_run(db: &TestDb, dir: &TempDir, pause_ms: u32) -> tokio::process::Child {
+    spawn_run_with(db, dir, pause_ms, &["--batch-ms", "1"])
+}
+
+/// [`spawn_run`] with these options for `backfill run`.
+fn spawn_run_with(
+    db: &TestDb,
+    dir: &TempDir,
+    pause_ms: u32,
+    opts: &[&str],
+) -> tokio::process::Child {
     let cfg = config();
     db.cmd(dir.path())
-        .args(["--config", &cfg, "backfill", "run", "--batch-ms", "1"])
+        .args(["--config", &cfg, "backfill", "run"])
+        .args(opts)
         .env("REALMGUARD_BACKFILL_PAUSE_MS", pause_ms.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -903,16 +914,9 @@ async fn a_lagging_standby_holds_the_run_until_it_catches_up() {
     replay(&mut sb, "pause").await;
     lag_32mb(&db).await;
 
-    let cfg = config();
     let spawn = || {
-        db.cmd(dir.path())
-            .args(["--config", &cfg, "backfill", "run", "--batch-ms", "5"])
-            .args(["--max-replication-lag", "16MB"])
-            .env("REALMGUARD_BACKFILL_PAUSE_MS", "20")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        let opts = ["--batch-ms", "5", "--max-replication-lag", "16MB"];
+        spawn_run_with(&db, &dir, 20, &opts)
     };
     // Ctrl-C while it waits stops it at once, cleanly.
     let child = spawn();
