@@ -6,14 +6,13 @@
 //! `--scratch-url` / `--database-url`; it is created from `template0`, so it starts empty whatever
 //! was installed in `template1`, and so that concurrent checks never fail on a busy template.
 
-use crate::cli::{CheckArgs, GlobalOpts};
 use crate::config::Config;
 use crate::db::{quote_ident, Target};
+use crate::events::{Cancel, Event, EventSink};
 use crate::lint::{self, LintReport};
 use crate::migrate::{self, MigrateOptions};
 use crate::output::{self, Format, JunitCase, JunitSuite};
 use crate::verify;
-use crate::Outcome;
 use anyhow::Context;
 use serde_json::json;
 use std::io::{self, Write};
@@ -48,40 +47,27 @@ impl CheckReport {
     }
 }
 
-pub async fn cmd_check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
-    let dir = &a.source.dir;
-    // Bad file names and a missing directory stop here, before any server is touched.
-    let files = migrate::source::load_dir(dir)?;
+/// The whole check: lint `files`, apply them to a scratch database on `server`, verify it, drop
+/// it. A migration that fails is part of the report (`Apply::error`).
+pub async fn run(
+    server: &Target,
+    cfg: &Config,
+    files: &[migrate::source::Migration],
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<CheckReport> {
     // Lint the texts just loaded (BOM stripped, in version order) instead of reading them again.
     let sources = files
         .iter()
         .map(|m| lint::Source::new(m.path.display().to_string(), m.sql.clone()))
         .collect();
-    let lint = lint::lint_sources(sources, &cfg);
-    let server = match &a.scratch_url {
-        Some(u) => Target::from_url(u)?,
-        None => g.database().await?,
-    };
-    let apply = apply_to_scratch(&server, &cfg, &files).await?;
-    let report = CheckReport {
-        verify: apply.1,
-        apply: apply.0,
+    let lint = lint::lint_sources(sources, cfg);
+    let (apply, verify) = apply_to_scratch(server, cfg, files, sink, cancel).await?;
+    Ok(CheckReport {
+        verify,
+        apply,
         lint,
-    };
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    render(
-        &report,
-        g.format,
-        crate::lint::render::github_actions(),
-        &mut out,
-    )?;
-    out.flush()?;
-    if let Some(e) = &report.apply.error {
-        anyhow::bail!("{e}");
-    }
-    Ok(Outcome::from_findings(report.errors() > 0))
+    })
 }
 
 /// Create the scratch database, migrate and verify it, drop it. A migration that fails is part of
@@ -90,6 +76,8 @@ async fn apply_to_scratch(
     server: &Target,
     cfg: &Config,
     files: &[migrate::source::Migration],
+    sink: &dyn EventSink,
+    cancel: &Cancel,
 ) -> anyhow::Result<(Apply, Option<verify::Report>)> {
     let name = format!(
         "realmguard_check_{}_{:08x}",
@@ -107,10 +95,10 @@ async fn apply_to_scratch(
                 server.display
             )
         })?;
-    eprintln!(
+    sink.emit(Event::line(format!(
         "realmguard: using scratch database {name} on {}",
         server.display
-    );
+    )));
     let scratch = server.with_database(&name)?;
     let started = Instant::now();
     let work = async {
@@ -118,10 +106,11 @@ async fn apply_to_scratch(
             // check verifies the final schema itself and reports every violation, rather than
             // stopping at the first migration that introduces one.
             guard: false,
-            progress: false,
             ..MigrateOptions::default()
         };
-        let (mreport, result) = migrate::migrate_reporting(&scratch, cfg, files, &opts).await;
+        // The scratch apply draws no progress: check's report says what it applied.
+        let (mreport, result) =
+            migrate::migrate_reporting(&scratch, cfg, files, &opts, &crate::events::Silent).await;
         let applied = mreport.applied.len();
         match result {
             Err(e) => Ok::<_, anyhow::Error>((applied, Some(format!("{e:#}")), None)),
@@ -137,7 +126,7 @@ async fn apply_to_scratch(
     };
     let outcome = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     let duration = started.elapsed();
     // Dropped on every path; FORCE ends connections a failed migration may have left behind.
@@ -157,10 +146,10 @@ async fn apply_to_scratch(
         other => other,
     };
     if let Err(e) = dropped {
-        eprintln!(
+        sink.emit(Event::line(format!(
             "realmguard: could not drop the scratch database {name}: {}",
             crate::db::describe_pg_error(&e)
-        );
+        )));
     }
     let (applied, error, report) = outcome?;
     Ok((

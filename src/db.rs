@@ -5,6 +5,7 @@
 use anyhow::{anyhow, Context};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::ConnectOptions;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,21 +19,23 @@ pub struct Target {
 }
 
 impl Target {
-    pub async fn resolve(url: Option<&str>) -> anyhow::Result<Target> {
+    /// `url`, or with none the embedded local cluster (started on demand); the second value is
+    /// the embedded cluster's socket directory when that is what was chosen, for the caller to
+    /// announce.
+    pub async fn resolve(url: Option<&str>) -> anyhow::Result<(Target, Option<PathBuf>)> {
         match url {
-            Some(u) if !u.trim().is_empty() => Target::from_url(u),
+            Some(u) if !u.trim().is_empty() => Ok((Target::from_url(u)?, None)),
             _ => {
                 let cluster = crate::embedded::Cluster::default_for_cwd()?;
                 cluster.ensure_started()?;
                 let url = cluster.url("postgres");
-                eprintln!(
-                    "realmguard: using the embedded local cluster ({})",
-                    cluster.socket_dir.display()
-                );
-                Ok(Target {
-                    display: url.clone(),
-                    url,
-                })
+                Ok((
+                    Target {
+                        display: url.clone(),
+                        url,
+                    },
+                    Some(cluster.socket_dir.clone()),
+                ))
             }
         }
     }

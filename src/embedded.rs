@@ -8,9 +8,6 @@
 //! reachable, so we check as that user and fall back to a private directory under the system temp
 //! dir (named after the project path, so every run finds the same one).
 
-use crate::cli::{EmbeddedCommand, GlobalOpts};
-use crate::output::{self, Format};
-use crate::Outcome;
 use anyhow::{anyhow, bail, Context};
 use std::fs::{self, File};
 use std::io::Write;
@@ -375,42 +372,6 @@ impl Cluster {
             log_file: self.log_file.display().to_string(),
         }
     }
-}
-
-/// `realmguard embedded …`.
-pub async fn cmd(g: &GlobalOpts, c: &EmbeddedCommand) -> anyhow::Result<Outcome> {
-    g.format.reject_junit("embedded")?;
-    let cluster = Cluster::default_for_cwd()?;
-    match c {
-        EmbeddedCommand::Start => cluster.ensure_started()?,
-        EmbeddedCommand::Stop => {
-            if !cluster.stop()? {
-                eprintln!("realmguard: the embedded cluster was not running");
-            }
-        }
-        EmbeddedCommand::Url => {
-            cluster.ensure_started()?;
-            println!("{}", cluster.url("postgres"));
-            return Ok(Outcome::Clean);
-        }
-        EmbeddedCommand::Status => {}
-    }
-    let st = cluster.status();
-    let mut out = std::io::stdout().lock();
-    match g.format {
-        Format::Json => output::write_json(&mut out, &st)?,
-        _ => {
-            let rows = vec![
-                vec!["running".into(), st.running.to_string()],
-                vec!["pid".into(), st.pid.map_or("-".into(), |p| p.to_string())],
-                vec!["url".into(), st.url.clone()],
-                vec!["data".into(), st.data_dir.clone()],
-                vec!["log".into(), st.log_file.clone()],
-            ];
-            writeln!(out, "{}", output::table(&["embedded cluster", ""], &rows))?;
-        }
-    }
-    Ok(Outcome::Clean)
 }
 
 /// Where the server binaries are: `$REALMGUARD_PG_BINDIR`, `pg_config --bindir`, `PATH`, then the

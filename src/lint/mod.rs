@@ -11,10 +11,8 @@ pub mod model;
 pub mod render;
 pub mod rules;
 
-use crate::cli::{GlobalOpts, LintArgs};
 use crate::config::Config;
 use crate::rules::Severity;
-use crate::Outcome;
 use anyhow::{bail, Context};
 use model::{Origin, Schema};
 use serde::Serialize;
@@ -22,7 +20,6 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Default when no PATH is given.
@@ -100,6 +97,9 @@ pub struct LintReport {
     pub files: usize,
     pub statements: usize,
     pub findings: Vec<Finding>,
+    /// Diagnostics that are not findings (an unknown rule id in an ignore comment), for the
+    /// caller to show on stderr so a typo is noticed.
+    pub notes: Vec<String>,
 }
 
 impl LintReport {
@@ -114,16 +114,6 @@ impl LintReport {
     fn count(&self, s: Severity) -> usize {
         self.findings.iter().filter(|f| f.severity == s).count()
     }
-}
-
-pub fn cmd_lint(g: &GlobalOpts, a: &LintArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
-    let report = lint_paths(&a.paths, &cfg)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    render::render(&report, g.format, render::github_actions(), &mut out)?;
-    out.flush()?;
-    Ok(Outcome::from_findings(report.errors() > 0))
 }
 
 /// Lint files and directories (default `migrations/`), in migration order.
@@ -595,7 +585,9 @@ impl<'c> Analysis<'c> {
             self.report.statements += f.stmts.len();
             for (line, id) in &f.bad_ignores {
                 // Not a finding (it has no rule id); said on stderr so a typo is noticed.
-                eprintln!("warning: {path}:{line}: unknown rule id `{id}` in realmguard:ignore");
+                self.report.notes.push(format!(
+                    "warning: {path}:{line}: unknown rule id `{id}` in realmguard:ignore"
+                ));
             }
             if let Some(at) = f.src.invalid_utf8_at {
                 let (l, c) = position(text, at.min(text.len()));

@@ -8,6 +8,7 @@ use super::plan::{self, Applied, PlanOptions};
 use super::source::Migration;
 use crate::config::Config;
 use crate::db::{self, Target};
+use crate::events::{Event, EventSink, Unit};
 use crate::split::{self, Piece};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
@@ -29,8 +30,6 @@ pub struct MigrateOptions {
     /// Verify, inside each migration's transaction, that it introduces no error-severity violation.
     pub guard: bool,
     pub allow_violations: bool,
-    /// Draw a progress bar on stderr (only shown on a terminal).
-    pub progress: bool,
 }
 
 impl Default for MigrateOptions {
@@ -44,7 +43,6 @@ impl Default for MigrateOptions {
             statement_timeout: Duration::ZERO,
             guard: true,
             allow_violations: false,
-            progress: false,
         }
     }
 }
@@ -114,12 +112,13 @@ pub async fn migrate_reporting(
     cfg: &Config,
     files: &[Migration],
     opts: &MigrateOptions,
+    sink: &dyn EventSink,
 ) -> (MigrateReport, anyhow::Result<()>) {
     let mut report = MigrateReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let result = run(target, cfg, files, opts, &mut report).await;
+    let result = run(target, cfg, files, opts, sink, &mut report).await;
     (report, result)
 }
 
@@ -128,6 +127,7 @@ async fn run(
     cfg: &Config,
     files: &[Migration],
     opts: &MigrateOptions,
+    sink: &dyn EventSink,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
     if opts.dry_run {
@@ -154,7 +154,7 @@ async fn run(
     }
 
     let mut lock_conn = target.connect().await?;
-    acquire_lock(&mut lock_conn, opts.lock_wait).await?;
+    acquire_lock(&mut lock_conn, opts.lock_wait, sink).await?;
     let result = async {
         let mut conn = target.connect().await?;
         // If this process dies (Ctrl-C, kill -9), the server notices within a second and aborts
@@ -169,15 +169,28 @@ async fn run(
         report.already_applied = applied.iter().filter(|a| a.success).count();
         let entries = plan::entries(&applied, files);
         let todo = plan::plan(&entries, files, opts.plan)?;
-        let bar = progress_bar(opts.progress && todo.len() > 1, todo.len());
-        for &i in &todo {
+        if !todo.is_empty() {
+            sink.emit(Event::WorkStarted {
+                unit: Unit::Migrations,
+                total: todo.len() as u64,
+                label: String::new(),
+            });
+        }
+        for (n, &i) in todo.iter().enumerate() {
             let m = &files[i];
-            bar.set_message(format!("{} {}", m.version, m.description));
+            sink.emit(Event::WorkProgress {
+                done: n as u64,
+                label: format!("{} {}", m.version, m.description),
+            });
+            sink.emit(Event::MigrationStarted {
+                version: m.version,
+                description: m.description.clone(),
+            });
             let prior = applied.iter().find(|a| a.version == m.version);
             let done = if m.no_transaction {
-                apply_no_transaction(&mut conn, m, opts, prior).await?
+                apply_no_transaction(&mut conn, m, opts, prior, sink).await?
             } else {
-                match apply_in_transaction(&mut conn, &mut lock_conn, cfg, m, opts).await? {
+                match apply_in_transaction(&mut conn, &mut lock_conn, cfg, m, opts, sink).await? {
                     Ok(done) => done,
                     Err(rejection) => {
                         report.rejected = Some(rejection);
@@ -185,10 +198,15 @@ async fn run(
                     }
                 }
             };
+            sink.emit(Event::MigrationApplied {
+                version: done.version,
+                duration_ms: done.duration_ms,
+            });
             report.applied.push(done);
-            bar.inc(1);
         }
-        bar.finish_and_clear();
+        if !todo.is_empty() {
+            sink.emit(Event::WorkFinished);
+        }
         if opts.guard && !report.applied.is_empty() {
             let full = crate::verify::verify(&mut conn, cfg)
                 .await
@@ -215,26 +233,17 @@ pub async fn release_lock(mut conn: PgConnection) {
     let _ = sqlx::Connection::close(conn).await;
 }
 
-fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} migrations  {msg}")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// Take the migration lock, waiting up to `wait` and naming the pid that holds it meanwhile.
-pub async fn acquire_lock(conn: &mut PgConnection, wait: Duration) -> anyhow::Result<()> {
+pub async fn acquire_lock(
+    conn: &mut PgConnection,
+    wait: Duration,
+    sink: &dyn EventSink,
+) -> anyhow::Result<()> {
     let announce = |pid: i32| {
-        eprintln!(
+        sink.emit(Event::line(format!(
             "realmguard: waiting for the migration lock held by pid {pid} (up to {:.0}s)",
             wait.as_secs_f64()
-        )
+        )))
     };
     match db::poll_advisory_lock(conn, LOCK_KEY, wait, announce).await? {
         db::LockPoll::Taken => Ok(()),
@@ -308,16 +317,16 @@ fn failure(m: &Migration, p: &Piece<'_>, e: &sqlx::Error) -> MigrationFailed {
 
 /// Wait before retrying a lock conflict: jittered exponential backoff from 200 ms up to 5 s,
 /// announced on stderr (`what` happened) so the operator sees why nothing moves.
-async fn pause_before_retry(attempt: u32, retries: u32, what: &str) {
+async fn pause_before_retry(attempt: u32, retries: u32, what: &str, sink: &dyn EventSink) {
     let pause = db::backoff(
         attempt - 1,
         Duration::from_millis(200),
         Duration::from_secs(5),
     );
-    eprintln!(
+    sink.emit(Event::line(format!(
         "realmguard: {what}; retrying in {}ms ({attempt}/{retries})",
         ms(pause)
-    );
+    )));
     tokio::time::sleep(pause).await;
 }
 
@@ -327,6 +336,7 @@ async fn apply_in_transaction(
     cfg: &Config,
     m: &Migration,
     opts: &MigrateOptions,
+    sink: &dyn EventSink,
 ) -> anyhow::Result<Result<AppliedMigration, super::guard::Rejection>> {
     let pieces = pieces(m);
     check_no_transaction_control(m, &pieces)?;
@@ -354,7 +364,7 @@ async fn apply_in_transaction(
                         m.path.display(),
                         p.line
                     );
-                    pause_before_retry(attempt, opts.lock_retries, &what).await;
+                    pause_before_retry(attempt, opts.lock_retries, &what, sink).await;
                     continue 'attempt;
                 }
                 let failed = failure(m, p, &e);
@@ -373,11 +383,11 @@ async fn apply_in_transaction(
                     rollback(conn).await?;
                     return Ok(Err(rejection));
                 }
-                eprintln!(
+                sink.emit(Event::line(format!(
                     "realmguard: migration {} introduces {} error-severity violation(s); committed anyway (--allow-violations)",
                     m.version,
                     rejection.violations.len()
-                );
+                )));
             }
         }
         let elapsed = started.elapsed();
@@ -425,6 +435,7 @@ async fn apply_no_transaction(
     m: &Migration,
     opts: &MigrateOptions,
     prior: Option<&Applied>,
+    sink: &dyn EventSink,
 ) -> anyhow::Result<AppliedMigration> {
     let pieces = split::split(&m.sql).map_err(|e| {
         anyhow!(
@@ -458,11 +469,11 @@ async fn apply_no_transaction(
             if let Some(ix) = &index {
                 match db::index_valid(conn, ix).await? {
                     Some(true) => {
-                        eprintln!("realmguard: {}:{}: index {ix} already exists and is valid; not rebuilding it", m.path.display(), p.line);
+                        sink.emit(Event::line(format!("realmguard: {}:{}: index {ix} already exists and is valid; not rebuilding it", m.path.display(), p.line)));
                         ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, 0).await?;
                         continue;
                     }
-                    Some(false) => drop_invalid_index(conn, m, p, ix).await?,
+                    Some(false) => drop_invalid_index(conn, m, p, ix, sink).await?,
                     None => {}
                 }
             }
@@ -476,11 +487,11 @@ async fn apply_no_transaction(
                         // A CONCURRENTLY build that timed out leaves an invalid index behind.
                         if let Some(ix) = &index {
                             if db::index_valid(conn, ix).await? == Some(false) {
-                                drop_invalid_index(conn, m, p, ix).await?;
+                                drop_invalid_index(conn, m, p, ix, sink).await?;
                             }
                         }
                         let what = format!("{}:{} hit lock_timeout", m.path.display(), p.line);
-                        pause_before_retry(attempt, opts.lock_retries, &what).await;
+                        pause_before_retry(attempt, opts.lock_retries, &what, sink).await;
                     }
                     Err(e) => {
                         let failed = failure(m, p, &e);
@@ -533,12 +544,13 @@ async fn drop_invalid_index(
     m: &Migration,
     p: &Piece<'_>,
     ix: &str,
+    sink: &dyn EventSink,
 ) -> anyhow::Result<()> {
-    eprintln!(
+    sink.emit(Event::line(format!(
         "realmguard: {}:{}: index {ix} is INVALID (left by a failed CONCURRENTLY build); dropping it to rebuild",
         m.path.display(),
         p.line
-    );
+    )));
     sqlx::raw_sql(&format!("DROP INDEX CONCURRENTLY IF EXISTS {ix}"))
         .execute(&mut *conn)
         .await

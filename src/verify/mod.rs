@@ -9,15 +9,11 @@ mod render;
 pub mod rules;
 
 use crate::catalog::{AttNum, Catalog, Constraint, ConstraintKind, Index, RealmsTable, Table};
-use crate::cli::{GlobalOpts, VerifyArgs};
 use crate::config::Config;
 use crate::rules::Severity;
-use crate::Outcome;
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::time::Instant;
 
 pub use render::{junit_cases, render, summary_line};
 
@@ -377,29 +373,6 @@ impl<'a> Ctx<'a> {
             fix,
         }
     }
-}
-
-/// `realmguard verify`.
-pub async fn cmd_verify(g: &GlobalOpts, _a: &VerifyArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
-    let target = g.database().await?;
-    let mut conn = target.connect().await?;
-    let started = Instant::now();
-    let report = verify(&mut conn, &cfg).await?;
-    // Opt-in measurement line for scripts/bench-verify.sh; stderr, so it never mixes with results.
-    if std::env::var_os("REALMGUARD_VERIFY_STATS").is_some() {
-        eprintln!(
-            "realmguard: verify read the catalog in {} queries, {} ms, {} tables",
-            report.queries,
-            started.elapsed().as_millis(),
-            report.summary.tables
-        );
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    render(&report, g.format, &mut out)?;
-    out.flush()?;
-    Ok(Outcome::from_findings(!report.ok))
 }
 
 /// Names of columns for a message: `(a, b)`.

@@ -3,7 +3,7 @@
 //! Options shared by every command live in [`GlobalOpts`] and are flattened in, like sqlx-cli's
 //! `ConnectOpts`, so `--database-url`, `--config` and `--format` work before or after the verb.
 
-use crate::{config::Config, db, output::Format, Outcome};
+use crate::{config::Config, db, output::Format};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +43,14 @@ impl GlobalOpts {
     /// The URL to connect to: `--database-url`/`DATABASE_URL`, else the embedded cluster (started
     /// on demand, announced on stderr).
     pub async fn database(&self) -> anyhow::Result<db::Target> {
-        db::Target::resolve(self.database_url.as_deref()).await
+        let (target, embedded) = db::Target::resolve(self.database_url.as_deref()).await?;
+        if let Some(socket_dir) = embedded {
+            eprintln!(
+                "realmguard: using the embedded local cluster ({})",
+                socket_dir.display()
+            );
+        }
+        Ok(target)
     }
 }
 
@@ -263,23 +270,6 @@ pub enum EmbeddedCommand {
     Stop,
     /// Print only its URL (starting it when needed), for `DATABASE_URL=$(realmguard embedded url)`.
     Url,
-}
-
-pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    let g = &cli.global;
-    match &cli.command {
-        Command::Migrate(a) => crate::migrate::cmd_migrate(g, a).await,
-        Command::Status(a) => crate::migrate::cmd_status(g, a).await,
-        Command::Baseline(a) => crate::migrate::cmd_baseline(g, a).await,
-        Command::Verify(a) => crate::verify::cmd_verify(g, a).await,
-        Command::Lint(a) => crate::lint::cmd_lint(g, a),
-        Command::Check(a) => crate::check::cmd_check(g, a).await,
-        Command::Backfill(BackfillCommand::Plan(a)) => crate::backfill::cmd_plan(g, a).await,
-        Command::Backfill(BackfillCommand::Run(a)) => crate::backfill::cmd_run(g, a).await,
-        Command::Backfill(BackfillCommand::Status(a)) => crate::backfill::cmd_status(g, a).await,
-        Command::Backfill(BackfillCommand::Finish(a)) => crate::backfill::cmd_finish(g, a).await,
-        Command::Embedded(c) => crate::embedded::cmd(g, c).await,
-    }
 }
 
 #[cfg(test)]

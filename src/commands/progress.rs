@@ -1,0 +1,64 @@
+//! Events rendered for a person at a terminal: diagnostic lines on stderr, runs of work as an
+//! indicatif bar (drawn only when stderr is a terminal), lines printed above a bar without
+//! tearing it.
+
+use crate::events::{Event, EventSink, Unit};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Mutex;
+
+/// The sink every single-database command renders its progress with.
+#[derive(Default)]
+pub struct Stderr {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Stderr {
+    fn bar_for(unit: Unit, total: u64) -> Option<ProgressBar> {
+        let template = match unit {
+            // One migration needs no bar: its line in the report says it all.
+            Unit::Migrations if total > 1 => "{bar:30} {pos}/{len} migrations  {msg}",
+            Unit::Migrations => return None,
+            Unit::Rows => "{msg} {bar:30} {percent}% {per_sec} rows/s eta {eta}",
+        };
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        Some(bar)
+    }
+}
+
+impl EventSink for Stderr {
+    fn emit(&self, event: Event) {
+        let Ok(mut bar) = self.bar.lock() else {
+            return;
+        };
+        match event {
+            Event::Line { text } => match bar.as_ref() {
+                Some(b) => b.suspend(|| eprintln!("{text}")),
+                None => eprintln!("{text}"),
+            },
+            Event::WorkStarted { unit, total, label } => {
+                if let Some(old) = bar.take() {
+                    old.finish_and_clear();
+                }
+                *bar = Self::bar_for(unit, total);
+                if let Some(b) = bar.as_ref() {
+                    b.set_message(label);
+                }
+            }
+            Event::WorkProgress { done, label } => {
+                if let Some(b) = bar.as_ref() {
+                    b.set_position(done);
+                    b.set_message(label);
+                }
+            }
+            Event::WorkFinished => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+            Event::MigrationStarted { .. } | Event::MigrationApplied { .. } => {}
+        }
+    }
+}
