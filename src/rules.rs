@@ -1,6 +1,7 @@
-//! Every rule id realmguard knows, with its default severity. One list, shared by the config
-//! (`[rules]` levels, unknown ids rejected), `verify`, `lint` and the ignore comments, so scripts
-//! can match on stable kebab-case ids (the ids follow PRODUCT.md and, for lint, squawk's).
+//! Every rule realmguard knows, as one [`Rule`] type (as squawk has one enum): its kebab-case id,
+//! default severity, the command that evaluates it and its place in the repair order. The config
+//! (`[rules]` levels, unknown ids rejected), `verify`, `lint`, the ignore comments and the
+//! backfill's goal all use it, so scripts can match on stable ids (lint's follow squawk's).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -23,54 +24,136 @@ impl fmt::Display for Severity {
     }
 }
 
-/// Rules evaluated by `verify` over the live catalog (PRODUCT.md, "verify: the rules").
-pub const VERIFY_RULES: &[(&str, Severity)] = &[
-    ("realm-column-missing", Severity::Error),
-    ("realm-column-nullable", Severity::Error),
-    ("composite-primary-key", Severity::Error),
-    ("unique-without-realm", Severity::Error),
-    ("realm-fk-missing", Severity::Error),
-    ("fk-missing-realm", Severity::Error),
-    ("fk-not-cascade", Severity::Error),
-    ("fk-cross-realm", Severity::Warning),
-    ("constraint-not-validated", Severity::Error),
-    ("invalid-index", Severity::Error),
-    ("fk-unindexed", Severity::Warning),
-    ("realms-table-missing", Severity::Warning),
-    ("rls-disabled", Severity::Off),
-];
+/// Which command evaluates a rule. The realm rules are judged by both: `verify` on the live
+/// catalog, `lint` on the migration files that would produce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluator {
+    Verify,
+    Lint,
+    Both,
+}
 
-/// Rules evaluated by `lint` over migration files. The realm rules share verify's ids.
-pub const LINT_RULES: &[(&str, Severity)] = &[
-    ("require-concurrent-index-creation", Severity::Error),
-    ("require-concurrent-index-deletion", Severity::Error),
-    ("constraint-missing-not-valid", Severity::Error),
-    ("adding-not-nullable-field", Severity::Error),
-    ("adding-required-field", Severity::Error),
-    ("adding-field-with-default", Severity::Error),
-    ("changing-column-type", Severity::Error),
-    ("disallowed-unique-constraint", Severity::Error),
-    (
-        "ban-concurrent-index-creation-in-transaction",
-        Severity::Error,
-    ),
-    ("renaming-column", Severity::Warning),
-    ("renaming-table", Severity::Warning),
-    ("ban-drop-column", Severity::Warning),
-    ("parse-error", Severity::Error),
-];
+impl Evaluator {
+    pub fn verify(self) -> bool {
+        matches!(self, Evaluator::Verify | Evaluator::Both)
+    }
+
+    pub fn lint(self) -> bool {
+        matches!(self, Evaluator::Lint | Evaluator::Both)
+    }
+}
+
+/// Declares [`Rule`] and its table in one place: variant, kebab-case id, default severity, the
+/// command that evaluates it, and its place in the repair order (`None`: no fix to order).
+macro_rules! rules {
+    ($($variant:ident = $id:literal, $sev:ident, $eval:ident, $repair:expr;)*) => {
+        /// Every rule realmguard knows. The kebab-case id is what the config's `[rules]`, ignore
+        /// comments, `--format json` and JUnit use; it never changes once released.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Rule {
+            $($variant,)*
+        }
+
+        impl Rule {
+            /// Every rule, verify's in the contract's order first, then lint's.
+            pub const ALL: &'static [Rule] = &[$(Rule::$variant,)*];
+
+            pub const fn id(self) -> &'static str {
+                match self {
+                    $(Rule::$variant => $id,)*
+                }
+            }
+
+            pub const fn default_severity(self) -> Severity {
+                match self {
+                    $(Rule::$variant => Severity::$sev,)*
+                }
+            }
+
+            pub const fn evaluator(self) -> Evaluator {
+                match self {
+                    $(Rule::$variant => Evaluator::$eval,)*
+                }
+            }
+
+            /// The order in which fixes apply cleanly (lower first); `None` for rules that carry
+            /// no fix.
+            pub const fn repair_rank(self) -> Option<u8> {
+                match self {
+                    $(Rule::$variant => $repair,)*
+                }
+            }
+        }
+    };
+}
+
+// Repair order: columns first, then the foreign keys move to composite keys (building the parent
+// keys they need) so that old keys are free to be swapped, then the rest.
+rules! {
+    RealmColumnMissing = "realm-column-missing", Error, Verify, Some(0);
+    RealmColumnNullable = "realm-column-nullable", Error, Both, Some(1);
+    CompositePrimaryKey = "composite-primary-key", Error, Both, Some(5);
+    UniqueWithoutRealm = "unique-without-realm", Error, Both, Some(6);
+    RealmFkMissing = "realm-fk-missing", Error, Verify, Some(2);
+    FkMissingRealm = "fk-missing-realm", Error, Both, Some(3);
+    FkNotCascade = "fk-not-cascade", Error, Both, Some(4);
+    FkCrossRealm = "fk-cross-realm", Warning, Verify, Some(10);
+    ConstraintNotValidated = "constraint-not-validated", Error, Verify, Some(7);
+    InvalidIndex = "invalid-index", Error, Verify, Some(8);
+    FkUnindexed = "fk-unindexed", Warning, Verify, Some(9);
+    RealmsTableMissing = "realms-table-missing", Warning, Verify, Some(11);
+    RlsDisabled = "rls-disabled", Off, Verify, Some(12);
+    RequireConcurrentIndexCreation = "require-concurrent-index-creation", Error, Lint, None;
+    RequireConcurrentIndexDeletion = "require-concurrent-index-deletion", Error, Lint, None;
+    ConstraintMissingNotValid = "constraint-missing-not-valid", Error, Lint, None;
+    AddingNotNullableField = "adding-not-nullable-field", Error, Lint, None;
+    AddingRequiredField = "adding-required-field", Error, Lint, None;
+    AddingFieldWithDefault = "adding-field-with-default", Error, Lint, None;
+    ChangingColumnType = "changing-column-type", Error, Lint, None;
+    DisallowedUniqueConstraint = "disallowed-unique-constraint", Error, Lint, None;
+    BanConcurrentIndexCreationInTransaction = "ban-concurrent-index-creation-in-transaction", Error, Lint, None;
+    RenamingColumn = "renaming-column", Warning, Lint, None;
+    RenamingTable = "renaming-table", Warning, Lint, None;
+    BanDropColumn = "ban-drop-column", Warning, Lint, None;
+    ParseError = "parse-error", Error, Lint, None;
+}
+
+impl Rule {
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.iter().copied().find(|r| r.id() == id)
+    }
+
+    /// The rules `verify` evaluates, in the contract's order.
+    pub fn verify_rules() -> impl Iterator<Item = Rule> {
+        Rule::ALL.iter().copied().filter(|r| r.evaluator().verify())
+    }
+
+    /// The rules whose passing is the backfill's goal: the composite shape, cascading and
+    /// validated keys, valid indexes (the error-severity verify rules of the realm shape).
+    pub fn backfill_goals() -> impl Iterator<Item = Rule> {
+        Rule::verify_rules().filter(|r| r.default_severity() == Severity::Error)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
 
 /// The default severity of a rule id, or `None` when no such rule exists.
 pub fn default_severity(rule: &str) -> Option<Severity> {
-    VERIFY_RULES
-        .iter()
-        .chain(LINT_RULES)
-        .find(|(id, _)| *id == rule)
-        .map(|(_, s)| *s)
+    Rule::from_id(rule).map(Rule::default_severity)
 }
 
 pub fn is_known(rule: &str) -> bool {
-    default_severity(rule).is_some()
+    Rule::from_id(rule).is_some()
 }
 
 #[cfg(test)]
@@ -79,11 +162,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_kebab_case() {
-        let mut all: Vec<&str> = VERIFY_RULES
-            .iter()
-            .chain(LINT_RULES)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut all: Vec<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
         for id in &all {
             assert!(
                 id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
@@ -105,5 +184,32 @@ mod tests {
             Some(Severity::Error)
         );
         assert_eq!(default_severity("no-such-rule"), None);
+    }
+
+    #[test]
+    fn repair_ranks_are_a_total_order_of_the_rules_with_fixes() {
+        let mut ranks: Vec<u8> = Rule::ALL.iter().filter_map(|r| r.repair_rank()).collect();
+        ranks.sort();
+        assert_eq!(ranks, (0..ranks.len() as u8).collect::<Vec<_>>());
+        assert!(Rule::verify_rules().all(|r| r.repair_rank().is_some()));
+    }
+
+    #[test]
+    fn the_backfill_goal_is_the_error_level_shape_rules() {
+        let goals: Vec<&str> = Rule::backfill_goals().map(Rule::id).collect();
+        assert_eq!(
+            goals,
+            [
+                "realm-column-missing",
+                "realm-column-nullable",
+                "composite-primary-key",
+                "unique-without-realm",
+                "realm-fk-missing",
+                "fk-missing-realm",
+                "fk-not-cascade",
+                "constraint-not-validated",
+                "invalid-index",
+            ]
+        );
     }
 }

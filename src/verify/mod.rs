@@ -100,11 +100,11 @@ pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
     let ctx = Ctx::new(cat, cfg);
     let mut violations = Vec::new();
     let mut ran = Vec::new();
-    for (id, check) in rules::ALL {
-        if cfg.severity(id) == Severity::Off {
+    for (rule, check) in rules::ALL {
+        if cfg.severity(rule.id()) == Severity::Off {
             continue;
         }
-        ran.push(id.to_string());
+        ran.push(rule.id().to_string());
         check(&ctx, &mut violations);
     }
     violations.sort_by(|a, b| {
@@ -149,32 +149,13 @@ pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
     }
 }
 
-/// The order in which fixes apply cleanly: columns first, then the foreign keys move to composite
-/// keys (building the parent keys they need) so that old keys are free to be swapped, then the
-/// rest. The text output lists fixes in this order.
-pub const REPAIR_ORDER: &[&str] = &[
-    "realm-column-missing",
-    "realm-column-nullable",
-    "realm-fk-missing",
-    "fk-missing-realm",
-    "fk-not-cascade",
-    "composite-primary-key",
-    "unique-without-realm",
-    "constraint-not-validated",
-    "invalid-index",
-    "fk-unindexed",
-    "fk-cross-realm",
-    "realms-table-missing",
-    "rls-disabled",
-];
-
-/// The violations that carry a fix, in [`REPAIR_ORDER`] (stable within a rule).
+/// The violations that carry a fix, in the order in which fixes apply cleanly
+/// ([`crate::rules::Rule::repair_rank`]; stable within a rule).
 pub fn fixes_in_repair_order(vs: &[Violation]) -> Vec<&Violation> {
     let rank = |r: &str| {
-        REPAIR_ORDER
-            .iter()
-            .position(|x| *x == r)
-            .unwrap_or(usize::MAX)
+        crate::rules::Rule::from_id(r)
+            .and_then(|r| r.repair_rank())
+            .unwrap_or(u8::MAX)
     };
     let mut out: Vec<&Violation> = vs.iter().filter(|v| v.fix.is_some()).collect();
     out.sort_by_key(|v| rank(&v.rule));

@@ -9,7 +9,7 @@ use crate::lint::model::object_key;
 use sqlparser::ast::{AlterTableOperation, ColumnDef, ColumnOption, Expr, Statement};
 use std::ops::ControlFlow;
 
-pub const ID: &str = "adding-field-with-default";
+pub const ID: &str = crate::rules::Rule::AddingFieldWithDefault.id();
 
 /// Functions that are not volatile, so a default calling them is evaluated once, not per row.
 const NON_VOLATILE: &[&str] = &[

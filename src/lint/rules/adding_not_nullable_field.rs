@@ -6,7 +6,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{ident, object_key};
 use sqlparser::ast::{AlterColumnOperation, AlterTableOperation, Statement};
 
-pub const ID: &str = "adding-not-nullable-field";
+pub const ID: &str = crate::rules::Rule::AddingNotNullableField.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Some(at) = ctx.alter_of_existing(stmt) else {

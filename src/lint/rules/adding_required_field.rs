@@ -5,7 +5,7 @@ use super::{adding_field_with_default::fills_itself, display_table, Ctx, Violati
 use crate::lint::model::object_key;
 use sqlparser::ast::{AlterTableOperation, ColumnOption, Statement};
 
-pub const ID: &str = "adding-required-field";
+pub const ID: &str = crate::rules::Rule::AddingRequiredField.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Some(at) = ctx.alter_of_existing(stmt) else {

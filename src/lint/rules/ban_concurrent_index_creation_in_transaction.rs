@@ -5,7 +5,7 @@
 use super::{Ctx, Violation};
 use sqlparser::ast::{AlterTableOperation, DetachPartitionMode, ObjectType, Statement};
 
-pub const ID: &str = "ban-concurrent-index-creation-in-transaction";
+pub const ID: &str = crate::rules::Rule::BanConcurrentIndexCreationInTransaction.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     if !ctx.in_transaction {

@@ -4,7 +4,7 @@
 use super::{column_list, display_table, Realm, RealmViolation};
 use crate::lint::model::Table;
 
-pub const ID: &str = "composite-primary-key";
+pub const ID: &str = crate::rules::Rule::CompositePrimaryKey.id();
 
 pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {

@@ -8,7 +8,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{ident, last_ident, object_key};
 use sqlparser::ast::{AlterTableOperation, Statement, TableConstraint};
 
-pub const ID: &str = "constraint-missing-not-valid";
+pub const ID: &str = crate::rules::Rule::ConstraintMissingNotValid.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Statement::AlterTable(at) = stmt else {

@@ -5,7 +5,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{last_ident, object_key};
 use sqlparser::ast::{AlterTableOperation, ColumnOption, Statement, TableConstraint};
 
-pub const ID: &str = "disallowed-unique-constraint";
+pub const ID: &str = crate::rules::Rule::DisallowedUniqueConstraint.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Some(at) = ctx.alter_of_existing(stmt) else {

@@ -4,7 +4,7 @@
 use super::{column_list, display_table, Realm, RealmViolation};
 use crate::lint::model::{Schema, Table};
 
-pub const ID: &str = "fk-missing-realm";
+pub const ID: &str = crate::rules::Rule::FkMissingRealm.id();
 
 pub fn check(realm: &Realm, schema: &Schema, t: &Table, out: &mut Vec<RealmViolation>) {
     let rc = realm.column;

@@ -5,7 +5,7 @@
 use super::{display_table, Realm, RealmViolation};
 use crate::lint::model::{Schema, Table};
 
-pub const ID: &str = "fk-not-cascade";
+pub const ID: &str = crate::rules::Rule::FkNotCascade.id();
 
 pub fn check(realm: &Realm, schema: &Schema, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {

@@ -291,6 +291,7 @@ mod tests {
 
     #[test]
     fn every_id_lint_reports_is_a_known_rule() {
+        let mut ids = Vec::new();
         for id in [
             super::require_concurrent_index_creation::ID,
             super::require_concurrent_index_deletion::ID,
@@ -312,6 +313,18 @@ mod tests {
             super::fk_not_cascade::ID,
         ] {
             assert!(default_severity(id).is_some(), "{id}");
+            ids.push(id);
         }
+        let mut lint_rules: Vec<&str> = crate::rules::Rule::ALL
+            .iter()
+            .filter(|r| r.evaluator().lint())
+            .map(|r| r.id())
+            .collect();
+        ids.sort();
+        lint_rules.sort();
+        assert_eq!(
+            ids, lint_rules,
+            "Rule::evaluator() and lint's rules disagree"
+        );
     }
 }

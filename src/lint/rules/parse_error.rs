@@ -4,7 +4,7 @@
 
 use super::Violation;
 
-pub const ID: &str = "parse-error";
+pub const ID: &str = crate::rules::Rule::ParseError.id();
 
 const ALTER_TABLE: &[&str] = &[
     "constraint-missing-not-valid",

@@ -4,7 +4,7 @@
 use super::{display_table, Realm, RealmViolation};
 use crate::lint::model::Table;
 
-pub const ID: &str = "realm-column-nullable";
+pub const ID: &str = crate::rules::Rule::RealmColumnNullable.id();
 
 pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {

@@ -5,7 +5,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::object_key;
 use sqlparser::ast::{AlterTableOperation, Statement};
 
-pub const ID: &str = "renaming-column";
+pub const ID: &str = crate::rules::Rule::RenamingColumn.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Some(at) = ctx.alter_of_existing(stmt) else {

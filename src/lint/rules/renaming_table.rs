@@ -5,7 +5,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{last_ident, object_key};
 use sqlparser::ast::{AlterTableOperation, RenameTableNameKind, Statement};
 
-pub const ID: &str = "renaming-table";
+pub const ID: &str = crate::rules::Rule::RenamingTable.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Some(at) = ctx.alter_of_existing(stmt) else {

@@ -6,7 +6,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{last_ident, object_key};
 use sqlparser::ast::Statement;
 
-pub const ID: &str = "require-concurrent-index-creation";
+pub const ID: &str = crate::rules::Rule::RequireConcurrentIndexCreation.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Statement::CreateIndex(ci) = stmt else {

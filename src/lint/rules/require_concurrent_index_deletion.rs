@@ -6,7 +6,7 @@ use super::{display_table, Ctx, Violation};
 use crate::lint::model::{last_ident, object_key};
 use sqlparser::ast::{ObjectType, Statement};
 
-pub const ID: &str = "require-concurrent-index-deletion";
+pub const ID: &str = crate::rules::Rule::RequireConcurrentIndexDeletion.id();
 
 pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     let Statement::Drop {

@@ -4,7 +4,7 @@
 use super::{column_list, display_table, Realm, RealmViolation};
 use crate::lint::model::Table;
 
-pub const ID: &str = "unique-without-realm";
+pub const ID: &str = crate::rules::Rule::UniqueWithoutRealm.id();
 
 pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {

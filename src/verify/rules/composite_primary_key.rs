@@ -8,7 +8,7 @@ use crate::verify::fix::{create_index, deferrable_sql, object_name, table_sql};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 use std::collections::HashSet;
 
-pub const ID: &str = "composite-primary-key";
+pub const ID: &str = crate::rules::Rule::CompositePrimaryKey.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let rname = &ctx.cfg.realm_column;

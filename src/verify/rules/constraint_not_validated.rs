@@ -6,7 +6,7 @@ use crate::db::quote_ident;
 use crate::verify::fix::table_sql;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "constraint-not-validated";
+pub const ID: &str = crate::rules::Rule::ConstraintNotValidated.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     for t in ctx.scoped_tables() {

@@ -5,7 +5,7 @@
 use crate::db::qualified;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "fk-cross-realm";
+pub const ID: &str = crate::rules::Rule::FkCrossRealm.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let rname = &ctx.cfg.realm_column;

@@ -8,7 +8,7 @@ use crate::rules::Severity;
 use crate::verify::fix::{add_foreign_key, create_index, object_name, table_sql, FkSpec};
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 
-pub const ID: &str = "fk-missing-realm";
+pub const ID: &str = crate::rules::Rule::FkMissingRealm.id();
 
 /// The referenced table and its realm column, when `f` references a realm-scoped table without
 /// that column: the keys this rule reports.

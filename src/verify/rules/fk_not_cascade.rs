@@ -7,7 +7,7 @@ use crate::db::qualified;
 use crate::verify::fix::{add_foreign_key, FkSpec};
 use crate::verify::{msg_cols, Ctx, Violation};
 
-pub const ID: &str = "fk-not-cascade";
+pub const ID: &str = crate::rules::Rule::FkNotCascade.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let realms = ctx.realms_oid();

@@ -7,7 +7,7 @@ use crate::db::quote_ident;
 use crate::verify::fix::create_index;
 use crate::verify::{col_set, msg_cols, Ctx, Violation};
 
-pub const ID: &str = "fk-unindexed";
+pub const ID: &str = crate::rules::Rule::FkUnindexed.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     for t in ctx.scoped_tables() {

@@ -5,7 +5,7 @@
 use crate::db::qualified;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "invalid-index";
+pub const ID: &str = crate::rules::Rule::InvalidIndex.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     for t in ctx.scoped_tables() {

@@ -2,6 +2,7 @@
 //! catalog context that appends what it finds; no I/O, so each is tested on a hand-built catalog.
 
 use super::{Ctx, Violation};
+use crate::rules::Rule;
 
 pub mod composite_primary_key;
 pub mod constraint_not_validated;
@@ -19,35 +20,33 @@ pub mod unique_without_realm;
 
 pub type Check = fn(&Ctx, &mut Vec<Violation>);
 
-/// Every rule, in the order of PRODUCT.md.
-pub const ALL: &[(&str, Check)] = &[
-    (realm_column_missing::ID, realm_column_missing::check),
-    (realm_column_nullable::ID, realm_column_nullable::check),
-    (composite_primary_key::ID, composite_primary_key::check),
-    (unique_without_realm::ID, unique_without_realm::check),
-    (realm_fk_missing::ID, realm_fk_missing::check),
-    (fk_missing_realm::ID, fk_missing_realm::check),
-    (fk_not_cascade::ID, fk_not_cascade::check),
-    (fk_cross_realm::ID, fk_cross_realm::check),
+/// Every verify rule and its check, in the contract's order.
+pub const ALL: &[(Rule, Check)] = &[
+    (Rule::RealmColumnMissing, realm_column_missing::check),
+    (Rule::RealmColumnNullable, realm_column_nullable::check),
+    (Rule::CompositePrimaryKey, composite_primary_key::check),
+    (Rule::UniqueWithoutRealm, unique_without_realm::check),
+    (Rule::RealmFkMissing, realm_fk_missing::check),
+    (Rule::FkMissingRealm, fk_missing_realm::check),
+    (Rule::FkNotCascade, fk_not_cascade::check),
+    (Rule::FkCrossRealm, fk_cross_realm::check),
     (
-        constraint_not_validated::ID,
+        Rule::ConstraintNotValidated,
         constraint_not_validated::check,
     ),
-    (invalid_index::ID, invalid_index::check),
-    (fk_unindexed::ID, fk_unindexed::check),
-    (realms_table_missing::ID, realms_table_missing::check),
-    (rls_disabled::ID, rls_disabled::check),
+    (Rule::InvalidIndex, invalid_index::check),
+    (Rule::FkUnindexed, fk_unindexed::check),
+    (Rule::RealmsTableMissing, realms_table_missing::check),
+    (Rule::RlsDisabled, rls_disabled::check),
 ];
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn every_verify_rule_id_has_exactly_one_check() {
-        let ids: Vec<&str> = super::ALL.iter().map(|(id, _)| *id).collect();
-        let contract: Vec<&str> = crate::rules::VERIFY_RULES
-            .iter()
-            .map(|(id, _)| *id)
-            .collect();
+        use crate::rules::Rule;
+        let ids: Vec<Rule> = super::ALL.iter().map(|(rule, _)| *rule).collect();
+        let contract: Vec<Rule> = Rule::verify_rules().collect();
         assert_eq!(ids, contract);
     }
 }

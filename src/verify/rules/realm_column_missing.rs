@@ -4,7 +4,7 @@ use crate::db::{qualified, quote_ident};
 use crate::verify::fix::table_sql;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "realm-column-missing";
+pub const ID: &str = crate::rules::Rule::RealmColumnMissing.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let col = &ctx.cfg.realm_column;

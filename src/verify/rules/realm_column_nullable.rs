@@ -4,7 +4,7 @@ use crate::db::quote_ident;
 use crate::verify::fix::{object_name, table_sql};
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "realm-column-nullable";
+pub const ID: &str = crate::rules::Rule::RealmColumnNullable.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let col = &ctx.cfg.realm_column;

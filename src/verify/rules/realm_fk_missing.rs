@@ -5,7 +5,7 @@ use crate::catalog::FkAction;
 use crate::verify::fix::{add_foreign_key, object_name, FkSpec};
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "realm-fk-missing";
+pub const ID: &str = crate::rules::Rule::RealmFkMissing.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let Some(realms) = ctx.realms_oid() else {

@@ -4,7 +4,7 @@
 use crate::catalog::RealmsTable;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "realms-table-missing";
+pub const ID: &str = crate::rules::Rule::RealmsTableMissing.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     if let RealmsTable::Missing { schema, name } = &ctx.cat.realms {

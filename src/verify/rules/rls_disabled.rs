@@ -3,7 +3,7 @@
 use crate::verify::fix::table_sql;
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "rls-disabled";
+pub const ID: &str = crate::rules::Rule::RlsDisabled.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     for t in ctx.scoped_tables() {

@@ -7,7 +7,7 @@ use crate::db::{qualified, quote_ident};
 use crate::verify::fix::{create_index, deferrable_sql, table_sql};
 use crate::verify::{Ctx, Violation};
 
-pub const ID: &str = "unique-without-realm";
+pub const ID: &str = crate::rules::Rule::UniqueWithoutRealm.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let rname = &ctx.cfg.realm_column;
