@@ -141,12 +141,14 @@ impl Cluster {
         Ok(ok)
     }
 
+    #[cfg(feature = "test-support")]
     /// A throwaway cluster for a test run: temp dir, durability off, removed by a watchdog once
     /// the process `owner_pid` is gone (however it ended: pass, fail, panic or kill).
     pub fn throwaway(owner_pid: u32) -> anyhow::Result<Cluster> {
         Self::throwaway_with(owner_pid, PORT, &[], &[])
     }
 
+    #[cfg(feature = "test-support")]
     /// [`Cluster::throwaway`] on `port` with more settings (later ones win, so
     /// `listen_addresses` can open TCP) and pg_hba.conf lines before the suite's own.
     pub fn throwaway_with(
@@ -186,6 +188,7 @@ impl Cluster {
         Ok(cluster)
     }
 
+    #[cfg(feature = "test-support")]
     /// Stop this cluster and remove it and `home` once process `owner_pid` is gone, however it
     /// ended (a throwaway cluster's cleaner; the test suite also gives one to a standby it
     /// copies from a throwaway primary).
@@ -443,6 +446,7 @@ fn postgres_user() -> anyhow::Result<(u32, u32)> {
         })
 }
 
+#[cfg(feature = "test-support")]
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
