@@ -326,7 +326,7 @@ fn parse_file(src: Source) -> ParsedFile {
     let stmts = pieces
         .iter()
         .map(|p| {
-            // A parser bug must cost a finding, not the run: PRODUCT.md allows no panic.
+            // A parser bug must cost a finding, not the run: a panic is never an answer (docs/architecture.md).
             let (ast, drop_concurrently) =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_piece(p.sql)))
                     .unwrap_or_else(|_| {

@@ -1,4 +1,4 @@
-//! SQL a DBA can run on a live database to repair a violation, following ONLINE-DDL.md: foreign
+//! SQL a DBA can run on a live database to repair a violation, following docs/online-ddl.md: foreign
 //! and check constraints are added `NOT VALID` and validated in a second statement (a brief lock,
 //! then a scan that lets writes go on), indexes are built `CONCURRENTLY`. PostgreSQL 15 allows
 //! neither on a partitioned table, so there the plain form is written with a comment saying so.

@@ -1,5 +1,5 @@
 //! The three renderings of a verify [`Report`]: text (a table per severity, the fixes, a one-line
-//! summary), JSON (PRODUCT.md's shape) and JUnit (one test case per table and rule).
+//! summary), JSON (the shape README.md documents) and JUnit (one test case per table and rule).
 
 use super::{Report, Violation};
 use crate::db::qualified;

@@ -187,7 +187,7 @@ pub fn check_schema(schema: &Schema, cfg: &Config, out: &mut Vec<RealmViolation>
 }
 
 /// The realm settings of the config, applied to the model the way verify applies them to the
-/// catalog (PRODUCT.md, "verify: the rules").
+/// catalog (the verify rules table in README.md).
 pub struct Realm<'a> {
     pub column: &'a str,
     cfg: &'a Config,

@@ -95,7 +95,7 @@ fn fix_sql(ctx: &Ctx, t: &Table, old: Option<&str>, want: &[AttNum]) -> String {
         ));
         return s;
     }
-    // Reuse a unique index already on exactly these columns (ONLINE-DDL.md pitfall 2), unless a
+    // Reuse a unique index already on exactly these columns (docs/online-ddl.md, pitfall 2), unless a
     // constraint owns it (USING INDEX refuses those).
     let want_set = col_set(want);
     let existing = ctx.indexes_of(t.oid).iter().find(|i| {

@@ -1,4 +1,4 @@
-//! One file per verify rule (PRODUCT.md, "verify: the rules"). Each is a plain function over the
+//! One file per verify rule (the verify rules table in README.md). Each is a plain function over the
 //! catalog context that appends what it finds; no I/O, so each is tested on a hand-built catalog.
 
 use super::{Ctx, Violation};

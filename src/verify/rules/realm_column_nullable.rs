@@ -14,7 +14,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             continue;
         }
         // SET NOT NULL scans under ACCESS EXCLUSIVE unless a validated CHECK proves it first
-        // (ONLINE-DDL.md, steps A4-A7).
+        // (docs/online-ddl.md, the NOT NULL steps).
         let tq = table_sql(t);
         let chk = quote_ident(&object_name(&[&t.name, col], "not_null"));
         let cq = quote_ident(col);
