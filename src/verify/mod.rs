@@ -267,6 +267,18 @@ impl<'a> Ctx<'a> {
         self.indexes.get(&oid).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Whether a valid, non-partial index of the table leads with exactly these columns (in any
+    /// order): what a foreign key's cascading deletes need so as not to scan the table.
+    pub fn has_index_leading_with(&self, oid: u32, columns: &[AttNum]) -> bool {
+        let want = col_set(columns);
+        self.indexes_of(oid).iter().any(|i| {
+            i.valid
+                && !i.partial
+                && i.key_columns.len() >= columns.len()
+                && col_set(&i.key_columns[..columns.len()]) == want
+        })
+    }
+
     pub fn primary_key(&self, oid: u32) -> Option<&'a Constraint> {
         self.constraints_of(oid)
             .iter()

@@ -85,16 +85,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 // (fk-unindexed); build it first, under the name that rule's fix would use.
                 let mut want_idx: Vec<i16> = c.columns.clone();
                 want_idx.push(own.num);
-                let idx_set = col_set(&want_idx);
-                let indexed = ctx.indexes_of(t.oid).iter().any(|i| {
-                    i.valid
-                        && !i.partial
-                        && i.key_columns.len() >= want_idx.len()
-                        && col_set(&i.key_columns[..want_idx.len()]) == idx_set
-                });
+                let indexed = ctx.has_index_leading_with(t.oid, &want_idx);
                 if ctx.is_realm_scoped(t.oid)
                     && !indexed
-                    && ctx.cfg.severity(super::fk_unindexed::ID) != Severity::Off
+                    && ctx.cfg.severity(crate::rules::Rule::FkUnindexed.id()) != Severity::Off
                 {
                     let keys: Vec<String> = cols.iter().map(|n| quote_ident(n)).collect();
                     s.push_str(&create_index(

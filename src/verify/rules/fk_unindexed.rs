@@ -5,7 +5,7 @@
 
 use crate::db::quote_ident;
 use crate::verify::fix::create_index;
-use crate::verify::{col_set, msg_cols, Ctx, Violation};
+use crate::verify::{msg_cols, Ctx, Violation};
 
 pub const ID: &str = crate::rules::Rule::FkUnindexed.id();
 
@@ -16,15 +16,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             if !ctx.is_realm_scoped(f.ref_table) {
                 continue;
             }
-            let n = c.columns.len();
-            let want = col_set(&c.columns);
-            let covered = ctx.indexes_of(t.oid).iter().any(|i| {
-                i.valid
-                    && !i.partial
-                    && i.key_columns.len() >= n
-                    && col_set(&i.key_columns[..n]) == want
-            });
-            if covered {
+            if ctx.has_index_leading_with(t.oid, &c.columns) {
                 continue;
             }
             let mut names = t.column_names(&c.columns);
