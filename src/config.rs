@@ -26,6 +26,20 @@ pub struct Config {
     /// Per-rule level overrides.
     pub rules: BTreeMap<String, Severity>,
     pub backfill: BackfillConfig,
+    /// The session setting the application sets to its realm (read by RLS policies).
+    pub realm_setting: String,
+    pub rls: RlsConfig,
+}
+
+/// `[rls]`: row level security as a second wall between realms (docs/rls.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlsConfig {
+    /// Run the `rls-*` rules in `verify` and `check` (as `--rls` does).
+    pub enabled: bool,
+    /// The role the application connects as; "" = not stated (the role checks are skipped and
+    /// every view counts as readable).
+    pub app_role: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +62,8 @@ impl Default for Config {
             exclude: Vec::new(),
             rules: BTreeMap::new(),
             backfill: BackfillConfig::default(),
+            realm_setting: "app.realm_id".into(),
+            rls: RlsConfig::default(),
         }
     }
 }
@@ -88,16 +104,34 @@ impl Config {
         if cfg.realm_column.is_empty() {
             bail!("realm_column must not be empty");
         }
+        // A custom setting needs a dot (`app.realm_id`); PostgreSQL refuses others at runtime.
+        if !cfg.realm_setting.contains('.') || cfg.realm_setting.contains('\'') {
+            bail!(
+                "realm_setting `{}` must be a custom setting name with a dot, like \"app.realm_id\"",
+                cfg.realm_setting
+            );
+        }
         Ok(cfg)
     }
 
-    /// Effective severity of a rule: config override, else the rule's default.
+    /// Effective severity of a rule: config override, else the rule's default; the `rls-*` rules
+    /// default to `off` unless `[rls] enabled` (or `--rls`) turns them on.
     pub fn severity(&self, rule: &str) -> Severity {
-        self.rules
-            .get(rule)
-            .copied()
-            .or_else(|| rules::default_severity(rule))
-            .unwrap_or(Severity::Error)
+        if let Some(s) = self.rules.get(rule) {
+            return *s;
+        }
+        match rules::Rule::from_id(rule) {
+            Some(r) if r.is_rls() && !self.rls.enabled => Severity::Off,
+            Some(r) => r.default_severity(),
+            None => Severity::Error,
+        }
+    }
+
+    /// Whether any RLS rule will run, so that verify reads policies, roles and views.
+    pub fn rls_catalog_needed(&self) -> bool {
+        rules::Rule::ALL
+            .iter()
+            .any(|r| r.is_rls() && self.severity(r.id()) != Severity::Off)
     }
 }
 
@@ -136,6 +170,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no-such-rule"), "{err}");
+    }
+
+    #[test]
+    fn rls_rules_are_off_until_turned_on() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.realm_setting, "app.realm_id");
+        assert_eq!(c.severity("rls-disabled"), Severity::Off);
+        assert!(!c.rls_catalog_needed());
+        let c = Config::parse(
+            "[rls]\nenabled = true\napp_role = \"app\"\n[rules]\nrls-not-forced = \"off\"",
+        )
+        .unwrap();
+        assert_eq!(c.rls.app_role, "app");
+        assert_eq!(c.severity("rls-disabled"), Severity::Error);
+        assert_eq!(c.severity("rls-setting-per-row"), Severity::Warning);
+        assert_eq!(c.severity("rls-not-forced"), Severity::Off);
+        assert!(c.rls_catalog_needed());
+        let err = Config::parse("[rls]\nenable = true")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("enable"), "{err}");
+        assert!(Config::parse("realm_setting = \"realm\"").is_err());
     }
 
     #[test]

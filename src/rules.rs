@@ -102,7 +102,18 @@ rules! {
     InvalidIndex = "invalid-index", Error, Verify, Some(8);
     FkUnindexed = "fk-unindexed", Warning, Verify, Some(9);
     RealmsTableMissing = "realms-table-missing", Warning, Verify, Some(11);
-    RlsDisabled = "rls-disabled", Off, Verify, Some(12);
+    // The RLS rules run only under `verify --rls` / `[rls] enabled` (or a level in `[rules]`); the
+    // severity here is their default there. Fixes: policies first (enabling RLS with no policy
+    // hides every row), then ENABLE and FORCE, then the role and the views.
+    RlsDisabled = "rls-disabled", Error, Verify, Some(17);
+    RlsNotForced = "rls-not-forced", Error, Verify, Some(18);
+    RlsPolicyMissing = "rls-policy-missing", Warning, Verify, Some(12);
+    RlsPolicyNotRealm = "rls-policy-not-realm", Error, Verify, Some(13);
+    RlsPermissiveBypass = "rls-permissive-bypass", Error, Verify, Some(14);
+    RlsSettingPerRow = "rls-setting-per-row", Warning, Verify, Some(15);
+    RlsSettingMissingOk = "rls-setting-missing-ok", Warning, Verify, Some(16);
+    RlsAppRoleBypass = "rls-app-role-bypass", Error, Verify, Some(19);
+    RlsViewDefiner = "rls-view-definer", Error, Verify, Some(20);
     RequireConcurrentIndexCreation = "require-concurrent-index-creation", Error, Lint, None;
     RequireConcurrentIndexDeletion = "require-concurrent-index-deletion", Error, Lint, None;
     ConstraintMissingNotValid = "constraint-missing-not-valid", Error, Lint, None;
@@ -131,7 +142,13 @@ impl Rule {
     /// The rules whose passing is the backfill's goal: the composite shape, cascading and
     /// validated keys, valid indexes (the error-severity verify rules of the realm shape).
     pub fn backfill_goals() -> impl Iterator<Item = Rule> {
-        Rule::verify_rules().filter(|r| r.default_severity() == Severity::Error)
+        Rule::verify_rules().filter(|r| r.default_severity() == Severity::Error && !r.is_rls())
+    }
+
+    /// A row level security rule: off unless RLS checks are turned on (`verify --rls`,
+    /// `[rls] enabled = true`) or the rule is given a level in `[rules]`.
+    pub fn is_rls(self) -> bool {
+        self.id().starts_with("rls-")
     }
 }
 
@@ -178,7 +195,12 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         assert_eq!(default_severity("fk-cross-realm"), Some(Severity::Warning));
-        assert_eq!(default_severity("rls-disabled"), Some(Severity::Off));
+        // Its level when RLS checks are on; off otherwise (see `Config::severity`).
+        assert_eq!(default_severity("rls-disabled"), Some(Severity::Error));
+        assert_eq!(
+            default_severity("rls-setting-per-row"),
+            Some(Severity::Warning)
+        );
         assert_eq!(
             default_severity("composite-primary-key"),
             Some(Severity::Error)

@@ -12,6 +12,8 @@
 //! migration's COMMIT, where each round trip counts, and as a prepared statement cached on the
 //! connection it soon runs on a generic plan with no parsing or planning.
 
+pub mod rls;
+
 use anyhow::Context;
 use serde::Deserialize;
 use sqlx::postgres::types::Oid;

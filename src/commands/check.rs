@@ -8,7 +8,8 @@ use crate::{check, migrate};
 use std::io::Write;
 
 pub(super) async fn check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
+    let mut cfg = g.config()?;
+    cfg.rls.enabled |= a.rls;
     // Bad file names and a missing directory stop here, before any server is touched.
     let files = migrate::source::load_dir(&a.source.dir)?;
     let server = match &a.scratch_url {

@@ -187,7 +187,11 @@ pub struct BaselineArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// Also check row level security (the rls-* rules), as `[rls] enabled = true` does.
+    #[arg(long)]
+    pub rls: bool,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct LintArgs {
@@ -202,6 +206,9 @@ pub struct CheckArgs {
     /// Server on which to create the scratch database (default: --database-url, else embedded).
     #[arg(long, value_name = "URL", hide_env_values = true)]
     pub scratch_url: Option<String>,
+    /// Also check row level security (the rls-* rules), as `[rls] enabled = true` does.
+    #[arg(long)]
+    pub rls: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,9 @@ use crate::verify;
 use std::io::Write;
 use std::time::Instant;
 
-pub(super) async fn verify(g: &GlobalOpts, _a: &VerifyArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
+pub(super) async fn verify(g: &GlobalOpts, a: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let mut cfg = g.config()?;
+    cfg.rls.enabled |= a.rls;
     let target = g.database().await?;
     let mut conn = target.connect().await?;
     let started = Instant::now();

@@ -5,9 +5,12 @@
 //! [`verify_tables`] is the cheap, scoped form the migrate guard calls around each migration.
 
 pub mod fix;
+pub mod policy;
 mod render;
+pub mod rls;
 pub mod rules;
 
+use crate::catalog::rls::RlsCatalog;
 use crate::catalog::{AttNum, Catalog, Constraint, ConstraintKind, Index, RealmsTable, Table};
 use crate::config::Config;
 use crate::rules::Severity;
@@ -66,10 +69,16 @@ impl Report {
     }
 }
 
-/// Whole catalog.
+/// Whole catalog; with the RLS rules on, also the policies, roles and views (two more queries).
 pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
     let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
-    Ok(evaluate(&cat, cfg))
+    if !cfg.rls_catalog_needed() {
+        return Ok(evaluate(&cat, cfg));
+    }
+    let rls = RlsCatalog::load(conn, &cfg.realm_column, &cfg.rls.app_role).await?;
+    let mut report = evaluate_with_rls(&cat, Some(&rls), cfg);
+    report.queries += rls.queries;
+    Ok(report)
 }
 
 /// Only the given tables ("schema", "table") plus the tables that reference them or that they
@@ -95,13 +104,22 @@ pub async fn verify_changed(
     Ok((touched, evaluate(&cat, cfg)))
 }
 
-/// Evaluate every rule that is not `off` over a catalog: pure.
+/// Evaluate every rule that is not `off` over a catalog: pure. Without an RLS read (the scoped
+/// forms the migrate guard uses) only `rls-disabled` of the RLS rules can run.
 pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
-    let ctx = Ctx::new(cat, cfg);
+    evaluate_with_rls(cat, None, cfg)
+}
+
+pub fn evaluate_with_rls(cat: &Catalog, rls: Option<&RlsCatalog>, cfg: &Config) -> Report {
+    let mut ctx = Ctx::new(cat, cfg);
+    ctx.rls = rls;
     let mut violations = Vec::new();
     let mut ran = Vec::new();
     for (rule, check) in rules::ALL {
         if cfg.severity(rule.id()) == Severity::Off {
+            continue;
+        }
+        if rls.is_none() && rule.is_rls() && *rule != crate::rules::Rule::RlsDisabled {
             continue;
         }
         ran.push(rule.id().to_string());
@@ -166,6 +184,8 @@ pub fn fixes_in_repair_order(vs: &[Violation]) -> Vec<&Violation> {
 pub struct Ctx<'a> {
     pub cat: &'a Catalog,
     pub cfg: &'a Config,
+    /// Row level security facts, when the RLS rules run on a full read.
+    pub rls: Option<&'a RlsCatalog>,
     tables: HashMap<u32, &'a Table>,
     /// Tables to report on, in a stable order: ordinary/partitioned, not partitions, in a checked
     /// schema, not excluded, in scope.
@@ -223,6 +243,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             cat,
             cfg,
+            rls: None,
             tables,
             checked,
             realm_scoped,

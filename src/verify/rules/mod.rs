@@ -15,7 +15,15 @@ pub mod realm_column_missing;
 pub mod realm_column_nullable;
 pub mod realm_fk_missing;
 pub mod realms_table_missing;
+pub mod rls_app_role_bypass;
 pub mod rls_disabled;
+pub mod rls_not_forced;
+pub mod rls_permissive_bypass;
+pub mod rls_policy_missing;
+pub mod rls_policy_not_realm;
+pub mod rls_setting_missing_ok;
+pub mod rls_setting_per_row;
+pub mod rls_view_definer;
 pub mod unique_without_realm;
 
 pub type Check = fn(&Ctx, &mut Vec<Violation>);
@@ -38,6 +46,14 @@ pub const ALL: &[(Rule, Check)] = &[
     (Rule::FkUnindexed, fk_unindexed::check),
     (Rule::RealmsTableMissing, realms_table_missing::check),
     (Rule::RlsDisabled, rls_disabled::check),
+    (Rule::RlsNotForced, rls_not_forced::check),
+    (Rule::RlsPolicyMissing, rls_policy_missing::check),
+    (Rule::RlsPolicyNotRealm, rls_policy_not_realm::check),
+    (Rule::RlsPermissiveBypass, rls_permissive_bypass::check),
+    (Rule::RlsSettingPerRow, rls_setting_per_row::check),
+    (Rule::RlsSettingMissingOk, rls_setting_missing_ok::check),
+    (Rule::RlsAppRoleBypass, rls_app_role_bypass::check),
+    (Rule::RlsViewDefiner, rls_view_definer::check),
 ];
 
 #[cfg(test)]

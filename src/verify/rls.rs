@@ -1,0 +1,213 @@
+//! What the `rls-*` rules share: each realm-scoped table with its row level security facts, the
+//! judgment of its policy set command by command (as PostgreSQL combines policies: permissive
+//! ones OR-ed, restrictive ones AND-ed), and the SQL of the fixes. See docs/rls.md.
+
+use super::policy::{self, Analysis};
+use super::Ctx;
+use crate::catalog::rls::{Policy, PolicyCmd, RlsTable};
+use crate::catalog::Table;
+use crate::db::{qualified, quote_ident};
+
+/// A policy with what its clauses do with the realm.
+pub struct Judged<'a> {
+    pub p: &'a Policy,
+    /// `USING` (absent for INSERT).
+    pub using: Option<Analysis>,
+    /// The check new rows get: `WITH CHECK`, else `USING` (as PostgreSQL applies it).
+    pub check: Option<Analysis>,
+}
+
+impl Judged<'_> {
+    /// Whether the clause that governs `clause` binds the realm.
+    pub fn binds(&self, clause: Clause) -> bool {
+        let a = match clause {
+            Clause::Read => self.using.as_ref(),
+            Clause::Write => self.check.as_ref(),
+        };
+        a.is_some_and(|a| a.binds)
+    }
+
+    pub fn analyses(&self) -> impl Iterator<Item = &Analysis> {
+        self.using.iter().chain(self.check.iter())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clause {
+    /// Which existing rows a command sees (`USING`).
+    Read,
+    /// Which new rows it may write (`WITH CHECK`).
+    Write,
+}
+
+/// The commands and the clauses each is filtered by.
+pub const COMMANDS: &[(PolicyCmd, Clause)] = &[
+    (PolicyCmd::Select, Clause::Read),
+    (PolicyCmd::Insert, Clause::Write),
+    (PolicyCmd::Update, Clause::Read),
+    (PolicyCmd::Update, Clause::Write),
+    (PolicyCmd::Delete, Clause::Read),
+];
+
+/// A realm-scoped table as the RLS rules see it.
+pub struct Guarded<'a> {
+    pub t: &'a Table,
+    pub r: &'a RlsTable,
+    pub realm_column: Option<&'a str>,
+    pub policies: Vec<Judged<'a>>,
+}
+
+/// How one command's clause stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Standing<'a> {
+    /// Bound to the realm (or nothing is reachable: no permissive policy).
+    Bound,
+    /// No policy binds the realm.
+    Unbound,
+    /// A binding permissive policy is OR-ed with these that do not bind.
+    Bypassed(Vec<&'a str>),
+}
+
+impl<'a> Guarded<'a> {
+    /// The policies the application role is subject to that apply to `cmd`.
+    fn applicable(&self, cmd: PolicyCmd) -> impl Iterator<Item = &Judged<'a>> {
+        self.policies
+            .iter()
+            .filter(move |j| j.p.applies_to_app && j.p.cmd.covers(cmd))
+    }
+
+    pub fn standing(&self, cmd: PolicyCmd, clause: Clause) -> Standing<'a> {
+        let (perm, restr): (Vec<&Judged>, Vec<&Judged>) =
+            self.applicable(cmd).partition(|j| j.p.permissive);
+        if perm.is_empty() || restr.iter().any(|j| j.binds(clause)) {
+            return Standing::Bound;
+        }
+        let open: Vec<&'a str> = perm
+            .iter()
+            .filter(|j| !j.binds(clause))
+            .map(|j| j.p.name.as_str())
+            .collect();
+        if open.is_empty() {
+            Standing::Bound
+        } else if open.len() == perm.len() {
+            Standing::Unbound
+        } else {
+            Standing::Bypassed(open)
+        }
+    }
+
+    pub fn has_permissive_for_app(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|j| j.p.permissive && j.p.applies_to_app)
+    }
+
+    pub fn table_sql(&self) -> String {
+        qualified(&self.t.schema, &self.t.name)
+    }
+
+    /// The realm condition written the right way for this table.
+    pub fn condition(&self, ctx: &Ctx) -> String {
+        policy::realm_condition(
+            self.realm_column.unwrap_or(&ctx.cfg.realm_column),
+            &ctx.cfg.realm_setting,
+            self.r.realm_type.as_deref(),
+        )
+    }
+
+    /// `CREATE POLICY <table>_realm …`: permissive when it is to be the only grant, restrictive
+    /// when other permissive policies exist (it then limits them to the realm).
+    pub fn create_policy(&self, ctx: &Ctx, restrictive: bool) -> String {
+        let name = super::fix::object_name(&[&self.t.name], "realm");
+        let cond = self.condition(ctx);
+        format!(
+            "CREATE POLICY {} ON {}{} FOR ALL\n    USING ({cond})\n    WITH CHECK ({cond});",
+            quote_ident(&name),
+            self.table_sql(),
+            if restrictive { " AS RESTRICTIVE" } else { "" },
+        )
+    }
+
+    /// `ALTER POLICY p ON t USING (…) WITH CHECK (…)`, each clause the policy has rewritten
+    /// by `f` (clauses `f` cannot rewrite are left as they are).
+    pub fn alter_policy(&self, p: &Policy, f: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let mut parts = Vec::new();
+        if p.cmd.reads() {
+            if let Some(u) = p.using.as_deref() {
+                parts.push(format!("USING ({})", f(u)?));
+            }
+        }
+        if let Some(c) = p.check.as_deref() {
+            parts.push(format!("WITH CHECK ({})", f(c)?));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "ALTER POLICY {} ON {}\n    {};",
+            quote_ident(&p.name),
+            self.table_sql(),
+            parts.join("\n    ")
+        ))
+    }
+
+    /// [`Self::alter_policy`] reading the setting once, unset allowed, fail-open branches gone.
+    pub fn rewrite_policy(&self, ctx: &Ctx, p: &Policy) -> Option<String> {
+        let col = self.realm_column.unwrap_or(&ctx.cfg.realm_column);
+        self.alter_policy(p, |e| policy::rewrite(e, col, &ctx.cfg.realm_setting))
+    }
+
+    /// The realm-bound form of a policy that does not bind: the realm condition AND-ed in, and
+    /// `WITH CHECK` added to an INSERT policy without one.
+    pub fn bind_policy(&self, ctx: &Ctx, p: &Policy) -> Option<String> {
+        let cond = self.condition(ctx);
+        if p.cmd == PolicyCmd::Insert && p.check.is_none() {
+            return Some(format!(
+                "ALTER POLICY {} ON {} WITH CHECK ({cond});",
+                quote_ident(&p.name),
+                self.table_sql()
+            ));
+        }
+        self.alter_policy(p, |e| Some(format!("({cond}) AND ({e})")))
+    }
+}
+
+/// Every checked realm-scoped table with its RLS facts; empty without the RLS read.
+pub fn tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
+    let Some(rls) = ctx.rls else {
+        return Vec::new();
+    };
+    let col = ctx.cfg.realm_column.as_str();
+    let setting = ctx.cfg.realm_setting.as_str();
+    ctx.scoped_tables()
+        .filter_map(|t| {
+            let r = rls.tables.get(&t.oid)?;
+            let realm_column = ctx
+                .realm_col(t.oid)
+                .and_then(|n| t.column_by_num(n))
+                .map(|c| c.name.as_str());
+            let policies = r
+                .policies
+                .iter()
+                .map(|p| {
+                    let judge = |e: &str| policy::analyze(e, realm_column.unwrap_or(col), setting);
+                    Judged {
+                        p,
+                        using: p.using.as_deref().map(judge),
+                        check: if p.cmd.writes() {
+                            p.check.as_deref().or(p.using.as_deref()).map(judge)
+                        } else {
+                            None
+                        },
+                    }
+                })
+                .collect();
+            Some(Guarded {
+                t,
+                r,
+                realm_column,
+                policies,
+            })
+        })
+        .collect()
+}
