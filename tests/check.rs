@@ -33,12 +33,12 @@ async fn the_projects_own_migrations_pass() {
     let run = db.run(&project_dir(), &["check"]).await;
     run.expect_code(0);
     assert!(
-        run.stdout.starts_with("apply: 5 migrations applied"),
+        run.stdout.starts_with("apply: 6 migrations applied"),
         "{}",
         run.stdout
     );
     run.expect_stdout("verify: 6 tables (5 realm-scoped): 0 errors, 0 warnings");
-    run.expect_stdout("lint: no problems in 5 files");
+    run.expect_stdout("lint: no problems in 6 files");
     assert!(
         run.stdout.ends_with("check: 0 errors, 0 warnings\n"),
         "{}",

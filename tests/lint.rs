@@ -27,7 +27,7 @@ async fn the_projects_own_migrations_are_clean() {
         .unwrap();
     let run = Run::from(out);
     run.expect_code(0);
-    run.expect_stdout("lint: no problems in 5 files");
+    run.expect_stdout("lint: no problems in 6 files");
 }
 
 #[tokio::test]
