@@ -9,5 +9,6 @@ mod cli;
 mod embedded;
 mod lint;
 mod migrate;
+mod rls;
 mod tls;
 mod verify;
