@@ -16,6 +16,7 @@ pub mod events;
 pub mod lint;
 pub mod migrate;
 pub mod output;
+pub mod probe;
 pub mod rules;
 pub mod split;
 pub mod verify;

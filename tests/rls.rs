@@ -384,3 +384,316 @@ async fn verify_rls_output_exit_codes_and_junit() {
         .expect_stderr("enable");
     drop_role(&db, &role).await;
 }
+
+// ---- realm probe ----
+
+/// `realm probe` through the binary in `dir` (the project by default), JSON report parsed.
+async fn probe(db: &TestDb, args: &[&str]) -> (crate::common::Run, serde_json::Value) {
+    let mut all = vec!["realm", "probe", "--format", "json"];
+    all.extend_from_slice(args);
+    let run = db.run(&project_dir(), &all).await;
+    let v = serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null);
+    (run, v)
+}
+
+/// The tables (or views) the report says leak.
+fn leaking(v: &serde_json::Value) -> Vec<String> {
+    v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["leak"] == true)
+        .map(|t| t["table"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Everything in the database a probe could leave behind: rows per realm and per table, and
+/// the session defaults of the roles.
+async fn state(db: &TestDb, tables: &[&str]) -> String {
+    let mut parts = vec![
+        db.scalar("SELECT string_agg(id, ',' ORDER BY id) FROM realms")
+            .await,
+    ];
+    for t in tables {
+        parts.push(
+            db.scalar(&format!(
+                "SELECT string_agg(realm_id || ':' || id, ',' ORDER BY realm_id, id) FROM {t}"
+            ))
+            .await,
+        );
+    }
+    parts.push(db.scalar("SELECT count(*) FROM pg_db_role_setting").await);
+    parts.join(" | ")
+}
+
+#[tokio::test]
+async fn the_probe_passes_on_the_project_schema_and_leaves_nothing() {
+    let db = TestDb::new("probe_proj").await;
+    db.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    db.exec(
+        "INSERT INTO users (id, realm_id, email) VALUES (1, 'hub', 'a@x');
+         INSERT INTO groups (id, realm_id, name) VALUES (1, 'hub', 'board');
+         INSERT INTO memberships (id, realm_id, user_id, group_id) VALUES (1, 'hub', 1, 1);
+         INSERT INTO policy_statement_types (id, realm_id, code) VALUES (1, 'hub', 'BOARD_MEMBER');
+         INSERT INTO membership_statements (id, realm_id, membership_id, statement_type_id) VALUES (1, 'hub', 1, 1);",
+    )
+    .await;
+    let tables = ["users", "groups", "memberships", "membership_statements"];
+    let before = state(&db, &tables).await;
+    let (run, v) = probe(&db, &["--role", "app", "--realm", "hub"]).await;
+    run.expect_code(0);
+    assert_eq!(v["ok"], true, "{}", run.stdout);
+    // No other realm existed: one was made from the hub's rows, in every table, and refused.
+    assert_eq!(v["other"], "realmguard_probe");
+    assert_eq!(v["created_in"].as_array().unwrap().len(), 5);
+    for t in v["tables"].as_array().unwrap() {
+        assert_eq!(t["visible_other"], 0, "{t}");
+        assert_eq!(t["visible_unset"], 0, "{t}");
+        assert_eq!(t["insert"], "refused", "{t}");
+        assert_eq!(t["update"], "nothing", "{t}");
+        assert_eq!(t["delete"], "nothing", "{t}");
+    }
+    assert_eq!(state(&db, &tables).await, before);
+    // The text form: one row per table and the verdict.
+    let run = db
+        .run(
+            &project_dir(),
+            &["realm", "probe", "--role", "app", "--realm", "hub"],
+        )
+        .await;
+    run.expect_code(0)
+        .expect_stdout("public.membership_statements")
+        .expect_stdout("reaches no row of realm realmguard_probe");
+    // Bad input: a role that does not exist, the same realm twice.
+    db.run(
+        &project_dir(),
+        &["realm", "probe", "--role", "no_such_rg", "--realm", "hub"],
+    )
+    .await
+    .expect_one_line_error()
+    .expect_stderr("no_such_rg");
+    db.run(
+        &project_dir(),
+        &[
+            "realm", "probe", "--role", "app", "--realm", "hub", "--other", "hub",
+        ],
+    )
+    .await
+    .expect_one_line_error();
+    assert_eq!(state(&db, &tables).await, before);
+}
+
+#[tokio::test]
+async fn the_probe_finds_each_kind_of_leak() {
+    let sql = [
+        guarded("t_good"),
+        // Owned by the application role and not forced: the owner bypasses RLS.
+        table("t_owned"),
+        format!("CREATE POLICY p ON t_owned USING ({GOOD}) WITH CHECK ({GOOD});"),
+        "ALTER TABLE t_owned ENABLE ROW LEVEL SECURITY;".into(),
+        // A permissive policy without the realm OR-ed in.
+        guarded("t_permissive"),
+        "CREATE POLICY everyone ON t_permissive FOR SELECT USING (true);".into(),
+        // Fails open when the setting is unset.
+        guarded("t_open"),
+        format!("DROP POLICY t_open_realm ON t_open; CREATE POLICY p ON t_open USING ({GOOD} OR current_setting('app.realm_id', true) IS NULL) WITH CHECK ({GOOD});"),
+        // Only realm a has rows here: the probe makes b's (and rolls them back).
+        "CREATE TABLE t_only_a (id bigint NOT NULL, realm_id text NOT NULL REFERENCES realms (id), PRIMARY KEY (id, realm_id));".into(),
+        "INSERT INTO t_only_a VALUES (1, 'a'), (2, 'a');".into(),
+        format!("CREATE POLICY p ON t_only_a USING ({GOOD}) WITH CHECK ({GOOD});"),
+        "ALTER TABLE t_only_a ENABLE ROW LEVEL SECURITY; ALTER TABLE t_only_a FORCE ROW LEVEL SECURITY;".into(),
+        // A view with its owner's (the superuser's) rights over a sound table.
+        "CREATE VIEW v_definer AS SELECT * FROM t_good;".into(),
+        "CREATE VIEW v_invoker WITH (security_invoker = true) AS SELECT * FROM t_good;".into(),
+    ]
+    .join("\n");
+    let (db, role) = db_with("probe_leaks", &sql).await;
+    db.exec(&format!(
+        "ALTER TABLE t_owned OWNER TO \"{role}\"; GRANT SELECT ON v_definer, v_invoker TO \"{role}\";"
+    ))
+    .await;
+    let tables = ["t_good", "t_owned", "t_permissive", "t_open", "t_only_a"];
+    let before = state(&db, &tables).await;
+    let (run, v) = probe(&db, &["--role", &role, "--realm", "a", "--other", "b"]).await;
+    run.expect_code(1);
+    assert_eq!(
+        leaking(&v),
+        [
+            "public.t_open",
+            "public.t_owned",
+            "public.t_permissive",
+            "public.v_definer"
+        ],
+        "{}",
+        run.stdout
+    );
+    let t = |name: &str| {
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap()
+            .clone()
+    };
+    // The owner writes into b; the permissive policy shows b; the open one shows all, unset.
+    assert_eq!(t("public.t_owned")["insert"], "leak");
+    assert_eq!(t("public.t_owned")["delete"], "leak");
+    assert_eq!(t("public.t_permissive")["visible_other"], 1);
+    assert_eq!(t("public.t_permissive")["delete"], "nothing");
+    assert_eq!(t("public.t_open")["visible_unset"], 2);
+    assert_eq!(t("public.t_open")["visible_other"], 0);
+    assert_eq!(t("public.t_only_a")["other_rows"], 2);
+    assert_eq!(t("public.t_only_a")["leak"], false);
+    assert_eq!(v["created_in"], serde_json::json!(["public.t_only_a"]));
+    // The text form names the leaking tables.
+    let text = db
+        .run(
+            &project_dir(),
+            &[
+                "realm", "probe", "--role", &role, "--realm", "a", "--other", "b",
+            ],
+        )
+        .await;
+    text.expect_code(1).expect_stdout("LEAKS realm b in 4");
+
+    // A BYPASSRLS role reaches b everywhere, the sound table included.
+    let bypass = format!("bypass_{}", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{bypass}\" NOLOGIN BYPASSRLS; GRANT SELECT, INSERT, UPDATE, DELETE ON t_good TO \"{bypass}\";"
+    ))
+    .await;
+    let (run, v) = probe(&db, &["--role", &bypass, "--realm", "a", "--other", "b"]).await;
+    run.expect_code(1);
+    assert!(
+        leaking(&v).contains(&"public.t_good".to_string()),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(state(&db, &tables).await, before);
+    db.exec(&format!(
+        "DROP OWNED BY \"{bypass}\"; DROP ROLE \"{bypass}\";"
+    ))
+    .await;
+    drop_role(&db, &role).await;
+}
+
+/// The backend of the probe, once it waits on the lock the test holds.
+async fn blocked_probe_backend(db: &TestDb, child: &mut tokio::process::Child) -> i32 {
+    for _ in 0..200 {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use tokio::io::AsyncReadExt;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
+            panic!("the probe ended ({status}) before blocking: {err}");
+        }
+        let pid = db
+            .scalar(&format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock' AND query LIKE '%t_z%'",
+                db.name
+            ))
+            .await;
+        if pid != "NULL" {
+            return pid.parse().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let seen = db
+        .scalar(&format!(
+            "SELECT string_agg(coalesce(wait_event_type, '-') || ' ' || state || ' ' || left(query, 300), E'\\n') FROM pg_stat_activity WHERE datname = '{}'",
+            db.name
+        ))
+        .await;
+    panic!("the probe never blocked on the lock:\n{seen}");
+}
+
+#[tokio::test]
+async fn an_interrupted_probe_leaves_nothing_behind() {
+    // t_a has rows of realm a only, so the probe makes b's; t_z comes later and is locked.
+    let sql = [
+        "CREATE TABLE t_a (id bigint NOT NULL, realm_id text NOT NULL REFERENCES realms (id), PRIMARY KEY (id, realm_id));".to_string(),
+        "INSERT INTO t_a VALUES (1, 'a');".into(),
+        guarded("t_z"),
+    ]
+    .join("\n");
+    let (db, role) = db_with("probe_int", &sql).await;
+    db.exec("DELETE FROM realms WHERE id = 'b'").await;
+    let before = state(&db, &["t_a"]).await;
+    let args = [
+        "realm",
+        "probe",
+        "--role",
+        &role,
+        "--realm",
+        "a",
+        "--other",
+        "b",
+        "--lock-timeout",
+        "0",
+    ];
+    for how in ["sigint", "kill -9", "connection dies"] {
+        let mut locker = db.conn().await;
+        sqlx::raw_sql("BEGIN; LOCK TABLE t_z IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        let mut child = db
+            .cmd(&project_dir())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let backend = blocked_probe_backend(&db, &mut child).await;
+        // Mid-probe, realm b's rows exist only inside its transaction.
+        assert_eq!(state(&db, &["t_a"]).await, before, "{how}");
+        let pid = child.id().unwrap().to_string();
+        match how {
+            "sigint" => {
+                std::process::Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status()
+                    .unwrap();
+            }
+            "kill -9" => {
+                std::process::Command::new("kill")
+                    .args(["-9", &pid])
+                    .status()
+                    .unwrap();
+            }
+            _ => {
+                db.exec(&format!("SELECT pg_terminate_backend({backend})"))
+                    .await;
+            }
+        }
+        let out = child.wait_with_output().await.unwrap();
+        let run = crate::common::Run::from(out);
+        match how {
+            "sigint" => {
+                run.expect_one_line_error().expect_stderr("interrupted");
+            }
+            "kill -9" => assert_eq!(run.code, -1, "killed by a signal"),
+            _ => {
+                run.expect_one_line_error();
+            }
+        }
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        // The probe's backend ends once its statement returns to a closed socket.
+        for _ in 0..200 {
+            let left = db
+                .scalar(&format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = {backend}"
+                ))
+                .await;
+            if left == "0" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(state(&db, &["t_a"]).await, before, "{how}");
+    }
+    drop_role(&db, &role).await;
+}

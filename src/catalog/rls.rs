@@ -87,6 +87,9 @@ pub struct RlsTable {
     /// The application role owns the table / is a member (at any depth) of its owner.
     pub app_owns: bool,
     pub app_member_of_owner: bool,
+    /// Another session holds or awaits ACCESS EXCLUSIVE on it: its policy expressions were not
+    /// read (deparsing would queue behind that lock), so they cannot be judged this time.
+    pub busy: bool,
     pub policies: Vec<Policy>,
 }
 
@@ -172,6 +175,7 @@ impl RlsCatalog {
                 app_member_of_owner: r
                     .try_get::<Option<bool>, _>("app_member_of_owner")?
                     .unwrap_or(false),
+                busy: r.try_get("busy")?,
                 policies: Vec::new(),
             });
         }

@@ -74,6 +74,33 @@ pub enum Command {
     /// The embedded local cluster: its URL and status, start and stop.
     #[command(subcommand)]
     Embedded(EmbeddedCommand),
+    /// Work on one realm: prove it is isolated.
+    #[command(subcommand)]
+    Realm(RealmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RealmCommand {
+    /// Prove row level security keeps realm --other out of reach of --role at --realm, in a
+    /// transaction that is always rolled back. Exit 1 naming each table that leaks.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// The role to probe as: the one the application connects as.
+    #[arg(long)]
+    pub role: String,
+    /// The realm the application's setting is put at.
+    #[arg(long, value_name = "ID")]
+    pub realm: String,
+    /// The realm that must stay out of reach (default: another realm of the realms table); rows
+    /// of it are made from --realm's rows when it has none, and rolled back.
+    #[arg(long, value_name = "ID")]
+    pub other: Option<String>,
+    /// lock_timeout for the probe's transaction (0: wait).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
 }
 
 /// Parse durations such as `2s`, `500ms`, `1m`, `0` (off).

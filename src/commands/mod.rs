@@ -10,6 +10,7 @@ pub mod cli;
 mod embedded;
 mod lint;
 mod migrate;
+mod probe;
 mod progress;
 mod verify;
 
@@ -68,7 +69,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Outcome> {
 }
 
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
-    use cli::{BackfillCommand, Command};
+    use cli::{BackfillCommand, Command, RealmCommand};
     let g = &cli.global;
     match &cli.command {
         Command::Migrate(a) => migrate::migrate(g, a).await,
@@ -82,6 +83,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Backfill(BackfillCommand::Status(a)) => backfill::cmd_status(g, a).await,
         Command::Backfill(BackfillCommand::Finish(a)) => backfill::cmd_finish(g, a).await,
         Command::Embedded(c) => embedded::run(g, c).await,
+        Command::Realm(RealmCommand::Probe(a)) => probe::probe(g, a).await,
     }
 }
 

@@ -211,3 +211,9 @@ pub fn tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
         })
         .collect()
 }
+
+/// [`tables`] whose policy expressions were read (not locked by another session): the ones the
+/// policy rules can judge.
+pub fn judged_tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
+    tables(ctx).into_iter().filter(|g| !g.r.busy).collect()
+}

@@ -1,8 +1,19 @@
 -- Row level security of every table outside the system schemas: one row per (table, policy), a
 -- table without policies once with NULL policy columns, with the application role's standing
 -- towards the table's owner. Read only when the rls-* rules run.
+-- pg_get_expr takes ACCESS SHARE on the table (PostgreSQL 15): the policies of a table another
+-- session holds or waits for in ACCESS EXCLUSIVE mode are not deparsed (`busy`, as in busy.sql),
+-- so that verify never queues behind a migration.
 -- $1: the realm column name; $2: the application role name ('' = not stated).
-WITH RECURSIVE app AS (
+WITH RECURSIVE busy AS (
+    SELECT l.relation
+    FROM pg_locks l
+    WHERE l.locktype = 'relation'
+      AND l.mode = 'AccessExclusiveLock'
+      AND l.pid <> pg_backend_pid()
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+app AS (
     SELECT r.oid, r.rolsuper, r.rolbypassrls FROM pg_roles r WHERE r.rolname = $2
 ),
 -- The roles whose rights the application role has or can take (SET ROLE): itself and every
@@ -36,8 +47,11 @@ SELECT c.oid,
            OR 0 = ANY (p.polroles)
            OR p.polroles && ARRAY(SELECT oid FROM app_roles)
        END AS applies_to_app,
-       pg_get_expr(p.polqual, p.polrelid) AS using_expr,
-       pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
+       c.oid IN (SELECT relation FROM busy) AS busy,
+       CASE WHEN c.oid NOT IN (SELECT relation FROM busy)
+            THEN pg_get_expr(p.polqual, p.polrelid) END AS using_expr,
+       CASE WHEN c.oid NOT IN (SELECT relation FROM busy)
+            THEN pg_get_expr(p.polwithcheck, p.polrelid) END AS check_expr
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 pub const ID: &str = crate::rules::Rule::RlsPermissiveBypass.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    for g in rls::tables(ctx) {
+    for g in rls::judged_tables(ctx) {
         if !g.r.enabled {
             continue;
         }

@@ -8,7 +8,7 @@ use crate::verify::{Ctx, Violation};
 pub const ID: &str = crate::rules::Rule::RlsPolicyNotRealm.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    for g in rls::tables(ctx) {
+    for g in rls::judged_tables(ctx) {
         if !g.r.enabled || g.policies.is_empty() {
             continue;
         }

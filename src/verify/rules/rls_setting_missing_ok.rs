@@ -6,7 +6,7 @@ use crate::verify::{rls, Ctx, Violation};
 pub const ID: &str = crate::rules::Rule::RlsSettingMissingOk.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    for g in rls::tables(ctx) {
+    for g in rls::judged_tables(ctx) {
         for j in &g.policies {
             if !j.analyses().any(|a| a.without_missing_ok) {
                 continue;
