@@ -697,3 +697,60 @@ async fn an_interrupted_probe_leaves_nothing_behind() {
     }
     drop_role(&db, &role).await;
 }
+
+#[tokio::test]
+async fn check_runs_the_rls_rules_when_asked() {
+    let db = TestDb::new("rls_check").await;
+    // The project's migrations: clean with --rls too.
+    let run = db.run(&project_dir(), &["check", "--rls"]).await;
+    run.expect_code(0)
+        .expect_stdout("check: 0 errors, 0 warnings");
+    // A migration that leaves a realm table without RLS: clean without, an error with.
+    let dir = crate::common::TempDir::new("rls-check");
+    dir.write(&[
+        ("migrations/0001_realms.sql", "CREATE TABLE realms (id text PRIMARY KEY);\n"),
+        (
+            "migrations/0002_t.sql",
+            "CREATE TABLE t (id bigint NOT NULL, realm_id text NOT NULL REFERENCES realms (id) ON DELETE CASCADE, PRIMARY KEY (id, realm_id));\n",
+        ),
+    ]);
+    db.run(dir.path(), &["check"]).await.expect_code(0);
+    let run = db
+        .run(dir.path(), &["check", "--rls", "--format", "json"])
+        .await;
+    run.expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["verify"]["violations"][0]["rule"], "rls-disabled");
+    dir.write(&[("schema/realmguard.toml", "[rls]\nenabled = true\n")]);
+    db.run(dir.path(), &["check", "--format", "junit"])
+        .await
+        .expect_code(1)
+        .expect_stdout("rls-disabled");
+}
+
+#[tokio::test]
+async fn verify_rls_does_not_wait_behind_a_lock() {
+    let (db, role) = db_with("rls_lock", &guarded("t")).await;
+    let mut locker = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        run_verify(&db, &cfg(&role)),
+    )
+    .await
+    .expect("verify --rls queued behind the lock");
+    // The locked table's policies are not judged this time; nothing false is reported.
+    assert!(
+        brief(&report.violations).is_empty(),
+        "{:#?}",
+        report.violations
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    drop_role(&db, &role).await;
+}

@@ -169,53 +169,8 @@ async fn run(
     if let Some((realms, key)) = &realms_key {
         make_realm_row(conn, realms, key, &opts.realm, &other).await;
     }
-    let mut created_in = Vec::new();
-    let mut probes = Vec::new();
-    let mut templates = HashMap::new();
-    for t in &targets {
-        let mut notes = Vec::new();
-        let mut n = count_other(conn, t, &other).await?;
-        if n == 0 {
-            match copy_realm(conn, t, &opts.realm, &other).await {
-                Ok(k) if k > 0 => {
-                    created_in.push(t.display.clone());
-                    n = k as i64;
-                }
-                Ok(_) => notes.push(format!(
-                    "no row of {other} and none of {} to copy",
-                    opts.realm
-                )),
-                Err(e) => notes.push(format!("cannot make rows of {other}: {e}")),
-            }
-        }
-        if n > 0 {
-            let q = format!(
-                "SELECT to_jsonb(x)::text FROM {} x WHERE {} = CAST($1 AS {}) LIMIT 1",
-                t.sql,
-                quote_ident(&t.realm_col),
-                t.realm_type
-            );
-            let row: Option<String> = sqlx::query_scalar(&q)
-                .bind(&other)
-                .fetch_optional(&mut *conn)
-                .await?;
-            if let Some(r) = row {
-                templates.insert(t.display.clone(), r);
-            }
-        }
-        probes.push(TableProbe {
-            table: t.display.clone(),
-            kind: "table",
-            other_rows: n,
-            visible_unset: None,
-            visible_other: None,
-            insert: Write::Untested,
-            update: Write::Untested,
-            delete: Write::Untested,
-            leak: false,
-            notes,
-        });
-    }
+    let (created_in, mut probes, templates) =
+        make_other_rows(conn, &targets, &opts.realm, &other).await?;
     let views = views(&ctx, &rls);
     let table_count = probes.len();
     for (_, display) in &views {
@@ -261,26 +216,7 @@ async fn run(
         .execute(&mut *conn)
         .await?;
     for (t, p) in targets.iter().zip(probes.iter_mut()) {
-        let col = quote_ident(&t.realm_col);
-        let cast = format!("CAST($1 AS {})", t.realm_type);
-        let q = format!("SELECT count(*) FROM {} WHERE {col} = {cast}", t.sql);
-        p.visible_other = read(conn, &q, Some(&other), &mut p.notes).await;
-        if p.other_rows == 0 {
-            continue;
-        }
-        if let Some(row) = templates.get(&t.display) {
-            let cols: Vec<String> = t.insertable.iter().map(|c| quote_ident(c)).collect();
-            let q = format!(
-                "INSERT INTO {0} ({1}) OVERRIDING SYSTEM VALUE SELECT {1} FROM jsonb_populate_record(NULL::{0}, $1::jsonb)",
-                t.sql,
-                cols.join(", ")
-            );
-            p.insert = write(conn, &q, row, true, &mut p.notes).await;
-        }
-        let q = format!("UPDATE {} SET {col} = {col} WHERE {col} = {cast}", t.sql);
-        p.update = write(conn, &q, &other, false, &mut p.notes).await;
-        let q = format!("DELETE FROM {} WHERE {col} = {cast}", t.sql);
-        p.delete = write(conn, &q, &other, false, &mut p.notes).await;
+        at_realm(conn, t, p, &other, templates.get(&t.display)).await;
     }
     let col = quote_ident(&cfg.realm_column);
     for (sql, p) in view_sql.iter().zip(probes[table_count..].iter_mut()) {
@@ -300,6 +236,92 @@ async fn run(
         created_in,
         tables: probes,
     })
+}
+
+/// As ROLE at the realm: read `other`'s rows of `t`, then try to insert, update and delete them.
+async fn at_realm(
+    conn: &mut PgConnection,
+    t: &Target,
+    p: &mut TableProbe,
+    other: &str,
+    template: Option<&String>,
+) {
+    let col = quote_ident(&t.realm_col);
+    let cast = format!("CAST($1 AS {})", t.realm_type);
+    let q = format!("SELECT count(*) FROM {} WHERE {col} = {cast}", t.sql);
+    p.visible_other = read(conn, &q, Some(other), &mut p.notes).await;
+    if p.other_rows == 0 {
+        return;
+    }
+    if let Some(row) = template {
+        let cols: Vec<String> = t.insertable.iter().map(|c| quote_ident(c)).collect();
+        let q = format!(
+            "INSERT INTO {0} ({1}) OVERRIDING SYSTEM VALUE SELECT {1} FROM jsonb_populate_record(NULL::{0}, $1::jsonb)",
+            t.sql,
+            cols.join(", ")
+        );
+        p.insert = write(conn, &q, row, true, &mut p.notes).await;
+    }
+    let q = format!("UPDATE {} SET {col} = {col} WHERE {col} = {cast}", t.sql);
+    p.update = write(conn, &q, other, false, &mut p.notes).await;
+    let q = format!("DELETE FROM {} WHERE {col} = {cast}", t.sql);
+    p.delete = write(conn, &q, other, false, &mut p.notes).await;
+}
+
+/// Rows of `other` in every target that has none (copied from `realm`), one probe entry per
+/// target, and a row of `other` per target (as JSON) for the INSERT to try.
+#[allow(clippy::type_complexity)]
+async fn make_other_rows(
+    conn: &mut PgConnection,
+    targets: &[Target],
+    realm: &str,
+    other: &str,
+) -> anyhow::Result<(Vec<String>, Vec<TableProbe>, HashMap<String, String>)> {
+    let mut created_in = Vec::new();
+    let mut probes = Vec::new();
+    let mut templates = HashMap::new();
+    for t in targets {
+        let mut notes = Vec::new();
+        let mut n = count_other(conn, t, other).await?;
+        if n == 0 {
+            match copy_realm(conn, t, realm, other).await {
+                Ok(k) if k > 0 => {
+                    created_in.push(t.display.clone());
+                    n = k as i64;
+                }
+                Ok(_) => notes.push(format!("no row of {other} and none of {} to copy", realm)),
+                Err(e) => notes.push(format!("cannot make rows of {other}: {e}")),
+            }
+        }
+        if n > 0 {
+            let q = format!(
+                "SELECT to_jsonb(x)::text FROM {} x WHERE {} = CAST($1 AS {}) LIMIT 1",
+                t.sql,
+                quote_ident(&t.realm_col),
+                t.realm_type
+            );
+            let row: Option<String> = sqlx::query_scalar(&q)
+                .bind(other)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(r) = row {
+                templates.insert(t.display.clone(), r);
+            }
+        }
+        probes.push(TableProbe {
+            table: t.display.clone(),
+            kind: "table",
+            other_rows: n,
+            visible_unset: None,
+            visible_other: None,
+            insert: Write::Untested,
+            update: Write::Untested,
+            delete: Write::Untested,
+            leak: false,
+            notes,
+        });
+    }
+    Ok((created_in, probes, templates))
 }
 
 /// The realm-scoped tables with a realm column, parents before children (so copied rows find
