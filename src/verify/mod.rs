@@ -186,6 +186,8 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     /// Row level security facts, when the RLS rules run on a full read.
     pub rls: Option<&'a RlsCatalog>,
+    /// The policies' analyses, parsed once for all the RLS rules (see `rls.rs`).
+    pub(crate) rls_analyses: std::sync::OnceLock<rls::Analyses>,
     tables: HashMap<u32, &'a Table>,
     /// Tables to report on, in a stable order: ordinary/partitioned, not partitions, in a checked
     /// schema, not excluded, in scope.
@@ -244,6 +246,7 @@ impl<'a> Ctx<'a> {
             cat,
             cfg,
             rls: None,
+            rls_analyses: std::sync::OnceLock::new(),
             tables,
             checked,
             realm_scoped,

@@ -7,6 +7,7 @@ use super::Ctx;
 use crate::catalog::rls::{Policy, PolicyCmd, RlsTable};
 use crate::catalog::Table;
 use crate::db::{qualified, quote_ident};
+use std::collections::HashMap;
 
 /// A policy with what its clauses do with the realm.
 pub struct Judged<'a> {
@@ -172,34 +173,58 @@ impl<'a> Guarded<'a> {
     }
 }
 
+/// `USING` and check analyses of every policy of the realm-scoped tables, by (table, index).
+pub type Analyses = HashMap<(u32, usize), (Option<Analysis>, Option<Analysis>)>;
+
+fn realm_column_name<'a>(ctx: &'a Ctx, t: &'a Table) -> Option<&'a str> {
+    ctx.realm_col(t.oid)
+        .and_then(|n| t.column_by_num(n))
+        .map(|c| c.name.as_str())
+}
+
+fn analyze_all(ctx: &Ctx) -> Analyses {
+    let mut out = HashMap::new();
+    let Some(rls) = ctx.rls else { return out };
+    let setting = ctx.cfg.realm_setting.as_str();
+    for t in ctx.scoped_tables() {
+        let Some(r) = rls.tables.get(&t.oid) else {
+            continue;
+        };
+        let col = realm_column_name(ctx, t).unwrap_or(&ctx.cfg.realm_column);
+        for (i, p) in r.policies.iter().enumerate() {
+            let judge = |e: &str| policy::analyze(e, col, setting);
+            let using = p.using.as_deref().map(judge);
+            let check = if p.cmd.writes() {
+                match (&p.check, &using) {
+                    (Some(c), _) => Some(judge(c)),
+                    (None, u) => u.clone(),
+                }
+            } else {
+                None
+            };
+            out.insert((t.oid, i), (using, check));
+        }
+    }
+    out
+}
+
 /// Every checked realm-scoped table with its RLS facts; empty without the RLS read.
 pub fn tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
     let Some(rls) = ctx.rls else {
         return Vec::new();
     };
-    let col = ctx.cfg.realm_column.as_str();
-    let setting = ctx.cfg.realm_setting.as_str();
     ctx.scoped_tables()
         .filter_map(|t| {
             let r = rls.tables.get(&t.oid)?;
-            let realm_column = ctx
-                .realm_col(t.oid)
-                .and_then(|n| t.column_by_num(n))
-                .map(|c| c.name.as_str());
+            let realm_column = realm_column_name(ctx, t);
+            let analyses = ctx.rls_analyses.get_or_init(|| analyze_all(ctx));
             let policies = r
                 .policies
                 .iter()
-                .map(|p| {
-                    let judge = |e: &str| policy::analyze(e, realm_column.unwrap_or(col), setting);
-                    Judged {
-                        p,
-                        using: p.using.as_deref().map(judge),
-                        check: if p.cmd.writes() {
-                            p.check.as_deref().or(p.using.as_deref()).map(judge)
-                        } else {
-                            None
-                        },
-                    }
+                .enumerate()
+                .map(|(i, p)| {
+                    let (using, check) = analyses.get(&(t.oid, i)).cloned().unwrap_or_default();
+                    Judged { p, using, check }
                 })
                 .collect();
             Some(Guarded {
