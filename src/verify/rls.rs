@@ -242,3 +242,114 @@ pub fn tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
 pub fn judged_tables<'a>(ctx: &'a Ctx) -> Vec<Guarded<'a>> {
     tables(ctx).into_iter().filter(|g| !g.r.busy).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::TableKind;
+
+    const GOOD: &str =
+        "(realm_id = ( SELECT current_setting('app.realm_id'::text, true) AS current_setting))";
+
+    fn policy(
+        name: &str,
+        permissive: bool,
+        cmd: PolicyCmd,
+        using: Option<&str>,
+        check: Option<&str>,
+    ) -> Policy {
+        Policy {
+            name: name.into(),
+            permissive,
+            cmd,
+            roles: vec!["public".into()],
+            applies_to_app: true,
+            using: using.map(str::to_string),
+            check: check.map(str::to_string),
+        }
+    }
+
+    /// The standing of every (command, clause) for a table with these policies.
+    fn standings(policies: Vec<Policy>) -> Vec<String> {
+        let t = Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            kind: TableKind::Ordinary,
+            is_partition: false,
+            rls_enabled: true,
+            partition_key: Vec::new(),
+            columns: Vec::new(),
+        };
+        let r = RlsTable {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            enabled: true,
+            forced: true,
+            owner: "o".into(),
+            realm_type: Some("text".into()),
+            app_owns: false,
+            app_member_of_owner: false,
+            busy: false,
+            policies,
+        };
+        let judge = |e: &str| policy::analyze(e, "realm_id", "app.realm_id");
+        let g = Guarded {
+            t: &t,
+            r: &r,
+            realm_column: Some("realm_id"),
+            policies: r
+                .policies
+                .iter()
+                .map(|p| Judged {
+                    p,
+                    using: p.using.as_deref().map(judge),
+                    check: p
+                        .cmd
+                        .writes()
+                        .then(|| p.check.as_deref().or(p.using.as_deref()).map(judge))
+                        .flatten(),
+                })
+                .collect(),
+        };
+        COMMANDS
+            .iter()
+            .map(|(c, k)| format!("{} {:?} {:?}", c.sql(), k, g.standing(*c, *k)))
+            .collect()
+    }
+
+    #[test]
+    fn permissive_policies_or_restrictive_ones_and() {
+        // One realm policy for ALL: every command bound (its USING checks new rows too).
+        let s = standings(vec![policy(
+            "realm",
+            true,
+            PolicyCmd::All,
+            Some(GOOD),
+            None,
+        )]);
+        assert!(s.iter().all(|x| x.ends_with("Bound")), "{s:?}");
+        // A permissive SELECT policy without the realm opens SELECT only.
+        let s = standings(vec![
+            policy("realm", true, PolicyCmd::All, Some(GOOD), None),
+            policy("open", true, PolicyCmd::Select, Some("true"), None),
+        ]);
+        assert_eq!(s[0], "SELECT Read Bypassed([\"open\"])");
+        assert!(s[1..].iter().all(|x| x.ends_with("Bound")), "{s:?}");
+        // The same policy made restrictive under a realm restrictive one: bound.
+        let s = standings(vec![
+            policy("open", true, PolicyCmd::All, Some("true"), Some("true")),
+            policy("realm", false, PolicyCmd::All, Some(GOOD), None),
+        ]);
+        assert!(s.iter().all(|x| x.ends_with("Bound")), "{s:?}");
+        // WITH CHECK (true): writes unbound, reads bound; an INSERT policy without the realm.
+        let s = standings(vec![
+            policy("realm", true, PolicyCmd::All, Some(GOOD), Some("true")),
+            policy("ins", true, PolicyCmd::Insert, None, Some(GOOD)),
+        ]);
+        assert_eq!(s[1], "INSERT Write Bypassed([\"realm\"])");
+        assert_eq!(s[3], "UPDATE Write Unbound");
+        assert_eq!(s[0], "SELECT Read Bound");
+    }
+}
