@@ -7,11 +7,9 @@
 use super::plan::{Action, Lock, Phase, Plan, Step};
 use super::replicas;
 use crate::db::{self, describe_pg_error, qualified, sqlstate};
+use crate::events::{Cancel, Event, EventSink, Unit};
 use anyhow::{anyhow, bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{Connection, PgConnection, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LEDGER: &str = "
@@ -108,7 +106,7 @@ impl StoredStep {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Progress {
     pub schema: String,
     pub table: String,
@@ -265,9 +263,9 @@ pub async fn lock_runner(conn: &mut PgConnection) -> anyhow::Result<()> {
     }
 }
 
-/// What one `run` did.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct RunReport {
+/// What one pass of the executor did.
+#[derive(Debug, Default)]
+pub struct Tally {
     pub steps_total: usize,
     pub steps_run: usize,
     pub resumed: bool,
@@ -281,12 +279,13 @@ fn ms(d: Duration) -> String {
 }
 
 /// Everything needed to run steps: the working connection, a second one that watches who blocks
-/// the first, and the options.
+/// the first, the options, where progress goes and the request to stop.
 pub struct Executor<'a> {
     pub conn: &'a mut PgConnection,
     pub watch: &'a mut PgConnection,
     pub opts: Options,
-    pub stop: Arc<AtomicBool>,
+    stop: Cancel,
+    sink: &'a dyn EventSink,
     pid: i32,
 }
 
@@ -300,7 +299,7 @@ pub struct Executor<'a> {
 /// 3x its idle p99 fell from 63 to 32 with zstd (47 with lz4). `wal_compression` is settable by
 /// superusers or (PostgreSQL 15+) after `GRANT SET ON PARAMETER wal_compression`; the right is
 /// asked first, since a refused SET leaves an ERROR in the server log on every run.
-async fn compress_wal(conn: &mut PgConnection) {
+async fn compress_wal(conn: &mut PgConnection, sink: &dyn EventSink) {
     let (superuser, version, user): (bool, i32, String) = match sqlx::query_as(
         "SELECT current_setting('is_superuser') = 'on',
                 current_setting('server_version_num')::int, current_user::text",
@@ -320,9 +319,9 @@ async fn compress_wal(conn: &mut PgConnection) {
         .await
         .unwrap_or(false);
     if !superuser && !granted {
-        eprintln!(
+        sink.emit(Event::line(format!(
             "realmguard: note: index builds write their WAL uncompressed: role {user} may not set wal_compression (a superuser may, or GRANT SET ON PARAMETER wal_compression TO {user} on PostgreSQL 15+)"
-        );
+        )));
         return;
     }
     // "on" is pglz on PostgreSQL 14, where the setting is a boolean.
@@ -335,7 +334,9 @@ async fn compress_wal(conn: &mut PgConnection) {
             return;
         }
     }
-    eprintln!("realmguard: note: index builds write their WAL uncompressed: the server accepts no wal_compression method");
+    sink.emit(Event::line(
+        "realmguard: note: index builds write their WAL uncompressed: the server accepts no wal_compression method",
+    ));
 }
 
 /// A retryable failure with the sessions that blocked it.
@@ -349,7 +350,8 @@ impl<'a> Executor<'a> {
         conn: &'a mut PgConnection,
         watch: &'a mut PgConnection,
         opts: Options,
-        stop: Arc<AtomicBool>,
+        stop: Cancel,
+        sink: &'a dyn EventSink,
     ) -> anyhow::Result<Executor<'a>> {
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut *conn)
@@ -370,21 +372,18 @@ impl<'a> Executor<'a> {
             watch,
             opts,
             stop,
+            sink,
             pid,
         })
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_cancelled()
     }
 
     /// Run every step not done yet. Returns early (interrupted) after the current step or batch
     /// when asked to stop.
-    pub async fn run(
-        &mut self,
-        steps: &[StoredStep],
-        report: &mut RunReport,
-    ) -> anyhow::Result<()> {
+    pub async fn run(&mut self, steps: &[StoredStep], report: &mut Tally) -> anyhow::Result<()> {
         let total = steps.len();
         report.steps_total = total;
         // Only index builds and fills write full-page images in bulk; a run left with neither
@@ -396,23 +395,23 @@ impl<'a> Executor<'a> {
                     Action::ConcurrentIndex { .. } | Action::Fill { .. }
                 )
         }) {
-            compress_wal(self.conn).await;
+            compress_wal(self.conn, self.sink).await;
         }
         for s in steps.iter().filter(|s| !s.done) {
-            self.wait_for_replicas(None).await?;
+            self.wait_for_replicas().await?;
             if self.stopping() {
                 report.interrupted = true;
                 return Ok(());
             }
             let step = &s.step;
-            eprintln!(
+            self.sink.emit(Event::line(format!(
                 "realmguard: [{}/{total}] {} · {} · {}: {}",
                 s.seq,
                 step.display_table(),
                 step.phase,
                 step.lock_text(),
                 step.title
-            );
+            )));
             let started = Instant::now();
             let finished = match &step.action {
                 Action::Sql {
@@ -443,10 +442,10 @@ impl<'a> Executor<'a> {
                 return Ok(());
             }
             report.steps_run += 1;
-            eprintln!(
+            self.sink.emit(Event::line(format!(
                 "realmguard:     done in {} ms",
                 started.elapsed().as_millis()
-            );
+            )));
             if !self.opts.pause.is_zero() {
                 tokio::time::sleep(self.opts.pause).await;
             }
@@ -457,17 +456,14 @@ impl<'a> Executor<'a> {
     /// `--max-replication-lag`: hold the next step or batch while a standby has more WAL left to
     /// replay than allowed, so what the backfill writes cannot pile up on a replica that the
     /// application reads from or would fail over to. Returns early when asked to stop.
-    async fn wait_for_replicas(&mut self, bar: Option<&ProgressBar>) -> anyhow::Result<()> {
+    async fn wait_for_replicas(&mut self) -> anyhow::Result<()> {
         let Some(max) = self.opts.max_replication_lag else {
             return Ok(());
         };
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let say = |msg: String| match bar {
-            // Printed through the bar so it neither garbles nor hides it (and prints when the
-            // bar is hidden, as on a pipe).
-            Some(b) => b.suspend(|| eprintln!("{msg}")),
-            None => eprintln!("{msg}"),
-        };
+        // A line event: the terminal sink prints it above the fill's bar, never through it.
+        let sink = self.sink;
+        let say = |msg: String| sink.emit(Event::line(msg));
         let started = Instant::now();
         let mut waited = false;
         while let Some((name, lag)) = replicas::furthest_behind(self.conn).await? {
@@ -622,7 +618,7 @@ impl<'a> Executor<'a> {
             Duration::from_millis(50),
             Duration::from_secs(5),
         );
-        eprintln!(
+        self.sink.emit(Event::line(format!(
             "realmguard:     {} ({}); {who}; retry {attempt}/{} in {}",
             if sqlstate(&b.error).as_deref() == Some(db::DEADLOCK) {
                 "deadlock".to_string()
@@ -632,7 +628,7 @@ impl<'a> Executor<'a> {
             step.lock.name(),
             self.opts.lock_retries,
             ms(wait)
-        );
+        )));
         tokio::time::sleep(wait).await;
         Ok(())
     }
@@ -675,10 +671,10 @@ impl<'a> Executor<'a> {
             if !done {
                 continue;
             }
-            eprintln!(
+            self.sink.emit(Event::line(format!(
                 "realmguard:     cancelled autovacuum (pid {pid}) on {} so the lock is granted at once",
                 step.display_table()
-            );
+            )));
         }
     }
 
@@ -747,7 +743,9 @@ impl<'a> Executor<'a> {
                     attempt += 1;
                     // A failed or killed CONCURRENTLY build leaves an invalid index that
                     // IF NOT EXISTS would silently accept (pitfall 4): drop it and build again.
-                    eprintln!("realmguard:     dropping the invalid leftover index {index}");
+                    self.sink.emit(Event::line(format!(
+                        "realmguard:     dropping the invalid leftover index {index}"
+                    )));
                     let drop = format!(
                         "DROP INDEX CONCURRENTLY IF EXISTS {}",
                         qualified(&step.schema, index)
@@ -848,10 +846,10 @@ impl<'a> Executor<'a> {
                 p.rows_done = r.get(3);
                 p.batches = r.get(4);
                 p.fill_ms = r.get(5);
-                eprintln!(
+                self.sink.emit(Event::line(format!(
                     "realmguard:     resuming after {key} = {} ({} rows already filled)",
                     p.done_upto, p.rows_done
-                );
+                )));
             }
             None => {
                 let q = crate::db::quote_ident(key);
@@ -877,14 +875,15 @@ impl<'a> Executor<'a> {
                 .await?;
             }
         }
-        let bar = ProgressBar::new((p.bound - p.key_min).max(0) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} eta {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(step.display_table());
-        bar.set_position((p.done_upto - p.key_min).max(0) as u64);
+        self.sink.emit(Event::WorkStarted {
+            unit: Unit::Rows,
+            total: (p.bound - p.key_min).max(0) as u64,
+            label: step.display_table(),
+        });
+        self.sink.emit(Event::WorkProgress {
+            done: (p.done_upto - p.key_min).max(0) as u64,
+            label: String::new(),
+        });
 
         let target = self.opts.batch.max(Duration::from_millis(1));
         // A batch waits on row locks of the application's short transactions. Bounding that wait
@@ -901,13 +900,13 @@ impl<'a> Executor<'a> {
         let rows_before = p.rows_done;
         let mut attempt = 0u32;
         while p.done_upto < p.bound {
-            self.wait_for_replicas(Some(&bar)).await?;
+            self.wait_for_replicas().await?;
             if self.stopping() {
-                bar.abandon_with_message(format!("stopped at {key} = {}", p.done_upto));
-                eprintln!(
+                self.sink.emit(Event::WorkFinished);
+                self.sink.emit(Event::line(format!(
                     "realmguard:     stopped after the batch ending at {key} = {}; `realmguard backfill run` resumes there",
                     p.done_upto
-                );
+                )));
                 return Ok(p);
             }
             let lo = p.done_upto;
@@ -928,8 +927,10 @@ impl<'a> Executor<'a> {
                     size = ((size as f64 * factor) as i64).clamp(1, 10_000_000);
                     let rate = (p.rows_done - rows_before) as f64
                         / started.elapsed().as_secs_f64().max(1e-3);
-                    bar.set_position((p.done_upto - p.key_min) as u64);
-                    bar.set_message(format!("{} rows, {:.0} rows/s", p.rows_done, rate));
+                    self.sink.emit(Event::WorkProgress {
+                        done: (p.done_upto - p.key_min) as u64,
+                        label: format!("{} rows, {:.0} rows/s", p.rows_done, rate),
+                    });
                     if !self.opts.pause.is_zero() {
                         tokio::time::sleep(self.opts.pause).await;
                     }
@@ -954,15 +955,15 @@ impl<'a> Executor<'a> {
         // Like every step: the wall time this run spent on it (batches, waits and round trips).
         mark_done(&mut tx, seq, 1, started.elapsed()).await?;
         tx.commit().await?;
-        bar.finish_and_clear();
+        self.sink.emit(Event::WorkFinished);
         let secs = p.fill_ms as f64 / 1000.0;
-        eprintln!(
+        self.sink.emit(Event::line(format!(
             "realmguard:     filled {} rows in {} batches, {:.2}s in batches ({:.0} rows/s)",
             p.rows_done,
             p.batches,
             secs,
             p.rows_done as f64 / secs.max(1e-3)
-        );
+        )));
         Ok(p)
     }
 

@@ -13,16 +13,29 @@ pub struct Stderr {
 }
 
 impl Stderr {
-    fn bar_for(unit: Unit, total: u64) -> Option<ProgressBar> {
-        let template = match unit {
-            // One migration needs no bar: its line in the report says it all.
-            Unit::Migrations if total > 1 => "{bar:30} {pos}/{len} migrations  {msg}",
-            Unit::Migrations => return None,
-            Unit::Rows => "{msg} {bar:30} {percent}% {per_sec} rows/s eta {eta}",
-        };
+    /// A bar for a run of `total` units, labelled `label`: migrations show it as the message,
+    /// a fill (rows) as the prefix, its message being the rows filled and the rate so far.
+    fn bar_for(unit: Unit, total: u64, label: String) -> Option<ProgressBar> {
         let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style);
+        match unit {
+            // One migration needs no bar: its line in the report says it all.
+            Unit::Migrations if total > 1 => {
+                if let Ok(style) =
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} migrations  {msg}")
+                {
+                    bar.set_style(style);
+                }
+                bar.set_message(label);
+            }
+            Unit::Migrations => return None,
+            Unit::Rows => {
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {percent:>3}% {msg} eta {eta}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_prefix(label);
+            }
         }
         Some(bar)
     }
@@ -42,10 +55,7 @@ impl EventSink for Stderr {
                 if let Some(old) = bar.take() {
                     old.finish_and_clear();
                 }
-                *bar = Self::bar_for(unit, total);
-                if let Some(b) = bar.as_ref() {
-                    b.set_message(label);
-                }
+                *bar = Self::bar_for(unit, total, label);
             }
             Event::WorkProgress { done, label } => {
                 if let Some(b) = bar.as_ref() {
