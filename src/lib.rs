@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod events;
 pub mod lint;
 pub mod migrate;
+pub mod names;
 pub mod output;
 pub mod probe;
 pub mod rules;

@@ -9,12 +9,12 @@
 
 pub mod exec;
 pub mod load;
-pub mod model;
 pub mod orchestrate;
 pub mod plan;
 pub mod preflight;
 pub mod render;
 pub mod replicas;
 pub mod report;
+pub mod view;
 
 pub use orchestrate::{finish, run, show_plan, status, FinishOptions, RunOptions};

@@ -65,8 +65,11 @@ fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
     }
     goal.realm_scoped
         .extend(tables.iter().map(|(s, t)| format!("{s}.{t}")));
-    goal.exclude
-        .retain(|e| !tables.iter().any(|(s, t)| plan::names_table(e, s, t)));
+    goal.exclude.retain(|e| {
+        !tables
+            .iter()
+            .any(|(s, t)| crate::names::names_table(e, s, t))
+    });
     if !goal.schemas.is_empty() {
         for (s, _) in tables {
             if !goal.schemas.contains(s) {

@@ -12,16 +12,14 @@
 //! ever dropped with CASCADE. Steps already done (read from the catalog) are left out, so a
 //! converted database plans to nothing.
 
-use super::model::{Catalog, Constraint, ConstraintKind, Table, Trigger};
+use super::view::{Catalog, Constraint, ConstraintKind, Index, Table};
+use crate::catalog::Trigger;
 use crate::config::Config;
 use crate::db::{qualified, quote_ident, quote_literal};
+use crate::names::{names_table, object_name, MAX_IDENT};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-
-/// PostgreSQL truncates identifiers to 63 bytes; we truncate our own names the same way so that
-/// the names we look up are the names that exist.
-const NAMEDATALEN: usize = 63;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -188,6 +186,8 @@ pub enum PlanError {
     UnknownTable(String),
     #[error("the realms table {0} has no single-column primary key for {1} to reference")]
     RealmsKey(String, String),
+    #[error("{0} is a partitioned table; backfill cannot convert partitioned tables yet: convert it by hand or leave it out with `exclude`")]
+    Partitioned(String),
     #[error("{0} has no single-column integer primary key to walk in keyset batches (found: {1}); backfill cannot convert it")]
     NoIntegerKey(String, String),
     #[error("{table} has {count} foreign keys to realm tables ({names}); name the one to derive {column} through in the config: [backfill.parent] \"{table}\" = \"<constraint>\"")]
@@ -209,27 +209,6 @@ pub enum PlanError {
     },
 }
 
-/// Does a config entry ("schema.table" or "table") name this table?
-pub fn names_table(entry: &str, schema: &str, table: &str) -> bool {
-    match entry.split_once('.') {
-        Some((s, t)) => s == schema && t == table,
-        None => entry == table,
-    }
-}
-
-/// `parts` joined by `_`, truncated like PostgreSQL truncates identifiers.
-pub fn object_name(parts: &[&str]) -> String {
-    let mut s = parts.join("_");
-    if s.len() > NAMEDATALEN {
-        let mut end = NAMEDATALEN;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
 /// The name for an index the plan builds on `t`: `parts` joined PostgreSQL style, with a number
 /// appended while a relation of the schema or an index planned earlier (`chosen`) has it. The
 /// executor takes an index already under the planned name as built (valid) or as its own
@@ -241,7 +220,7 @@ fn free_index_name(
     t: &Table,
     parts: Vec<String>,
     chosen: &mut BTreeSet<(String, String)>,
-    ours: impl Fn(&super::model::Index) -> bool,
+    ours: impl Fn(&Index) -> bool,
 ) -> String {
     let taken = |name: &str| {
         let key = (t.schema.clone(), name.to_string());
@@ -257,7 +236,10 @@ fn free_index_name(
         cat.relations.contains(&key)
     };
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let base = object_name(&refs);
+    let base = match refs.split_last() {
+        Some((suffix, stem)) => object_name(stem, suffix),
+        None => String::new(),
+    };
     let name = if !taken(&base) {
         base
     } else {
@@ -266,7 +248,7 @@ fn free_index_name(
                 // Truncate before the number, so the number survives a long name.
                 let k = format!("_{k}");
                 let mut n = base.clone();
-                while n.len() + k.len() > NAMEDATALEN {
+                while n.len() + k.len() > MAX_IDENT {
                     n.pop();
                 }
                 n + &k
@@ -286,7 +268,7 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 
 /// " TABLESPACE x" for a new index that takes the place of (or widens) the index on `t` that
 /// `source` picks, when that one is not in the database's default tablespace; else "".
-fn tablespace_of(t: &Table, source: impl Fn(&super::model::Index) -> bool) -> String {
+fn tablespace_of(t: &Table, source: impl Fn(&Index) -> bool) -> String {
     t.indexes
         .iter()
         .filter(|o| o.valid && source(o))
@@ -518,6 +500,12 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         .filter(|t| set.contains(&(t.schema.clone(), t.name.clone())))
         .collect();
 
+    // Partitioned tables are seen (their partitions are not: the root stands for them), but a
+    // concurrent index build, a trigger and a keyset fill each work partition by partition.
+    if let Some(t) = targets.iter().find(|t| t.partitioned) {
+        return Err(PlanError::Partitioned(t.display()));
+    }
+
     // Per table: the keyset column and where the realm comes from.
     struct Info<'a> {
         t: &'a Table,
@@ -655,7 +643,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
                 },
             },
         });
-        let trigger = object_name(&[&t.name, rc, "fill"]);
+        let trigger = object_name(&[&t.name, rc], "fill");
         if catalog_default[i] {
             // One transaction: from its commit on, the column is NOT NULL and the trigger fills
             // every new row (NOT NULL is checked after BEFORE triggers). No IF NOT EXISTS: the
@@ -766,7 +754,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             ));
             continue;
         }
-        let check = object_name(&[&t.name, rc, "not_null"]);
+        let check = object_name(&[&t.name, rc], "not_null");
         let qcheck = quote_ident(&check);
         let existing = t.constraint(&check);
         if existing.is_none() {
@@ -819,7 +807,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             });
             let name = existing
                 .map(|f| f.name.clone())
-                .unwrap_or_else(|| object_name(&[&t.name, rc, "fkey"]));
+                .unwrap_or_else(|| object_name(&[&t.name, rc], "fkey"));
             if existing.is_none() {
                 steps.push(add_fk_step(
                     t,
@@ -861,7 +849,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
     // A partial or expression unique index is rebuilt from its own definition (it cannot back a
     // constraint or a foreign key, so nothing else depends on it); `per_realm` carries the name
     // of such a rebuilt index, while a plain key finds its index by columns below.
-    let mut per_realm: Vec<(usize, &super::model::Index, Option<String>)> = Vec::new();
+    let mut per_realm: Vec<(usize, &Index, Option<String>)> = Vec::new();
     let mut rebuilt: Vec<Step> = Vec::new();
     for &i in &order {
         let t = infos[i].t;
@@ -1021,10 +1009,9 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
             });
             let mut parts: Vec<&str> = vec![&t.name];
             parts.extend(new_cols.iter().map(String::as_str));
-            parts.push("fkey");
             let name = existing
                 .map(|g| g.name.clone())
-                .unwrap_or_else(|| object_name(&parts));
+                .unwrap_or_else(|| object_name(&parts, "fkey"));
             if existing.is_none() {
                 steps.push(add_fk_step(
                     t,
@@ -1515,7 +1502,7 @@ pub fn finish_steps(triggers: &[Trigger]) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backfill::model::{Column, Index, Realms};
+    use crate::backfill::view::{Column, Realms};
 
     fn col(name: &str, ty: &str, not_null: bool) -> Column {
         Column {
@@ -1558,7 +1545,6 @@ mod tests {
         Table {
             schema: "public".into(),
             name: name.into(),
-            owner: "app".into(),
             columns,
             indexes: vec![Index {
                 name: format!("{name}_pkey"),
@@ -2244,7 +2230,7 @@ mod tests {
         let long = "g".repeat(70);
         let mut cat = legacy();
         cat.tables[0].name = long.clone();
-        let taken = object_name(&[&long, "id", "realm_id", "key"]);
+        let taken = object_name(&[&long, "id", "realm_id"], "key");
         cat.tables[0]
             .indexes
             .push(index(&taken, false, true, &["name"]));
@@ -2283,9 +2269,9 @@ mod tests {
     #[test]
     fn names_are_truncated_like_postgres() {
         let long = "x".repeat(80);
-        assert_eq!(object_name(&[&long, "realm_id"]).len(), 63);
+        assert_eq!(object_name(&[&long], "realm_id").len(), 63);
         assert_eq!(
-            object_name(&["groups", "realm_id", "fkey"]),
+            object_name(&["groups", "realm_id"], "fkey"),
             "groups_realm_id_fkey"
         );
     }

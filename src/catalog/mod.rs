@@ -12,7 +12,10 @@
 //! migration's COMMIT, where each round trip counts, and as a prepared statement cached on the
 //! connection it soon runs on a generic plan with no parsing or planning.
 
+mod details;
 pub mod rls;
+
+pub use details::{needs_definition, triggers, Details, Trigger};
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -272,6 +275,8 @@ pub struct Catalog {
     pub scope: Option<HashSet<u32>>,
     /// Round trips this read took (the benchmark checks it does not grow with the catalog).
     pub queries: usize,
+    /// NOT VALID not-null names (every read), and what only the backfill reads.
+    pub details: Details,
 }
 
 impl Catalog {
@@ -285,6 +290,7 @@ impl Catalog {
             realms_key_type: None,
             scope: None,
             queries: 0,
+            details: Details::default(),
         }
     }
 
@@ -673,12 +679,18 @@ fn assemble(
         .into_iter()
         .filter(|c| loaded.contains(&c.conrelid))
         .partition(|c| c.kind == "n");
-    // A NOT VALID not-null constraint (PostgreSQL 18+) sets attnotnull, but old rows may be NULL.
+    // A NOT VALID not-null constraint (PostgreSQL 18+) sets attnotnull, but old rows may be NULL:
+    // the column counts as nullable, and the constraint's name is kept for the backfill, which
+    // validates it.
+    let mut details = Details::default();
     for nn in &not_valid_not_null {
         if let Some(t) = tables.iter_mut().find(|t| t.oid == nn.conrelid) {
             for c in &mut t.columns {
                 if nn.conkey.as_deref().unwrap_or_default().contains(&c.num) {
                     c.not_null = false;
+                    details
+                        .not_valid_not_null
+                        .insert((t.oid, c.num), nn.name.clone());
                 }
             }
         }
@@ -705,6 +717,7 @@ fn assemble(
         realms_key_type: None,
         scope: None,
         queries: 0,
+        details,
     }
 }
 

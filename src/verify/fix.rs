@@ -6,23 +6,8 @@
 use crate::catalog::{FkAction, Table, TableKind};
 use crate::db::{qualified, quote_ident};
 
-/// PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
-const MAX_IDENT: usize = 63;
-
-/// A new object name like PostgreSQL's own (`groups_parent_id_realm_id_idx`): parts joined by `_`,
-/// the stem truncated on a character boundary so that the suffix survives.
-pub fn object_name(parts: &[&str], suffix: &str) -> String {
-    let mut stem = parts.join("_");
-    let room = MAX_IDENT.saturating_sub(suffix.len() + 1);
-    if stem.len() > room {
-        let mut cut = room;
-        while !stem.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        stem.truncate(cut);
-    }
-    format!("{stem}_{suffix}")
-}
+/// Object names are shared with the backfill (see `crate::names`).
+pub use crate::names::object_name;
 
 pub fn table_sql(t: &Table) -> String {
     qualified(&t.schema, &t.name)

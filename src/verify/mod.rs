@@ -202,7 +202,7 @@ pub struct Ctx<'a> {
 fn matches_entry(entries: &[String], t: &Table) -> bool {
     entries
         .iter()
-        .any(|e| *e == t.name || *e == format!("{}.{}", t.schema, t.name))
+        .any(|e| crate::names::names_table(e, &t.schema, &t.name))
 }
 
 impl<'a> Ctx<'a> {

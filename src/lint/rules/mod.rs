@@ -202,10 +202,7 @@ impl<'a> Realm<'a> {
     }
 
     fn matches(pattern: &str, t: &Table) -> bool {
-        match pattern.split_once('.') {
-            Some(_) => pattern == t.key,
-            None => pattern == t.name(),
-        }
+        crate::names::names_table(pattern, t.schema(), t.name())
     }
 
     /// In a checked schema and not excluded.
