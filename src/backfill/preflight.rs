@@ -2,7 +2,7 @@
 //! silently do nothing. Each refusal says why and names what to fix (a pid, an index, a role).
 
 use crate::db::qualified;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::time::Duration;
 
 /// Every reason not to start; empty when it is safe to.
@@ -30,7 +30,8 @@ pub async fn check(
 
     // A long transaction holds locks (or a snapshot) every lock step and every concurrent index
     // build would queue behind, with the application's queries queued behind us.
-    let rows = sqlx::query(
+    // Typed tuples: a column of another type is an error, never a panic.
+    let rows: Vec<(i32, String, String, f64, String)> = sqlx::query_as(
         "SELECT pid, coalesce(state, ''), coalesce(usename::text, ''),
                 extract(epoch FROM now() - xact_start)::float8,
                 left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 60)
@@ -43,23 +44,17 @@ pub async fn check(
     .bind(max_transaction_age.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?;
-    for r in rows {
-        let state: String = r.get(1);
+    for (pid, state, user, secs, query) in rows {
         refusals.push(format!(
-            "pid {} (user {}) has been {} for {:.0}s ({}); it would stall the lock steps: end it (SELECT pg_terminate_backend({})) or raise --max-transaction-age",
-            r.get::<i32, _>(0),
-            r.get::<String, _>(2),
+            "pid {pid} (user {user}) has been {} for {secs:.0}s ({query}); it would stall the lock steps: end it (SELECT pg_terminate_backend({pid})) or raise --max-transaction-age",
             if state.is_empty() { "in a transaction".to_string() } else if state == "active" { "running a transaction".to_string() } else { state },
-            r.get::<f64, _>(3),
-            r.get::<String, _>(4),
-            r.get::<i32, _>(0),
         ));
     }
 
     let names: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
     // An invalid index (a failed CREATE INDEX CONCURRENTLY) is still maintained on every write
     // and answers no query; it is someone's unfinished work. Ours are rebuilt by their step.
-    let rows = sqlx::query(
+    let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT format('%I.%I', n.nspname, c.relname), ic.relname::text
          FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -69,21 +64,19 @@ pub async fn check(
     .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
-    for r in rows {
-        let index: String = r.get(1);
+    for (table, index) in rows {
         if own_indexes.contains(&index) {
             continue;
         }
         refusals.push(format!(
-            "index {index} on {} is INVALID (a failed CREATE INDEX CONCURRENTLY?): drop it or REINDEX it first",
-            r.get::<String, _>(0)
+            "index {index} on {table} is INVALID (a failed CREATE INDEX CONCURRENTLY?): drop it or REINDEX it first"
         ));
     }
 
     // Row level security that applies to us makes every fill batch update 0 rows, silently, and
     // hides the parent rows a foreign-key validation looks for (seen: a converted table whose
     // old rows were never filled still failed its validation under FORCE on the parent).
-    let rows = sqlx::query(
+    let rows: Vec<(String, bool, String)> = sqlx::query_as(
         "SELECT format('%I.%I', n.nspname, c.relname), c.relforcerowsecurity, current_user::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid IN (SELECT to_regclass(x)::oid FROM unnest($1::text[]) x)
@@ -94,13 +87,10 @@ pub async fn check(
     .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
-    for r in rows {
-        let force: bool = r.get(1);
+    for (table, force, user) in rows {
         refusals.push(format!(
-            "{} has {}row level security and role {} has no BYPASSRLS: a fill would silently update nothing and a foreign-key validation would not see its rows; run as a role with BYPASSRLS",
-            r.get::<String, _>(0),
+            "{table} has {}row level security and role {user} has no BYPASSRLS: a fill would silently update nothing and a foreign-key validation would not see its rows; run as a role with BYPASSRLS",
             if force { "FORCE " } else { "" },
-            r.get::<String, _>(2),
         ));
     }
     Ok(refusals)

@@ -8,7 +8,7 @@
 //! (cascaded ones behind them are not); base backups in progress are not standbys and are left
 //! out, as are walsenders that have not reported a position yet.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// None when the role may read the standbys' positions (superusers and members of
 /// pg_read_all_stats, as pg_monitor's are), else the role's name: others see NULL in every
@@ -35,7 +35,7 @@ pub async fn count(conn: &mut PgConnection) -> anyhow::Result<i64> {
 /// The standby furthest behind: its name (application_name, else its address, else its pid)
 /// and its lag in bytes. None when no standby has reported a position.
 pub async fn furthest_behind(conn: &mut PgConnection) -> anyhow::Result<Option<(String, i64)>> {
-    let row = sqlx::query(
+    let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT coalesce(nullif(application_name, ''), host(client_addr), 'walsender pid ' || pid),
                 pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
          FROM pg_stat_replication
@@ -44,7 +44,7 @@ pub async fn furthest_behind(conn: &mut PgConnection) -> anyhow::Result<Option<(
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    Ok(row)
 }
 
 /// Bytes for a message: bytes, kB, MB, GB or TB (powers of 1024, as `--max-replication-lag` reads
