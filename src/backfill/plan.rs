@@ -1,7 +1,7 @@
 //! The pure planner: catalog model + config → the ordered online steps, each with its SQL and
 //! the lock it takes. No I/O here, so every ordering rule is unit-tested without a database.
 //!
-//! The order follows `ONLINE-DDL.md`: per table (parents before children) add the column, install
+//! The order follows `docs/online-ddl.md`: per table (parents before children) add the column, install
 //! the fill trigger, fill old rows, NOT NULL through a validated check — or, when every old row's
 //! realm is certain (the default realm), add the column NOT NULL with that value kept in the
 //! catalog and the trigger, in one instant step with nothing rewritten; then the realm foreign
@@ -58,7 +58,7 @@ impl fmt::Display for Phase {
     }
 }
 
-/// The strongest lock a step takes (ONLINE-DDL.md, "Locks per step").
+/// The strongest lock a step takes (`docs/online-ddl.md`, "Locks per step").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Lock {
@@ -1561,7 +1561,7 @@ mod tests {
         }
     }
 
-    /// groups(id) ← memberships(group_id), the example of ONLINE-DDL.md, without a realms table.
+    /// groups(id) ← memberships(group_id), the example of `docs/online-ddl.md`, without a realms table.
     fn legacy() -> Catalog {
         Catalog {
             current_schema: "public".into(),

@@ -171,7 +171,7 @@ impl Executor<'_> {
                 Some(false) => {
                     attempt += 1;
                     // A failed or killed CONCURRENTLY build leaves an invalid index that
-                    // IF NOT EXISTS would silently accept (pitfall 4): drop it and build again.
+                    // IF NOT EXISTS would silently accept (`docs/online-ddl.md`, pitfall 4): drop it and build again.
                     self.sink.emit(Event::line(format!(
                         "realmguard:     dropping the invalid leftover index {index}"
                     )));
