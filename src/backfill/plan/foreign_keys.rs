@@ -1,0 +1,246 @@
+//! Phases 2, 4 and 6: every table's realm column references the realms table; each foreign key
+//! between realm tables becomes composite (supporting index, key NOT VALID, validation, the old
+//! key dropped); and the plain indexes that made redundant are dropped last.
+
+use super::keys::{build_index_step, drop_index_step, free_index_name, tablespace_of};
+use super::{cols, fk_target, old_fks, same_set, Action, Ctx, Lock, Phase, Step};
+use crate::backfill::view::Table;
+use crate::db::{qualified, quote_ident};
+use crate::names::object_name;
+
+/// Phase 2: every table's realm column references the realms table, cascading.
+pub(super) fn realm_fks(ctx: &mut Ctx) {
+    let (rc, order, infos, steps) = (ctx.rc, &ctx.order, &ctx.infos, &mut ctx.steps);
+    if let Some((rs, rn, rk)) = &ctx.realms {
+        for &i in order {
+            let t = infos[i].t;
+            let rel = vec![(t.schema.clone(), t.name.clone()), (rs.clone(), rn.clone())];
+            let existing = t.foreign_keys().find(|f| {
+                f.columns == [rc.to_string()] && fk_target(f) == (rs.clone(), rn.clone())
+            });
+            let name = existing
+                .map(|f| f.name.clone())
+                .unwrap_or_else(|| object_name(&[&t.name, rc], "fkey"));
+            if existing.is_none() {
+                steps.push(add_fk_step(
+                    t,
+                    Phase::RealmFk,
+                    format!("add {name} → {rs}.{rn} ON DELETE CASCADE NOT VALID"),
+                    &name,
+                    &[rc.to_string()],
+                    (rs, rn),
+                    &[rk.to_string()],
+                ));
+            }
+            if existing.is_none_or(|f| !f.validated) {
+                steps.push(validate_fk_step(t, &name, rel, Phase::RealmFk));
+            }
+        }
+    }
+}
+
+/// Phase 4, per foreign key between realm tables that lacks the realm column: supporting index,
+/// composite key NOT VALID, validate, drop the old key. Returns the plain indexes made redundant
+/// (schema, table, index), dropped in phase 6.
+pub(super) fn composite_fks(ctx: &mut Ctx) -> Vec<(String, String, String)> {
+    let (cat, rc, order, infos, set) = (ctx.cat, ctx.rc, &ctx.order, &ctx.infos, &ctx.set);
+    let (steps, chosen) = (&mut ctx.steps, &mut ctx.chosen);
+    let mut redundant: Vec<(String, String, String)> = Vec::new();
+    // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
+    // index, composite key NOT VALID, validate, drop the old key.
+    for &i in order {
+        let t = infos[i].t;
+        let qt = qualified(&t.schema, &t.name);
+        for f in old_fks(t, rc, set) {
+            let (ps, pn) = fk_target(f);
+            let rel = vec![(t.schema.clone(), t.name.clone()), (ps.clone(), pn.clone())];
+            let mut new_cols = f.columns.clone();
+            new_cols.push(rc.to_string());
+            let mut new_ref = f.ref_columns.clone();
+            new_ref.push(rc.to_string());
+            let indexed = t.indexes.iter().any(|ix| {
+                ix.valid
+                    && !ix.partial
+                    && ix.columns.len() >= new_cols.len()
+                    && same_set(&ix.columns[..new_cols.len()], &new_cols)
+            });
+            // C3: a plain index on exactly the old key's columns is redundant once the
+            // (cols…, realm) index leads with them; it only costs writes. Dropped at the end.
+            for ix in t
+                .indexes
+                .iter()
+                .filter(|ix| !ix.unique && !ix.primary && !ix.partial && ix.columns == f.columns)
+            {
+                if !redundant
+                    .iter()
+                    .any(|(s, tb, n)| *s == t.schema && *tb == t.name && *n == ix.name)
+                {
+                    redundant.push((t.schema.clone(), t.name.clone(), ix.name.clone()));
+                }
+            }
+            if !indexed {
+                let mut parts = vec![t.name.clone()];
+                parts.extend(new_cols.iter().cloned());
+                parts.push("idx".into());
+                let name = free_index_name(cat, t, parts, chosen, |o| {
+                    !o.partial && o.columns == new_cols
+                });
+                // Where the old key's own index lives, if it has one.
+                let space = tablespace_of(t, |o| !o.partial && o.columns == f.columns);
+                steps.push(build_index_step(
+                    t,
+                    Phase::ForeignKey,
+                    format!("build index {name} concurrently (cascading deletes use it)"),
+                    &name,
+                    format!(
+                        "CREATE INDEX CONCURRENTLY {} ON {qt} ({}){space}",
+                        quote_ident(&name),
+                        cols(&new_cols)
+                    ),
+                ));
+            }
+            let existing = t.foreign_keys().find(|g| {
+                fk_target(g) == (ps.clone(), pn.clone())
+                    && g.columns.len() == new_cols.len()
+                    && new_cols.iter().zip(&new_ref).all(|(c, r)| {
+                        g.columns
+                            .iter()
+                            .zip(&g.ref_columns)
+                            .any(|(gc, gr)| gc == c && gr == r)
+                    })
+            });
+            let mut parts: Vec<&str> = vec![&t.name];
+            parts.extend(new_cols.iter().map(String::as_str));
+            let name = existing
+                .map(|g| g.name.clone())
+                .unwrap_or_else(|| object_name(&parts, "fkey"));
+            if existing.is_none() {
+                steps.push(add_fk_step(
+                    t,
+                    Phase::ForeignKey,
+                    format!(
+                        "add {name} ({}) → {pn} ({}) ON DELETE CASCADE NOT VALID",
+                        new_cols.join(", "),
+                        new_ref.join(", ")
+                    ),
+                    &name,
+                    &new_cols,
+                    (&ps, &pn),
+                    &new_ref,
+                ));
+            }
+            if existing.is_none_or(|g| !g.validated) {
+                steps.push(validate_fk_step(t, &name, rel.clone(), Phase::ForeignKey));
+            }
+            steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::ForeignKey,
+                title: format!("drop the single-column foreign key {}", f.name),
+                lock: Lock::AccessExclusive,
+                lock_note: format!("on {} and {pn}, instant", t.name),
+                relations: rel,
+                action: Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {qt} DROP CONSTRAINT IF EXISTS {}",
+                        quote_ident(&f.name)
+                    ),
+                    no_fk_depends_on: None,
+                },
+            });
+        }
+        // Composite keys added by hand (or by an interrupted run) but not validated yet.
+        for g in t.foreign_keys() {
+            if !g.validated && g.columns.iter().any(|c| c == rc) && set.contains(&fk_target(g)) {
+                let step = validate_fk_step(
+                    t,
+                    &g.name,
+                    vec![(t.schema.clone(), t.name.clone()), fk_target(g)],
+                    Phase::ForeignKey,
+                );
+                // Unless an earlier phase already validates it (the same statement).
+                if !steps.iter().any(|s| s.sql() == step.sql()) {
+                    steps.push(step);
+                }
+            }
+        }
+    }
+
+    redundant
+}
+
+/// Phase 6 (C3): indexes made redundant by the (cols…, realm) ones.
+pub(super) fn cleanup(ctx: &mut Ctx, redundant: Vec<(String, String, String)>) {
+    let (rc, steps) = (ctx.rc, &mut ctx.steps);
+    for (schema, table, index) in redundant {
+        steps.push(drop_index_step(
+            &schema,
+            &table,
+            Phase::Cleanup,
+            format!(
+                "drop {index}, made redundant by the index leading with the same columns and {rc}"
+            ),
+            &index,
+        ));
+    }
+}
+
+/// A cascading foreign key added `NOT VALID` (a later validation proves the old rows): SHARE ROW
+/// EXCLUSIVE on both tables, for an instant.
+fn add_fk_step(
+    t: &Table,
+    phase: Phase,
+    title: String,
+    name: &str,
+    columns: &[String],
+    (ps, pn): (&str, &str),
+    ref_columns: &[String],
+) -> Step {
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase,
+        title,
+        lock: Lock::ShareRowExclusive,
+        lock_note: format!("on {} and {pn}, instant", t.name),
+        relations: vec![
+            (t.schema.clone(), t.name.clone()),
+            (ps.to_string(), pn.to_string()),
+        ],
+        action: Action::Sql {
+            sql: format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+                qualified(&t.schema, &t.name),
+                quote_ident(name),
+                cols(columns),
+                qualified(ps, pn),
+                cols(ref_columns)
+            ),
+            no_fk_depends_on: None,
+        },
+    }
+}
+
+fn validate_fk_step(t: &Table, name: &str, rel: Vec<(String, String)>, phase: Phase) -> Step {
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase,
+        title: format!("validate {name}"),
+        lock: Lock::ShareUpdateExclusive,
+        lock_note: format!(
+            "on {}, ROW SHARE on {}; scan, reads and writes go on",
+            t.name,
+            rel.get(1).map(|r| r.1.as_str()).unwrap_or("the parent")
+        ),
+        relations: rel,
+        action: Action::Sql {
+            sql: format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                qualified(&t.schema, &t.name),
+                quote_ident(name)
+            ),
+            no_fk_depends_on: None,
+        },
+    }
+}
