@@ -12,7 +12,7 @@ use super::{load, preflight, replicas};
 use crate::config::Config;
 use crate::db::Target;
 use crate::events::{Cancel, Event, EventSink};
-use crate::rules::Severity;
+use crate::rules::{Rule, Severity};
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
 
@@ -41,27 +41,13 @@ fn tables_of(steps: &[StoredStep]) -> Vec<(String, String)> {
     out
 }
 
-/// The verify rules whose passing is the backfill's goal (the composite shape, cascading and
-/// validated keys, valid indexes).
-const GOAL_RULES: [&str; 9] = [
-    "realm-column-missing",
-    "realm-column-nullable",
-    "composite-primary-key",
-    "unique-without-realm",
-    "realm-fk-missing",
-    "fk-missing-realm",
-    "fk-not-cascade",
-    "constraint-not-validated",
-    "invalid-index",
-];
-
 /// The config the end check verifies with: the goal rules at error whatever the config says, and
 /// every converted table checked (even if `exclude` or `schemas` changed since the plan was
 /// recorded) and realm-scoped (even if the column went missing).
 fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
     let mut goal = cfg.clone();
-    for rule in GOAL_RULES {
-        goal.rules.insert(rule.to_string(), Severity::Error);
+    for rule in Rule::backfill_goals() {
+        goal.rules.insert(rule.id().to_string(), Severity::Error);
     }
     goal.realm_scoped
         .extend(tables.iter().map(|(s, t)| format!("{s}.{t}")));
@@ -345,8 +331,22 @@ mod tests {
         )
         .unwrap();
         let goal = goal_config(&cfg, &[("app".into(), "memberships".into())]);
-        for rule in GOAL_RULES {
-            assert!(crate::rules::is_known(rule), "{rule}");
+        let goals: Vec<&str> = Rule::backfill_goals().map(Rule::id).collect();
+        assert_eq!(
+            goals,
+            [
+                "realm-column-missing",
+                "realm-column-nullable",
+                "composite-primary-key",
+                "unique-without-realm",
+                "realm-fk-missing",
+                "fk-missing-realm",
+                "fk-not-cascade",
+                "constraint-not-validated",
+                "invalid-index",
+            ]
+        );
+        for rule in goals {
             assert_eq!(goal.severity(rule), Severity::Error, "{rule}");
         }
         // Rules outside the goal keep the config's say; converted tables count as realm-scoped.
