@@ -30,6 +30,12 @@ pub enum Event {
     MigrationStarted { version: i64, description: String },
     /// Migration `version` committed.
     MigrationApplied { version: i64, duration_ms: u64 },
+    /// A fleet target starts its work (a connection, a read, maybe migrations).
+    TargetStarted { target: String },
+    /// An event from inside one fleet target's run, tagged with the target's name.
+    Target { target: String, inner: Box<Event> },
+    /// A fleet target is done; `state` is its final state (`ok`, `failed`, …).
+    TargetFinished { target: String, state: String },
 }
 
 /// What a run of work counts, which decides how it is drawn.
@@ -38,6 +44,8 @@ pub enum Event {
 pub enum Unit {
     Migrations,
     Rows,
+    /// Databases of a fleet.
+    Targets,
 }
 
 impl Event {
@@ -51,6 +59,22 @@ impl Event {
 /// transactions and fill loops.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
+}
+
+/// Passes every event on to `inner` wrapped as [`Event::Target`] with the target's name: the
+/// sink a fleet gives each target's run.
+pub struct Tagged<'a> {
+    pub target: String,
+    pub inner: &'a dyn EventSink,
+}
+
+impl EventSink for Tagged<'_> {
+    fn emit(&self, event: Event) {
+        self.inner.emit(Event::Target {
+            target: self.target.clone(),
+            inner: Box::new(event),
+        });
+    }
 }
 
 /// Drops every event: for callers that only want the report.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod embedded;
 pub mod events;
+pub mod fleet;
 pub mod lint;
 pub mod migrate;
 pub mod names;

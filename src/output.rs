@@ -172,6 +172,26 @@ pub fn xml_escape(s: &str) -> String {
     o
 }
 
+/// The error and its causes on one line, `outer: inner: root`. sqlx errors repeat their source in
+/// their own message ("error returned from database: X" caused by X), so a cause already said is
+/// not said again.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        let text = text
+            .strip_prefix("error returned from database: ")
+            .unwrap_or(&text)
+            .trim()
+            .to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

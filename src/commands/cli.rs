@@ -77,6 +77,9 @@ pub enum Command {
     /// Work on one realm: prove it is isolated.
     #[command(subcommand)]
     Realm(RealmCommand),
+    /// Every database of the deployment at once (schema/fleet.toml): status, migrate, verify.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +307,81 @@ pub enum EmbeddedCommand {
     Stop,
     /// Print only its URL (starting it when needed), for `DATABASE_URL=$(realmguard embedded url)`.
     Url,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Each target's version, pending migrations and drift, read-only.
+    Status(FleetStatusArgs),
+    /// Migrate every target as `realmguard migrate` would, several at a time.
+    Migrate(FleetMigrateArgs),
+    /// Verify every target's live catalog.
+    Verify(FleetVerifyArgs),
+    /// Write a fleet file; `--local N` for a hub and N workers on the embedded cluster.
+    Init(FleetInitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Fleet file (default: schema/fleet.toml).
+    #[arg(long = "fleet", value_name = "PATH")]
+    pub fleet: Option<PathBuf>,
+    /// Targets worked on at once (default: the file's `jobs`, else min(8, targets)).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// After a failure: `stop` starts no new target (running ones finish the migration in
+    /// hand), `continue` goes on. Default: the file's `on_error`, else stop.
+    #[arg(long, value_name = "stop|continue", value_parser = ["stop", "continue"])]
+    pub on_error: Option<String>,
+    /// With `continue`: start no new target after K failures (0 = no cap).
+    #[arg(long, value_name = "K")]
+    pub max_failures: Option<usize>,
+    /// The group migrated first; all of it must succeed before any other target starts.
+    #[arg(long, value_name = "GROUP")]
+    pub canary: Option<String>,
+    /// Only these targets.
+    #[arg(long, value_name = "NAME[,NAME…]", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetStatusArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub source: MigrationsDir,
+    /// Exit 1 when any target has pending migrations.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetMigrateArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetVerifyArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub source: MigrationsDir,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetInitArgs {
+    /// Create databases hub, worker_1 … worker_N on the embedded local cluster and name them.
+    #[arg(long, value_name = "N", required = true, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub local: u32,
+    /// Overwrite an existing fleet file.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write it (default: schema/fleet.toml).
+    #[arg(long = "fleet", value_name = "PATH")]
+    pub fleet: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub(super) fn options(a: &MigrateArgs) -> MigrateOptions {
         statement_timeout: a.statement_timeout,
         guard: !a.no_verify,
         allow_violations: a.allow_violations,
+        cancel: crate::events::Cancel::default(),
     }
 }
 

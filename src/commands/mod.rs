@@ -8,6 +8,7 @@ mod backfill;
 mod check;
 pub mod cli;
 mod embedded;
+mod fleet;
 mod lint;
 mod migrate;
 mod probe;
@@ -24,6 +25,8 @@ pub enum Outcome {
     Clean,
     /// Exit 1: ran and found something wrong.
     Findings,
+    /// Exit 2, with the report printed (it says what failed): a fleet target that failed.
+    Failed,
 }
 
 impl Outcome {
@@ -31,6 +34,7 @@ impl Outcome {
         match self {
             Outcome::Clean => ExitCode::SUCCESS,
             Outcome::Findings => ExitCode::from(1),
+            Outcome::Failed => ExitCode::from(2),
         }
     }
 
@@ -84,6 +88,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Backfill(BackfillCommand::Finish(a)) => backfill::cmd_finish(g, a).await,
         Command::Embedded(c) => embedded::run(g, c).await,
         Command::Realm(RealmCommand::Probe(a)) => probe::probe(g, a).await,
+        Command::Fleet(c) => fleet::run(g, c).await,
     }
 }
 
@@ -107,24 +112,9 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// The error and its causes on one line, `outer: inner: root`. sqlx errors repeat their source in
-/// their own message ("error returned from database: X" caused by X), so a cause already said is
-/// not said again.
+/// The error and its causes on one line (see [`crate::output::error_chain`]).
 pub fn error_chain(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        let text = text
-            .strip_prefix("error returned from database: ")
-            .unwrap_or(&text)
-            .trim()
-            .to_string();
-        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
-            continue;
-        }
-        parts.push(text);
-    }
-    parts.join(": ")
+    crate::output::error_chain(err)
 }
 
 #[cfg(test)]

@@ -36,6 +36,14 @@ impl Stderr {
                 }
                 bar.set_prefix(label);
             }
+            Unit::Targets => {
+                if let Ok(style) =
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} targets  {msg}")
+                {
+                    bar.set_style(style);
+                }
+                bar.set_message(label);
+            }
         }
         Some(bar)
     }
@@ -68,7 +76,12 @@ impl EventSink for Stderr {
                     b.finish_and_clear();
                 }
             }
-            Event::MigrationStarted { .. } | Event::MigrationApplied { .. } => {}
+            // Fleet events are drawn by the fleet's own view (commands/fleet.rs).
+            Event::MigrationStarted { .. }
+            | Event::MigrationApplied { .. }
+            | Event::TargetStarted { .. }
+            | Event::Target { .. }
+            | Event::TargetFinished { .. } => {}
         }
     }
 }

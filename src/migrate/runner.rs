@@ -8,7 +8,7 @@ use super::plan::{self, Applied, PlanOptions};
 use super::source::Migration;
 use crate::config::Config;
 use crate::db::{self, Target};
-use crate::events::{Event, EventSink, Unit};
+use crate::events::{Cancel, Event, EventSink, Unit};
 use crate::split::{self, Piece};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub struct MigrateOptions {
     /// Verify, inside each migration's transaction, that it introduces no error-severity violation.
     pub guard: bool,
     pub allow_violations: bool,
+    /// Checked before each migration: once set, the run stops after the migration in hand
+    /// (the fleet sets it after a failure under `on_error = "stop"`, or on Ctrl-C).
+    pub cancel: Cancel,
 }
 
 impl Default for MigrateOptions {
@@ -43,6 +46,7 @@ impl Default for MigrateOptions {
             statement_timeout: Duration::ZERO,
             guard: true,
             allow_violations: false,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -86,6 +90,9 @@ pub struct MigrateReport {
     /// verify's summary of the whole database after migrating.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySummary>,
+    /// The run was cancelled before this version started (the ones before it are committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_before: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +185,10 @@ async fn run(
         }
         for (n, &i) in todo.iter().enumerate() {
             let m = &files[i];
+            if opts.cancel.is_cancelled() {
+                report.stopped_before = Some(m.version);
+                break;
+            }
             sink.emit(Event::WorkProgress {
                 done: n as u64,
                 label: format!("{} {}", m.version, m.description),
@@ -349,13 +360,22 @@ async fn apply_in_transaction(
     'attempt: loop {
         attempt += 1;
         let started = Instant::now();
-        sqlx::raw_sql(&begin)
-            .execute(&mut *conn)
-            .await
-            .context("cannot begin a transaction")?;
+        if let Err(e) = sqlx::raw_sql(&begin).execute(&mut *conn).await {
+            if is_disconnect(&e) {
+                bail!(
+                    "the connection to the server was lost before migration {} started ({}); nothing of it was committed",
+                    m.version,
+                    db::describe_pg_error(&e)
+                );
+            }
+            return Err(anyhow!(e).context("cannot begin a transaction"));
+        }
+        let last_line = pieces.last().map_or(1, |p| p.line);
         for p in &pieces {
             if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
-                rollback(conn).await?;
+                if rollback(conn).await.is_err() {
+                    return Err(connection_lost(m, p.line, &db::describe_pg_error(&e)));
+                }
                 if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                     let what = format!(
                         "migration {} hit lock_timeout ({}ms) at {}:{}; rolled back",
@@ -378,9 +398,15 @@ async fn apply_in_transaction(
             }
         }
         if opts.guard {
-            if let Some(rejection) = super::guard::check(conn, lock_conn, cfg, m).await? {
+            let checked = match super::guard::check(conn, lock_conn, cfg, m).await {
+                Ok(checked) => checked,
+                Err(e) => return Err(abort(conn, m, last_line, e).await),
+            };
+            if let Some(rejection) = checked {
                 if !opts.allow_violations {
-                    rollback(conn).await?;
+                    if let Err(e) = rollback(conn).await {
+                        return Err(abort(conn, m, last_line, e).await);
+                    }
                     return Ok(Err(rejection));
                 }
                 sink.emit(Event::line(format!(
@@ -394,15 +420,23 @@ async fn apply_in_transaction(
         let n = pieces.len() as i32;
         if let Err(e) = ledger::insert(conn, m, true, n, n, elapsed.as_millis() as i64, false).await
         {
-            rollback(conn).await?;
-            return Err(e);
+            return Err(abort(conn, m, last_line, e).await);
         }
         if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+            if is_disconnect(&e) {
+                // The COMMIT may or may not have reached the server before it went away; the
+                // ledger row commits with the migration, so the ledger knows.
+                bail!(
+                    "the connection to the server was lost during the COMMIT of migration {} ({}); whether it committed is unknown: `realmguard status` shows it (its ledger row commits with it)",
+                    m.version,
+                    db::describe_pg_error(&e)
+                );
+            }
             // A deferred constraint fails at COMMIT; the transaction is gone either way.
             return Err(anyhow!(MigrationFailed {
                 version: m.version,
                 file: m.path.display().to_string(),
-                line: pieces.last().map_or(1, |p| p.line),
+                line: last_line,
                 cause: format!("at COMMIT: {}", db::describe_pg_error(&e)),
             }));
         }
@@ -416,6 +450,48 @@ async fn apply_in_transaction(
             attempts: attempt,
             duration_ms: started.elapsed().as_millis() as u64,
         }));
+    }
+}
+
+/// Whether the error means the session is gone (the server shut down or crashed, or the network
+/// dropped): I/O and protocol errors, and PostgreSQL's own "terminating connection" (class 57P).
+fn is_disconnect(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        _ => db::sqlstate(e).is_some_and(|s| s.starts_with("57P")),
+    }
+}
+
+/// The one line for a session that ended under a migration's open transaction. PostgreSQL rolls
+/// such a transaction back, so nothing of the migration is committed; saying so beats the failed
+/// ROLLBACK's "expected to read 5 bytes, got 0 bytes at EOF", which reads as if it were half-done.
+fn connection_lost(m: &Migration, line: usize, cause: &str) -> anyhow::Error {
+    anyhow!(
+        "the connection to the server was lost during migration {} at {}:{line} ({cause}); nothing of migration {} was committed: the server rolls back the open transaction of a session that ends",
+        m.version,
+        m.path.display(),
+        m.version
+    )
+}
+
+/// Roll back after `err`; when even the rollback cannot reach the server, the session is gone and
+/// that is what the error says.
+async fn abort(
+    conn: &mut PgConnection,
+    m: &Migration,
+    line: usize,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    match rollback(conn).await {
+        Ok(()) => err,
+        Err(_) => {
+            let cause = err
+                .chain()
+                .last()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            connection_lost(m, line, &cause)
+        }
     }
 }
 
