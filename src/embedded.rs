@@ -349,6 +349,17 @@ impl Cluster {
         Ok(true)
     }
 
+    /// Stop at once, as a crash would (`pg_ctl stop -m immediate`): sessions are cut without
+    /// a goodbye and the next start recovers from the WAL. For tests of a server that goes away.
+    pub fn kill(&self) -> anyhow::Result<()> {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", "immediate", "-w", "-s"]);
+        self.run(cmd, "stopping PostgreSQL immediately")
+    }
+
     pub fn status(&self) -> ClusterStatus {
         let running = self.is_running();
         let pid = if running {

@@ -7,6 +7,7 @@ mod backfill;
 mod check;
 mod cli;
 mod embedded;
+mod fleet;
 mod lint;
 mod migrate;
 mod rls;

@@ -309,25 +309,45 @@ fn render_text(r: &FleetReport, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 fn render_junit(r: &FleetReport, out: &mut dyn Write) -> std::io::Result<()> {
+    // A fleet at mixed versions is not ok: for status and verify, each target behind fails.
+    let newest = r.targets.iter().filter_map(|t| t.version_after).max();
+    let behind = |t: &TargetReport| {
+        r.action != Action::Migrate && r.mixed_versions() && t.version_after < newest
+    };
     let cases: Vec<JunitCase> = r
         .targets
         .iter()
         .map(|t| {
             let verify_errors = t.verify.map_or(0, |v| v.errors);
-            let failure = match t.state {
-                State::Failed | State::NotStarted | State::Drifted => Some((
-                    format!("{}: {}", t.state.as_str(), error_cell(t)),
-                    t.drift.join("\n"),
-                )),
-                _ if verify_errors > 0 => {
-                    Some((format!("{verify_errors} verify error(s)"), String::new()))
-                }
-                _ => None,
+            let (failure, kind) = match t.state {
+                State::Failed | State::NotStarted | State::Drifted => (
+                    Some((
+                        format!("{}: {}", t.state.as_str(), error_cell(t)),
+                        t.drift.join("\n"),
+                    )),
+                    t.state.as_str(),
+                ),
+                _ if verify_errors > 0 => (
+                    Some((format!("{verify_errors} verify error(s)"), String::new())),
+                    "verify",
+                ),
+                _ if behind(t) => (
+                    Some((
+                        format!(
+                            "behind: at version {} while the fleet's newest is {}",
+                            version_cell(t),
+                            newest.unwrap_or(0)
+                        ),
+                        r.versions_line(),
+                    )),
+                    "behind",
+                ),
+                _ => (None, ""),
             };
             JunitCase {
                 classname: format!("fleet.{}", t.group.as_deref().unwrap_or("default")),
                 name: t.name.clone(),
-                failure_type: failure.as_ref().map(|_| t.state.as_str().to_string()),
+                failure_type: failure.as_ref().map(|_| kind.to_string()),
                 failure,
                 system_out: Some(format!(
                     "{}: version {}, applied {}, pending {}",

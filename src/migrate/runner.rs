@@ -365,7 +365,7 @@ async fn apply_in_transaction(
                 bail!(
                     "the connection to the server was lost before migration {} started ({}); nothing of it was committed",
                     m.version,
-                    db::describe_pg_error(&e)
+                    disconnect_cause(&e)
                 );
             }
             return Err(anyhow!(e).context("cannot begin a transaction"));
@@ -374,7 +374,7 @@ async fn apply_in_transaction(
         for p in &pieces {
             if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
                 if rollback(conn).await.is_err() {
-                    return Err(connection_lost(m, p.line, &db::describe_pg_error(&e)));
+                    return Err(connection_lost(m, p.line, &disconnect_cause(&e)));
                 }
                 if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                     let what = format!(
@@ -429,7 +429,7 @@ async fn apply_in_transaction(
                 bail!(
                     "the connection to the server was lost during the COMMIT of migration {} ({}); whether it committed is unknown: `realmguard status` shows it (its ledger row commits with it)",
                     m.version,
-                    db::describe_pg_error(&e)
+                    disconnect_cause(&e)
                 );
             }
             // A deferred constraint fails at COMMIT; the transaction is gone either way.
@@ -462,6 +462,24 @@ fn is_disconnect(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Why the session ended, in words: sqlx reports a closed socket as "expected to read 5 bytes,
+/// got 0 bytes at EOF".
+fn disconnect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            "the server closed the connection".into()
+        }
+        other => db::describe_pg_error(other),
+    }
+}
+
 /// The one line for a session that ended under a migration's open transaction. PostgreSQL rolls
 /// such a transaction back, so nothing of the migration is committed; saying so beats the failed
 /// ROLLBACK's "expected to read 5 bytes, got 0 bytes at EOF", which reads as if it were half-done.
@@ -485,11 +503,14 @@ async fn abort(
     match rollback(conn).await {
         Ok(()) => err,
         Err(_) => {
-            let cause = err
-                .chain()
-                .last()
-                .map(|c| c.to_string())
-                .unwrap_or_default();
+            let cause = match err.chain().find_map(|c| c.downcast_ref::<sqlx::Error>()) {
+                Some(e) => disconnect_cause(e),
+                None => err
+                    .chain()
+                    .last()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            };
             connection_lost(m, line, &cause)
         }
     }
