@@ -349,6 +349,7 @@ impl Cluster {
         Ok(true)
     }
 
+    #[cfg(feature = "test-support")]
     /// Stop at once, as a crash would (`pg_ctl stop -m immediate`): sessions are cut without
     /// a goodbye and the next start recovers from the WAL. For tests of a server that goes away.
     pub fn kill(&self) -> anyhow::Result<()> {
