@@ -114,11 +114,12 @@ async fn ledger(db: &TestDb) -> String {
     db.scalar("SELECT coalesce(string_agg(version::text, ',' ORDER BY version), '') FROM realmguard.migrations WHERE success").await
 }
 
-/// Wait until a session runs a statement starting with `prefix` on `db`.
+/// Wait until a session runs a statement starting with `prefix` on `db` (or a batch containing
+/// one: the runner sends a whole migration in one round trip).
 async fn wait_for_statement(db: &TestDb, prefix: &str) {
     for _ in 0..500 {
         let sql = format!(
-            "SELECT * FROM pg_stat_activity WHERE query LIKE '{prefix}%' AND state = 'active'"
+            "SELECT * FROM pg_stat_activity WHERE query LIKE '%{prefix}%' AND state = 'active' AND pid <> pg_backend_pid()"
         );
         if db.count(&sql).await > 0 {
             return;

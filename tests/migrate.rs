@@ -691,7 +691,7 @@ async fn a_runner_killed_mid_migration_leaves_nothing_half_applied() {
     // Wait until migration 2 is running (its pg_sleep is visible), then SIGKILL the runner.
     let mut seen = false;
     for _ in 0..200 {
-        if db.count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'").await > 0 {
+        if db.count("SELECT * FROM pg_stat_activity WHERE query LIKE '%SELECT pg_sleep(2)%' AND state = 'active' AND pid <> pg_backend_pid()").await > 0 {
             seen = true;
             break;
         }
@@ -704,7 +704,7 @@ async fn a_runner_killed_mid_migration_leaves_nothing_half_applied() {
     // The server notices the dead client and rolls back: no table, no ledger row, no lock left.
     let t0 = Instant::now();
     while db
-        .count("SELECT * FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'")
+        .count("SELECT * FROM pg_stat_activity WHERE query LIKE '%SELECT pg_sleep(2)%' AND pid <> pg_backend_pid()")
         .await
         > 0
     {

@@ -341,19 +341,30 @@ impl Catalog {
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &str,
+        seqscan_was: Option<String>,
     ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
-        let was: String = sqlx::query_scalar(
-            "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
-             SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .context("cannot set up the catalog read")?;
+        // The scoped read's plan wants index scans whatever the statistics say (a fresh cluster's
+        // catalog looks tiny to the planner). `seqscan_was` is the enable_seqscan value a caller
+        // already saved while turning it off in an earlier round trip of its own (the migrate
+        // runner does it in the batch that runs the migration); otherwise it is done here.
+        let was = match seqscan_was {
+            Some(was) => was,
+            None => sqlx::query_scalar(SEQSCAN_OFF_SQL)
+                .fetch_one(&mut *conn)
+                .await
+                .context("cannot set up the catalog read")?,
+        };
         let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], Some(&was)).await?;
         cat.queries += 1;
         Ok((touched, cat))
     }
 }
+
+/// Turns enable_seqscan off for the rest of the transaction and returns the value it had, for
+/// the scoped read to set back (see `sql/scoped.sql`, parameter $6).
+pub const SEQSCAN_OFF_SQL: &str =
+    "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
+ SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL";
 
 /// The text form of an `int2vector` ("1 2"); an unparsable element becomes 0 (an expression).
 fn int2vector(text: &str) -> Vec<AttNum> {

@@ -47,8 +47,9 @@ pub async fn check(
     before_conn: &mut PgConnection,
     cfg: &Config,
     m: &Migration,
+    seqscan_was: Option<String>,
 ) -> anyhow::Result<Option<Rejection>> {
-    let (touched, after) = crate::verify::verify_changed(conn, cfg)
+    let (touched, after) = crate::verify::verify_changed_after(conn, cfg, seqscan_was)
         .await
         .with_context(|| format!("cannot verify what migration {} changed", m.version))?;
     if touched.is_empty() || after.errors().next().is_none() {

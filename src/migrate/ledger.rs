@@ -112,6 +112,30 @@ pub async fn insert(
     Ok(())
 }
 
+/// [`insert`]'s row for a migration that succeeded whole, as SQL text with literal values, to be
+/// sent in the same round trip as the migration's statements. Its duration is measured by the
+/// server: from the arrival of that batch (`statement_timestamp()`) to the insert.
+pub fn insert_applied_sql(m: &Migration, statements: i32) -> String {
+    format!(
+        "INSERT INTO realmguard.migrations
+            (version, description, checksum, duration_ms, statements_applied, statements_total, success, baseline)
+         VALUES ({}, {}, {}, (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint, {statements}, {statements}, true, false)",
+        m.version,
+        literal(&m.description),
+        literal(&m.checksum)
+    )
+}
+
+/// A string literal that reads the same whatever `standard_conforming_strings` says: an `E''`
+/// literal with backslashes doubled when there are any.
+fn literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
 /// Per-statement progress of a no-transaction migration.
 pub async fn progress(
     conn: &mut PgConnection,
@@ -184,4 +208,13 @@ pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow:
 fn sha384(s: &str) -> Vec<u8> {
     use sha2::{Digest, Sha384};
     Sha384::digest(s.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod literal_tests {
+    #[test]
+    fn literals_survive_quotes_and_backslashes() {
+        assert_eq!(super::literal("it's"), "'it''s'");
+        assert_eq!(super::literal(r"a\b'c"), r"E'a\\b''c'");
+    }
 }

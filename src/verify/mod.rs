@@ -100,7 +100,18 @@ pub async fn verify_changed(
     conn: &mut PgConnection,
     cfg: &Config,
 ) -> anyhow::Result<(Vec<(String, String)>, Report)> {
-    let (touched, cat) = Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column).await?;
+    verify_changed_after(conn, cfg, None).await
+}
+
+/// [`verify_changed`] for a caller that already turned enable_seqscan off in this transaction
+/// and saved its value (`Catalog::load_changed`'s `seqscan_was`).
+pub async fn verify_changed_after(
+    conn: &mut PgConnection,
+    cfg: &Config,
+    seqscan_was: Option<String>,
+) -> anyhow::Result<(Vec<(String, String)>, Report)> {
+    let (touched, cat) =
+        Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column, seqscan_was).await?;
     Ok((touched, evaluate(&cat, cfg)))
 }
 
