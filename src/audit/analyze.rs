@@ -91,10 +91,7 @@ enum Kind {
     /// Any other relation; `None` columns when they are not known (a function, a view).
     Other { columns: Option<Cols> },
     /// A derived table or CTE: bound when its body is (and reads realm data).
-    Derived {
-        columns: Option<Cols>,
-        bound: Option<Strength>,
-    },
+    Derived { columns: Option<Cols> },
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +111,7 @@ impl Ref {
     fn has_column(&self, c: &str) -> Option<bool> {
         let cols = match &self.kind {
             Kind::Realm { columns, .. } => return Some(columns.contains(c)),
-            Kind::Other { columns } | Kind::Derived { columns, .. } => columns,
+            Kind::Other { columns } | Kind::Derived { columns } => columns,
         };
         cols.as_ref().map(|s| s.contains(c))
     }
@@ -622,7 +619,6 @@ impl<'a> Analyzer<'a> {
                     key: None,
                     kind: Kind::Derived {
                         columns: alias_columns(alias).or(cols),
-                        bound,
                     },
                     span: f.span(),
                     join,
@@ -676,7 +672,6 @@ impl<'a> Analyzer<'a> {
                     key: None,
                     kind: Kind::Derived {
                         columns: cte.columns.clone(),
-                        bound: cte.bound,
                     },
                     span,
                     join,
@@ -1218,7 +1213,7 @@ fn output_columns(items: &[SelectItem], refs: &[Ref]) -> Option<HashSet<String>>
 fn columns_of(r: &Ref) -> Option<Cols> {
     match &r.kind {
         Kind::Realm { columns, .. } => Some(columns.clone()),
-        Kind::Other { columns } | Kind::Derived { columns, .. } => columns.clone(),
+        Kind::Other { columns } | Kind::Derived { columns } => columns.clone(),
     }
 }
 

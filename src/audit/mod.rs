@@ -329,3 +329,71 @@ fn finding(q: &Query, r: rules::Raw, severity: Severity, key: &str, normalized: 
         normalized: normalized.to_string(),
     }
 }
+
+/// Where the baseline is: `[audit] baseline`, else `schema/audit-baseline.json`.
+pub fn baseline_path(cfg: &Config) -> std::path::PathBuf {
+    if cfg.audit.baseline.is_empty() {
+        std::path::PathBuf::from(DEFAULT_BASELINE)
+    } else {
+        std::path::PathBuf::from(&cfg.audit.baseline)
+    }
+}
+
+pub const DEFAULT_BASELINE: &str = "schema/audit-baseline.json";
+
+/// The baseline at `path` when the file exists.
+pub fn read_baseline(path: &std::path::Path) -> anyhow::Result<Option<Baseline>> {
+    if path.exists() {
+        Baseline::read(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The schema built from migration files (lint's model), no database needed.
+pub fn schema_from_dir(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<RealmSchema> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--schema-from {}: not a directory of migration files",
+            dir.display()
+        );
+    }
+    Ok(RealmSchema::from_model(&schema::model_of_dir(dir)?, cfg))
+}
+
+/// The schema read from the live catalog.
+pub async fn schema_from_catalog(
+    conn: &mut sqlx::PgConnection,
+    cfg: &Config,
+) -> anyhow::Result<RealmSchema> {
+    let cat = crate::catalog::Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
+    Ok(RealmSchema::from_catalog(&cat, cfg))
+}
+
+/// Every statement pg_stat_statements holds for the connection's database.
+pub async fn read_pg_stat_statements(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<Query>> {
+    let installed: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('pg_stat_statements')::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    if installed.is_none() {
+        anyhow::bail!(
+            "pg_stat_statements is not installed in this database: CREATE EXTENSION pg_stat_statements (with shared_preload_libraries = 'pg_stat_statements')"
+        );
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT coalesce(queryid, 0), query FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query IS NOT NULL
+          ORDER BY queryid",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read pg_stat_statements: {}",
+            crate::db::describe_pg_error(&e)
+        )
+    })?;
+    Ok(sources::from_pg_stat_statements(&rows))
+}

@@ -183,6 +183,11 @@ pub fn opaque_statement(head: String, span: Span) -> Raw {
 }
 
 pub fn parse_failure(message: &str) -> Raw {
+    // sqlparser's position is relative to the statement; the finding is placed at it already.
+    let message = message.split(" at Line: ").next().unwrap_or(message);
+    let message = message
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(message);
     raw(
         QUERY_OPAQUE,
         Span::empty(),
