@@ -8,9 +8,11 @@
 
 pub mod analyze;
 pub mod baseline;
+mod bind;
 pub mod render;
 pub mod rules;
 pub mod schema;
+mod scope;
 pub mod sources;
 
 use crate::config::Config;
