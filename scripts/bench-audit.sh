@@ -28,11 +28,14 @@ now() { date +%s.%N; }
 best=""
 for _ in $(seq "$RUNS"); do
     t0=$(now)
-    (cd "$WORK" && "$BIN" audit --schema-from migrations queries --format json >out.json 2>/dev/null) || true
+    (cd "$WORK" && /usr/bin/time -f "%U %S" -o cpu.txt "$BIN" audit --schema-from migrations queries --format json >out.json 2>/dev/null) || true
     t1=$(now)
+    cpu=$(tail -1 "$WORK/cpu.txt" | awk '{print $1 + $2}')
+    bestcpu=$(python3 -c "import sys; a=float(sys.argv[1]); b=sys.argv[2]; print(a if b=='' or a<float(b) else b)" "$cpu" "${bestcpu:-}")
     best=$(python3 -c "import sys; a=float(sys.argv[1])-float(sys.argv[2]); b=sys.argv[3]; print(a if b=='' or a<float(b) else b)" "$t1" "$t0" "$best")
 done
-python3 - "$WORK/out.json" "$best" "$QUERIES" "$TABLES" <<'PY'
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$WORK/out.json" "$best" "$QUERIES" "$TABLES" "$bestcpu" "$load" "$(nproc)" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 s, best, q, t = r["summary"], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -44,4 +47,6 @@ print(f"audit: {s['queries']} queries ({s['realm_queries']} on realm tables), {t
 print("  by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(rules.items())))
 print(f"  wall (best):  {best*1000:.0f} ms   (target < 1000 ms)")
 print(f"  throughput:   {q/best:,.0f} queries/s   (target >= 20,000)")
+cpu = float(sys.argv[5])
+print(f"  CPU (best):   {cpu*1000:.0f} ms user+sys over {sys.argv[7]} cores = {q/cpu:,.0f} queries per CPU-second; load average {sys.argv[6]}")
 PY

@@ -3,8 +3,6 @@
 //! JSON-lines query logs (Prisma's query events), and pg_stat_statements rows.
 
 use anyhow::{bail, Context};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
 use std::path::{Path, PathBuf};
 
 /// An exemption comment on or above the query.
@@ -125,7 +123,7 @@ pub fn read_files(files: &[PathBuf]) -> anyhow::Result<Vec<Query>> {
 
 /// The statements of a `.sql` file; sqlc's `-- name: X :kind` header above a statement names it.
 pub fn from_sql(path: &str, text: &str) -> Vec<Query> {
-    let (pieces, error) = match crate::split::split(text) {
+    let (pieces, error) = match split_file(text) {
         Ok(p) => (p, None),
         Err(e) => (Vec::new(), Some(e)),
     };
@@ -225,90 +223,204 @@ fn exemption<'a>(texts: impl Iterator<Item = &'a str>) -> Exempt {
 
 /// sqlc's placeholders as PostgreSQL parameters, keeping every position: `@name` → `$name`,
 /// `sqlc.arg(name)` / `sqlc.narg(name)` / `sqlc.slice(name)` → `$name` padded with spaces.
+/// A scanner of its own, not the tokenizer: it runs on every statement, and only needs to skip
+/// strings, quoted identifiers, comments and dollar quotes.
 pub fn rewrite_placeholders(sql: &str) -> String {
     if !sql.contains('@') && !sql.contains("sqlc.") {
         return sql.to_string();
     }
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location() else {
-        return sql.to_string();
-    };
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let offset = |t: &sqlparser::tokenizer::TokenWithSpan| -> usize {
-        let (l, c) = (t.span.start.line as usize, t.span.start.column as usize);
-        let ls = starts
-            .get(l.saturating_sub(1))
-            .copied()
-            .unwrap_or(sql.len());
-        sql[ls..]
-            .char_indices()
-            .nth(c.saturating_sub(1))
-            .map_or(sql.len(), |(i, _)| ls + i)
-    };
+    let b = sql.as_bytes();
     let mut out = sql.to_string();
     let mut i = 0;
-    while i < tokens.len() {
-        let tok = &tokens[i].token;
-        if matches!(tok, Token::AtSign) {
-            if let Some(Token::Word(w)) = tokens.get(i + 1).map(|t| &t.token) {
-                let (at, word) = (offset(&tokens[i]), offset(&tokens[i + 1]));
-                if w.quote_style.is_none() && word == at + 1 {
-                    out.replace_range(at..at + 1, "$");
+    while i < b.len() {
+        if let Some(next) = skip_quoted(sql, i) {
+            i = next;
+            continue;
+        }
+        match b[i] {
+            b'@' if i + 1 < b.len()
+                && (b[i + 1].is_ascii_alphabetic() || b[i + 1] == b'_')
+                && (i == 0 || !is_ident(b[i - 1])) =>
+            {
+                out.replace_range(i..i + 1, "$");
+                i += 1;
+            }
+            c if (c == b's' || c == b'S') && (i == 0 || !is_ident(b[i - 1])) => {
+                match sqlc_call(&sql[i..]) {
+                    Some((len, name)) => {
+                        let mut rep = format!("${name}");
+                        let width = sql[i..i + len].chars().count();
+                        if rep.chars().count() <= width {
+                            while rep.chars().count() < width {
+                                rep.push(' ');
+                            }
+                            out.replace_range(i..i + len, &rep);
+                        }
+                        i += len;
+                    }
+                    None => i += 1,
                 }
             }
+            _ => i += 1,
         }
-        if let Token::Word(w) = tok {
-            if w.value.eq_ignore_ascii_case("sqlc") {
-                let t = |k: usize| tokens.get(i + k).map(|t| &t.token);
-                let arg = match (t(1), t(2), t(3), t(4), t(5)) {
-                    (
-                        Some(Token::Period),
-                        Some(Token::Word(f)),
-                        Some(Token::LParen),
-                        Some(a),
-                        Some(Token::RParen),
-                    ) if matches!(
-                        f.value.to_ascii_lowercase().as_str(),
-                        "arg" | "narg" | "slice"
-                    ) =>
-                    {
-                        match a {
-                            Token::Word(a) => Some(a.value.clone()),
-                            Token::SingleQuotedString(s) => Some(s.clone()),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                if let Some(name) = arg {
-                    let (from, to) = (offset(&tokens[i]), offset(&tokens[i + 5]) + 1);
-                    let plain: String = name
-                        .chars()
-                        .map(|c| {
-                            if c.is_alphanumeric() || c == '_' {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
-                    let mut rep = format!("${plain}");
-                    let width = out[from..to].chars().count();
-                    while rep.chars().count() < width {
-                        rep.push(' ');
-                    }
-                    if rep.chars().count() == width {
-                        out.replace_range(from..to, &rep);
-                    }
-                    i += 6;
+    }
+    out
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// When a string, quoted identifier, comment or dollar quote starts at byte `i`: the byte after
+/// its end.
+fn skip_quoted(sql: &str, mut i: usize) -> Option<usize> {
+    let b = sql.as_bytes();
+    match b[i] {
+        b'\'' => {
+            // E'…' strings escape with a backslash; others double the quote.
+            let escapes = i > 0 && (b[i - 1] == b'e' || b[i - 1] == b'E');
+            i += 1;
+            while i < b.len() {
+                if escapes && b[i] == b'\\' {
+                    i += 2;
                     continue;
                 }
+                if b[i] == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
             }
+            Some((i + 1).min(b.len()))
+        }
+        b'"' => {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += 1;
+            }
+            Some((i + 1).min(b.len()))
+        }
+        b'-' if b.get(i + 1) == Some(&b'-') => {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            Some(i)
+        }
+        b'/' if b.get(i + 1) == Some(&b'*') => {
+            let mut depth = 0usize;
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            Some(i.min(b.len()))
+        }
+        b'$' => {
+            // $tag$ … $tag$ (a `$1` or `$name` parameter has no closing `$`).
+            let mut j = i + 1;
+            if j < b.len() && b[j].is_ascii_digit() {
+                return None;
+            }
+            while j < b.len() && is_ident(b[j]) {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'$' {
+                let tag = &sql[i..=j];
+                Some(match sql[j + 1..].find(tag) {
+                    Some(k) => j + 1 + k + tag.len(),
+                    None => b.len(),
+                })
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The statements of a large file, split in parallel: the file is cut after top-level `;`s into
+/// one chunk per core and each chunk goes through the shared splitter, so the result is the
+/// splitter's own. A file with `BEGIN ATOMIC` bodies (semicolons inside a statement), a small file,
+/// or a chunk the splitter refuses is split whole.
+fn split_file(text: &str) -> Result<Vec<crate::split::Piece<'_>>, crate::split::SplitError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || text.len() < 256 * 1024 || text.to_ascii_lowercase().contains("atomic") {
+        return crate::split::split(text);
+    }
+    let b = text.as_bytes();
+    let mut cuts = vec![0];
+    let mut i = 0;
+    let step = text.len() / threads;
+    while i < b.len() {
+        if let Some(next) = skip_quoted(text, i) {
+            i = next;
+            continue;
+        }
+        if b[i] == b';' && i + 1 >= cuts.last().copied().unwrap_or(0) + step {
+            cuts.push(i + 1);
         }
         i += 1;
     }
-    out
+    cuts.push(text.len());
+    let chunks: Vec<(usize, &str)> = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&(start, chunk)| s.spawn(move || (start, crate::split::split(chunk))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("split worker panicked"))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (start, r) in results {
+        let Ok(pieces) = r else {
+            return crate::split::split(text);
+        };
+        let before = &text[..start];
+        let line0 = before.matches('\n').count();
+        let col0 = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+            .chars()
+            .count();
+        for mut p in pieces {
+            if p.line == 1 {
+                p.column += col0;
+            }
+            p.line += line0;
+            p.offset += start;
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `sqlc.arg(name)` (or `narg`, `slice`; the name may be quoted) at the start of `s`: its length
+/// in bytes and the name.
+fn sqlc_call(s: &str) -> Option<(usize, String)> {
+    let lower = s.get(..11).unwrap_or(s).to_ascii_lowercase();
+    let after = ["sqlc.arg(", "sqlc.narg(", "sqlc.slice("]
+        .iter()
+        .find(|p| lower.starts_with(**p))?
+        .len();
+    let close = s[after..].find(')')? + after;
+    let name = s[after..close].trim().trim_matches('\'').trim_matches('"');
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    Some((close + 1, name.to_string()))
 }
 
 /// Statements of a query text found in a JSON document or a log line, all placed at `line`.
@@ -429,6 +541,19 @@ mod tests {
             rewrite_placeholders("select '@x', a @> b"),
             "select '@x', a @> b"
         );
+    }
+
+    #[test]
+    fn a_large_file_splits_in_chunks_as_whole() {
+        let mut text = String::from("-- header\n");
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "SELECT 'a;b', $q$;$q$ /* ; */ FROM t{i} -- ;\n  WHERE x = {i};\n"
+            ));
+        }
+        let whole = crate::split::split(&text).unwrap();
+        let parallel = split_file(&text).unwrap();
+        assert_eq!(whole, parallel);
     }
 
     #[test]
