@@ -6,6 +6,7 @@
 use crate::catalog::{Catalog, RealmsTable};
 use crate::config::Config;
 use crate::lint::model;
+use crate::names::names_table;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Default)]
@@ -33,13 +34,6 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    fn matches(entry: &str, schema: &str, name: &str) -> bool {
-        match entry.split_once('.') {
-            Some((s, t)) => s == schema && t == name,
-            None => entry == name,
-        }
-    }
-
     fn realm_column(&self, schema: &str, name: &str, has: &dyn Fn(&str) -> bool) -> Option<String> {
         let cfg = self.cfg;
         let in_schema = if cfg.schemas.is_empty() {
@@ -47,8 +41,8 @@ impl Rules<'_> {
         } else {
             cfg.schemas.iter().any(|s| s == schema)
         };
-        let excluded = cfg.exclude.iter().any(|e| Self::matches(e, schema, name));
-        let realms = !cfg.realms_table.is_empty() && Self::matches(&cfg.realms_table, schema, name);
+        let excluded = cfg.exclude.iter().any(|e| names_table(e, schema, name));
+        let realms = !cfg.realms_table.is_empty() && names_table(&cfg.realms_table, schema, name);
         if !in_schema || excluded || realms {
             return None;
         }
@@ -57,7 +51,7 @@ impl Rules<'_> {
         }
         cfg.realm_scoped
             .iter()
-            .any(|e| Self::matches(e, schema, name))
+            .any(|e| names_table(e, schema, name))
             .then(|| self.columns[0].clone())
     }
 }
