@@ -35,15 +35,21 @@ pub struct CheckReport {
     /// `None` when the migrations could not be applied.
     pub verify: Option<verify::Report>,
     pub lint: LintReport,
+    /// The audit of `[audit] paths`, when set (schema from the migration files).
+    pub audit: Option<crate::audit::AuditReport>,
 }
 
 impl CheckReport {
     pub fn errors(&self) -> usize {
-        self.verify.as_ref().map_or(0, |v| v.summary.errors) + self.lint.errors()
+        self.verify.as_ref().map_or(0, |v| v.summary.errors)
+            + self.lint.errors()
+            + self.audit.as_ref().map_or(0, |a| a.summary.errors)
     }
 
     pub fn warnings(&self) -> usize {
-        self.verify.as_ref().map_or(0, |v| v.summary.warnings) + self.lint.warnings()
+        self.verify.as_ref().map_or(0, |v| v.summary.warnings)
+            + self.lint.warnings()
+            + self.audit.as_ref().map_or(0, |a| a.summary.warnings)
     }
 }
 
@@ -62,12 +68,39 @@ pub async fn run(
         .map(|m| lint::Source::new(m.path.display().to_string(), m.sql.clone()))
         .collect();
     let lint = lint::lint_sources(sources, cfg);
+    let audit = audit_configured(cfg, files)?;
     let (apply, verify) = apply_to_scratch(server, cfg, files, sink, cancel).await?;
     Ok(CheckReport {
         verify,
         apply,
         lint,
+        audit,
     })
+}
+
+/// `[audit] paths` audited against the schema the migrations build (lint's model), so that CI
+/// gets one report; `None` when no paths are configured.
+fn audit_configured(
+    cfg: &Config,
+    files: &[migrate::source::Migration],
+) -> anyhow::Result<Option<crate::audit::AuditReport>> {
+    use crate::audit;
+    if cfg.audit.paths.is_empty() {
+        return Ok(None);
+    }
+    let mut model = crate::lint::model::Schema::default();
+    for m in files {
+        audit::schema::apply_text(&mut model, &m.sql);
+    }
+    let schema = audit::schema::RealmSchema::from_model(&model, cfg);
+    let queries = audit::sources::read_files(&audit::sources::collect(&cfg.audit.paths)?)?;
+    let baseline = audit::read_baseline(&audit::baseline_path(cfg))?;
+    let opts = audit::Options {
+        cfg,
+        baseline: baseline.as_ref(),
+        keys: false,
+    };
+    Ok(Some(audit::audit(&queries, &schema, &opts)))
 }
 
 /// Create the scratch database, migrate and verify it, drop it. A migration that fails is part of
@@ -200,8 +233,15 @@ fn text(r: &CheckReport, github: bool, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
     }
     lint::render::text(&r.lint, out)?;
+    if let Some(a) = &r.audit {
+        writeln!(out)?;
+        crate::audit::render::text(a, out)?;
+    }
     if github {
         lint::render::annotations(&r.lint, out)?;
+        if let Some(a) = &r.audit {
+            crate::audit::render::annotations(a, out)?;
+        }
         if let Some(v) = &r.verify {
             // Verify's findings belong to tables, not lines: annotations without a file.
             for x in &v.violations {
@@ -241,6 +281,7 @@ pub fn json_value(r: &CheckReport) -> serde_json::Value {
         },
         "verify": r.verify.as_ref().map(|v| serde_json::to_value(v).unwrap_or_default()),
         "lint": lint::render::json_value(&r.lint),
+        "audit": r.audit.as_ref().map(crate::audit::render::json_value),
     })
 }
 
@@ -272,5 +313,12 @@ fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
         name: "realmguard lint",
         cases: &lint_cases,
     });
+    let audit_cases = r.audit.as_ref().map(crate::audit::render::junit_cases);
+    if let Some(cases) = &audit_cases {
+        suites.push(JunitSuite {
+            name: "realmguard audit",
+            cases,
+        });
+    }
     output::write_junit_suites(out, "realmguard check", &suites)
 }

@@ -26,9 +26,11 @@ pub struct Config {
     /// Per-rule level overrides.
     pub rules: BTreeMap<String, Severity>,
     pub backfill: BackfillConfig,
-    /// The session setting the application sets to its realm (read by RLS policies).
+    /// The session setting the application sets to its realm (read by RLS policies; audit checks
+    /// that it is set transaction-locally).
     pub realm_setting: String,
     pub rls: RlsConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[rls]`: row level security as a second wall between realms (docs/rls.md).
@@ -40,6 +42,15 @@ pub struct RlsConfig {
     /// The role the application connects as; "" = not stated (the role checks are skipped and
     /// every view counts as readable).
     pub app_role: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Query files and directories `audit` reads by default, and `check` audits when set.
+    pub paths: Vec<std::path::PathBuf>,
+    /// The baseline file ("" : none); read when it exists, written by `audit --write-baseline`.
+    pub baseline: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +75,7 @@ impl Default for Config {
             backfill: BackfillConfig::default(),
             realm_setting: "app.realm_id".into(),
             rls: RlsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

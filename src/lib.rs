@@ -5,6 +5,7 @@
 //! typed report, and tells an [`events::EventSink`] about its progress. See
 //! `docs/architecture.md`.
 
+pub mod audit;
 pub mod backfill;
 pub mod catalog;
 pub mod check;

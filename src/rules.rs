@@ -31,6 +31,8 @@ pub enum Evaluator {
     Verify,
     Lint,
     Both,
+    /// `audit`, over the application's queries.
+    Audit,
 }
 
 impl Evaluator {
@@ -127,6 +129,14 @@ rules! {
     RenamingTable = "renaming-table", Warning, Lint, None;
     BanDropColumn = "ban-drop-column", Warning, Lint, None;
     ParseError = "parse-error", Error, Lint, None;
+    QueryMissingRealmFilter = "query-missing-realm-filter", Error, Audit, None;
+    JoinWithoutRealm = "join-without-realm", Error, Audit, None;
+    InsertWithoutRealm = "insert-without-realm", Error, Audit, None;
+    QueryMultiRealm = "query-multi-realm", Warning, Audit, None;
+    RealmColumnUpdated = "realm-column-updated", Warning, Audit, None;
+    SessionRealmSetting = "session-realm-setting", Warning, Audit, None;
+    QueryOpaque = "query-opaque", Warning, Audit, None;
+    BaselineStale = "baseline-stale", Warning, Audit, None;
 }
 
 impl Rule {

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit;
 mod backfill;
 mod check;
 mod cli;

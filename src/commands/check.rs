@@ -19,7 +19,8 @@ pub(super) async fn check(g: &GlobalOpts, a: &CheckArgs) -> anyhow::Result<Outco
     // Ctrl-C drops the scratch database before exiting.
     let cancel = super::cancel_on_ctrl_c();
     let report = check::run(&server, &cfg, &files, &Stderr::default(), &cancel).await?;
-    for note in &report.lint.notes {
+    let audit_notes = report.audit.iter().flat_map(|a| &a.notes);
+    for note in report.lint.notes.iter().chain(audit_notes) {
         eprintln!("{note}");
     }
     let mut out = std::io::stdout().lock();

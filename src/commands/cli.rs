@@ -29,7 +29,7 @@ pub struct GlobalOpts {
     /// Config file (default: schema/realmguard.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Output format. `junit` is accepted by verify, lint and check.
+    /// Output format. `junit` is accepted by verify, lint, audit and check.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
 }
@@ -66,6 +66,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Static analysis of migration SQL: wrong or lock-heavy statements.
     Lint(LintArgs),
+    /// Find the application's queries that can read or write across realms.
+    Audit(AuditArgs),
     /// CI schema check: apply every migration to a scratch database, verify it, lint the files.
     Check(CheckArgs),
     /// Convert legacy single-key tables to the (id, realm_id) shape online.
@@ -227,6 +229,25 @@ pub struct VerifyArgs {
 pub struct LintArgs {
     /// Files or directories (default: migrations/).
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Query files or directories: .sql (sqlc too), .sqlx/query-*.json, JSON-lines logs
+    /// (default: [audit] paths of the config).
+    pub paths: Vec<PathBuf>,
+    /// Read the schema from these migration files instead of the live database.
+    #[arg(long, value_name = "DIR")]
+    pub schema_from: Option<PathBuf>,
+    /// Also audit every statement of the database's pg_stat_statements view.
+    #[arg(long)]
+    pub from_pg_stat_statements: bool,
+    /// Baseline file (default: [audit] baseline, else schema/audit-baseline.json when it exists).
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<PathBuf>,
+    /// Write every current finding to the baseline file and exit 0.
+    #[arg(long)]
+    pub write_baseline: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,7 @@
 //! progress to an [`crate::events::EventSink`]), renders the report and picks the exit code.
 //! See `docs/architecture.md`.
 
+mod audit;
 mod backfill;
 mod check;
 pub mod cli;
@@ -81,6 +82,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Baseline(a) => migrate::baseline(g, a).await,
         Command::Verify(a) => verify::verify(g, a).await,
         Command::Lint(a) => lint::lint(g, a),
+        Command::Audit(a) => audit::audit(g, a).await,
         Command::Check(a) => check::check(g, a).await,
         Command::Backfill(BackfillCommand::Plan(a)) => backfill::cmd_plan(g, a).await,
         Command::Backfill(BackfillCommand::Run(a)) => backfill::cmd_run(g, a).await,
