@@ -6,6 +6,11 @@
 #
 #   scripts/bench-migrate.sh            # N=500 ROUNDS=3
 #   N=100 ROUNDS=1 scripts/bench-migrate.sh
+#   FSYNC=off scripts/bench-migrate.sh  # a server whose commits are cheap: the client's own work shows
+#   CORPUS=realistic N=200 scripts/bench-migrate.sh   # functions, triggers, views, DO blocks, data
+#   OLD_BIN=/tmp/realmguard-before scripts/bench-migrate.sh   # also time another realmguard build
+# Every run gets a fresh database; each tool's first run (its plans and catalog caches cold in a new
+# backend, only the tools before it have warmed the server) is reported on its own as well.
 # Needs sqlx-cli: cargo install sqlx-cli --no-default-features --features postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +27,19 @@ cleanup() { "$BIN" embedded stop >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 "$BIN" embedded start >/dev/null
 base=$("$BIN" embedded url)            # …/postgres?host=<socket dir>
+FSYNC=${FSYNC:-on}
+if [ "$FSYNC" = off ]; then
+  psql -X -q "$base" -c "ALTER SYSTEM SET fsync = off" -c "ALTER SYSTEM SET synchronous_commit = off" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 url_for() { echo "${base/\/postgres\?/\/$1?}"; }
 
+dir="$work/migrations"; mkdir -p "$dir"
+CORPUS=${CORPUS:-tables}
+if [ "$CORPUS" = realistic ]; then
+  python3 scripts/gen-realistic-migrations.py "$dir" "$N"
+else
 # The migrations: a realms table, then N-1 realm-scoped tables shaped like the real schema
 # (composite key, realm foreign key, a composite foreign key to the previous table, an index).
-dir="$work/migrations"; mkdir -p "$dir"
 printf 'CREATE TABLE realms (id text PRIMARY KEY);\nINSERT INTO realms VALUES (%s);\n' "'hub'" > "$dir/00001_realms.sql"
 for i in $(seq 2 "$N"); do
   f=$(printf '%s/%05d_table_%d.sql' "$dir" "$i" "$i")
@@ -45,9 +58,11 @@ CREATE TABLE t$i (
 CREATE INDEX t${i}_prev_idx ON t$i (realm_id, id);
 SQL
 done
+fi
 cat "$dir"/*.sql > "$work/all.sql"
 
-declare -A times
+want_tables=$(grep -l '^CREATE TABLE t' "$dir"/*.sql | wc -l)
+declare -A times first
 run() { # name command...
   local name=$1; shift
   local db="b_${name//-/_}_$round"
@@ -59,14 +74,19 @@ run() { # name command...
   times[$name]+="$(awk "BEGIN {print $t1 - $t0}") "
   # Every tool must have applied everything.
   local n; n=$(psql -X -qtA "$url" -c "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^t[0-9]+$'")
-  [ "$n" -eq $((N-1)) ] || { echo "$name applied $n of $((N-1)) tables" >&2; exit 1; }
+  [ "$n" -eq "$want_tables" ] || { echo "$name applied $n of $want_tables tables" >&2; exit 1; }
+  [ -n "${first[$name]:-}" ] || first[$name]=$(awk "BEGIN {print $t1 - $t0}")
 }
 rg_guard()   { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
 rg_noguard() { DATABASE_URL=$1 "$BIN" migrate --dir "$dir" --no-verify; }
 sqlx_cli()   { "$SQLX" migrate run --source "$dir" --database-url "$1"; }
 psql_floor() { psql -X -q -1 -v ON_ERROR_STOP=1 "$1" -f "$work/all.sql"; }
+old_guard()   { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir"; }
+old_noguard() { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir" --no-verify; }
 
-TOOLS=${TOOLS:-sqlx_cli rg_guard rg_noguard psql_floor}
+DEFAULT_TOOLS="sqlx_cli rg_guard rg_noguard psql_floor"
+[ -z "${OLD_BIN:-}" ] || DEFAULT_TOOLS="$DEFAULT_TOOLS old_guard old_noguard"
+TOOLS=${TOOLS:-$DEFAULT_TOOLS}
 for round in $(seq 1 "$ROUNDS"); do
   order=$TOOLS
   [ $((round % 2)) -eq 1 ] || order=$(echo "$TOOLS" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -74,12 +94,17 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "migrate benchmark: $N migrations, median of $ROUNDS rounds, same server ($(psql -X -qtA "$base" -c 'SHOW server_version'))"
+echo "migrate benchmark: $N migrations ($CORPUS corpus), fsync $FSYNC, median of $ROUNDS rounds, same server ($(psql -X -qtA "$base" -c 'SHOW server_version'))"
 m_sqlx=$(echo "${times[sqlx_cli]:-0}" | median)
+f_sqlx=${first[sqlx_cli]:-0}
 declare -A label=([rg_guard]="realmguard migrate (verify guard)" [rg_noguard]="realmguard migrate --no-verify"
-                  [sqlx_cli]="sqlx migrate run" [psql_floor]="psql -1, one transaction (floor)")
-for t in rg_guard rg_noguard sqlx_cli psql_floor; do
+                  [sqlx_cli]="sqlx migrate run" [psql_floor]="psql -1, one transaction (floor)"
+                  [old_guard]="OLD_BIN migrate (verify guard)" [old_noguard]="OLD_BIN migrate --no-verify")
+printf '%-34s %10s  %14s   %s\n' "" "median" "" "first round"
+for t in rg_guard rg_noguard old_guard old_noguard sqlx_cli psql_floor; do
   [ -n "${times[$t]:-}" ] || continue
   m=$(echo "${times[$t]}" | median)
-  printf '%-34s %8.3f s  %6.2fx sqlx-cli\n' "${label[$t]}" "$m" "$(awk "BEGIN {print ($m_sqlx > 0) ? $m / $m_sqlx : 0}")"
+  f=${first[$t]}
+  printf '%-34s %8.3f s  %6.2fx sqlx-cli   %7.3f s %6.2fx\n' "${label[$t]}" "$m" "$(awk "BEGIN {print ($m_sqlx > 0) ? $m / $m_sqlx : 0}")" \
+    "$f" "$(awk "BEGIN {print ($f_sqlx > 0) ? $f / $f_sqlx : 0}")"
 done
