@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod names;
 pub mod output;
 pub mod probe;
+pub mod realm;
 pub mod rules;
 pub mod split;
 pub mod verify;

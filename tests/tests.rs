@@ -12,5 +12,6 @@ mod fleet;
 mod lint;
 mod migrate;
 mod rls;
+mod realm;
 mod tls;
 mod verify;

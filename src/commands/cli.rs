@@ -73,6 +73,9 @@ pub enum Command {
     /// Convert legacy single-key tables to the (id, realm_id) shape online.
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Carry one realm between databases: list, copy, move, diff, delete.
+    #[command(subcommand)]
+    Realm(RealmCommand),
     /// The embedded local cluster: its URL and status, start and stop.
     #[command(subcommand)]
     Embedded(EmbeddedCommand),
@@ -316,6 +319,49 @@ pub struct BackfillFinishArgs {
     /// Print the steps without running them.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RealmCommand {
+    /// The realms and, with --counts, their rows per realm-scoped table.
+    List(RealmListArgs),
+    /// Copy a realm to another database: preflight, copy in one snapshot, verify, commit once.
+    /// The source is not changed.
+    Copy(RealmCopyArgs),
+    /// Row counts and content hashes of a realm per table on both sides; exit 1 on a difference.
+    Diff(RealmDiffArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmListArgs {
+    /// Count the rows of every realm in every realm-scoped table.
+    #[arg(long)]
+    pub counts: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmTo {
+    /// The realm's id (the key of the realms table).
+    #[arg(long, value_name = "ID")]
+    pub realm: String,
+    /// The target database (the worker instance).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmCopyArgs {
+    #[command(flatten)]
+    pub realm: RealmTo,
+    /// Print the tables, estimated rows and statements without copying.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmDiffArgs {
+    #[command(flatten)]
+    pub realm: RealmTo,
 }
 
 #[derive(Debug, Subcommand)]

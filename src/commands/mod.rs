@@ -14,6 +14,7 @@ mod lint;
 mod migrate;
 mod probe;
 mod progress;
+mod realm;
 mod verify;
 
 use crate::events::Cancel;
@@ -52,7 +53,10 @@ impl Outcome {
 /// stderr (passwords redacted) and exit 2 for an error, except that a closed stdout (`| head`)
 /// ends the command quietly with exit 0, as ripgrep does.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    let secrets = crate::db::secrets_of(cli.global.database_url.as_deref());
+    let mut secrets = crate::db::secrets_of(cli.global.database_url.as_deref());
+    if let cli::Command::Realm(c) = &cli.command {
+        secrets.extend(realm::secrets(c));
+    }
     match run(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -88,6 +92,9 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Backfill(BackfillCommand::Run(a)) => backfill::cmd_run(g, a).await,
         Command::Backfill(BackfillCommand::Status(a)) => backfill::cmd_status(g, a).await,
         Command::Backfill(BackfillCommand::Finish(a)) => backfill::cmd_finish(g, a).await,
+        Command::Realm(RealmCommand::List(a)) => realm::list(g, a).await,
+        Command::Realm(RealmCommand::Copy(a)) => realm::copy(g, a).await,
+        Command::Realm(RealmCommand::Diff(a)) => realm::diff(g, a).await,
         Command::Embedded(c) => embedded::run(g, c).await,
         Command::Realm(RealmCommand::Probe(a)) => probe::probe(g, a).await,
         Command::Fleet(c) => fleet::run(g, c).await,

@@ -1,0 +1,235 @@
+//! Stream one realm from the source to the target: per table `COPY (SELECT …) TO STDOUT` on the
+//! source into `COPY … FROM STDIN` on the target, binary format, through a buffer of fixed size
+//! (constant memory whatever the realm's size); then count and hash both sides and compare.
+//!
+//! Both connections are in a transaction the caller opened (the source's a `REPEATABLE READ
+//! READ ONLY` snapshot) and commits or abandons: nothing here commits.
+
+use super::hash::{self, Digest};
+use super::plan::{Plan, RealmTable};
+use super::report::TableReport;
+use crate::db::quote_ident;
+use crate::events::{Cancel, Event, EventSink, Unit};
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use sqlx::PgConnection;
+use std::time::{Duration, Instant};
+
+/// Bytes gathered before one write to the target. The server sends one message per row; writing
+/// each on its own would cost a system call per row.
+const CHUNK: usize = 256 * 1024;
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// A table's hash differs between the two sides after the copy.
+#[derive(Debug, thiserror::Error)]
+#[error("{table}: the target does not hold what the source holds after the copy ({source_rows} rows, hash {source_hash} on the source; {target_rows} rows, hash {target_hash} on the target); the target was rolled back: look for a trigger, rule or default on the target that changes rows")]
+pub struct Mismatch {
+    pub table: String,
+    pub source_rows: i64,
+    pub target_rows: i64,
+    pub source_hash: String,
+    pub target_hash: String,
+}
+
+/// Copy every table of the realm (realms row first, parents first) and verify each. Returns on
+/// the first table whose hashes differ, with [`Mismatch`]; the caller must then not commit.
+pub async fn copy_tables(
+    src: &mut PgConnection,
+    dst: &mut PgConnection,
+    sp: &Plan,
+    tp: &Plan,
+    realm: &str,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<TableReport>> {
+    let mut out = Vec::new();
+    for s in sp.copy_order() {
+        if cancel.is_cancelled() {
+            bail!("cancelled before {}; the target was rolled back", s.label());
+        }
+        let t = tp
+            .copy_order()
+            .find(|t| t.schema == s.schema && t.name == s.name)
+            .with_context(|| format!("the target has no table {}", s.label()))?;
+        let started = Instant::now();
+        let cols = hash::hashed_columns(s);
+        let before = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
+        let bytes = stream_table(
+            src,
+            dst,
+            s,
+            t,
+            realm,
+            &sp.key_type,
+            before.rows,
+            sink,
+            cancel,
+        )
+        .await?;
+        let after = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
+        let report = table_report(s, &before, &after, started, bytes);
+        if !report.matched {
+            return Err(Mismatch {
+                table: report.table,
+                source_rows: before.rows,
+                target_rows: after.rows,
+                source_hash: before.hash,
+                target_hash: after.hash,
+            }
+            .into());
+        }
+        out.push(report);
+    }
+    Ok(out)
+}
+
+pub fn table_report(
+    s: &RealmTable,
+    before: &Digest,
+    after: &Digest,
+    started: Instant,
+    bytes: u64,
+) -> TableReport {
+    TableReport {
+        table: s.label(),
+        rows: before.rows,
+        target_rows: after.rows,
+        source_hash: before.hash.clone(),
+        target_hash: after.hash.clone(),
+        matched: before == after,
+        duration_ms: started.elapsed().as_millis() as u64,
+        bytes,
+    }
+}
+
+/// The column list both COPY statements use: the source's non-generated columns, in the
+/// source's order, named (so the target's own column order does not matter).
+fn column_list(s: &RealmTable) -> String {
+    s.copied_columns()
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn copy_out_sql(s: &RealmTable, realm: &str, key_type: &str) -> String {
+    format!(
+        "COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT binary)",
+        column_list(s),
+        s.sql_name(),
+        s.realm_filter(realm, key_type)
+    )
+}
+
+pub fn copy_in_sql(s: &RealmTable, t: &RealmTable) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        t.sql_name(),
+        column_list(s)
+    )
+}
+
+/// Stream one table; returns the bytes moved. `total` (the source's count) sizes the bar.
+#[allow(clippy::too_many_arguments)]
+async fn stream_table(
+    src: &mut PgConnection,
+    dst: &mut PgConnection,
+    s: &RealmTable,
+    t: &RealmTable,
+    realm: &str,
+    key_type: &str,
+    total: i64,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<u64> {
+    let label = s.label();
+    sink.emit(Event::WorkStarted {
+        unit: Unit::Rows,
+        total: total.max(0) as u64,
+        label: label.clone(),
+    });
+    let result = async {
+        let mut copy_in = dst
+            .copy_in_raw(&copy_in_sql(s, t))
+            .await
+            .with_context(|| format!("cannot start the copy into the target's {label}"))?;
+        let mut stream = match src.copy_out_raw(&copy_out_sql(s, realm, key_type)).await {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = copy_in.abort("the source could not be read").await;
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot start reading the source's {label}")));
+            }
+        };
+        let started = Instant::now();
+        let mut last = started;
+        let (mut buf, mut bytes, mut messages) = (Vec::with_capacity(CHUNK), 0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.with_context(|| format!("reading the source's {label} failed"))?;
+            bytes += chunk.len() as u64;
+            messages += 1;
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= CHUNK {
+                copy_in
+                    .send(buf.as_slice())
+                    .await
+                    .with_context(|| format!("writing the target's {label} failed"))?;
+                buf.clear();
+                if cancel.is_cancelled() {
+                    bail!("cancelled while copying {label}; the target was rolled back");
+                }
+                if last.elapsed() >= PROGRESS_EVERY {
+                    last = Instant::now();
+                    sink.emit(progress(&label, messages, bytes, started));
+                }
+            }
+        }
+        drop(stream);
+        if !buf.is_empty() {
+            copy_in
+                .send(buf.as_slice())
+                .await
+                .with_context(|| format!("writing the target's {label} failed"))?;
+        }
+        copy_in
+            .finish()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
+            .with_context(|| format!("the target refused the rows of {label}"))?;
+        sink.emit(progress(&label, messages, bytes, started));
+        Ok(bytes)
+    }
+    .await;
+    sink.emit(Event::WorkFinished);
+    result
+}
+
+fn progress(label: &str, messages: u64, bytes: u64, started: Instant) -> Event {
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    Event::WorkProgress {
+        // One message per row, plus the binary header and trailer.
+        done: messages.saturating_sub(2),
+        label: format!("{label} {:.1} MB/s", bytes as f64 / secs / 1e6),
+    }
+}
+
+/// Move every identity and serial sequence of the target's realm tables past the largest id now
+/// in its table (never backwards), so the target's next generated ids do not collide.
+pub async fn advance_sequences(dst: &mut PgConnection, tp: &Plan) -> anyhow::Result<()> {
+    for t in tp.copy_order() {
+        for c in &t.columns {
+            let Some(seq) = &c.sequence else { continue };
+            let col = quote_ident(&c.name);
+            sqlx::query(&format!(
+                "SELECT setval($1::regclass, greatest(m, (SELECT last_value FROM {seq})))
+                 FROM (SELECT max({col})::int8 AS m FROM {}) AS s WHERE m IS NOT NULL",
+                t.sql_name()
+            ))
+            .bind(seq)
+            .execute(&mut *dst)
+            .await
+            .with_context(|| format!("cannot move {seq} past {}.{}", t.label(), c.name))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! `realmguard realm`: carry one realm between databases (the hub and a worker instance), prove
+//! both sides hold the same rows, delete a realm online. See docs/realm.md.
+//!
+//! - [`plan`]: which tables, in which order (catalog foreign keys, parents first);
+//! - [`preflight`]: the refusals;
+//! - [`copy`]: the streaming COPY and the per-table verification;
+//! - [`hash`]: the order-independent content hash, computed by the servers;
+//! - [`fence`], [`ledger`], [`delete`]: what `move` adds (refuse writes, record phases, delete in
+//!   batches);
+//! - [`report`]: what the commands return and how it renders.
+
+pub mod copy;
+pub mod hash;
+pub mod plan;
+pub mod preflight;
+pub mod report;
+
+use crate::config::Config;
+use crate::db::Target;
+use crate::events::{Cancel, EventSink};
+use anyhow::Context;
+use plan::Plan;
+use report::{ListReport, PlanStep, RealmCounts, RealmReport};
+use sqlx::PgConnection;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub use report::{render, render_list};
+
+/// A realm id as given on the command line: non-empty, one line.
+pub fn validate_realm(id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.contains(['\n', '\r', '\0']) {
+        anyhow::bail!("--realm must be a non-empty realm id on one line");
+    }
+    Ok(())
+}
+
+/// What realm copy and diff need.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    pub realm: String,
+    pub to: Target,
+    /// Print the plan (tables, estimated rows, statements) without copying.
+    pub dry_run: bool,
+}
+
+/// A connection with the session settings the hashes depend on pinned.
+pub async fn open(target: &Target) -> anyhow::Result<PgConnection> {
+    let mut conn = target.connect().await?;
+    hash::pin_session(&mut conn).await?;
+    Ok(conn)
+}
+
+pub(crate) async fn exec(conn: &mut PgConnection, sql: &str) -> anyhow::Result<()> {
+    sqlx::raw_sql(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
+}
+
+/// Both sides opened, planned and through the schema preflight.
+pub(crate) struct Sides {
+    pub src: PgConnection,
+    pub dst: PgConnection,
+    pub sp: Plan,
+    pub tp: Plan,
+}
+
+pub(crate) async fn open_sides(
+    source: &Target,
+    to: &Target,
+    cfg: &Config,
+    preflight: bool,
+) -> anyhow::Result<Sides> {
+    if source.url == to.url {
+        anyhow::bail!("the target is the source database; give --to the worker instance's URL");
+    }
+    let mut src = open(source).await?;
+    let mut dst = open(to).await?;
+    let sp = plan::load(&mut src, cfg)
+        .await
+        .context("cannot plan the source")?;
+    let tp = plan::load(&mut dst, cfg)
+        .await
+        .context("cannot plan the target")?;
+    if preflight {
+        preflight::schema(&mut src, &mut dst, cfg, &sp, &tp).await?;
+    }
+    Ok(Sides { src, dst, sp, tp })
+}
+
+/// `realm copy`: preflight, copy in one source snapshot, verify, commit the target once.
+pub async fn copy(
+    source: &Target,
+    cfg: &Config,
+    opts: &CopyOptions,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<RealmReport> {
+    validate_realm(&opts.realm)?;
+    let Sides {
+        mut src,
+        mut dst,
+        sp,
+        tp,
+    } = open_sides(source, &opts.to, cfg, true).await?;
+    if opts.dry_run {
+        let mut r = RealmReport::new(&opts.realm, "plan");
+        r.plan = copy_steps(&mut src, &sp, &tp, &opts.realm).await?;
+        return Ok(r);
+    }
+    let tables = copy_in_one(&mut src, &mut dst, &sp, &tp, &opts.realm, sink, cancel).await?;
+    let mut r = RealmReport::new(&opts.realm, "done");
+    r.tables = tables;
+    Ok(r)
+}
+
+/// The copy proper: snapshot on the source, one transaction on the target, preflight of the
+/// data, every table copied and verified, sequences moved, target committed. Any error leaves
+/// the target's transaction uncommitted (the connection is dropped, so it rolls back).
+pub(crate) async fn copy_in_one(
+    src: &mut PgConnection,
+    dst: &mut PgConnection,
+    sp: &Plan,
+    tp: &Plan,
+    realm: &str,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<report::TableReport>> {
+    exec(src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    exec(dst, "BEGIN").await?;
+    preflight::data(src, dst, sp, realm).await?;
+    let tables = copy::copy_tables(src, dst, sp, tp, realm, sink, cancel).await?;
+    copy::advance_sequences(dst, tp).await?;
+    if cancel.is_cancelled() {
+        anyhow::bail!("cancelled before the commit; the target was rolled back");
+    }
+    exec(dst, "COMMIT")
+        .await
+        .context("the target's commit failed; nothing of the realm was kept there")?;
+    exec(src, "COMMIT").await?;
+    Ok(tables)
+}
+
+/// The dry run's steps: one COPY per table with the planner's estimate of the realm's rows.
+async fn copy_steps(
+    src: &mut PgConnection,
+    sp: &Plan,
+    tp: &Plan,
+    realm: &str,
+) -> anyhow::Result<Vec<PlanStep>> {
+    let mut steps = Vec::new();
+    for s in sp.copy_order() {
+        let Some(t) = tp.copy_order().find(|t| t.label() == s.label()) else {
+            continue;
+        };
+        steps.push(PlanStep {
+            step: "copy".into(),
+            table: s.label(),
+            estimated_rows: estimate(src, s, realm, &sp.key_type).await?,
+            sql: format!(
+                "{}\n| {}",
+                copy::copy_out_sql(s, realm, &sp.key_type),
+                copy::copy_in_sql(s, t)
+            ),
+        });
+    }
+    Ok(steps)
+}
+
+/// The planner's estimate of the realm's rows in `t` (no scan).
+pub(crate) async fn estimate(
+    conn: &mut PgConnection,
+    t: &plan::RealmTable,
+    realm: &str,
+    key_type: &str,
+) -> anyhow::Result<i64> {
+    let plan: serde_json::Value = sqlx::query_scalar(&format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
+        t.sql_name(),
+        t.realm_filter(realm, key_type)
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .with_context(|| format!("cannot estimate the rows of {}", t.label()))?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+/// `realm diff`: counts and hashes per table on both sides (each side in one snapshot).
+pub async fn diff(
+    source: &Target,
+    cfg: &Config,
+    opts: &CopyOptions,
+) -> anyhow::Result<RealmReport> {
+    validate_realm(&opts.realm)?;
+    let Sides {
+        mut src,
+        mut dst,
+        sp,
+        tp,
+    } = open_sides(source, &opts.to, cfg, false).await?;
+    exec(&mut src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    exec(&mut dst, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let mut r = RealmReport::new(&opts.realm, "diff");
+    for s in sp.copy_order() {
+        let started = Instant::now();
+        let cols = hash::hashed_columns(s);
+        let before = hash::digest(&mut src, s, &cols, &opts.realm, &sp.key_type).await?;
+        let after = match tp.copy_order().find(|t| t.label() == s.label()) {
+            Some(t) if cols.iter().all(|c| t.column(c).is_some()) => {
+                hash::digest(&mut dst, t, &cols, &opts.realm, &tp.key_type).await?
+            }
+            // A table or column the target lacks: it cannot hold the same rows.
+            _ => hash::Digest {
+                rows: 0,
+                hash: "missing".into(),
+            },
+        };
+        r.tables
+            .push(copy::table_report(s, &before, &after, started, 0));
+    }
+    r.ok = r.tables.iter().all(|t| t.matched);
+    Ok(r)
+}
+
+/// `realm list [--counts]`.
+pub async fn list(source: &Target, cfg: &Config, counts: bool) -> anyhow::Result<ListReport> {
+    let mut conn = open(source).await?;
+    let p = plan::load(&mut conn, cfg).await?;
+    exec(&mut conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let ids: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT {}::text FROM {} ORDER BY 1",
+        crate::db::quote_ident(&p.realms.realm_column),
+        p.realms.sql_name()
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .with_context(|| format!("cannot read {}", p.realms.label()))?;
+    let mut per: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    if counts {
+        for t in &p.tables {
+            let rows: Vec<(Option<String>, i64)> = sqlx::query_as(&format!(
+                "SELECT {}::text, count(*) FROM {} GROUP BY 1",
+                crate::db::quote_ident(&t.realm_column),
+                t.sql_name()
+            ))
+            .fetch_all(&mut conn)
+            .await
+            .with_context(|| format!("cannot count the rows of {}", t.label()))?;
+            for (realm, n) in rows {
+                per.entry(realm.unwrap_or_else(|| "(null)".into()))
+                    .or_default()
+                    .insert(t.label(), n);
+            }
+        }
+    }
+    let tables: Vec<String> = if counts {
+        p.tables.iter().map(|t| t.label()).collect()
+    } else {
+        Vec::new()
+    };
+    let realms = ids
+        .into_iter()
+        .map(|id| RealmCounts {
+            counts: counts.then(|| {
+                let mut c = per.remove(&id).unwrap_or_default();
+                for t in &tables {
+                    c.entry(t.clone()).or_insert(0);
+                }
+                c
+            }),
+            realm: id,
+        })
+        .collect();
+    Ok(ListReport { realms, tables })
+}

@@ -1,0 +1,480 @@
+//! `realmguard realm` against real PostgreSQL: the source on the suite's server, the target on a
+//! second throwaway cluster (a second database of the same server under DATABASE_URL), the
+//! project's own migrations applied on both.
+
+use crate::common::{project_dir, Run, TempDir, TestDb};
+use realmguard::embedded::Cluster;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The tables of the project's schema, parents first.
+const TABLES: &[&str] = &[
+    "realms",
+    "groups",
+    "policy_statement_types",
+    "users",
+    "memberships",
+    "membership_statements",
+];
+
+static SECOND: OnceLock<Option<Cluster>> = OnceLock::new();
+
+/// The maintenance URL of the server the targets live on.
+fn target_admin() -> String {
+    let second = SECOND.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(u) if !u.is_empty() => None,
+        _ => Some(Cluster::throwaway(std::process::id()).expect("start the target cluster")),
+    });
+    match second {
+        Some(c) => c.url("postgres"),
+        None => crate::common::server_url("postgres"),
+    }
+}
+
+/// A migrated database on the source server and one on the target server.
+async fn pair(tag: &str) -> (TestDb, TestDb) {
+    let src = TestDb::new(&format!("{tag}_src")).await;
+    let dst = TestDb::on(&target_admin(), &format!("{tag}_dst")).await;
+    for db in [&src, &dst] {
+        db.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    }
+    (src, dst)
+}
+
+/// Realm `realm` with `n` users, n/5 nested groups, memberships, statement types and statements;
+/// a few values that are hard to print (quotes, newlines, NULLs, non-ASCII).
+async fn seed(db: &TestDb, realm: &str, n: u32) {
+    db.exec(&format!(
+        "INSERT INTO realms (id, name) VALUES ('{realm}', 'Realm {realm}');
+         INSERT INTO users (realm_id, email, display_name)
+           SELECT '{realm}', 'u' || i || '@{realm}.example',
+                  CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN 'O''Brien ' || i
+                             WHEN 2 THEN E'two\\nlines\\t' || i ELSE 'Zoë “' || i || '”' END
+           FROM generate_series(1, {n}) AS i;
+         INSERT INTO groups (realm_id, name) SELECT '{realm}', 'g' || i FROM generate_series(1, {n} / 5 + 1) AS i;
+         UPDATE groups g SET parent_id = p.id FROM groups p
+           WHERE g.realm_id = '{realm}' AND p.realm_id = '{realm}' AND p.name = 'g' || ((substr(g.name, 2)::int) / 2)
+             AND g.name <> 'g1';
+         INSERT INTO memberships (realm_id, user_id, group_id)
+           SELECT DISTINCT '{realm}', u.id, g.id
+           FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM users WHERE realm_id = '{realm}') AS u
+           CROSS JOIN LATERAL (VALUES (u.rn % ({n} / 5 + 1) + 1), ((u.rn * 7) % ({n} / 5 + 1) + 1)) AS pick (rn)
+           JOIN (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM groups WHERE realm_id = '{realm}') AS g
+             ON g.rn = pick.rn;
+         INSERT INTO policy_statement_types (realm_id, code, description)
+           VALUES ('{realm}', 'BOARD_MEMBER', 'on the board'), ('{realm}', 'TREASURER', NULL);
+         INSERT INTO membership_statements (realm_id, membership_id, statement_type_id)
+           SELECT m.realm_id, m.id, t.id FROM memberships m JOIN policy_statement_types t USING (realm_id)
+           WHERE m.realm_id = '{realm}' AND (m.id % 2 = 0 OR t.code = 'TREASURER');"
+    ))
+    .await;
+}
+
+/// Every row of every table whose realm is not `realm`, as one digest per table: what must not
+/// change, byte for byte.
+async fn others(db: &TestDb, realm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in TABLES {
+        let col = if *t == "realms" { "id" } else { "realm_id" };
+        out.push(
+            db.scalar(&format!(
+                "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')
+                 FROM {t} t WHERE {col} <> '{realm}'"
+            ))
+            .await,
+        );
+    }
+    out
+}
+
+/// Rows of `realm` per table, and its rows as one digest per table.
+async fn realm_state(db: &TestDb, realm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in TABLES {
+        let col = if *t == "realms" { "id" } else { "realm_id" };
+        out.push(
+            db.scalar(&format!(
+                "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')
+                 FROM {t} t WHERE {col} = '{realm}'"
+            ))
+            .await,
+        );
+    }
+    out
+}
+
+async fn realm_rows(db: &TestDb, realm: &str) -> i64 {
+    let mut n = 0;
+    for t in TABLES {
+        let col = if *t == "realms" { "id" } else { "realm_id" };
+        n += db
+            .count(&format!("SELECT 1 FROM {t} WHERE {col} = '{realm}'"))
+            .await;
+    }
+    n
+}
+
+async fn realm(src: &TestDb, args: &[&str]) -> Run {
+    let mut a = vec!["realm"];
+    a.extend_from_slice(args);
+    src.run(&project_dir(), &a).await
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+#[tokio::test]
+async fn copy_carries_every_table_and_leaves_the_other_realms_alone() {
+    let (src, dst) = pair("rcopy").await;
+    seed(&src, "w1", 300).await;
+    seed(&src, "w2", 50).await;
+    seed(&dst, "w9", 40).await;
+    let (src_others, dst_others) = (others(&src, "w1").await, others(&dst, "w1").await);
+    let before = realm_state(&src, "w1").await;
+
+    let r = realm(
+        &src,
+        &[
+            "copy", "--realm", "w1", "--to", &dst.url, "--format", "json",
+        ],
+    )
+    .await;
+    r.expect_code(0);
+    let v = json(&r);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["realm"], "w1");
+    assert_eq!(v["phase"], "done");
+    let tables: Vec<&str> = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = TABLES.iter().map(|t| format!("public.{t}")).collect();
+    assert_eq!(tables, expected);
+    for t in v["tables"].as_array().unwrap() {
+        assert_eq!(t["match"], true, "{t}");
+        assert_eq!(t["source_hash"], t["target_hash"]);
+        assert!(t["rows"].as_i64().unwrap() > 0, "every table has rows: {t}");
+        assert!(t["duration_ms"].is_u64());
+    }
+
+    // Same rows on both sides, the source untouched, the other realms byte for byte unchanged.
+    assert_eq!(realm_state(&dst, "w1").await, before);
+    assert_eq!(realm_state(&src, "w1").await, before);
+    assert_eq!(others(&src, "w1").await, src_others);
+    assert_eq!(others(&dst, "w1").await, dst_others);
+    // Every link intact on the target: memberships to their users and groups, statements to their
+    // memberships and types, groups to their parents, all within the realm.
+    let orphans = dst
+        .count(
+            "SELECT 1 FROM memberships m WHERE m.realm_id = 'w1' AND (
+                 NOT EXISTS (SELECT 1 FROM users u WHERE (u.id, u.realm_id) = (m.user_id, m.realm_id))
+              OR NOT EXISTS (SELECT 1 FROM groups g WHERE (g.id, g.realm_id) = (m.group_id, m.realm_id)))
+             UNION ALL
+             SELECT 1 FROM membership_statements s WHERE s.realm_id = 'w1' AND NOT EXISTS
+               (SELECT 1 FROM memberships m WHERE (m.id, m.realm_id) = (s.membership_id, s.realm_id))
+             UNION ALL
+             SELECT 1 FROM groups g WHERE g.realm_id = 'w1' AND g.parent_id IS NOT NULL AND NOT EXISTS
+               (SELECT 1 FROM groups p WHERE (p.id, p.realm_id) = (g.parent_id, g.realm_id))",
+        )
+        .await;
+    assert_eq!(orphans, 0);
+    assert!(
+        dst.count("SELECT 1 FROM groups WHERE realm_id = 'w1' AND parent_id IS NOT NULL")
+            .await
+            > 0
+    );
+    // The target's identity sequences moved past the copied ids: new rows there get fresh ids.
+    dst.exec(
+        "INSERT INTO users (realm_id, email) VALUES ('w9', 'new@w9'), ('w1', 'new@w1');
+         INSERT INTO groups (realm_id, name) VALUES ('w1', 'new');
+         INSERT INTO memberships (realm_id, user_id, group_id)
+           SELECT 'w1', u.id, g.id FROM users u, groups g
+           WHERE u.email = 'new@w1' AND g.realm_id = 'w1' AND g.name = 'new'",
+    )
+    .await;
+    // The realmguard schema was not copied: the target's ledger is its own.
+    assert_eq!(
+        dst.scalar("SELECT count(*) FROM realmguard.migrations")
+            .await,
+        src.scalar("SELECT count(*) FROM realmguard.migrations")
+            .await
+    );
+
+    // diff: the same on both sides for w1 until the target changes.
+    dst.exec("DELETE FROM memberships WHERE realm_id = 'w1' AND user_id = (SELECT id FROM users WHERE email = 'new@w1')").await;
+    dst.exec("DELETE FROM users WHERE email = 'new@w1'; DELETE FROM groups WHERE realm_id = 'w1' AND name = 'new'").await;
+    realm(&src, &["diff", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0)
+        .expect_stdout("both sides hold the same");
+    dst.exec("UPDATE users SET display_name = 'changed' WHERE realm_id = 'w1' AND email = 'u7@w1.example'").await;
+    let d = realm(
+        &src,
+        &[
+            "diff", "--realm", "w1", "--to", &dst.url, "--format", "json",
+        ],
+    )
+    .await;
+    d.expect_code(1);
+    let v = json(&d);
+    let differing: Vec<&str> = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["match"] == false)
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(differing, vec!["public.users"]);
+    realm(&src, &["diff", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(1)
+        .expect_stdout("differs in public.users");
+
+    // list: the realms, and with --counts their rows.
+    let l = realm(&src, &["list", "--counts", "--format", "json"]).await;
+    l.expect_code(0);
+    let v = json(&l);
+    let ids: Vec<&str> = v["realms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["realm"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["hub", "w1", "w2"]);
+    assert_eq!(v["realms"][1]["counts"]["public.users"], 300);
+    assert_eq!(v["realms"][0]["counts"]["public.users"], 0);
+    realm(&src, &["list"])
+        .await
+        .expect_code(0)
+        .expect_stdout("w2");
+}
+
+#[tokio::test]
+async fn a_target_with_another_column_order_gets_the_same_rows() {
+    // No ledger on either side (both empty, so equal): the target's tables declare their columns
+    // in another order and one has an extra column with a default.
+    let src = TestDb::new("rorder_src").await;
+    let dst = TestDb::on(&target_admin(), "rorder_dst").await;
+    let mut schema = String::new();
+    for f in [
+        "0001_realms",
+        "0002_users",
+        "0003_groups",
+        "0004_memberships",
+        "0005_policy_statements",
+    ] {
+        schema.push_str(
+            &std::fs::read_to_string(project_dir().join(format!("migrations/{f}.sql"))).unwrap(),
+        );
+    }
+    src.exec(&schema).await;
+    let reordered = schema
+        .replace(
+            "    id           bigint GENERATED BY DEFAULT AS IDENTITY,\n    realm_id     text NOT NULL REFERENCES realms (id) ON DELETE CASCADE,\n    email        text NOT NULL,\n    display_name text,\n    created_at   timestamptz NOT NULL DEFAULT now(),",
+            "    display_name text,\n    created_at   timestamptz NOT NULL DEFAULT now(),\n    email        text NOT NULL,\n    nickname     text DEFAULT 'none',\n    realm_id     text NOT NULL REFERENCES realms (id) ON DELETE CASCADE,\n    id           bigint GENERATED BY DEFAULT AS IDENTITY,",
+        );
+    assert_ne!(reordered, schema, "the users table was reordered");
+    dst.exec(&reordered).await;
+    seed(&src, "w1", 60).await;
+    let before = realm_state(&src, "w1").await;
+    realm(&src, &["copy", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0)
+        .expect_stdout("realm w1: done");
+    let same = "SELECT count(*) FROM users WHERE realm_id = 'w1'";
+    assert_eq!(dst.scalar(same).await, src.scalar(same).await);
+    let by_name = "SELECT md5(string_agg(concat_ws(',', id, realm_id, email, display_name, created_at), '|' ORDER BY id)) FROM users WHERE realm_id = 'w1'";
+    assert_eq!(dst.scalar(by_name).await, src.scalar(by_name).await);
+    assert_eq!(
+        dst.scalar("SELECT DISTINCT nickname FROM users WHERE realm_id = 'w1'")
+            .await,
+        "none"
+    );
+    assert_eq!(realm_state(&dst, "w1").await[5], before[5]);
+    realm(&src, &["diff", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0);
+}
+
+/// A copy that must be refused: one `error:` line containing `says`, nothing of w1 on the target.
+async fn refused(src: &TestDb, dst: &TestDb, realm_id: &str, says: &str) {
+    let r = realm(src, &["copy", "--realm", realm_id, "--to", &dst.url]).await;
+    r.expect_one_line_error().expect_stderr(says);
+    assert_eq!(
+        dst.count(&format!(
+            "SELECT 1 FROM users WHERE realm_id = '{realm_id}'"
+        ))
+        .await,
+        0,
+        "nothing copied"
+    );
+}
+
+#[tokio::test]
+async fn preflight_refuses_each_cause_in_one_line() {
+    let (src, dst) = pair("rpre").await;
+    seed(&src, "w1", 20).await;
+
+    // The realm is missing on the source.
+    refused(
+        &src,
+        &dst,
+        "nosuch",
+        "realm nosuch does not exist on the source",
+    )
+    .await;
+    // The realm already has rows on the target.
+    dst.exec("INSERT INTO realms (id, name) VALUES ('w1', 'already here')")
+        .await;
+    refused(
+        &src,
+        &dst,
+        "w1",
+        "realm w1 already has rows on the target (in public.realms)",
+    )
+    .await;
+    dst.exec("DELETE FROM realms WHERE id = 'w1'").await;
+    // A global row the realm references is missing on the target.
+    for db in [&src, &dst] {
+        db.exec(
+            "CREATE TABLE countries (code text PRIMARY KEY);
+                 INSERT INTO countries VALUES ('de');
+                 ALTER TABLE users ADD COLUMN country text REFERENCES countries (code)",
+        )
+        .await;
+    }
+    src.exec("INSERT INTO countries VALUES ('fr'); UPDATE users SET country = 'fr' WHERE realm_id = 'w1' AND id % 2 = 0").await;
+    refused(
+        &src,
+        &dst,
+        "w1",
+        "the target lacks the public.countries row code = [\"fr\"]",
+    )
+    .await;
+    dst.exec("INSERT INTO countries VALUES ('fr')").await;
+    // A realm-scoped table that fails verify (its key lacks the realm column), on either side.
+    dst.exec(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, realm_id text NOT NULL REFERENCES realms (id))",
+    )
+    .await;
+    refused(&src, &dst, "w1", "the target fails verify on public.notes").await;
+    src.exec(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, realm_id text NOT NULL REFERENCES realms (id))",
+    )
+    .await;
+    refused(&src, &dst, "w1", "the source fails verify on public.notes").await;
+    for db in [&src, &dst] {
+        db.exec("DROP TABLE notes").await;
+    }
+    // The ledgers differ: a version only one side has, and a checksum that differs.
+    dst.exec("INSERT INTO realmguard.migrations (version, description, checksum, statements_applied, statements_total, success)
+              VALUES (6, 'extra', 'x', 1, 1, true)").await;
+    refused(
+        &src,
+        &dst,
+        "w1",
+        "the ledgers differ: version 6 is applied on the target only",
+    )
+    .await;
+    dst.exec(
+        "DELETE FROM realmguard.migrations WHERE version = 6;
+              UPDATE realmguard.migrations SET checksum = 'other' WHERE version = 3",
+    )
+    .await;
+    refused(
+        &src,
+        &dst,
+        "w1",
+        "the ledgers differ: version 3 has another checksum",
+    )
+    .await;
+    dst.exec(&format!(
+        "UPDATE realmguard.migrations SET checksum = '{}' WHERE version = 3",
+        src.scalar("SELECT checksum FROM realmguard.migrations WHERE version = 3")
+            .await
+    ))
+    .await;
+    // A bad target URL and a target that is the source.
+    realm(&src, &["copy", "--realm", "w1", "--to", "mysql://x"])
+        .await
+        .expect_one_line_error()
+        .expect_stderr("--to");
+    realm(&src, &["copy", "--realm", "w1", "--to", &src.url])
+        .await
+        .expect_one_line_error()
+        .expect_stderr("the target is the source database");
+    // With every cause fixed, the copy goes through.
+    realm(&src, &["copy", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn a_target_that_alters_a_row_makes_the_copy_roll_back() {
+    let (src, dst) = pair("rmis").await;
+    seed(&src, "w1", 50).await;
+    dst.exec(
+        "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN NEW.email := upper(NEW.email); RETURN NEW; END$$;
+         CREATE TRIGGER shout BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION shout();",
+    )
+    .await;
+    let r = realm(&src, &["copy", "--realm", "w1", "--to", &dst.url]).await;
+    r.expect_one_line_error()
+        .expect_stderr("public.users: the target does not hold what the source holds")
+        .expect_stderr("rolled back");
+    assert_eq!(realm_rows(&dst, "w1").await, 0, "the target kept nothing");
+}
+
+#[tokio::test]
+async fn kill_9_during_the_copy_leaves_nothing_on_the_target() {
+    let (src, dst) = pair("rkill").await;
+    seed(&src, "w1", 30_000).await;
+    let dir = TempDir::new("rkill");
+    let mut child = src
+        .cmd(&project_dir())
+        .args(["realm", "copy", "--realm", "w1", "--to", &dst.url])
+        .spawn()
+        .unwrap();
+    // Kill it once the target is receiving rows.
+    let started = Instant::now();
+    loop {
+        let copying = dst
+            .count("SELECT 1 FROM pg_stat_activity WHERE application_name = 'realmguard' AND query LIKE 'COPY %FROM STDIN%' AND state = 'active'")
+            .await;
+        if copying > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // The server notices the dead client and rolls its transaction back.
+    let started = Instant::now();
+    while dst
+        .count("SELECT 1 FROM pg_stat_activity WHERE application_name = 'realmguard'")
+        .await
+        > 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(realm_rows(&dst, "w1").await, 0);
+    drop(dir);
+    // And a new copy goes through.
+    realm(&src, &["copy", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0);
+    assert_eq!(realm_state(&dst, "w1").await, realm_state(&src, "w1").await);
+}
