@@ -478,3 +478,233 @@ async fn kill_9_during_the_copy_leaves_nothing_on_the_target() {
         .expect_code(0);
     assert_eq!(realm_state(&dst, "w1").await, realm_state(&src, "w1").await);
 }
+
+async fn fence_triggers(db: &TestDb) -> i64 {
+    db.count("SELECT 1 FROM pg_trigger WHERE tgname LIKE 'realmguard_fence%'")
+        .await
+}
+
+async fn fails_with(db: &TestDb, sql: &str, code: &str) -> String {
+    let mut c = db.conn().await;
+    match sqlx::raw_sql(sql).execute(&mut c).await {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => {
+            assert_eq!(realmguard::db::sqlstate(&e).as_deref(), Some(code), "{e}");
+            e.to_string()
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fence_refuses_writes_to_its_realm_while_other_realms_go_on() {
+    let src = TestDb::new("rfence").await;
+    src.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    seed(&src, "w1", 20).await;
+    seed(&src, "w2", 20).await;
+    let cfg = realmguard::config::Config::default();
+    let mut conn = src.conn().await;
+    let plan = realmguard::realm::plan::load(&mut conn, &cfg)
+        .await
+        .unwrap();
+    realmguard::realm::fence::install(&mut conn, &plan, "w1", Duration::from_millis(500))
+        .await
+        .unwrap();
+    let msg = fails_with(
+        &src,
+        "INSERT INTO users (realm_id, email) VALUES ('w1', 'late@w1')",
+        "55006",
+    )
+    .await;
+    assert!(
+        msg.contains("realm w1 is being moved to another database: writes to it are refused"),
+        "{msg}"
+    );
+    fails_with(
+        &src,
+        "UPDATE users SET display_name = 'x' WHERE realm_id = 'w1'",
+        "55006",
+    )
+    .await;
+    fails_with(
+        &src,
+        "DELETE FROM memberships WHERE realm_id = 'w1'",
+        "55006",
+    )
+    .await;
+    fails_with(
+        &src,
+        "UPDATE realms SET name = 'x' WHERE id = 'w1'",
+        "55006",
+    )
+    .await;
+    // Moving a row out of the fenced realm is a write to it too.
+    fails_with(&src, "UPDATE policy_statement_types SET realm_id = 'w2', code = 'MOVED' WHERE realm_id = 'w1' AND code = 'TREASURER'", "55006").await;
+    // The other realms: every kind of write goes on.
+    src.exec(
+        "INSERT INTO users (realm_id, email) VALUES ('w2', 'late@w2');
+         UPDATE users SET display_name = 'still writable' WHERE realm_id = 'w2';
+         DELETE FROM membership_statements WHERE realm_id = 'w2';
+         INSERT INTO realms (id, name) VALUES ('w3', 'new realm')",
+    )
+    .await;
+    realmguard::realm::fence::remove(&mut conn, &plan, "w1", Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(fence_triggers(&src).await, 0);
+    src.exec("INSERT INTO users (realm_id, email) VALUES ('w1', 'late@w1')")
+        .await;
+}
+
+#[tokio::test]
+async fn move_survives_kill_9_in_the_source_delete_and_the_rerun_ends_the_same() {
+    let (src, dst) = pair("rmove").await;
+    seed(&src, "w1", 20_000).await;
+    seed(&src, "w2", 30).await;
+    seed(&dst, "w9", 30).await;
+    let before = realm_state(&src, "w1").await;
+    let (src_others, dst_others) = (others(&src, "w1").await, others(&dst, "w1").await);
+
+    // The dry run shows the plan and changes nothing.
+    realm(
+        &src,
+        &["move", "--realm", "w1", "--to", &dst.url, "--dry-run"],
+    )
+    .await
+    .expect_code(0)
+    .expect_stdout("fence public.memberships")
+    .expect_stdout("CREATE OR REPLACE TRIGGER")
+    .expect_stdout("delete in batches public.membership_statements");
+    assert_eq!(fence_triggers(&src).await, 0);
+    assert_eq!(realm_rows(&dst, "w1").await, 0);
+
+    // Small batches, so the delete is still going when it is killed.
+    let mut child = src
+        .cmd(&project_dir())
+        .args([
+            "realm",
+            "move",
+            "--realm",
+            "w1",
+            "--to",
+            &dst.url,
+            "--batch-ms",
+            "2ms",
+        ])
+        .spawn()
+        .unwrap();
+    let total: i64 = before[4].split(':').next().unwrap().parse().unwrap();
+    let started = Instant::now();
+    loop {
+        let ledger = src
+            .scalar("to_regclass('realmguard.realm_moves') IS NOT NULL")
+            .await;
+        let phase = match ledger.as_str() {
+            "true" => {
+                src.scalar("SELECT phase FROM realmguard.realm_moves WHERE realm = 'w1'")
+                    .await
+            }
+            _ => String::new(),
+        };
+        if phase == "copied" {
+            let left = src
+                .count("SELECT 1 FROM memberships WHERE realm_id = 'w1'")
+                .await;
+            if left < total {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the delete never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the move ended before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // Killed mid-delete: the realm is whole on the target, part-deleted and still fenced here.
+    assert_eq!(realm_state(&dst, "w1").await, before);
+    assert!(fence_triggers(&src).await > 0);
+    fails_with(
+        &src,
+        "INSERT INTO users (realm_id, email) VALUES ('w1', 'late@w1')",
+        "55006",
+    )
+    .await;
+    src.exec("INSERT INTO users (realm_id, email) VALUES ('w2', 'during@w2'); DELETE FROM users WHERE email = 'during@w2'").await;
+
+    let r = realm(&src, &["move", "--realm", "w1", "--to", &dst.url]).await;
+    r.expect_code(0)
+        .expect_stderr("resuming the move of realm w1 (phase copied)")
+        .expect_stdout("realm w1: done");
+    assert_eq!(realm_rows(&src, "w1").await, 0);
+    assert_eq!(realm_state(&dst, "w1").await, before);
+    assert_eq!(fence_triggers(&src).await, 0);
+    assert_eq!(
+        src.scalar("SELECT phase FROM realmguard.realm_moves WHERE realm = 'w1'")
+            .await,
+        "done"
+    );
+    assert_eq!(others(&src, "w1").await, src_others);
+    assert_eq!(others(&dst, "w1").await, dst_others);
+    // The realm lives on the target now: writable there.
+    dst.exec("INSERT INTO users (realm_id, email) VALUES ('w1', 'after@w1')")
+        .await;
+    // A second rerun finds nothing left to move.
+    realm(&src, &["move", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_one_line_error()
+        .expect_stderr("realm w1 does not exist on the source");
+    assert_eq!(
+        fence_triggers(&src).await,
+        0,
+        "a refused move fences nothing"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_one_realm_online_and_only_it() {
+    let src = TestDb::new("rdel").await;
+    src.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    seed(&src, "w1", 2_000).await;
+    seed(&src, "w2", 50).await;
+    let kept = others(&src, "w1").await;
+    realm(&src, &["delete", "--realm", "w1", "--dry-run"])
+        .await
+        .expect_code(0)
+        .expect_stdout("delete in batches public.membership_statements");
+    assert!(realm_rows(&src, "w1").await > 0);
+    let r = realm(
+        &src,
+        &[
+            "delete",
+            "--realm",
+            "w1",
+            "--batch-ms",
+            "5ms",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    r.expect_code(0);
+    let v = json(&r);
+    let order: Vec<&str> = v["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.last(), Some(&"public.realms"));
+    assert_eq!(order[0], "public.membership_statements");
+    assert!(v["deleted"][1]["batches"].as_u64().unwrap() >= 1);
+    assert_eq!(realm_rows(&src, "w1").await, 0);
+    assert_eq!(others(&src, "w1").await, kept);
+    realm(&src, &["delete", "--realm", "w1"])
+        .await
+        .expect_one_line_error()
+        .expect_stderr("realm w1 does not exist here");
+}

@@ -328,8 +328,48 @@ pub enum RealmCommand {
     /// Copy a realm to another database: preflight, copy in one snapshot, verify, commit once.
     /// The source is not changed.
     Copy(RealmCopyArgs),
+    /// Fence the realm on the source, copy and verify it, then delete it from the source in
+    /// batches; resumable by phase after a crash, kill or Ctrl-C.
+    Move(RealmMoveArgs),
     /// Row counts and content hashes of a realm per table on both sides; exit 1 on a difference.
     Diff(RealmDiffArgs),
+    /// Delete a realm online: child tables first in short time-sized batches, then its row in
+    /// the realms table.
+    Delete(RealmDeleteArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmMoveArgs {
+    #[command(flatten)]
+    pub realm: RealmTo,
+    /// Print the plan (tables, estimated rows, the fence, copy and delete SQL) without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move through row-filtered logical replication (not implemented yet).
+    #[arg(long)]
+    pub online: bool,
+    /// lock_timeout for each fence trigger's DDL and each delete batch, retried with backoff.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Target duration of one delete batch; the batch size adapts to it.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub batch_ms: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RealmDeleteArgs {
+    /// The realm's id (the key of the realms table).
+    #[arg(long, value_name = "ID")]
+    pub realm: String,
+    /// Print the tables, estimated rows and batch statements without deleting.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// lock_timeout for each delete batch, retried with backoff.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Target duration of one delete batch; the batch size adapts to it.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub batch_ms: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

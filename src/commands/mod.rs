@@ -95,6 +95,8 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Realm(RealmCommand::List(a)) => realm::list(g, a).await,
         Command::Realm(RealmCommand::Copy(a)) => realm::copy(g, a).await,
         Command::Realm(RealmCommand::Diff(a)) => realm::diff(g, a).await,
+        Command::Realm(RealmCommand::Move(a)) => realm::move_realm(g, a).await,
+        Command::Realm(RealmCommand::Delete(a)) => realm::delete(g, a).await,
         Command::Embedded(c) => embedded::run(g, c).await,
         Command::Realm(RealmCommand::Probe(a)) => probe::probe(g, a).await,
         Command::Fleet(c) => fleet::run(g, c).await,

@@ -1,6 +1,9 @@
-//! `realmguard realm list | copy | diff`.
+//! `realmguard realm list | copy | move | diff | delete`.
 
-use super::cli::{GlobalOpts, RealmCommand, RealmCopyArgs, RealmDiffArgs, RealmListArgs, RealmTo};
+use super::cli::{
+    GlobalOpts, RealmCommand, RealmCopyArgs, RealmDeleteArgs, RealmDiffArgs, RealmListArgs,
+    RealmMoveArgs, RealmTo,
+};
 use super::progress::Stderr;
 use super::Outcome;
 use crate::db::Target;
@@ -12,7 +15,8 @@ pub(super) fn secrets(c: &RealmCommand) -> Vec<String> {
     let to = match c {
         RealmCommand::Copy(a) => Some(&a.realm.to),
         RealmCommand::Diff(a) => Some(&a.realm.to),
-        RealmCommand::List(_) => None,
+        RealmCommand::Move(a) => Some(&a.realm.to),
+        RealmCommand::List(_) | RealmCommand::Delete(_) => None,
     };
     crate::db::secrets_of(to.map(String::as_str))
 }
@@ -63,4 +67,50 @@ pub(super) async fn diff(g: &GlobalOpts, a: &RealmDiffArgs) -> anyhow::Result<Ou
     let r = realm::diff(&source, &cfg, &opts).await?;
     print(&r, g)?;
     Ok(Outcome::from_findings(!r.ok))
+}
+
+pub(super) async fn move_realm(g: &GlobalOpts, a: &RealmMoveArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("realm move")?;
+    if a.online {
+        anyhow::bail!("realm move --online is not implemented yet; move without --online (the realm is fenced for the length of the copy)");
+    }
+    let cfg = g.config()?;
+    let o = options(&a.realm, a.dry_run)?;
+    let opts = realm::moving::MoveOptions {
+        realm: o.realm,
+        to: o.to,
+        dry_run: a.dry_run,
+        lock_timeout: a.lock_timeout,
+        batch: a.batch_ms,
+    };
+    let source = g.database().await?;
+    let cancel = super::cancel_on_ctrl_c();
+    let r = realm::moving::move_realm(&source, &cfg, &opts, &Stderr::default(), &cancel).await?;
+    print(&r, g)?;
+    Ok(Outcome::Clean)
+}
+
+pub(super) async fn delete(g: &GlobalOpts, a: &RealmDeleteArgs) -> anyhow::Result<Outcome> {
+    g.format.reject_junit("realm delete")?;
+    let cfg = g.config()?;
+    realm::validate_realm(&a.realm)?;
+    let opts = realm::delete::DeleteOptions {
+        batch: a.batch_ms,
+        lock_timeout: a.lock_timeout,
+        bypass_fence: false,
+    };
+    let source = g.database().await?;
+    let cancel = super::cancel_on_ctrl_c();
+    let r = realm::delete(
+        &source,
+        &cfg,
+        &a.realm,
+        &opts,
+        a.dry_run,
+        &Stderr::default(),
+        &cancel,
+    )
+    .await?;
+    print(&r, g)?;
+    Ok(Outcome::Clean)
 }

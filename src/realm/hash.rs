@@ -99,6 +99,7 @@ mod tests {
             name: "users".into(),
             realm_column: "realm_id".into(),
             columns: vec![col("realm_id"), col("id"), col("Email")],
+            primary_key: vec!["id".into(), "realm_id".into()],
         };
         let q = sql(&t, &hashed_columns(&t), "w'1", "text");
         assert!(q.contains("ROW(\"Email\", id, realm_id)"), "{q}");

@@ -10,7 +10,11 @@
 //! - [`report`]: what the commands return and how it renders.
 
 pub mod copy;
+pub mod delete;
+pub mod fence;
 pub mod hash;
+pub mod ledger;
+pub mod moving;
 pub mod plan;
 pub mod preflight;
 pub mod report;
@@ -144,7 +148,7 @@ pub(crate) async fn copy_in_one(
 }
 
 /// The dry run's steps: one COPY per table with the planner's estimate of the realm's rows.
-async fn copy_steps(
+pub(crate) async fn copy_steps(
     src: &mut PgConnection,
     sp: &Plan,
     tp: &Plan,
@@ -274,4 +278,50 @@ pub async fn list(source: &Target, cfg: &Config, counts: bool) -> anyhow::Result
         })
         .collect();
     Ok(ListReport { realms, tables })
+}
+
+/// `realm delete`: the realm's rows, children first in short batches, then its realms row.
+pub async fn delete(
+    source: &Target,
+    cfg: &Config,
+    realm: &str,
+    opts: &delete::DeleteOptions,
+    dry_run: bool,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<RealmReport> {
+    validate_realm(realm)?;
+    let mut conn = open(source).await?;
+    let p = plan::load(&mut conn, cfg).await?;
+    delete::refuse_if_moving(&mut conn, realm).await?;
+    let found = hash::digest(
+        &mut conn,
+        &p.realms,
+        &[p.realms.realm_column.as_str()],
+        realm,
+        &p.key_type,
+    )
+    .await?;
+    if found.rows == 0 {
+        anyhow::bail!(
+            "realm {realm} does not exist here ({} has no such row); see realmguard realm list",
+            p.realms.label()
+        );
+    }
+    let mut r = RealmReport::new(realm, if dry_run { "plan" } else { "done" });
+    if dry_run {
+        let mut order: Vec<&plan::RealmTable> = p.tables.iter().rev().collect();
+        order.push(&p.realms);
+        for t in order {
+            r.plan.push(PlanStep {
+                step: "delete in batches".into(),
+                table: t.label(),
+                estimated_rows: estimate(&mut conn, t, realm, &p.key_type).await?,
+                sql: delete::batch_sql(t, realm, &p.key_type),
+            });
+        }
+        return Ok(r);
+    }
+    r.deleted = delete::delete_realm(&mut conn, &p, realm, opts, sink, cancel).await?;
+    Ok(r)
 }

@@ -38,6 +38,8 @@ pub struct RealmTable {
     /// The column that says which realm a row belongs to (the key column for the realms table).
     pub realm_column: String,
     pub columns: Vec<Col>,
+    /// Primary key columns (batched deletes address rows by them).
+    pub primary_key: Vec<String>,
 }
 
 impl RealmTable {
@@ -144,6 +146,13 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> anyhow::Result<Plan
             .cloned()
             .unwrap_or_default()
     };
+    let pk_of = |oid: u32| -> Vec<String> {
+        cat.constraints
+            .iter()
+            .find(|c| c.table == oid && c.kind == ConstraintKind::PrimaryKey)
+            .map(|c| tables[&oid].column_names(&c.columns))
+            .unwrap_or_default()
+    };
     let ctx = Ctx::new(cat, cfg);
     let mut scoped: BTreeMap<u32, RealmTable> = BTreeMap::new();
     let mut without_column = Vec::new();
@@ -160,6 +169,7 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> anyhow::Result<Plan
                         name: t.name.clone(),
                         realm_column: c.name.clone(),
                         columns: columns_of(&t.schema, &t.name),
+                        primary_key: pk_of(t.oid),
                     },
                 );
             }
@@ -211,6 +221,7 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> anyhow::Result<Plan
             name: realms_t.name.clone(),
             realm_column: key_col,
             columns: columns_of(&realms_t.schema, &realms_t.name),
+            primary_key: pk_of(realms_oid),
         },
         key_type,
         tables,
