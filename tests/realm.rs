@@ -708,3 +708,132 @@ async fn delete_removes_one_realm_online_and_only_it() {
         .expect_one_line_error()
         .expect_stderr("realm w1 does not exist here");
 }
+
+static LOGICAL: OnceLock<Option<Cluster>> = OnceLock::new();
+
+/// A source cluster with wal_level = logical (None under DATABASE_URL).
+fn logical_admin() -> Option<String> {
+    LOGICAL
+        .get_or_init(|| match std::env::var("DATABASE_URL") {
+            Ok(u) if !u.is_empty() => None,
+            _ => Some(
+                Cluster::throwaway_with(std::process::id(), 5432, &[("wal_level", "logical")], &[])
+                    .expect("start the logical source cluster"),
+            ),
+        })
+        .as_ref()
+        .map(|c| c.url("postgres"))
+}
+
+#[tokio::test]
+async fn online_move_is_refused_without_logical_wal() {
+    let (src, dst) = pair("ronl_ref").await;
+    seed(&src, "w1", 10).await;
+    if src.scalar("current_setting('wal_level')").await == "logical" {
+        return;
+    }
+    realm(
+        &src,
+        &["move", "--online", "--realm", "w1", "--to", &dst.url],
+    )
+    .await
+    .expect_one_line_error()
+    .expect_stderr("--online needs wal_level = logical on the source");
+    assert_eq!(fence_triggers(&src).await, 0);
+    assert_eq!(realm_rows(&dst, "w1").await, 0);
+}
+
+#[tokio::test]
+async fn online_move_loses_no_write_of_a_concurrent_writer() {
+    let Some(admin) = logical_admin() else { return };
+    let src = TestDb::on(&admin, "ronl_src").await;
+    let dst = TestDb::on(&target_admin(), "ronl_dst").await;
+    for db in [&src, &dst] {
+        db.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    }
+    seed(&src, "w1", 5_000).await;
+    seed(&src, "w2", 20).await;
+    let dst_others = others(&dst, "w1").await;
+
+    // The writer: one user of w1 after another, each its own transaction, until stopped.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (src.url.clone(), stop.clone());
+        tokio::spawn(async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let (mut committed, mut refused_since, mut longest) =
+                (Vec::new(), None::<Instant>, Duration::ZERO);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let email = format!("live{i}@w1");
+                match sqlx::query("INSERT INTO users (realm_id, email) VALUES ('w1', $1)")
+                    .bind(&email)
+                    .execute(&mut c)
+                    .await
+                {
+                    Ok(_) => {
+                        committed.push(email);
+                        if let Some(t) = refused_since.take() {
+                            longest = longest.max(t.elapsed());
+                        }
+                    }
+                    Err(e) => {
+                        // Fenced (55006), or gone from the source once moved (23503).
+                        let code = realmguard::db::sqlstate(&e);
+                        assert!(matches!(code.as_deref(), Some("55006" | "23503")), "{e}");
+                        refused_since.get_or_insert_with(Instant::now);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (committed, refused_since.map(|t| t.elapsed()), longest)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = realm(
+        &src,
+        &[
+            "move", "--online", "--realm", "w1", "--to", &dst.url, "--format", "json",
+        ],
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (committed, still_refused, _) = writer.await.unwrap();
+    r.expect_code(0);
+    let v = json(&r);
+    assert_eq!(v["phase"], "done");
+    let fence_ms = v["fence_ms"].as_u64().unwrap();
+    eprintln!("online move: writes to w1 refused for {fence_ms} ms (fence to verified target); writer committed {} rows, refused for {:?} until it stopped", committed.len(), still_refused);
+    assert!(
+        committed.len() > 10,
+        "the writer was writing during the move"
+    );
+    // No write lost: every row the writer committed is on the target.
+    let on_target: Vec<String> = {
+        let mut c = dst.conn().await;
+        sqlx::query_scalar("SELECT email FROM users WHERE realm_id = 'w1' AND email LIKE 'live%'")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    };
+    let on_target: std::collections::HashSet<String> = on_target.into_iter().collect();
+    let lost: Vec<&String> = committed
+        .iter()
+        .filter(|e| !on_target.contains(*e))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} committed writes missing on the target: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(on_target.len(), committed.len());
+    assert_eq!(realm_rows(&src, "w1").await, 0);
+    assert_eq!(fence_triggers(&src).await, 0);
+    assert_eq!(others(&dst, "w1").await, dst_others);
+    assert_eq!(src.count("SELECT 1 FROM pg_publication").await, 0);
+    assert_eq!(src.count("SELECT 1 FROM pg_replication_slots").await, 0);
+    assert_eq!(dst.count("SELECT 1 FROM pg_subscription").await, 0);
+}

@@ -345,7 +345,8 @@ pub struct RealmMoveArgs {
     /// Print the plan (tables, estimated rows, the fence, copy and delete SQL) without running it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Move through row-filtered logical replication (not implemented yet).
+    /// Move through row-filtered logical replication (PostgreSQL 15+, wal_level = logical): the
+    /// realm is fenced only for the last changes to drain, not for the whole copy.
     #[arg(long)]
     pub online: bool,
     /// lock_timeout for each fence trigger's DDL and each delete batch, retried with backoff.

@@ -71,9 +71,6 @@ pub(super) async fn diff(g: &GlobalOpts, a: &RealmDiffArgs) -> anyhow::Result<Ou
 
 pub(super) async fn move_realm(g: &GlobalOpts, a: &RealmMoveArgs) -> anyhow::Result<Outcome> {
     g.format.reject_junit("realm move")?;
-    if a.online {
-        anyhow::bail!("realm move --online is not implemented yet; move without --online (the realm is fenced for the length of the copy)");
-    }
     let cfg = g.config()?;
     let o = options(&a.realm, a.dry_run)?;
     let opts = realm::moving::MoveOptions {
@@ -85,7 +82,11 @@ pub(super) async fn move_realm(g: &GlobalOpts, a: &RealmMoveArgs) -> anyhow::Res
     };
     let source = g.database().await?;
     let cancel = super::cancel_on_ctrl_c();
-    let r = realm::moving::move_realm(&source, &cfg, &opts, &Stderr::default(), &cancel).await?;
+    let sink = Stderr::default();
+    let r = match a.online {
+        true => realm::online::move_online(&source, &cfg, &opts, &sink, &cancel).await?,
+        false => realm::moving::move_realm(&source, &cfg, &opts, &sink, &cancel).await?,
+    };
     print(&r, g)?;
     Ok(Outcome::Clean)
 }

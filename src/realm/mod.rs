@@ -15,6 +15,7 @@ pub mod fence;
 pub mod hash;
 pub mod ledger;
 pub mod moving;
+pub mod online;
 pub mod plan;
 pub mod preflight;
 pub mod report;

@@ -1,0 +1,264 @@
+//! `realm move --online`: for a realm too big to fence for the length of a copy. A publication on
+//! the source with a row filter per table (`FOR TABLE t WHERE (realm_id = 'w1')`, allowed for
+//! updates and deletes because the composite primary key puts the realm column in the replica
+//! identity), a subscription on the target that copies the existing rows and then follows the
+//! changes; once it has caught up, a fence of a few seconds, drain to the fence's WAL position,
+//! verify the hashes, drop subscription and publication, delete at the source, unfence.
+//!
+//! Not resumable by phase like the offline move: a failure drops the subscription and
+//! publication and leaves the fence (if it went up) for a plain `realm move` rerun to finish.
+
+use super::delete::{self, DeleteOptions};
+use super::moving::MoveOptions;
+use super::plan::Plan;
+use super::report::RealmReport;
+use super::{fence, hash, open_sides, preflight, Sides};
+use crate::config::Config;
+use crate::db::{quote_ident, quote_literal, Target};
+use crate::events::{Cancel, Event, EventSink};
+use anyhow::{bail, Context};
+use sqlx::PgConnection;
+use std::time::{Duration, Instant};
+
+/// How long to wait for the initial copy and catch-up before giving up.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(3600);
+const POLL: Duration = Duration::from_millis(20);
+/// How long after the fence the target may take to apply the last changes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The publication, subscription and slot name for `realm`.
+fn name(realm: &str) -> String {
+    fence::trigger_name(realm).replace("realmguard_fence_", "realmguard_move_")
+}
+
+/// Refuse when the source cannot publish or the roles lack the rights.
+async fn check_rights(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Result<()> {
+    let wal: String = sqlx::query_scalar("SELECT current_setting('wal_level')")
+        .fetch_one(&mut *src)
+        .await?;
+    if wal != "logical" {
+        bail!("--online needs wal_level = logical on the source (it is {wal}): set it in postgresql.conf and restart, or move without --online");
+    }
+    let (role, ok): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, (rolsuper OR rolreplication)
+           AND has_database_privilege(current_database(), 'CREATE')
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *src)
+    .await?;
+    if !ok {
+        bail!("--online needs the source role {role} to have REPLICATION and CREATE on the database (to publish the realm's tables): ALTER ROLE {} REPLICATION, or move without --online", quote_ident(&role));
+    }
+    let (role, ok): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper
+           OR pg_has_role(current_user, 'pg_create_subscription', 'MEMBER')
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *dst)
+    .await
+    .or_else(|_| -> Result<(String, bool), sqlx::Error> { Ok((String::new(), false)) })?;
+    if !ok {
+        bail!("--online needs the target role {role} to be allowed to CREATE SUBSCRIPTION (superuser, or pg_create_subscription on 16+), or move without --online");
+    }
+    Ok(())
+}
+
+fn publication_sql(plan: &Plan, realm: &str, pubname: &str) -> String {
+    let tables = plan
+        .copy_order()
+        .map(|t| {
+            format!(
+                "{} WHERE ({})",
+                t.sql_name(),
+                t.realm_filter(realm, &plan.key_type)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE PUBLICATION {} FOR TABLE {tables}",
+        quote_ident(pubname)
+    )
+}
+
+pub async fn move_online(
+    source: &Target,
+    cfg: &Config,
+    opts: &MoveOptions,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<RealmReport> {
+    super::validate_realm(&opts.realm)?;
+    let realm = opts.realm.as_str();
+    let Sides {
+        mut src,
+        mut dst,
+        sp,
+        tp,
+    } = open_sides(source, &opts.to, cfg, true).await?;
+    check_rights(&mut src, &mut dst).await?;
+    preflight::data(&mut src, &mut dst, &sp, realm).await?;
+    let n = name(realm);
+    if opts.dry_run {
+        let mut r = RealmReport::new(realm, "plan");
+        r.plan.push(super::report::PlanStep {
+            step: "publish".into(),
+            table: "(every table of the realm)".into(),
+            estimated_rows: 0,
+            sql: publication_sql(&sp, realm, &n),
+        });
+        return Ok(r);
+    }
+    let result = replicate(
+        &mut src, &mut dst, source, &sp, &tp, realm, &n, opts, sink, cancel,
+    )
+    .await;
+    // Whatever happened, the subscription (and with it the slot) and the publication go.
+    let _ = super::exec(
+        &mut dst,
+        &format!("ALTER SUBSCRIPTION {} DISABLE", quote_ident(&n)),
+    )
+    .await;
+    let _ = super::exec(
+        &mut dst,
+        &format!(
+            "ALTER SUBSCRIPTION {} SET (slot_name = NONE)",
+            quote_ident(&n)
+        ),
+    )
+    .await;
+    let _ = super::exec(
+        &mut dst,
+        &format!("DROP SUBSCRIPTION IF EXISTS {}", quote_ident(&n)),
+    )
+    .await;
+    let _ = sqlx::query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(&n)
+    .execute(&mut src)
+    .await;
+    let _ = super::exec(
+        &mut src,
+        &format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&n)),
+    )
+    .await;
+    let (tables, fenced_at) = result?;
+    super::copy::advance_sequences(&mut dst, &tp).await?;
+    let mut report = RealmReport::new(realm, "done");
+    report.tables = tables;
+    report.fence_ms = Some(fenced_at.elapsed().as_millis() as u64);
+    let d = DeleteOptions {
+        batch: opts.batch,
+        lock_timeout: opts.lock_timeout,
+        bypass_fence: true,
+    };
+    report.deleted = delete::delete_realm(&mut src, &sp, realm, &d, sink, cancel).await?;
+    fence::remove(&mut src, &sp, realm, opts.lock_timeout).await?;
+    Ok(report)
+}
+
+/// Publish, subscribe, wait for the copy and catch-up, fence, drain, verify. Returns the
+/// verified tables and when the fence went up.
+#[allow(clippy::too_many_arguments)]
+async fn replicate(
+    src: &mut PgConnection,
+    dst: &mut PgConnection,
+    source: &Target,
+    sp: &Plan,
+    tp: &Plan,
+    realm: &str,
+    n: &str,
+    opts: &MoveOptions,
+    sink: &dyn EventSink,
+    cancel: &Cancel,
+) -> anyhow::Result<(Vec<super::report::TableReport>, Instant)> {
+    super::exec(src, &publication_sql(sp, realm, n))
+        .await
+        .context("cannot create the publication on the source")?;
+    super::exec(
+        dst,
+        &format!(
+            "CREATE SUBSCRIPTION {0} CONNECTION {1} PUBLICATION {0} WITH (copy_data = true, slot_name = {2})",
+            quote_ident(n),
+            quote_literal(&source.url),
+            quote_literal(n)
+        ),
+    )
+    .await
+    .context("cannot create the subscription on the target")?;
+    sink.emit(Event::line(format!(
+        "realmguard: realm {realm} is replicating to the target; waiting for the initial copy"
+    )));
+    let started = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+             WHERE s.subname = $1 AND r.srsubstate <> 'r'",
+        )
+        .bind(n)
+        .fetch_one(&mut *dst)
+        .await?;
+        if pending == 0 && caught_up(src, n).await? {
+            break;
+        }
+        wait(started, cancel, "the initial copy").await?;
+    }
+    // The fence: from here on the realm's writes are refused on the source.
+    fence::install(src, sp, realm, opts.lock_timeout).await?;
+    let fenced_at = Instant::now();
+    sink.emit(Event::line(format!(
+        "realmguard: realm {realm} fenced on the source; draining the last changes"
+    )));
+    // The realm is frozen on the source now: its hashes there are final. The target has
+    // drained once it hashes the same (polled: the subscriber reports its position to the source
+    // only every few seconds, while applying takes milliseconds).
+    let mut tables = Vec::new();
+    let drain_started = Instant::now();
+    for s in sp.copy_order() {
+        let t0 = Instant::now();
+        let cols = hash::hashed_columns(s);
+        let t = tp
+            .copy_order()
+            .find(|x| x.label() == s.label())
+            .with_context(|| format!("the target has no table {}", s.label()))?;
+        let a = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
+        loop {
+            let b = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
+            if a == b {
+                tables.push(super::copy::table_report(s, &a, &b, t0, 0));
+                break;
+            }
+            if drain_started.elapsed() > DRAIN_LIMIT {
+                bail!("{}: {}s after the fence the target still does not hold what the source holds ({} rows against {}); the realm stays on the source, fenced: rerun realmguard realm move without --online to finish", s.label(), DRAIN_LIMIT.as_secs(), a.rows, b.rows);
+            }
+            wait(started, cancel, "the drain").await?;
+        }
+    }
+    Ok((tables, fenced_at))
+}
+
+/// Whether the slot's confirmed position is within 1 MB of the source's WAL end (the fence then
+/// has little left to wait for).
+async fn caught_up(src: &mut PgConnection, slot: &str) -> anyhow::Result<bool> {
+    let ok: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 1048576
+         FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(&mut *src)
+    .await?
+    .flatten();
+    Ok(ok.unwrap_or(false))
+}
+
+async fn wait(started: Instant, cancel: &Cancel, what: &str) -> anyhow::Result<()> {
+    if cancel.is_cancelled() {
+        bail!("cancelled during {what}");
+    }
+    if started.elapsed() > CATCH_UP_LIMIT {
+        bail!("{what} did not finish within {}s", CATCH_UP_LIMIT.as_secs());
+    }
+    tokio::time::sleep(POLL).await;
+    Ok(())
+}
