@@ -73,13 +73,11 @@ pub enum Command {
     /// Convert legacy single-key tables to the (id, realm_id) shape online.
     #[command(subcommand)]
     Backfill(BackfillCommand),
-    /// Carry one realm between databases: list, copy, move, diff, delete.
-    #[command(subcommand)]
-    Realm(RealmCommand),
     /// The embedded local cluster: its URL and status, start and stop.
     #[command(subcommand)]
     Embedded(EmbeddedCommand),
-    /// Work on one realm: prove it is isolated.
+    /// Work on one realm: list, copy, move, diff, delete it between databases; prove it is
+    /// isolated (probe).
     #[command(subcommand)]
     Realm(RealmCommand),
     /// Every database of the deployment at once (schema/fleet.toml): status, migrate, verify.
@@ -87,12 +85,6 @@ pub enum Command {
     Fleet(FleetCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum RealmCommand {
-    /// Prove row level security keeps realm --other out of reach of --role at --realm, in a
-    /// transaction that is always rolled back. Exit 1 naming each table that leaks.
-    Probe(ProbeArgs),
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
@@ -323,6 +315,9 @@ pub struct BackfillFinishArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RealmCommand {
+    /// Prove row level security keeps realm --other out of reach of --role at --realm, in a
+    /// transaction that is always rolled back. Exit 1 naming each table that leaks.
+    Probe(ProbeArgs),
     /// The realms and, with --counts, their rows per realm-scoped table.
     List(RealmListArgs),
     /// Copy a realm to another database: preflight, copy in one snapshot, verify, commit once.

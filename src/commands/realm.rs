@@ -16,7 +16,7 @@ pub(super) fn secrets(c: &RealmCommand) -> Vec<String> {
         RealmCommand::Copy(a) => Some(&a.realm.to),
         RealmCommand::Diff(a) => Some(&a.realm.to),
         RealmCommand::Move(a) => Some(&a.realm.to),
-        RealmCommand::List(_) | RealmCommand::Delete(_) => None,
+        RealmCommand::List(_) | RealmCommand::Delete(_) | RealmCommand::Probe(_) => None,
     };
     crate::db::secrets_of(to.map(String::as_str))
 }

@@ -33,8 +33,10 @@ pub struct Mismatch {
 
 /// Copy every table of the realm (realms row first, parents first) and verify each. Returns on
 /// the first table whose hashes differ, with [`Mismatch`]; the caller must then not commit.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_tables(
     src: &mut PgConnection,
+    hasher: &mut PgConnection,
     dst: &mut PgConnection,
     sp: &Plan,
     tp: &Plan,
@@ -53,19 +55,14 @@ pub async fn copy_tables(
             .with_context(|| format!("the target has no table {}", s.label()))?;
         let started = Instant::now();
         let cols = hash::hashed_columns(s);
-        let before = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
-        let bytes = stream_table(
-            src,
-            dst,
-            s,
-            t,
-            realm,
-            &sp.key_type,
-            before.rows,
-            sink,
-            cancel,
-        )
-        .await?;
+        // The source's hash runs on a second connection in the same snapshot, while the rows
+        // stream: it costs no time on the copy's critical path.
+        let total = super::estimate(hasher, s, realm, &sp.key_type).await?;
+        let (before, bytes) = tokio::join!(
+            hash::digest(hasher, s, &cols, realm, &sp.key_type),
+            stream_table(src, dst, s, t, realm, &sp.key_type, total, sink, cancel)
+        );
+        let (before, bytes) = (before?, bytes?);
         let after = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
         let report = table_report(s, &before, &after, started, bytes);
         if !report.matched {
@@ -129,7 +126,7 @@ pub fn copy_in_sql(s: &RealmTable, t: &RealmTable) -> String {
     )
 }
 
-/// Stream one table; returns the bytes moved. `total` (the source's count) sizes the bar.
+/// Stream one table; returns the bytes moved. `total` (the planner's estimate) sizes the bar.
 #[allow(clippy::too_many_arguments)]
 async fn stream_table(
     src: &mut PgConnection,

@@ -115,7 +115,17 @@ pub async fn copy(
         r.plan = copy_steps(&mut src, &sp, &tp, &opts.realm).await?;
         return Ok(r);
     }
-    let tables = copy_in_one(&mut src, &mut dst, &sp, &tp, &opts.realm, sink, cancel).await?;
+    let tables = copy_in_one(
+        source,
+        &mut src,
+        &mut dst,
+        &sp,
+        &tp,
+        &opts.realm,
+        sink,
+        cancel,
+    )
+    .await?;
     let mut r = RealmReport::new(&opts.realm, "done");
     r.tables = tables;
     Ok(r)
@@ -124,7 +134,9 @@ pub async fn copy(
 /// The copy proper: snapshot on the source, one transaction on the target, preflight of the
 /// data, every table copied and verified, sequences moved, target committed. Any error leaves
 /// the target's transaction uncommitted (the connection is dropped, so it rolls back).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn copy_in_one(
+    source: &Target,
     src: &mut PgConnection,
     dst: &mut PgConnection,
     sp: &Plan,
@@ -134,9 +146,23 @@ pub(crate) async fn copy_in_one(
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<report::TableReport>> {
     exec(src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *src)
+        .await
+        .context("cannot export the source's snapshot")?;
+    let mut hasher = open(source).await?;
+    exec(
+        &mut hasher,
+        &format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            crate::db::quote_literal(&snapshot)
+        ),
+    )
+    .await
+    .context("cannot share the source's snapshot")?;
     exec(dst, "BEGIN").await?;
     preflight::data(src, dst, sp, realm).await?;
-    let tables = copy::copy_tables(src, dst, sp, tp, realm, sink, cancel).await?;
+    let tables = copy::copy_tables(src, &mut hasher, dst, sp, tp, realm, sink, cancel).await?;
     copy::advance_sequences(dst, tp).await?;
     if cancel.is_cancelled() {
         anyhow::bail!("cancelled before the commit; the target was rolled back");

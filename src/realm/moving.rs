@@ -88,7 +88,8 @@ pub async fn move_realm(
             report.tables = d.tables;
         } else {
             report.tables =
-                super::copy_in_one(&mut src, &mut dst, &sp, &tp, realm, sink, cancel).await?;
+                super::copy_in_one(source, &mut src, &mut dst, &sp, &tp, realm, sink, cancel)
+                    .await?;
         }
         ledger::set(&mut src, realm, Phase::Copied).await?;
         phase = Phase::Copied;

@@ -6,7 +6,7 @@
 //! verify the hashes, drop subscription and publication, delete at the source, unfence.
 //!
 //! Not resumable by phase like the offline move: a failure drops the subscription and
-//! publication and leaves the fence (if it went up) for a plain `realm move` rerun to finish.
+//! publication and leaves the fence (if it went up); see docs/realm.md.
 
 use super::delete::{self, DeleteOptions};
 use super::moving::MoveOptions;
@@ -230,7 +230,7 @@ async fn replicate(
                 break;
             }
             if drain_started.elapsed() > DRAIN_LIMIT {
-                bail!("{}: {}s after the fence the target still does not hold what the source holds ({} rows against {}); the realm stays on the source, fenced: rerun realmguard realm move without --online to finish", s.label(), DRAIN_LIMIT.as_secs(), a.rows, b.rows);
+                bail!("{}: {}s after the fence the target still does not hold what the source holds ({} rows against {}); the realm stays on the source, fenced (see docs/realm.md)", s.label(), DRAIN_LIMIT.as_secs(), a.rows, b.rows);
             }
             wait(started, cancel, "the drain").await?;
         }
