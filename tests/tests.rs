@@ -11,7 +11,7 @@ mod embedded;
 mod fleet;
 mod lint;
 mod migrate;
-mod rls;
 mod realm;
+mod rls;
 mod tls;
 mod verify;

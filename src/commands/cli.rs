@@ -85,7 +85,6 @@ pub enum Command {
     Fleet(FleetCommand),
 }
 
-
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// The role to probe as: the one the application connects as.
