@@ -371,16 +371,16 @@ async fn preflight_refuses_each_cause_in_one_line() {
     }
     // The ledgers differ: a version only one side has, and a checksum that differs.
     dst.exec("INSERT INTO realmguard.migrations (version, description, checksum, statements_applied, statements_total, success)
-              VALUES (6, 'extra', 'x', 1, 1, true)").await;
+              VALUES (999, 'extra', 'x', 1, 1, true)").await;
     refused(
         &src,
         &dst,
         "w1",
-        "the ledgers differ: version 6 is applied on the target only",
+        "the ledgers differ: version 999 is applied on the target only",
     )
     .await;
     dst.exec(
-        "DELETE FROM realmguard.migrations WHERE version = 6;
+        "DELETE FROM realmguard.migrations WHERE version = 999;
               UPDATE realmguard.migrations SET checksum = 'other' WHERE version = 3",
     )
     .await;
