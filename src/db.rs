@@ -3,7 +3,7 @@
 //! SQL helpers every module needs (identifier quoting, PostgreSQL error details).
 
 use anyhow::{anyhow, Context};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::ConnectOptions;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -81,13 +81,36 @@ impl Target {
             .context("malformed database URL")?
             .application_name("realmguard")
             .disable_statement_logging();
-        match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
+        let prefer = matches!(opts.get_ssl_mode(), PgSslMode::Prefer);
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await;
+        let result = match first {
+            // `prefer` promises no verification, and libpq retries without TLS when the
+            // handshake fails in that mode; do the same when rustls cannot accept the
+            // certificate at all (Citus's self-signed X.509 v1 certificate, for one, which
+            // webpki refuses to parse even with verification off). See docs/citus.md.
+            Ok(Err(e)) if prefer && is_tls_refusal(&e) => {
+                let plain = opts.clone().ssl_mode(PgSslMode::Disable);
+                tokio::time::timeout(CONNECT_TIMEOUT, plain.connect()).await
+            }
+            other => other,
+        };
+        match result {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(anyhow!("{}", describe_connect_error(&e)))
                 .with_context(|| format!("cannot connect to {}", self.display)),
             Err(_) => Err(anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
                 .with_context(|| format!("cannot connect to {}", self.display)),
         }
+    }
+}
+
+/// Whether a connection failed in the TLS handshake (the server's certificate refused, or the
+/// handshake itself), as opposed to the server, the network or authentication.
+fn is_tls_refusal(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
     }
 }
 
@@ -108,6 +131,14 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
             format!("{}{code}{hint}", d.message())
         }
         // rustls's verdict on the server's certificate arrives as invalid data on the stream.
+        sqlx::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                && io.to_string().contains("UnsupportedCertVersion") =>
+        {
+            format!(
+                "{io}; the server's TLS certificate is X.509 v1 (Citus makes one), which rustls cannot read: give the server a v3 certificate, or use sslmode=prefer (falls back to no TLS) or sslmode=disable"
+            )
+        }
         sqlx::Error::Io(io)
             if io.kind() == std::io::ErrorKind::InvalidData
                 && io.to_string().contains("certificate") =>
