@@ -1,7 +1,7 @@
 //! `schema/realmguard.toml`: every key optional, unknown keys and unknown rule ids rejected with
 //! a message that names them (exit 2), so a typo never silently turns a check off.
 
-use crate::rules::{self, Severity};
+use crate::rules::{self, Profile, Severity};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -31,6 +31,8 @@ pub struct Config {
     pub realm_setting: String,
     pub rls: RlsConfig,
     pub audit: AuditConfig,
+    /// Extra rules for a target platform (`profile = "citus"`); `verify --profile` sets it too.
+    pub profile: Option<Profile>,
 }
 
 /// `[rls]`: row level security as a second wall between realms (docs/rls.md).
@@ -76,6 +78,7 @@ impl Default for Config {
             realm_setting: "app.realm_id".into(),
             rls: RlsConfig::default(),
             audit: AuditConfig::default(),
+            profile: None,
         }
     }
 }
@@ -204,6 +207,16 @@ mod tests {
             .to_string();
         assert!(err.contains("enable"), "{err}");
         assert!(Config::parse("realm_setting = \"realm\"").is_err());
+    }
+
+    #[test]
+    fn profile_is_read_and_checked() {
+        assert_eq!(Config::parse("").unwrap().profile, None);
+        assert_eq!(
+            Config::parse("profile = \"citus\"").unwrap().profile,
+            Some(Profile::Citus)
+        );
+        assert!(Config::parse("profile = \"vitess\"").is_err());
     }
 
     #[test]

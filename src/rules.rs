@@ -57,7 +57,7 @@ macro_rules! rules {
         }
 
         impl Rule {
-            /// Every rule, verify's in the contract's order first, then lint's.
+            /// Every rule: verify's in the contract's order, lint's, then the profile rules.
             pub const ALL: &'static [Rule] = &[$(Rule::$variant,)*];
 
             pub const fn id(self) -> &'static str {
@@ -137,9 +137,50 @@ rules! {
     SessionRealmSetting = "session-realm-setting", Warning, Audit, None;
     QueryOpaque = "query-opaque", Warning, Audit, None;
     BaselineStale = "baseline-stale", Warning, Audit, None;
+    CitusFkOrdinal = "citus-fk-ordinal", Error, Verify, Some(21);
+    CitusFkSetNull = "citus-fk-set-null", Error, Verify, Some(22);
+    CitusRealmTypeMismatch = "citus-realm-type-mismatch", Error, Verify, Some(23);
+    CitusReferenceToDistributed = "citus-reference-to-distributed", Error, Verify, Some(24);
+    CitusStatementTrigger = "citus-statement-trigger", Error, Verify, Some(25);
+    CitusRowTrigger = "citus-row-trigger", Warning, Verify, Some(26);
+    CitusRule = "citus-rule", Error, Verify, Some(27);
+    CitusIdentityInt = "citus-identity-int", Warning, Verify, Some(28);
+    CitusNotDistributed = "citus-not-distributed", Warning, Verify, Some(29);
+    CitusWrongDistributionColumn = "citus-wrong-distribution-column", Error, Verify, Some(30);
+}
+
+/// A set of extra rules `verify` evaluates only when asked (`--profile`, or `profile` in the
+/// config): what a target platform enforces beyond the realm shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Citus with the realm column as distribution column (docs/citus.md).
+    Citus,
+}
+
+/// When a profile rule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Always (the realm shape rules).
+    Always,
+    /// Only under this profile.
+    Profile(Profile),
+    /// Whenever the database is a Citus coordinator (it has Citus's metadata), profile or not.
+    CitusCoordinator,
 }
 
 impl Rule {
+    /// When the rule is evaluated.
+    pub fn gate(self) -> Gate {
+        match self {
+            Rule::CitusNotDistributed | Rule::CitusWrongDistributionColumn => {
+                Gate::CitusCoordinator
+            }
+            r if r.id().starts_with("citus-") => Gate::Profile(Profile::Citus),
+            _ => Gate::Always,
+        }
+    }
+
     pub fn from_id(id: &str) -> Option<Rule> {
         Rule::ALL.iter().copied().find(|r| r.id() == id)
     }
@@ -152,7 +193,9 @@ impl Rule {
     /// The rules whose passing is the backfill's goal: the composite shape, cascading and
     /// validated keys, valid indexes (the error-severity verify rules of the realm shape).
     pub fn backfill_goals() -> impl Iterator<Item = Rule> {
-        Rule::verify_rules().filter(|r| r.default_severity() == Severity::Error && !r.is_rls())
+        Rule::verify_rules().filter(|r| {
+            r.default_severity() == Severity::Error && !r.is_rls() && r.gate() == Gate::Always
+        })
     }
 
     /// A row level security rule: off unless RLS checks are turned on (`verify --rls`,

@@ -12,6 +12,7 @@
 //! migration's COMMIT, where each round trip counts, and as a prepared statement cached on the
 //! connection it soon runs on a generic plan with no parsing or planning.
 
+pub mod citus;
 mod details;
 pub mod rls;
 

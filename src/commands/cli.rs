@@ -217,6 +217,24 @@ pub struct VerifyArgs {
     /// Also check row level security (the rls-* rules), as `[rls] enabled = true` does.
     #[arg(long)]
     pub rls: bool,
+    /// Also check what a target platform enforces: `citus` (realm column as distribution
+    /// column; prints each table's class). Overrides `profile` in the config.
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    pub profile: Option<ProfileArg>,
+}
+
+/// `--profile` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileArg {
+    Citus,
+}
+
+impl From<ProfileArg> for crate::rules::Profile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Citus => crate::rules::Profile::Citus,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

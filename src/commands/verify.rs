@@ -9,6 +9,9 @@ use std::time::Instant;
 pub(super) async fn verify(g: &GlobalOpts, a: &VerifyArgs) -> anyhow::Result<Outcome> {
     let mut cfg = g.config()?;
     cfg.rls.enabled |= a.rls;
+    if let Some(p) = a.profile {
+        cfg.profile = Some(p.into());
+    }
     let target = g.database().await?;
     let mut conn = target.connect().await?;
     let started = Instant::now();

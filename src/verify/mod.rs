@@ -4,16 +4,18 @@
 //! function over it (one file per rule under `rules/`), so most rule tests build the model by hand.
 //! [`verify_tables`] is the cheap, scoped form the migrate guard calls around each migration.
 
+pub mod citus;
 pub mod fix;
 pub mod policy;
 mod render;
 pub mod rls;
 pub mod rules;
 
+use crate::catalog::citus::CitusFacts;
 use crate::catalog::rls::RlsCatalog;
 use crate::catalog::{AttNum, Catalog, Constraint, ConstraintKind, Index, RealmsTable, Table};
 use crate::config::Config;
-use crate::rules::Severity;
+use crate::rules::{Gate, Profile, Rule, Severity};
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -58,6 +60,9 @@ pub struct Report {
     /// Catalog round trips this report took.
     #[serde(skip)]
     pub queries: usize,
+    /// Under `--profile citus`: each checked table's class (distributed, reference, local).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub citus: Option<Vec<citus::TableClass>>,
 }
 
 impl Report {
@@ -69,15 +74,20 @@ impl Report {
     }
 }
 
-/// Whole catalog; with the RLS rules on, also the policies, roles and views (two more queries).
+/// Whole catalog; with the RLS rules on, also the policies, roles and views (two more queries);
+/// always the Citus facts: the profile's when `cfg.profile` asks for them, and Citus's metadata
+/// whenever the database is a coordinator (one query, two on a coordinator).
 pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
     let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
-    if !cfg.rls_catalog_needed() {
-        return Ok(evaluate(&cat, cfg));
-    }
-    let rls = RlsCatalog::load(conn, &cfg.realm_column, &cfg.rls.app_role).await?;
-    let mut report = evaluate_with_rls(&cat, Some(&rls), cfg);
-    report.queries += rls.queries;
+    let rls = if cfg.rls_catalog_needed() {
+        Some(RlsCatalog::load(conn, &cfg.realm_column, &cfg.rls.app_role).await?)
+    } else {
+        None
+    };
+    let profile = cfg.profile == Some(Profile::Citus);
+    let (facts, n) = CitusFacts::load(conn, &cfg.realm_column, profile).await?;
+    let mut report = evaluate_all(&cat, rls.as_ref(), Some(&facts), cfg);
+    report.queries += n + rls.as_ref().map_or(0, |r| r.queries);
     Ok(report)
 }
 
@@ -118,16 +128,45 @@ pub async fn verify_changed_after(
 /// Evaluate every rule that is not `off` over a catalog: pure. Without an RLS read (the scoped
 /// forms the migrate guard uses) only `rls-disabled` of the RLS rules can run.
 pub fn evaluate(cat: &Catalog, cfg: &Config) -> Report {
-    evaluate_with_rls(cat, None, cfg)
+    evaluate_all(cat, None, None, cfg)
 }
 
 pub fn evaluate_with_rls(cat: &Catalog, rls: Option<&RlsCatalog>, cfg: &Config) -> Report {
+    evaluate_all(cat, rls, None, cfg)
+}
+
+/// [`evaluate`] with the Citus facts ([`CitusFacts::load`]): pure.
+pub fn evaluate_with(cat: &Catalog, citus: Option<&CitusFacts>, cfg: &Config) -> Report {
+    evaluate_all(cat, None, citus, cfg)
+}
+
+/// Whether a rule runs on this catalog: not `off`, and its gate open (the profile asked for,
+/// or Citus's metadata read). Under the Citus profile `fk-cross-realm` gives way to its error
+/// form, `citus-fk-ordinal`.
+fn runs(rule: Rule, cfg: &Config, citus: Option<&CitusFacts>) -> bool {
+    let citus_profile = cfg.profile == Some(Profile::Citus) && citus.is_some_and(|f| f.profile);
+    let open = match rule.gate() {
+        Gate::Always => !(citus_profile && rule == Rule::FkCrossRealm),
+        Gate::Profile(Profile::Citus) => citus_profile,
+        Gate::CitusCoordinator => citus.is_some_and(|f| f.dist.is_some()),
+    };
+    open && cfg.severity(rule.id()) != Severity::Off
+}
+
+/// Every rule over the catalog and whichever extra reads were made: pure.
+pub fn evaluate_all(
+    cat: &Catalog,
+    rls: Option<&RlsCatalog>,
+    citus: Option<&CitusFacts>,
+    cfg: &Config,
+) -> Report {
     let mut ctx = Ctx::new(cat, cfg);
     ctx.rls = rls;
+    ctx.citus = citus;
     let mut violations = Vec::new();
     let mut ran = Vec::new();
     for (rule, check) in rules::ALL {
-        if cfg.severity(rule.id()) == Severity::Off {
+        if !runs(*rule, cfg, citus) {
             continue;
         }
         if rls.is_none() && rule.is_rls() && *rule != crate::rules::Rule::RlsDisabled {
@@ -175,6 +214,8 @@ pub fn evaluate_with_rls(cat: &Catalog, rls: Option<&RlsCatalog>, cfg: &Config) 
         checked,
         rules: ran,
         queries: cat.queries,
+        citus: (cfg.profile == Some(Profile::Citus) && citus.is_some())
+            .then(|| citus::classes(&ctx)),
     }
 }
 
@@ -208,6 +249,8 @@ pub struct Ctx<'a> {
     realm_scoped: HashMap<u32, Option<AttNum>>,
     constraints: HashMap<u32, Vec<&'a Constraint>>,
     indexes: HashMap<u32, Vec<&'a Index>>,
+    /// The Citus facts, when they were read (see [`evaluate_with`]).
+    pub citus: Option<&'a CitusFacts>,
 }
 
 fn matches_entry(entries: &[String], t: &Table) -> bool {
@@ -263,6 +306,7 @@ impl<'a> Ctx<'a> {
             realm_scoped,
             constraints,
             indexes,
+            citus: None,
         }
     }
 

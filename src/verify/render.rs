@@ -84,7 +84,48 @@ fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
         writeln!(out)?;
     }
+    if let Some(classes) = &report.citus {
+        citus_classes(classes, out)?;
+    }
     writeln!(out, "{}", summary_line(report))
+}
+
+/// The Citus class table of `--profile citus`.
+fn citus_classes(classes: &[super::citus::TableClass], out: &mut dyn Write) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = classes
+        .iter()
+        .map(|c| {
+            vec![
+                c.table.clone(),
+                c.class.as_str().to_string(),
+                c.distribution_column.clone().unwrap_or_default(),
+                c.colocate_with.clone().unwrap_or_default(),
+                match c.current {
+                    Some(d) => serde_json::to_value(d)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    None => String::new(),
+                },
+            ]
+        })
+        .collect();
+    writeln!(out, "citus classes ({})", classes.len())?;
+    writeln!(
+        out,
+        "{}",
+        output::table(
+            &[
+                "table",
+                "class",
+                "distribution column",
+                "colocate with",
+                "on citus now"
+            ],
+            &rows
+        )
+    )?;
+    writeln!(out)
 }
 
 fn junit(report: &Report, out: &mut dyn Write) -> io::Result<()> {

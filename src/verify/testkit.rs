@@ -1,6 +1,7 @@
 //! Hand-built catalogs for the rule unit tests: no database, just the model.
 
-use super::{evaluate, Report, Violation};
+use super::{evaluate_with, Report, Violation};
+use crate::catalog::citus::CitusFacts;
 use crate::catalog::{
     AttNum, Catalog, Column, Constraint, ConstraintKind, FkAction, ForeignKey, Index, RealmsTable,
     Table, TableKind,
@@ -11,6 +12,8 @@ pub struct Kit {
     pub cat: Catalog,
     pub cfg: Config,
     next: u32,
+    /// The Citus facts the report is evaluated with (only read under `cfg.profile`).
+    pub citus: CitusFacts,
 }
 
 impl Kit {
@@ -20,6 +23,10 @@ impl Kit {
             cat: Catalog::empty(),
             cfg: Config::default(),
             next: 16384,
+            citus: CitusFacts {
+                profile: true,
+                ..CitusFacts::default()
+            },
         };
         let r = k.table(
             "public",
@@ -261,7 +268,45 @@ impl Kit {
     }
 
     pub fn report(&self) -> Report {
-        evaluate(&self.cat, &self.cfg)
+        evaluate_with(&self.cat, Some(&self.citus), &self.cfg)
+    }
+
+    /// Turn the Citus profile on.
+    pub fn citus_profile(&mut self) -> &mut Self {
+        self.cfg.profile = Some(crate::rules::Profile::Citus);
+        self
+    }
+
+    /// The class table the profile prints.
+    pub fn classes(&mut self) -> Vec<super::citus::TableClass> {
+        self.citus_profile();
+        self.report().citus.expect("classes under the profile")
+    }
+
+    pub fn trigger(&mut self, table: u32, name: &str, row: bool) {
+        self.citus.triggers.push(crate::catalog::citus::Trigger {
+            table,
+            name: name.into(),
+            row,
+        });
+    }
+
+    /// How Citus holds `table` on a coordinator (turns the coordinator rules on).
+    pub fn dist(
+        &mut self,
+        table: u32,
+        class: crate::catalog::citus::DistClass,
+        column: Option<&str>,
+        colocation_id: i64,
+    ) {
+        self.citus.dist.get_or_insert_with(Default::default).insert(
+            table,
+            crate::catalog::citus::DistTable {
+                class,
+                column: column.map(str::to_string),
+                colocation_id,
+            },
+        );
     }
 
     /// The violations of one rule.

@@ -4,6 +4,16 @@
 use super::{Ctx, Violation};
 use crate::rules::Rule;
 
+pub mod citus_fk_ordinal;
+pub mod citus_fk_set_null;
+pub mod citus_identity_int;
+pub mod citus_not_distributed;
+pub mod citus_realm_type_mismatch;
+pub mod citus_reference_to_distributed;
+pub mod citus_row_trigger;
+pub mod citus_rule;
+pub mod citus_statement_trigger;
+pub mod citus_wrong_distribution_column;
 pub mod composite_primary_key;
 pub mod constraint_not_validated;
 pub mod fk_cross_realm;
@@ -54,6 +64,25 @@ pub const ALL: &[(Rule, Check)] = &[
     (Rule::RlsSettingMissingOk, rls_setting_missing_ok::check),
     (Rule::RlsAppRoleBypass, rls_app_role_bypass::check),
     (Rule::RlsViewDefiner, rls_view_definer::check),
+    (Rule::CitusFkOrdinal, citus_fk_ordinal::check),
+    (Rule::CitusFkSetNull, citus_fk_set_null::check),
+    (
+        Rule::CitusRealmTypeMismatch,
+        citus_realm_type_mismatch::check,
+    ),
+    (
+        Rule::CitusReferenceToDistributed,
+        citus_reference_to_distributed::check,
+    ),
+    (Rule::CitusStatementTrigger, citus_statement_trigger::check),
+    (Rule::CitusRowTrigger, citus_row_trigger::check),
+    (Rule::CitusRule, citus_rule::check),
+    (Rule::CitusIdentityInt, citus_identity_int::check),
+    (Rule::CitusNotDistributed, citus_not_distributed::check),
+    (
+        Rule::CitusWrongDistributionColumn,
+        citus_wrong_distribution_column::check,
+    ),
 ];
 
 #[cfg(test)]
