@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backfill;
 pub mod catalog;
 pub mod check;
+pub mod citus;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -83,6 +83,9 @@ pub enum Command {
     /// Every database of the deployment at once (schema/fleet.toml): status, migrate, verify.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Distribute the realm schema on a Citus coordinator (realm column as distribution column).
+    #[command(subcommand)]
+    Citus(CitusCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -502,6 +505,35 @@ pub struct FleetInitArgs {
     /// Where to write it (default: schema/fleet.toml).
     #[arg(long = "fleet", value_name = "PATH")]
     pub fleet: Option<PathBuf>,
+
+#[derive(Debug, Subcommand)]
+pub enum CitusCommand {
+    /// Print the steps (reference tables, then realm tables parents first), the lock each
+    /// holds and for about how long; exit 1 while `verify --profile citus` has errors.
+    Plan(CitusArgs),
+    /// Run the plan on a coordinator: one transaction per step under lock_timeout, recorded
+    /// in realmguard.citus_steps; tables already distributed are skipped, so a rerun resumes.
+    Distribute(CitusDistributeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CitusArgs {
+    /// Shard count of the colocation group the first realm table creates (default: Citus's
+    /// citus.shard_count).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64000))]
+    pub shard_count: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CitusDistributeArgs {
+    #[command(flatten)]
+    pub common: CitusArgs,
+    /// lock_timeout for each step (SET LOCAL); a step that hits it is retried with backoff.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Give up on a step after this many lock timeouts.
+    #[arg(long, default_value_t = 10)]
+    pub lock_retries: u32,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod audit;
 mod backfill;
 mod check;
+mod citus;
 pub mod cli;
 mod embedded;
 mod fleet;
@@ -78,7 +79,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Outcome> {
 }
 
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
-    use cli::{BackfillCommand, Command, RealmCommand};
+    use cli::{BackfillCommand, CitusCommand, Command, RealmCommand};
     let g = &cli.global;
     match &cli.command {
         Command::Migrate(a) => migrate::migrate(g, a).await,
@@ -100,6 +101,8 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Embedded(c) => embedded::run(g, c).await,
         Command::Realm(RealmCommand::Probe(a)) => probe::probe(g, a).await,
         Command::Fleet(c) => fleet::run(g, c).await,
+        Command::Citus(CitusCommand::Plan(a)) => citus::plan(g, a).await,
+        Command::Citus(CitusCommand::Distribute(a)) => citus::distribute(g, a).await,
     }
 }
 
