@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod backfill;
 mod check;
+mod citus;
 mod cli;
 mod embedded;
 mod fleet;

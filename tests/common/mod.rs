@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod citus;
+
 use realmguard::embedded::Cluster;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
