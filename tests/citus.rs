@@ -179,3 +179,195 @@ async fn the_project_schema_distributes_colocated_and_routes_a_realm_to_one_node
     );
     rg(url, dir.path(), &["verify"]).await.expect_code(0);
 }
+
+/// One `--profile citus` rule: a schema that breaks it, the statements that then fail on real
+/// Citus with the error the rule predicts, and a near miss that goes through.
+struct Case {
+    rule: &'static str,
+    /// The table the rule must name (in schema `bad_<n>`).
+    table: &'static str,
+    /// Tables `p` and `c` (and whatever else) in schema `{s}` (placeholder replaced).
+    bad: &'static str,
+    near: &'static str,
+    /// What is run on Citus after the setup, in `{s}`; the last statement is the one that
+    /// fails for `bad` and succeeds for `near`.
+    run: &'static str,
+    /// Run on a worker instead of the coordinator (the last statement only).
+    on_worker: bool,
+    error: &'static str,
+    /// A warning whose near miss is the way through, still reported (row triggers).
+    near_flagged: bool,
+}
+
+const P: &str =
+    "CREATE TABLE {s}.p (id bigint, realm_id text NOT NULL, PRIMARY KEY (id, realm_id));";
+
+const CASES: &[Case] = &[
+    Case {
+        rule: "citus-fk-ordinal",
+        table: "c",
+        bad: "CREATE TABLE {s}.c (id bigint, realm_id text NOT NULL, p_id bigint, p_realm text, PRIMARY KEY (id, realm_id), FOREIGN KEY (p_realm, p_id) REFERENCES {s}.p (realm_id, id));",
+        near: "CREATE TABLE {s}.c (id bigint, realm_id text NOT NULL, p_id bigint, p_realm text, PRIMARY KEY (id, realm_id), FOREIGN KEY (realm_id, p_id) REFERENCES {s}.p (realm_id, id));",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none'); SELECT create_distributed_table('{s}.c', 'realm_id', colocate_with => '{s}.p')",
+        on_worker: false,
+        error: "partition column in the same ordinal",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-fk-set-null",
+        table: "c",
+        bad: "CREATE TABLE {s}.c (id bigint, realm_id text, p_id bigint, PRIMARY KEY (id, realm_id), FOREIGN KEY (p_id, realm_id) REFERENCES {s}.p (id, realm_id) ON DELETE SET NULL);",
+        near: "CREATE TABLE {s}.c (id bigint, realm_id text, p_id bigint, PRIMARY KEY (id, realm_id), FOREIGN KEY (p_id, realm_id) REFERENCES {s}.p (id, realm_id) ON DELETE CASCADE);",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none'); SELECT create_distributed_table('{s}.c', 'realm_id', colocate_with => '{s}.p')",
+        on_worker: false,
+        error: "SET NULL or SET DEFAULT is not supported",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-realm-type-mismatch",
+        table: "c",
+        // Two tables agree on text, so the odd one out is c.
+        bad: "CREATE TABLE {s}.d (id bigint, realm_id text NOT NULL, PRIMARY KEY (id, realm_id)); CREATE TABLE {s}.c (id bigint, realm_id varchar(20) NOT NULL, PRIMARY KEY (id, realm_id));",
+        near: "CREATE TABLE {s}.c (id bigint, realm_id text NOT NULL, PRIMARY KEY (id, realm_id));",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none'); SELECT create_distributed_table('{s}.c', 'realm_id', colocate_with => '{s}.p')",
+        on_worker: false,
+        error: "Distribution column types don't match",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-reference-to-distributed",
+        table: "g",
+        bad: "CREATE TABLE {s}.g (id bigint PRIMARY KEY, p_id bigint, p_realm text, FOREIGN KEY (p_id, p_realm) REFERENCES {s}.p (id, realm_id));",
+        near: "CREATE TABLE {s}.g (id bigint PRIMARY KEY); ALTER TABLE {s}.p ADD COLUMN g_id bigint REFERENCES {s}.g (id);",
+        run: "SELECT create_reference_table('{s}.g'); SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none')",
+        on_worker: false,
+        error: "foreign keys from reference tables and local tables to distributed tables are not supported",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-statement-trigger",
+        table: "p",
+        bad: "CREATE FUNCTION {s}.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'; CREATE TRIGGER p_stmt AFTER INSERT ON {s}.p FOR EACH STATEMENT EXECUTE FUNCTION {s}.noop();",
+        near: "CREATE FUNCTION {s}.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'; CREATE TABLE {s}.log (x text); CREATE TRIGGER log_stmt AFTER INSERT ON {s}.log FOR EACH STATEMENT EXECUTE FUNCTION {s}.noop();",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none')",
+        on_worker: false,
+        error: "because it has triggers",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-row-trigger",
+        table: "p",
+        bad: "CREATE FUNCTION {s}.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; CREATE TRIGGER p_row BEFORE INSERT ON {s}.p FOR EACH ROW EXECUTE FUNCTION {s}.noop();",
+        // The near miss is what distribute does for a row trigger: the unsafe-triggers setting.
+        near: "CREATE FUNCTION {s}.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; CREATE TRIGGER p_row BEFORE INSERT ON {s}.p FOR EACH ROW EXECUTE FUNCTION {s}.noop(); DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database()); END $$;",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none')",
+        on_worker: false,
+        error: "because it has triggers",
+        near_flagged: true,
+    },
+    Case {
+        rule: "citus-rule",
+        table: "p",
+        bad: "CREATE TABLE {s}.log (x text); CREATE RULE p_log AS ON INSERT TO {s}.p DO ALSO INSERT INTO {s}.log VALUES ('x');",
+        near: "CREATE TABLE {s}.log (x text); CREATE RULE log_keep AS ON INSERT TO {s}.log DO ALSO NOTIFY log;",
+        run: "SELECT create_distributed_table('{s}.p', 'realm_id', colocate_with => 'none'); INSERT INTO {s}.p VALUES (1, 'a')",
+        on_worker: false,
+        error: "cannot perform an INSERT without a partition column value",
+        near_flagged: false,
+    },
+    Case {
+        rule: "citus-identity-int",
+        table: "c",
+        bad: "CREATE TABLE {s}.c (id int GENERATED BY DEFAULT AS IDENTITY, realm_id text NOT NULL, PRIMARY KEY (id, realm_id));",
+        near: "CREATE TABLE {s}.c (id bigint GENERATED BY DEFAULT AS IDENTITY, realm_id text NOT NULL, PRIMARY KEY (id, realm_id));",
+        run: "SELECT create_distributed_table('{s}.c', 'realm_id', colocate_with => 'none'); INSERT INTO {s}.c (realm_id) VALUES ('a')",
+        on_worker: true,
+        error: "not supported for column defaults of type int or smallint",
+        near_flagged: false,
+    },
+];
+
+async fn try_sql(url: &str, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::raw_sql(sql)
+        .execute(&mut c)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) => {
+                let pg = d.downcast_ref::<sqlx::postgres::PgDatabaseError>();
+                format!("{} {}", pg.message(), pg.detail().unwrap_or_default())
+            }
+            other => other.to_string(),
+        })
+}
+
+#[tokio::test]
+async fn each_profile_rule_predicts_what_real_citus_refuses_and_its_near_miss_distributes() {
+    let Some(cluster) = citus() else {
+        return;
+    };
+    let dir = TempDir::new("citus-rules");
+    for (n, case) in CASES.iter().enumerate() {
+        for (bad, body) in [(true, case.bad), (false, case.near)] {
+            // A database per variant: the verdict of verify and of Citus on that schema alone.
+            let cdb = cluster.db(&format!("rule{n}")).await;
+            let s = "app";
+            let setup = format!("CREATE SCHEMA {s}; {}{}", P, body).replace("{s}", s);
+            cdb.db.exec(&setup).await;
+            let v = rg(
+                &cdb.db.url,
+                dir.path(),
+                &["verify", "--profile", "citus", "--format", "json"],
+            )
+            .await;
+            let json: serde_json::Value = serde_json::from_str(&v.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}\n{}", v.stdout, v.stderr));
+            let found =
+                json["violations"].as_array().unwrap().iter().any(|x| {
+                    x["rule"] == case.rule && x["schema"] == s && x["table"] == case.table
+                });
+            assert_eq!(
+                found,
+                bad || case.near_flagged,
+                "{} ({}): {}",
+                case.rule,
+                if bad { "bad" } else { "near miss" },
+                v.stdout
+            );
+            let run = case.run.replace("{s}", s);
+            let (before, last) = run
+                .rsplit_once(';')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap_or((String::new(), run.clone()));
+            if !before.trim().is_empty() {
+                try_sql(&cdb.db.url, &before)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: setup on Citus failed: {e}", case.rule));
+            }
+            let url = if case.on_worker {
+                &cdb.workers[0].url
+            } else {
+                &cdb.db.url
+            };
+            let got = try_sql(url, &last).await;
+            match (bad, got) {
+                (true, Err(e)) => assert!(
+                    e.contains(case.error),
+                    "{}: Citus said {e:?}, the rule predicted {:?}",
+                    case.rule,
+                    case.error
+                ),
+                (true, Ok(())) => panic!(
+                    "{}: Citus accepted what the rule says it refuses",
+                    case.rule
+                ),
+                (false, Err(e)) => panic!("{}: the near miss failed on Citus: {e}", case.rule),
+                (false, Ok(())) => {}
+            }
+        }
+    }
+}
