@@ -371,3 +371,94 @@ async fn each_profile_rule_predicts_what_real_citus_refuses_and_its_near_miss_di
         }
     }
 }
+
+#[tokio::test]
+async fn the_coordinator_over_tcp_is_reached_with_the_default_sslmode() {
+    let Some(cluster) = citus() else {
+        return;
+    };
+    let cdb = cluster.db("tls").await;
+    let dir = TempDir::new("citus-tls");
+    assert_eq!(
+        cdb.db.scalar("current_setting('ssl')").await,
+        "on",
+        "Citus turns TLS on"
+    );
+    let tcp = cluster.tcp_url(&cdb.db.name);
+    // Default (prefer): Citus's X.509 v1 certificate cannot be read by rustls; like libpq in
+    // prefer mode, the connection is retried without TLS.
+    rg(&tcp, dir.path(), &["verify"])
+        .await
+        .expect_code(0)
+        .expect_stdout("verify: 0 tables");
+    rg(&format!("{tcp}?sslmode=prefer"), dir.path(), &["verify"])
+        .await
+        .expect_code(0);
+    // require promises encryption: refused in one line that names the cause.
+    let req = rg(&format!("{tcp}?sslmode=require"), dir.path(), &["verify"]).await;
+    req.expect_one_line_error().expect_stderr("X.509 v1");
+}
+
+#[tokio::test]
+async fn distribute_killed_mid_way_resumes_where_it_stopped() {
+    let Some((cdb, dir)) = project_schema("resume").await else {
+        return;
+    };
+    let db = &cdb.db;
+    // Enough rows that Citus's copy of memberships takes a while.
+    db.exec(
+        "INSERT INTO users (realm_id, email) SELECT 'b', 'bulk' || g FROM generate_series(1, 4000) g;
+         INSERT INTO memberships (realm_id, user_id, group_id)
+           SELECT 'b', u.id, g.id FROM users u JOIN groups g ON g.realm_id = u.realm_id
+            WHERE u.realm_id = 'b' AND u.email LIKE 'bulk%';",
+    )
+    .await;
+    let mut child = realmguard_cmd(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["citus", "distribute"])
+        .spawn()
+        .unwrap();
+    // Wait until the memberships step is running (Citus copying its rows), then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let running = db
+            .count("SELECT 1 FROM pg_tables WHERE schemaname = 'realmguard' AND tablename = 'citus_steps'")
+            .await
+            == 1
+            && db
+                .count("SELECT 1 FROM realmguard.citus_steps WHERE table_name = 'public.memberships' AND state = 'running'")
+                .await
+                == 1;
+        if running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the memberships step never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'memberships'::regclass")
+            .await,
+        0,
+        "the killed step left nothing behind"
+    );
+    let again = rg(&db.url, dir.path(), &["citus", "distribute"]).await;
+    again.expect_code(0).expect_stdout("already distributed");
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_dist_partition WHERE partmethod = 'h'")
+            .await,
+        5
+    );
+    assert_eq!(
+        db.scalar("SELECT string_agg(state, ',' ORDER BY id) FROM realmguard.citus_steps WHERE table_name = 'public.memberships'").await,
+        "interrupted,done"
+    );
+    rg(&db.url, dir.path(), &["verify"])
+        .await
+        .expect_code(0)
+        .expect_stdout("0 errors, 0 warnings");
+}

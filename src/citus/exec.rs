@@ -86,10 +86,12 @@ pub async fn distribute(
     if let Some(why) = refusal(&plan) {
         bail!("{why}");
     }
-    let got: bool = sqlx::query_scalar(RUNNER_LOCK).fetch_one(&mut conn).await?;
-    if !got {
-        bail!("another `realmguard citus distribute` is running on this database; wait for it to finish");
-    }
+    // A killed run's backend notices its client is gone within a second (PostgreSQL 14+) and
+    // rolls its step back instead of finishing a copy nobody will commit.
+    sqlx::raw_sql("SET client_connection_check_interval = '1s'")
+        .execute(&mut conn)
+        .await?;
+    wait_for_runner_lock(&mut conn, sink).await?;
     sqlx::raw_sql(LEDGER_SQL).execute(&mut conn).await?;
     sqlx::query(
         "UPDATE realmguard.citus_steps SET state = 'interrupted', finished_at = clock_timestamp() WHERE state = 'running'",
@@ -151,6 +153,36 @@ pub async fn distribute(
         outcome,
     ))
 }
+
+/// The runner lock, waited for a while: a run killed a moment ago holds it until its backend
+/// has noticed.
+async fn wait_for_runner_lock(conn: &mut PgConnection, sink: &dyn EventSink) -> anyhow::Result<()> {
+    let until = Instant::now() + RUNNER_WAIT;
+    let mut said = false;
+    loop {
+        let got: bool = sqlx::query_scalar(RUNNER_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!(
+                "another `realmguard citus distribute` has been running on this database for over {}s; wait for it to finish",
+                RUNNER_WAIT.as_secs()
+            );
+        }
+        if !said {
+            sink.emit(Event::line(
+                "realmguard: waiting for another distribute run on this database to end",
+            ));
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const RUNNER_WAIT: Duration = Duration::from_secs(30);
 
 /// One step: recorded, then its transaction, retried while the lock times out.
 async fn run_step(
