@@ -162,7 +162,7 @@ async fn the_project_schema_distributes_colocated_and_routes_a_realm_to_one_node
         std::fs::copy(&f, more.path().join(f.file_name().unwrap())).unwrap();
     }
     more.write(&[(
-        "0006_users_locale.sql",
+        "0099_users_locale.sql",
         "ALTER TABLE users ADD COLUMN locale text NOT NULL DEFAULT 'en';\n",
     )]);
     rg(

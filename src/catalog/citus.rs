@@ -44,6 +44,16 @@ pub struct RewriteRule {
     pub name: String,
 }
 
+/// A row level security policy whose expressions contain a subquery (Citus refuses those).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SublinkPolicy {
+    pub table: u32,
+    pub name: String,
+    /// `USING` and `WITH CHECK`, deparsed.
+    pub qual: Option<String>,
+    pub check: Option<String>,
+}
+
 /// How Citus holds a table today (`pg_dist_partition`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -79,6 +89,7 @@ pub struct CitusFacts {
     pub triggers: Vec<Trigger>,
     pub rules: Vec<RewriteRule>,
     pub sizes: HashMap<u32, Size>,
+    pub sublink_policies: Vec<SublinkPolicy>,
     /// Citus's metadata, when the database has it (a coordinator): table oid → how it is held.
     pub dist: Option<HashMap<u32, DistTable>>,
 }
@@ -138,6 +149,7 @@ impl CitusFacts {
                     )
                 })
                 .collect(),
+            sublink_policies: serde_json::from_value(json("policies")?)?,
             dist: None,
         };
         let mut queries = 1;

@@ -252,7 +252,7 @@ async fn attempt(
     ))
     .execute(&mut *tx)
     .await?;
-    for s in &step.settings {
+    for s in step.settings.iter().chain(&step.before) {
         sqlx::raw_sql(s).execute(&mut *tx).await?;
     }
     sqlx::raw_sql(&step.sql).execute(&mut *tx).await?;

@@ -39,6 +39,8 @@ pub struct Step {
     pub kind: StepKind,
     /// `SET LOCAL` lines the step's transaction needs before its SQL.
     pub settings: Vec<String>,
+    /// Statements run in the step's transaction before its SQL (policies rewritten for Citus).
+    pub before: Vec<String>,
     pub sql: String,
     /// The lock the step holds on its table until it commits.
     pub lock: String,
@@ -78,7 +80,7 @@ const NO_LOCAL_FK_CASCADE: &str = "SET LOCAL citus.enable_local_reference_table_
 pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) -> Plan {
     let classes = report.citus.clone().unwrap_or_default();
     let dist = facts.dist.as_ref();
-    let blockers: Vec<String> = report
+    let mut blockers: Vec<String> = report
         .violations
         .iter()
         .filter(|v| v.severity == Severity::Error)
@@ -115,6 +117,22 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
                 "row triggers {} will run on the shards (citus.enable_unsafe_triggers)",
                 row_triggers.join(", ")
             ));
+        }
+        let mut before = Vec::new();
+        for p in facts.sublink_policies.iter().filter(|p| p.table == c.oid) {
+            match rewrite_policy(&c.table, p) {
+                Some(sql) => {
+                    notes.push(format!(
+                        "policy {} reads the realm setting through a scalar subquery, which Citus refuses on its tables (\"Subqueries are not supported in policies on distributed tables\"): rewritten to call current_setting directly (rls-setting-per-row will warn)",
+                        p.name
+                    ));
+                    before.push(sql);
+                }
+                None => blockers.push(format!(
+                    "policy {} on {} has a subquery that is not a plain current_setting() read: Citus refuses subqueries in policies on distributed tables; rewrite it first",
+                    p.name, c.table
+                )),
+            }
         }
         let (kind, sql, done) = match c.class {
             Class::Reference => (
@@ -170,6 +188,7 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
             table: c.table.clone(),
             kind,
             settings,
+            before,
             sql,
             lock,
             rows: size.rows,
@@ -190,6 +209,34 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
         blockers,
         estimate_ms,
     }
+}
+
+/// `ALTER POLICY` with each `( SELECT current_setting(…) AS current_setting)` of the policy's
+/// expressions replaced by the call itself; `None` when another subquery is left.
+fn rewrite_policy(table: &str, p: &crate::catalog::citus::SublinkPolicy) -> Option<String> {
+    let fix = |e: &str| -> Option<String> {
+        let mut out = e.to_string();
+        while let Some(start) = out.find("( SELECT current_setting(") {
+            let end_rel = out[start..].find(" AS current_setting)")?;
+            let inner = out[start + 9..start + end_rel].to_string();
+            out.replace_range(
+                start..start + end_rel + " AS current_setting)".len(),
+                &inner,
+            );
+        }
+        (!out.to_ascii_uppercase().contains("SELECT")).then_some(out)
+    };
+    let mut sql = format!(
+        "ALTER POLICY {} ON {table}",
+        crate::db::quote_ident(&p.name)
+    );
+    if let Some(q) = &p.qual {
+        sql.push_str(&format!(" USING ({})", fix(q)?));
+    }
+    if let Some(c) = &p.check {
+        sql.push_str(&format!(" WITH CHECK ({})", fix(c)?));
+    }
+    Some(sql)
 }
 
 /// An estimate for a person: `<1 s`, `~4 s`, `~3 min`.
@@ -269,6 +316,31 @@ mod tests {
             ["SELECT create_distributed_table('public.groups', 'realm_id', colocate_with => 'public.users')"]
         );
         assert!(p.coordinator);
+    }
+
+    #[test]
+    fn a_policy_reading_the_setting_in_a_subquery_is_rewritten_and_another_subquery_blocks() {
+        use crate::catalog::citus::SublinkPolicy;
+        let mut k = Kit::new();
+        let u = k.good("users", &[]);
+        let q =
+            "(realm_id = ( SELECT current_setting('app.realm_id'::text, true) AS current_setting))";
+        k.citus.sublink_policies.push(SublinkPolicy {
+            table: u,
+            name: "users_realm".into(),
+            qual: Some(q.into()),
+            check: Some(q.into()),
+        });
+        let p = plan_of(&mut k, None);
+        assert_eq!(
+            p.steps[1].before,
+            ["ALTER POLICY users_realm ON public.users USING ((realm_id = current_setting('app.realm_id'::text, true))) WITH CHECK ((realm_id = current_setting('app.realm_id'::text, true)))"]
+        );
+        assert!(p.blockers.is_empty());
+        k.citus.sublink_policies[0].qual =
+            Some("(realm_id IN ( SELECT r.id FROM realms r))".into());
+        let p = plan_of(&mut k, None);
+        assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
     }
 
     #[test]

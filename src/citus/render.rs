@@ -57,7 +57,7 @@ pub fn render_plan(plan: &Plan, format: Format, out: &mut dyn Write) -> io::Resu
     )?;
     for (i, s) in plan.steps.iter().enumerate().filter(|(_, s)| !s.done) {
         writeln!(out, "-- step {}: {}", i + 1, s.table)?;
-        for line in &s.settings {
+        for line in s.settings.iter().chain(&s.before) {
             writeln!(out, "{line};")?;
         }
         writeln!(out, "{};", s.sql)?;

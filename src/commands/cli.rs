@@ -505,6 +505,7 @@ pub struct FleetInitArgs {
     /// Where to write it (default: schema/fleet.toml).
     #[arg(long = "fleet", value_name = "PATH")]
     pub fleet: Option<PathBuf>,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum CitusCommand {

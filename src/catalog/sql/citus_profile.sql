@@ -1,7 +1,7 @@
 -- What the Citus profile needs beyond the realm shape, for the tables the main read covers, in one
 -- row of JSON arrays (one round trip): the realm column's type and collation per table, identity
 -- and serial columns of a type narrower than bigint, user triggers (row or statement), rewrite
--- rules, and each table's size (for the distribution plan's lock estimates). `citus` says whether
+-- rules, each table's size (for the distribution plan's lock estimates) and policies with subqueries. `citus` says whether
 -- Citus's metadata is there (a coordinator, or a worker), which decides whether pg_dist_partition
 -- is read next.
 -- $1: the realm column's name; $2: whether to read the profile facts (false: only `citus`).
@@ -55,4 +55,15 @@ SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL AS citus,
                    'table', r.oid::bigint,
                    'rows', greatest(r.reltuples, 0)::bigint,
                    'bytes', pg_total_relation_size(r.oid))), '[]')
-          FROM rels r) AS sizes
+          FROM rels r) AS sizes,
+       -- Row level security policies with a subquery (SubLink), which Citus refuses on its
+       -- tables; their expressions are deparsed so the plan can rewrite them.
+       (SELECT coalesce(json_agg(json_build_object(
+                   'table', p.polrelid::bigint,
+                   'name', p.polname::text,
+                   'qual', pg_get_expr(p.polqual, p.polrelid),
+                   'check', pg_get_expr(p.polwithcheck, p.polrelid))), '[]')
+          FROM rels r
+          JOIN pg_policy p ON p.polrelid = r.oid
+         WHERE p.polqual::text LIKE '%{SUBLINK%'
+            OR p.polwithcheck::text LIKE '%{SUBLINK%') AS policies
