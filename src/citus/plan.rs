@@ -163,9 +163,13 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
             }
             Class::Local => continue,
         };
-        if !done && now.is_some() {
+        if let (false, Some(held)) = (done, now) {
+            let held = serde_json::to_value(held)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             notes.push(format!(
-                "Citus already holds this table another way ({now:?}); undistribute_table it first"
+                "Citus already holds this table as a {held} table; undistribute_table it first, or this step fails"
             ));
         }
         if size.rows > 0 && !done {
