@@ -837,3 +837,48 @@ async fn online_move_loses_no_write_of_a_concurrent_writer() {
     assert_eq!(src.count("SELECT 1 FROM pg_replication_slots").await, 0);
     assert_eq!(dst.count("SELECT 1 FROM pg_subscription").await, 0);
 }
+
+/// README's first screen: the example realm, copied to a worker named as the fleet file names it.
+#[tokio::test]
+async fn to_names_a_fleet_target_and_the_example_realm_copies_there() {
+    let (src, dst) = pair("rfleet").await;
+    let example = std::fs::read_to_string(project_dir().join("examples/realm-w1.sql")).unwrap();
+    src.exec(&example).await;
+    let dir = TempDir::new("rfleet");
+    dir.write(&[(
+        "schema/fleet.toml",
+        &format!("[[target]]\nname = \"worker_1\"\nurl = \"{}\"\n", dst.url),
+    )]);
+    let config = project_dir().join("schema/realmguard.toml");
+    let config = config.to_str().unwrap();
+    let before = realm_state(&src, "w1").await;
+
+    let r = src
+        .run(
+            dir.path(),
+            &[
+                "--config", config, "realm", "copy", "--realm", "w1", "--to", "worker_1",
+            ],
+        )
+        .await;
+    r.expect_code(0);
+    assert_eq!(realm_state(&dst, "w1").await, before);
+    assert_eq!(
+        dst.count("SELECT 1 FROM memberships WHERE realm_id = 'w1'")
+            .await,
+        1000
+    );
+
+    // A name the fleet file does not have: one line naming the ones it has; nothing copied.
+    let r = src
+        .run(
+            dir.path(),
+            &[
+                "--config", config, "realm", "diff", "--realm", "w1", "--to", "worker_9",
+            ],
+        )
+        .await;
+    r.expect_code(2)
+        .expect_one_line_error()
+        .expect_stderr("targets: worker_1");
+}

@@ -400,8 +400,9 @@ pub struct RealmTo {
     /// The realm's id (the key of the realms table).
     #[arg(long, value_name = "ID")]
     pub realm: String,
-    /// The target database (the worker instance).
-    #[arg(long, value_name = "URL", hide_env_values = true)]
+    /// The target database (the worker instance): a URL, or the name of a target of
+    /// schema/fleet.toml (`fleet init --local` writes one for the embedded cluster).
+    #[arg(long, value_name = "URL|NAME", hide_env_values = true)]
     pub to: String,
 }
 

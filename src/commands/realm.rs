@@ -18,14 +18,48 @@ pub(super) fn secrets(c: &RealmCommand) -> Vec<String> {
         RealmCommand::Move(a) => Some(&a.realm.to),
         RealmCommand::List(_) | RealmCommand::Delete(_) | RealmCommand::Probe(_) => None,
     };
-    crate::db::secrets_of(to.map(String::as_str))
+    let mut out = crate::db::secrets_of(to.map(String::as_str));
+    if let Some(Ok(url)) = to.filter(|t| !is_url(t)).map(|t| fleet_url(t)) {
+        out.extend(crate::db::secrets_of(Some(&url)));
+    }
+    out
+}
+
+fn is_url(to: &str) -> bool {
+    to.contains("://")
+}
+
+/// `--to NAME`: the URL of the fleet file's target NAME (inline or from its environment
+/// variable). Targets listed by `[targets_from]` are not looked up: that would run the fleet's
+/// query before the realm command starts; give their URL (docs/realm.md).
+fn fleet_url(name: &str) -> anyhow::Result<String> {
+    use crate::fleet::config::{url_source, FleetFile, DEFAULT_PATH};
+    let file = FleetFile::load(None).map_err(|e| {
+        anyhow::anyhow!(
+            "--to {name} is not a URL (postgres://…), and it names no fleet target: {e}"
+        )
+    })?;
+    let Some(t) = file.targets.iter().find(|t| t.name == name) else {
+        let known: Vec<&str> = file.targets.iter().map(|t| t.name.as_str()).collect();
+        anyhow::bail!(
+            "--to {name} is neither a URL (postgres://…) nor a target of {DEFAULT_PATH} (targets: {})",
+            known.join(", ")
+        );
+    };
+    let source =
+        url_source(&t.url, &t.url_env).map_err(|m| anyhow::anyhow!("target `{name}`: {m}"))?;
+    crate::fleet::targets::url_of(&source).map_err(|e| anyhow::anyhow!("target `{name}`: {e:#}"))
 }
 
 fn options(a: &RealmTo, dry_run: bool) -> anyhow::Result<CopyOptions> {
     realm::validate_realm(&a.realm)?;
     Ok(CopyOptions {
         realm: a.realm.clone(),
-        to: Target::from_url(&a.to).map_err(|e| anyhow::anyhow!("--to: {e:#}"))?,
+        to: match is_url(&a.to) {
+            true => Target::from_url(&a.to).map_err(|e| anyhow::anyhow!("--to: {e:#}"))?,
+            false => Target::from_url(&fleet_url(&a.to)?)
+                .map_err(|e| anyhow::anyhow!("--to {}: {e:#}", a.to))?,
+        },
         dry_run,
     })
 }

@@ -63,7 +63,7 @@ pub async fn resolve(file: &FleetFile) -> anyhow::Result<Vec<FleetTarget>> {
     Ok(out)
 }
 
-fn url_of(source: &UrlSource) -> anyhow::Result<String> {
+pub fn url_of(source: &UrlSource) -> anyhow::Result<String> {
     match source {
         UrlSource::Inline(u) => Ok(u.clone()),
         UrlSource::Env(var) => match std::env::var(var) {
