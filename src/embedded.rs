@@ -178,11 +178,12 @@ impl Cluster {
         cluster
             .hba_first
             .extend(hba_first.iter().map(|l| l.to_string()));
-        // Trust for everyone on the private socket, except the test role rg_pw_user, which must
-        // give a password: that is how the suite proves a wrong password is reported cleanly.
+        // Trust for everyone on the private socket, except the test roles rg_pw_user and
+        // rg_realm_pw, which must give a password: that is how the suite proves a wrong password
+        // is reported cleanly (two roles, because roles are cluster-wide and tests run at once).
         cluster
             .hba_first
-            .push("local all rg_pw_user scram-sha-256".into());
+            .push("local all rg_pw_user,rg_realm_pw scram-sha-256".into());
         cluster.ensure_started()?;
         cluster.spawn_watchdog(owner_pid, &home)?;
         Ok(cluster)

@@ -882,3 +882,61 @@ async fn to_names_a_fleet_target_and_the_example_realm_copies_there() {
         .expect_one_line_error()
         .expect_stderr("targets: worker_1");
 }
+
+/// A target that refuses the password, named by URL or through the fleet file: one line, exit 2,
+/// the password nowhere, the source's realm untouched.
+#[tokio::test]
+async fn a_wrong_target_password_is_one_line_and_changes_nothing() {
+    if std::env::var("DATABASE_URL").is_ok() {
+        eprintln!("skipped: the throwaway cluster's pg_hba is needed to force password auth");
+        return;
+    }
+    // Both on the suite's server, whose pg_hba asks roles other than postgres for a password.
+    let src = TestDb::new("rpw_src").await;
+    let dst = TestDb::new("rpw_dst").await;
+    for db in [&src, &dst] {
+        db.run(&project_dir(), &["migrate"]).await.expect_code(0);
+    }
+    seed(&src, "w1", 20).await;
+    let before = realm_state(&src, "w1").await;
+    dst.exec("CREATE ROLE rg_realm_pw LOGIN PASSWORD 'right-one'")
+        .await;
+    let url = dst.url.replacen(
+        "postgres://postgres@",
+        "postgres://rg_realm_pw:wr0ng%21pw@",
+        1,
+    );
+    let dir = TempDir::new("rpw");
+    dir.write(&[(
+        "schema/fleet.toml",
+        &format!("[[target]]\nname = \"w\"\nurl = \"{url}\"\n"),
+    )]);
+    let config = project_dir().join("schema/realmguard.toml");
+    for to in [url.as_str(), "w"] {
+        for cmd in ["copy", "move"] {
+            let r = src
+                .run(
+                    dir.path(),
+                    &[
+                        "--config",
+                        config.to_str().unwrap(),
+                        "realm",
+                        cmd,
+                        "--realm",
+                        "w1",
+                        "--to",
+                        to,
+                    ],
+                )
+                .await;
+            r.expect_code(2)
+                .expect_one_line_error()
+                .expect_stderr("password authentication failed")
+                .expect_not_printed("wr0ng!pw")
+                .expect_not_printed("wr0ng%21pw");
+        }
+    }
+    dst.exec("DROP ROLE rg_realm_pw").await;
+    assert_eq!(realm_state(&src, "w1").await, before);
+    assert_eq!(fence_triggers(&src).await, 0, "no fence left on the source");
+}
