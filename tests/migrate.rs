@@ -767,3 +767,34 @@ async fn the_guard_scopes_to_what_the_migration_changed() {
         ""
     );
 }
+
+/// Migrations that change no table (functions, data, DO blocks) skip the guard's catalog read;
+/// they must still commit with their ledger row, and the next migration that does change a table
+/// must still be judged.
+#[tokio::test]
+async fn the_guard_skips_nothing_it_should_judge() {
+    let db = TestDb::new("guardskip").await;
+    let dir = TempDir::new("guardskip");
+    dir.write(&[REALMS, GOOD]);
+    dir.write(&[
+        (
+            "migrations/0003_function.sql",
+            "CREATE FUNCTION good_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM good $$;\n",
+        ),
+        (
+            "migrations/0004_data.sql",
+            "INSERT INTO realms (id) SELECT 'r' || g FROM generate_series(1, 3) g;\nDO $$ BEGIN PERFORM good_count(); END $$;\n",
+        ),
+    ]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+    assert_eq!(db.count("SELECT 1 FROM realms WHERE id LIKE 'r%'").await, 3);
+    // A unique key without the realm: a lock-taking change the guard must still reject.
+    dir.write(&[(
+        "migrations/0005_unique.sql",
+        "ALTER TABLE good ADD COLUMN code text;\nALTER TABLE good ADD CONSTRAINT good_code_key UNIQUE (code);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(1).expect_stdout("unique-without-realm");
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+}

@@ -369,9 +369,15 @@ async fn apply_in_transaction(
         if batched {
             batched = false;
             match run_batch(conn, m, &begin, n, opts.guard).await {
-                Ok(seqscan_was) => {
-                    if !opts.guard {
+                Ok(setup) => {
+                    let Some((seqscan_was, changed)) = setup else {
                         // The batch committed too: one round trip for the whole migration.
+                        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
+                    };
+                    if !changed {
+                        // No table changed: nothing for the guard to check (its read would
+                        // find no table); commit as the unguarded path would.
+                        commit(conn, m, last_line).await?;
                         return Ok(Ok(applied(m, pieces.len(), attempt, started)));
                     }
                     match finish_guarded(
@@ -382,7 +388,7 @@ async fn apply_in_transaction(
                         opts,
                         sink,
                         last_line,
-                        seqscan_was,
+                        Some(seqscan_was),
                     )
                     .await?
                     {
@@ -464,19 +470,20 @@ async fn apply_in_transaction(
 }
 
 /// The whole migration in one round trip: BEGIN with the session's timeouts, the file's text,
-/// its ledger row, and then either COMMIT (no guard) or the guard's enable_seqscan set-up, whose
-/// saved value is returned. Only for files the tokenizer splits: their text is whole statements,
-/// so nothing appended can end up inside a string or comment of theirs.
+/// its ledger row, and then either COMMIT (no guard) or the guard's set-up, which returns the
+/// saved enable_seqscan value and whether any table may have changed (`GUARD_SETUP_SQL`). Only
+/// for files the tokenizer splits: their text is whole statements, so nothing appended can end
+/// up inside a string or comment of theirs.
 async fn run_batch(
     conn: &mut PgConnection,
     m: &Migration,
     begin: &str,
     statements: i32,
     guard: bool,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<(String, bool)>, sqlx::Error> {
     use futures_util::TryStreamExt;
     let tail = if guard {
-        crate::catalog::SEQSCAN_OFF_SQL
+        crate::catalog::GUARD_SETUP_SQL
     } else {
         "COMMIT"
     };
@@ -499,7 +506,10 @@ async fn run_batch(
         return Ok(None);
     }
     match last {
-        Some(row) => Ok(Some(sqlx::Row::try_get(&row, 0)?)),
+        Some(row) => Ok(Some((
+            sqlx::Row::try_get(&row, 0)?,
+            sqlx::Row::try_get(&row, 1)?,
+        ))),
         None => Err(sqlx::Error::Protocol(
             "the batch returned no enable_seqscan value".into(),
         )),
