@@ -268,9 +268,44 @@ pub fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
 }
 
-/// A SQL string literal.
+/// A SQL string literal, as PostgreSQL's `quote_literal` writes it: a value with a backslash
+/// becomes an `E'…'` literal with the backslashes doubled, so it reads the same whatever
+/// `standard_conforming_strings` says.
 pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// `body` as a dollar-quoted string constant whose tag does not occur in it: `$rg_0$`, else
+/// `$rg_1$`, … A fixed tag would let a name or value written inside the body (a table named
+/// `t$rg_0$x`) end the constant early, and what follows would run as SQL.
+pub fn dollar_quote(body: &str) -> String {
+    let tag = dollar_tag(body);
+    format!("{tag}{body}{tag}")
+}
+
+/// The first `$rg_<n>$` that cannot close early inside `body`: absent from it, and not formed
+/// by the body's end together with the closing tag (a body ending in `$rg_0` would).
+pub fn dollar_tag(body: &str) -> String {
+    (0u64..)
+        .map(|n| format!("$rg_{n}$"))
+        .find(|tag| {
+            let closed = format!("{body}{tag}");
+            closed.find(tag.as_str()) == Some(body.len())
+        })
+        .expect("some tag is absent from a finite body")
+}
+
+/// Text safe to put after `--` in generated SQL: line breaks (which would end the comment) and
+/// other control characters become `?`.
+pub fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn is_reserved(word: &str) -> bool {
@@ -540,6 +575,31 @@ async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dollar_tag_is_absent_from_the_body() {
+        assert_eq!(dollar_tag("BEGIN RETURN NEW; END"), "$rg_0$");
+        assert_eq!(dollar_tag("t$rg_0$x"), "$rg_1$");
+        assert_eq!(dollar_tag("$rg_0$ $rg_1$ $rg_2$"), "$rg_3$");
+        // The body's end and the closing tag must not form the tag early.
+        assert_eq!(dollar_tag("x$rg_0"), "$rg_1$");
+        assert_eq!(dollar_tag("x$"), "$rg_0$");
+        assert_eq!(dollar_tag(""), "$rg_0$");
+        for body in ["a$realmguard$b", "$rg_0$", "x$rg_0", "$$", "q$rg_1$$rg_0$"] {
+            let q = dollar_quote(body);
+            let tag = dollar_tag(body);
+            assert_eq!(q, format!("{tag}{body}{tag}"));
+            // The constant ends exactly at the closing tag.
+            assert_eq!(q[tag.len()..].find(tag.as_str()), Some(body.len()));
+        }
+    }
+
+    #[test]
+    fn literals_and_comments_cannot_break_out() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'"), r"E'a\\b'''");
+        assert_eq!(comment_text("a\nDROP TABLE x;\r--"), "a?DROP TABLE x;?--");
+    }
 
     #[test]
     fn tls_files_are_checked_only_when_the_sslmode_reads_them() {

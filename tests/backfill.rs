@@ -1597,3 +1597,6 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
         .expect_stderr("lock not granted");
     assert_eq!(db.count(FILL_OBJECTS).await, 0);
 }
+
+#[path = "backfill_real_world.rs"]
+mod real_world;

@@ -6,7 +6,7 @@ use super::{
     cols, fk_target, Action, Ctx, Derive, Info, Lock, Phase, Step, TablePlan, FILL_MARKER,
 };
 use crate::backfill::view::{Constraint, Table};
-use crate::db::{qualified, quote_ident, quote_literal};
+use crate::db::{comment_text, dollar_quote, qualified, quote_ident, quote_literal};
 use crate::names::object_name;
 
 /// Phase 1 for every table, in fill order; each table's line of the plan.
@@ -266,56 +266,76 @@ fn trigger_sql(
     let func = qualified(&t.schema, trigger);
     let qtrig = quote_ident(trigger);
     let qrc = quote_ident(rc);
+    let rc_comment = comment_text(rc);
     match parent {
         None => (
             format!("install trigger {trigger}: new rows get the realm '{default_realm}'"),
             format!(
-                "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $realmguard$
+                "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS {body};
+CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT ON {qt}
+    FOR EACH ROW WHEN (NEW.{qrc} IS NULL) EXECUTE FUNCTION {func}()",
+                body = dollar_quote(&format!(
+                    "
 BEGIN
-    {FILL_MARKER} {rc} belong to the default realm.
+    {FILL_MARKER} {rc_comment} belong to the default realm.
     NEW.{qrc} := CAST({lit} AS {realm_type});
     RETURN NEW;
 END
-$realmguard$;
-CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT ON {qt}
-    FOR EACH ROW WHEN (NEW.{qrc} IS NULL) EXECUTE FUNCTION {func}()",
-                lit = quote_literal(default_realm)
+",
+                    lit = quote_literal(default_realm)
+                )),
             ),
         ),
         Some(p) => {
             let (ps, pn) = fk_target(p);
             let qp = qualified(&ps, &pn);
-            let new_null = p
-                .columns
-                .iter()
-                .map(|c| format!("NEW.{} IS NULL", quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let matches = p
-                .columns
-                .iter()
-                .zip(&p.ref_columns)
-                .map(|(c, r)| format!("p.{} = NEW.{}", quote_ident(r), quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let key_text = p
-                .columns
-                .iter()
-                .map(|c| format!("NEW.{}", quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let col_list = p.columns.join(", ");
             let update_of = cols(&p.columns);
             (
                 format!("install trigger {trigger}: new rows take the realm of their {pn} row"),
                 format!(
-                    "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $realmguard$
+                    "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS {body};
+CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
+    FOR EACH ROW EXECUTE FUNCTION {func}()",
+                    body = dollar_quote(&child_body(p, rc, realm_type, &qp, &pn)),
+                ),
+            )
+        }
+    }
+}
+
+/// The PL/pgSQL body of a child's fill function (see `trigger_sql`); every name in it is
+/// quoted, and the comment line carries none that could end it.
+fn child_body(p: &Constraint, rc: &str, realm_type: &str, qp: &str, pn: &str) -> String {
+    let qrc = quote_ident(rc);
+    let rc_comment = comment_text(rc);
+    let new_null = p
+        .columns
+        .iter()
+        .map(|c| format!("NEW.{} IS NULL", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let matches = p
+        .columns
+        .iter()
+        .zip(&p.ref_columns)
+        .map(|(c, r)| format!("p.{} = NEW.{}", quote_ident(r), quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key_text = p
+        .columns
+        .iter()
+        .map(|c| format!("NEW.{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let col_list = p.columns.join(", ");
+    format!(
+        "
 DECLARE
     parents bigint;
     realms bigint;
     found {realm_type};
 BEGIN
-    {FILL_MARKER} {rc} take their parent's realm.
+    {FILL_MARKER} {rc_comment} take their parent's realm.
     IF NEW.{qrc} IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.{qrc} IS DISTINCT FROM OLD.{qrc}) THEN
         RETURN NEW;  -- the writer chose the realm itself
     END IF;
@@ -345,15 +365,10 @@ BEGIN
     NEW.{qrc} := found;
     RETURN NEW;
 END
-$realmguard$;
-CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
-    FOR EACH ROW EXECUTE FUNCTION {func}()",
-                    rc_lit = quote_literal(rc),
-                    cols_lit = quote_literal(&col_list),
-                    fk_lit = quote_literal(&p.name),
-                    pn_lit = quote_literal(&pn),
-                ),
-            )
-        }
-    }
+",
+        rc_lit = quote_literal(rc),
+        cols_lit = quote_literal(&col_list),
+        fk_lit = quote_literal(&p.name),
+        pn_lit = quote_literal(pn),
+    )
 }
