@@ -12,8 +12,9 @@ pub const DEFAULT_PATH: &str = "schema/realmguard.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The column that carries the realm.
-    pub realm_column: String,
+    /// The column that carries the realm: one name, or a list of which each table uses the
+    /// first it has (`realm_column = ["realm_id", "realmId"]`).
+    pub realm_column: RealmColumns,
     /// The realms table ("schema.table" or a name resolved by search_path); "" turns the
     /// realm-fk rule off.
     pub realms_table: String,
@@ -53,6 +54,85 @@ pub struct AuditConfig {
     pub paths: Vec<std::path::PathBuf>,
     /// The baseline file ("" : none); read when it exists, written by `audit --write-baseline`.
     pub baseline: String,
+}
+
+/// `realm_column`: the names a realm column may have, in order of preference. A table's realm
+/// column is the first of them it has; a table that has none (a legacy table) gets the first.
+/// It derefs to that first name, which is what code that adds the column uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealmColumns(Vec<String>);
+
+impl RealmColumns {
+    /// Every accepted name, the preferred first.
+    pub fn all(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The preferred name: the one a table without a realm column gets.
+    pub fn first(&self) -> &str {
+        self.0.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// The realm column of a table that has the columns `has` says yes to: the first listed
+    /// name it has, else the first name.
+    pub fn of(&self, has: impl Fn(&str) -> bool) -> &str {
+        self.0
+            .iter()
+            .map(String::as_str)
+            .find(|n| has(n))
+            .unwrap_or_else(|| self.first())
+    }
+
+    /// Whether `name` is one of the accepted names.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
+    }
+}
+
+impl std::ops::Deref for RealmColumns {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.first()
+    }
+}
+
+impl std::fmt::Display for RealmColumns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.first())
+    }
+}
+
+impl From<&str> for RealmColumns {
+    fn from(s: &str) -> Self {
+        RealmColumns(vec![s.to_string()])
+    }
+}
+
+impl From<Vec<String>> for RealmColumns {
+    fn from(v: Vec<String>) -> Self {
+        RealmColumns(v)
+    }
+}
+
+impl PartialEq<&str> for RealmColumns {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.len() == 1 && self.0[0] == *other
+    }
+}
+
+impl<'de> Deserialize<'de> for RealmColumns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a column name or a list of column names")]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::One(s) => RealmColumns(vec![s]),
+            Raw::Many(v) => RealmColumns(v),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,8 +196,16 @@ impl Config {
                 bail!("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` for the ids");
             }
         }
-        if cfg.realm_column.is_empty() {
+        let names = cfg.realm_column.all();
+        if names.is_empty() || names.iter().any(String::is_empty) {
             bail!("realm_column must not be empty");
+        }
+        if let Some(dup) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+        {
+            bail!("realm_column lists `{dup}` twice");
         }
         // A custom setting needs a dot (`app.realm_id`); PostgreSQL refuses others at runtime.
         if !cfg.realm_setting.contains('.') || cfg.realm_setting.contains('\'') {
@@ -169,6 +257,29 @@ mod tests {
             .unwrap();
         assert_eq!(c.severity("fk-cross-realm"), Severity::Error);
         assert_eq!(c.severity("rls-disabled"), Severity::Warning);
+    }
+
+    #[test]
+    fn realm_column_is_a_name_or_a_list() {
+        let c = Config::parse("realm_column = \"tenant\"").unwrap();
+        assert_eq!(c.realm_column.all(), ["tenant"]);
+        let c = Config::parse("realm_column = [\"realm_id\", \"realmId\"]").unwrap();
+        assert_eq!(c.realm_column.all(), ["realm_id", "realmId"]);
+        assert_eq!(c.realm_column.first(), "realm_id");
+        assert_eq!(c.realm_column.of(|n| n == "realmId"), "realmId");
+        assert_eq!(
+            c.realm_column.of(|n| n == "realm_id" || n == "realmId"),
+            "realm_id"
+        );
+        assert_eq!(c.realm_column.of(|_| false), "realm_id");
+        for bad in [
+            "realm_column = []",
+            "realm_column = [\"\"]",
+            "realm_column = [\"a\", \"a\"]",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Config::parse("realm_column = 3").is_err());
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub struct Index {
 }
 
 impl Table {
+    /// This table's realm column: the first of `names` it has, else the first (the one the
+    /// backfill adds).
+    pub fn realm_column<'n>(&self, names: &'n crate::config::RealmColumns) -> &'n str {
+        names.of(|n| self.column(n).is_some())
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

@@ -162,11 +162,11 @@ pub async fn triggers(conn: &mut PgConnection, marker: &str) -> anyhow::Result<V
 /// Whether the backfill rebuilds `i` per realm from its definition text: a unique index, not the
 /// primary key, partial or on an expression, whose key lacks the realm column (also when the
 /// table has no such column yet).
-pub fn needs_definition(t: &Table, i: &Index, realm_column: &str) -> bool {
+pub fn needs_definition(t: &Table, i: &Index, realm_column: &crate::config::RealmColumns) -> bool {
     i.unique
         && !i.primary
         && (i.partial || i.key_columns.contains(&0))
-        && t.column(realm_column)
+        && t.column(t.realm_column(realm_column))
             .is_none_or(|c| !i.key_columns.contains(&c.num))
 }
 
@@ -175,7 +175,7 @@ impl Catalog {
     pub async fn load_for_backfill(
         conn: &mut PgConnection,
         realms_table: &str,
-        realm_column: &str,
+        realm_column: &crate::config::RealmColumns,
         fill_marker: &str,
     ) -> anyhow::Result<Catalog> {
         let mut cat = Catalog::load(conn, realms_table, realm_column).await?;

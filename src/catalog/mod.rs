@@ -138,6 +138,12 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// This table's realm column name: the first of `names` it has, else the first of `names`
+    /// (the one a backfill would add).
+    pub fn realm_column<'n>(&self, names: &'n crate::config::RealmColumns) -> &'n str {
+        names.of(|n| self.column(n).is_some())
+    }
+
     pub fn column_by_num(&self, num: AttNum) -> Option<&Column> {
         self.columns.iter().find(|c| c.num == num)
     }
@@ -304,7 +310,7 @@ impl Catalog {
     pub async fn load(
         conn: &mut PgConnection,
         realms_table: &str,
-        realm_column: &str,
+        realm_column: &crate::config::RealmColumns,
     ) -> anyhow::Result<Catalog> {
         let mut queries = 0;
         let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
@@ -321,7 +327,7 @@ impl Catalog {
     pub async fn load_scoped(
         conn: &mut PgConnection,
         realms_table: &str,
-        realm_column: &str,
+        realm_column: &crate::config::RealmColumns,
         tables: &[(String, String)],
     ) -> anyhow::Result<Catalog> {
         let (_, cat) = scoped(conn, realms_table, realm_column, tables, None).await?;
@@ -341,7 +347,7 @@ impl Catalog {
     pub async fn load_changed(
         conn: &mut PgConnection,
         realms_table: &str,
-        realm_column: &str,
+        realm_column: &crate::config::RealmColumns,
         seqscan_was: Option<String>,
     ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
         // The scoped read's plan wants index scans whatever the statistics say (a fresh cluster's
@@ -671,10 +677,17 @@ impl IndexDefRow {
 /// The unique indexes whose definition texts the unique-without-realm fix needs: partial or
 /// expression ones whose key lacks the realm column (plain-column keys are written from the
 /// column names).
-fn wanted_defs(tables: &[Table], indexes: &[Index], realm_column: &str) -> HashSet<u32> {
+fn wanted_defs(
+    tables: &[Table],
+    indexes: &[Index],
+    realm_column: &crate::config::RealmColumns,
+) -> HashSet<u32> {
     let realm_num: HashMap<u32, AttNum> = tables
         .iter()
-        .filter_map(|t| t.column(realm_column).map(|c| (t.oid, c.num)))
+        .filter_map(|t| {
+            t.column(t.realm_column(realm_column))
+                .map(|c| (t.oid, c.num))
+        })
         .collect();
     indexes
         .iter()
@@ -762,7 +775,7 @@ fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, wanted: &HashSet<u32>)
 /// The whole catalog, one query per file.
 async fn read(
     conn: &mut PgConnection,
-    realm_column: &str,
+    realm_column: &crate::config::RealmColumns,
     queries: &mut usize,
 ) -> anyhow::Result<Catalog> {
     let f = full_forms();
@@ -821,7 +834,7 @@ async fn read(
 async fn scoped(
     conn: &mut PgConnection,
     realms_table: &str,
-    realm_column: &str,
+    realm_column: &crate::config::RealmColumns,
     tables: &[(String, String)],
     changed: Option<&str>,
 ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {

@@ -127,11 +127,11 @@ pub struct RlsCatalog {
 impl RlsCatalog {
     pub async fn load(
         conn: &mut PgConnection,
-        realm_column: &str,
+        realm_column: &crate::config::RealmColumns,
         app_role: &str,
     ) -> anyhow::Result<RlsCatalog> {
         let rows = sqlx::query(RLS_SQL)
-            .bind(realm_column)
+            .bind(realm_column.all())
             .bind(app_role)
             .fetch_all(&mut *conn)
             .await

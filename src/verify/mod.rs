@@ -276,7 +276,7 @@ impl<'a> Ctx<'a> {
             if !candidate(t) || Some(t.oid) == realms_oid {
                 continue;
             }
-            let col = t.column(&cfg.realm_column).map(|c| c.num);
+            let col = t.column(t.realm_column(&cfg.realm_column)).map(|c| c.num);
             if col.is_some() || matches_entry(&cfg.realm_scoped, t) {
                 realm_scoped.insert(t.oid, col);
             }

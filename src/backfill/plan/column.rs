@@ -45,9 +45,8 @@ fn sql(sql: String) -> Action {
 
 /// Phase 1 for `infos[i]`.
 fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
-    let (rc, default_realm) = (ctx.rc, ctx.default_realm);
+    let (rcs, default_realm) = (ctx.cols, ctx.default_realm);
     let rt = ctx.realm_type.as_str();
-    let qrc = quote_ident(rc);
     let Info {
         t,
         key,
@@ -55,6 +54,11 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
         parent,
     } = &ctx.infos[i];
     let (t, parent) = (*t, *parent);
+    // The table's own realm column (a legacy table gets the first name), and the parent's,
+    // which may be spelled differently.
+    let rc = t.realm_column(rcs);
+    let qrc = quote_ident(rc);
+    let prc = parent.map_or(rc, |p| super::rc_at(ctx.cat, rcs, &fk_target(p)));
     let steps = &mut ctx.steps;
     let qt = qualified(&t.schema, &t.name);
     let step = |phase, title: String, lock, note: &str, action| {
@@ -84,7 +88,7 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
         // step commits with its ledger row, so it never runs twice, and a column that
         // appeared since the plan (its rows' realms unknown) must stop the run here rather
         // than pass as filled.
-        let (_, trigger_sql) = trigger_sql(t, &trigger, rc, rt, default_realm, parent);
+        let (_, trigger_sql) = trigger_sql(t, &trigger, (rc, prc), rt, default_realm, parent);
         steps.push(step(
             Phase::Column,
             format!(
@@ -114,7 +118,7 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
         return plan;
     }
     if !t.triggers.contains(&trigger) {
-        let (title, body) = trigger_sql(t, &trigger, rc, rt, default_realm, parent);
+        let (title, body) = trigger_sql(t, &trigger, (rc, prc), rt, default_realm, parent);
         steps.push(step(
             Phase::Trigger,
             title,
@@ -123,7 +127,7 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
             sql(body),
         ));
     }
-    steps.push(fill_step(t, key, rc, rt, default_realm, parent));
+    steps.push(fill_step(t, key, (rc, prc), rt, default_realm, parent));
     not_null_steps(t, rc, steps);
     plan
 }
@@ -132,13 +136,14 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
 fn fill_step(
     t: &Table,
     key: &str,
-    rc: &str,
+    (rc, prc): (&str, &str),
     rt: &str,
     default_realm: &str,
     parent: Option<&Constraint>,
 ) -> Step {
     let qt = qualified(&t.schema, &t.name);
     let qrc = quote_ident(rc);
+    let qprc = quote_ident(prc);
     let qk = quote_ident(key);
     let (title, sql) = match parent {
         None => (
@@ -165,7 +170,7 @@ fn fill_step(
                     // of the whole parent table for every batch. Rows the trigger already
                     // filled are skipped; a row moved to another parent while we wait on its
                     // lock is re-evaluated (EvalPlanQual) with its new parent.
-                    "UPDATE {qt} AS c\nSET {qrc} = (SELECT p.{qrc} FROM {} AS p WHERE {join})\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint AND c.{qrc} IS NULL",
+                    "UPDATE {qt} AS c\nSET {qrc} = (SELECT p.{qprc} FROM {} AS p WHERE {join})\nWHERE c.{qk} > $1::bigint AND c.{qk} <= $2::bigint AND c.{qrc} IS NULL",
                     qualified(&ps, &pn)
                 ),
             )
@@ -257,7 +262,7 @@ fn not_null_steps(t: &Table, rc: &str, steps: &mut Vec<Step>) {
 fn trigger_sql(
     t: &Table,
     trigger: &str,
-    rc: &str,
+    (rc, prc): (&str, &str),
     realm_type: &str,
     default_realm: &str,
     parent: Option<&Constraint>,
@@ -296,7 +301,7 @@ END
                     "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS {body};
 CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
     FOR EACH ROW EXECUTE FUNCTION {func}()",
-                    body = dollar_quote(&child_body(p, rc, realm_type, &qp, &pn)),
+                    body = dollar_quote(&child_body(p, (rc, prc), realm_type, &qp, &pn)),
                 ),
             )
         }
@@ -305,8 +310,15 @@ CREATE OR REPLACE TRIGGER {qtrig} BEFORE INSERT OR UPDATE OF {update_of} ON {qt}
 
 /// The PL/pgSQL body of a child's fill function (see `trigger_sql`); every name in it is
 /// quoted, and the comment line carries none that could end it.
-fn child_body(p: &Constraint, rc: &str, realm_type: &str, qp: &str, pn: &str) -> String {
+fn child_body(
+    p: &Constraint,
+    (rc, prc): (&str, &str),
+    realm_type: &str,
+    qp: &str,
+    pn: &str,
+) -> String {
     let qrc = quote_ident(rc);
+    let qprc = quote_ident(prc);
     let rc_comment = comment_text(rc);
     let new_null = p
         .columns
@@ -344,11 +356,11 @@ BEGIN
             USING ERRCODE = 'not_null_violation';
     END IF;
     IF TG_OP = 'UPDATE' AND OLD.{qrc} IS NOT NULL
-       AND EXISTS (SELECT 1 FROM {qp} p WHERE {matches} AND p.{qrc} = OLD.{qrc}) THEN
+       AND EXISTS (SELECT 1 FROM {qp} p WHERE {matches} AND p.{qprc} = OLD.{qrc}) THEN
         NEW.{qrc} := OLD.{qrc};  -- same realm as before, the parent is there
         RETURN NEW;
     END IF;
-    SELECT count(*), count(DISTINCT p.{qrc}), (array_agg(p.{qrc}) FILTER (WHERE p.{qrc} IS NOT NULL))[1]
+    SELECT count(*), count(DISTINCT p.{qprc}), (array_agg(p.{qprc}) FILTER (WHERE p.{qprc} IS NOT NULL))[1]
       INTO parents, realms, found
       FROM {qp} p WHERE {matches};
     IF parents = 0 THEN

@@ -10,10 +10,11 @@ use crate::names::object_name;
 
 /// Phase 2: every table's realm column references the realms table, cascading.
 pub(super) fn realm_fks(ctx: &mut Ctx) {
-    let (rc, order, infos, steps) = (ctx.rc, &ctx.order, &ctx.infos, &mut ctx.steps);
+    let (rcs, order, infos, steps) = (ctx.cols, &ctx.order, &ctx.infos, &mut ctx.steps);
     if let Some((rs, rn, rk)) = &ctx.realms {
         for &i in order {
             let t = infos[i].t;
+            let rc = t.realm_column(rcs);
             let rel = vec![(t.schema.clone(), t.name.clone()), (rs.clone(), rn.clone())];
             let existing = t.foreign_keys().find(|f| {
                 f.columns == [rc.to_string()] && fk_target(f) == (rs.clone(), rn.clone())
@@ -43,13 +44,14 @@ pub(super) fn realm_fks(ctx: &mut Ctx) {
 /// composite key NOT VALID, validate, drop the old key. Returns the plain indexes made redundant
 /// (schema, table, index), dropped in phase 6.
 pub(super) fn composite_fks(ctx: &mut Ctx) -> Vec<(String, String, String)> {
-    let (cat, rc, order, infos, set) = (ctx.cat, ctx.rc, &ctx.order, &ctx.infos, &ctx.set);
+    let (cat, rcs, order, infos, set) = (ctx.cat, ctx.cols, &ctx.order, &ctx.infos, &ctx.set);
     let (steps, chosen) = (&mut ctx.steps, &mut ctx.chosen);
     let mut redundant: Vec<(String, String, String)> = Vec::new();
     // Phase 4, per foreign key between realm tables that lacks the realm column: supporting
     // index, composite key NOT VALID, validate, drop the old key.
     for &i in order {
         let t = infos[i].t;
+        let rc = t.realm_column(rcs);
         let qt = qualified(&t.schema, &t.name);
         for f in old_fks(t, rc, set) {
             let (ps, pn) = fk_target(f);
@@ -57,7 +59,7 @@ pub(super) fn composite_fks(ctx: &mut Ctx) -> Vec<(String, String, String)> {
             let mut new_cols = f.columns.clone();
             new_cols.push(rc.to_string());
             let mut new_ref = f.ref_columns.clone();
-            new_ref.push(rc.to_string());
+            new_ref.push(super::rc_at(cat, rcs, &(ps.clone(), pn.clone())).to_string());
             let indexed = t.indexes.iter().any(|ix| {
                 ix.valid
                     && !ix.partial
@@ -171,8 +173,9 @@ pub(super) fn composite_fks(ctx: &mut Ctx) -> Vec<(String, String, String)> {
 
 /// Phase 6 (C3): indexes made redundant by the (cols…, realm) ones.
 pub(super) fn cleanup(ctx: &mut Ctx, redundant: Vec<(String, String, String)>) {
-    let (rc, steps) = (ctx.rc, &mut ctx.steps);
+    let (cat, rcs, steps) = (ctx.cat, ctx.cols, &mut ctx.steps);
     for (schema, table, index) in redundant {
+        let rc = super::rc_at(cat, rcs, &(schema.clone(), table.clone()));
         steps.push(drop_index_step(
             &schema,
             &table,

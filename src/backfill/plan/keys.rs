@@ -20,7 +20,7 @@ pub(super) struct UniqueIndexes<'a> {
 /// Phase 3: the unique (key, realm) indexes composite foreign keys need, built concurrently
 /// only now that every fill is over.
 pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>, PlanError> {
-    let (cat, rc, order, infos, set) = (ctx.cat, ctx.rc, &ctx.order, &ctx.infos, &ctx.set);
+    let (cat, rcs, order, infos, set) = (ctx.cat, ctx.cols, &ctx.order, &ctx.infos, &ctx.set);
     let (steps, chosen) = (&mut ctx.steps, &mut ctx.chosen);
     let mut unique_needed: BTreeMap<(String, String), Vec<Vec<String>>> = BTreeMap::new();
     for &i in order {
@@ -28,12 +28,14 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
         unique_needed
             .entry((t.schema.clone(), t.name.clone()))
             .or_default()
-            .push(vec![key.clone(), rc.to_string()]);
+            .push(vec![key.clone(), t.realm_column(rcs).to_string()]);
     }
     for &i in order {
-        for f in old_fks(infos[i].t, rc, set) {
+        let t = infos[i].t;
+        for f in old_fks(t, t.realm_column(rcs), set) {
             let mut c = f.ref_columns.clone();
-            c.push(rc.to_string());
+            // The referenced table's own realm column, which may be spelled differently.
+            c.push(super::rc_at(cat, rcs, &fk_target(f)).to_string());
             let e = unique_needed.entry(fk_target(f)).or_default();
             if !e.iter().any(|x| same_set(x, &c)) {
                 e.push(c);
@@ -48,6 +50,7 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
     let mut rebuilt: Vec<Step> = Vec::new();
     for &i in order {
         let t = infos[i].t;
+        let rc = t.realm_column(rcs);
         for ix in t.indexes.iter().filter(|ix| {
             ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
         }) {
@@ -113,7 +116,11 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
                     });
                     // Where the key it widens lives (the primary key, a unique key, the key a
                     // foreign key references): the same columns without the realm column.
-                    let narrower: Vec<String> = c.iter().filter(|x| *x != rc).cloned().collect();
+                    let narrower: Vec<String> = c
+                        .iter()
+                        .filter(|x| *x != t.realm_column(rcs))
+                        .cloned()
+                        .collect();
                     let space = tablespace_of(t, |o| o.unique && same_set(&o.columns, &narrower));
                     steps.push(build_index_step(
                         t,
@@ -145,10 +152,11 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
 /// Phase 5a: the old unique keys give way to their per-realm indexes (their foreign keys, if
 /// any, were moved to the per-realm index in phase 4).
 pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
-    let (rc, infos, steps) = (ctx.rc, &ctx.infos, &mut ctx.steps);
+    let (rcs, infos, steps) = (ctx.cols, &ctx.infos, &mut ctx.steps);
     let (per_realm, unique_index_of) = (&u.per_realm, &u.index_of);
     for (i, ix, rebuilt_as) in per_realm {
         let t = infos[*i].t;
+        let rc = t.realm_column(rcs);
         let id = (t.schema.clone(), t.name.clone());
         let mut want = ix.columns.clone();
         want.push(rc.to_string());
@@ -163,8 +171,33 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
             c.kind == ConstraintKind::Unique && c.index.as_deref() == Some(ix.name.as_str())
         });
         let qt = qualified(&t.schema, &t.name);
-        match constraint {
-            Some(c) => steps.push(Step {
+        // The per-realm index may already back a constraint (the primary key is (id, realm)
+        // and a UNIQUE (id) was kept beside it): it cannot be adopted twice, and it already
+        // makes the key unique per realm, so the old key is only dropped.
+        let taken = t
+            .constraints
+            .iter()
+            .find(|o| o.index.as_deref() == Some(new_index.as_str()));
+        match (constraint, taken) {
+            (Some(c), Some(o)) => steps.push(Step {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                phase: Phase::UniqueKey,
+                title: format!(
+                    "drop {}: {} already makes ({}) unique",
+                    c.name,
+                    o.name,
+                    want.join(", ")
+                ),
+                lock: Lock::AccessExclusive,
+                lock_note: "instant".into(),
+                relations: vec![id.clone()],
+                action: Action::Sql {
+                    sql: format!("ALTER TABLE {qt} DROP CONSTRAINT {}", quote_ident(&c.name)),
+                    no_fk_depends_on: Some(ix.name.clone()),
+                },
+            }),
+            (Some(c), None) => steps.push(Step {
                 schema: t.schema.clone(),
                 table: t.name.clone(),
                 phase: Phase::UniqueKey,
@@ -185,7 +218,7 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
                     no_fk_depends_on: Some(ix.name.clone()),
                 },
             }),
-            None => steps.push(drop_index_step(
+            (None, _) => steps.push(drop_index_step(
                 &t.schema,
                 &t.name,
                 Phase::UniqueKey,
@@ -202,10 +235,11 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
 /// Phase 5: primary keys swap to (key, realm), adopting the unique index; only now no foreign
 /// key depends on the old key's index any more.
 pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
-    let (rc, order, infos, steps) = (ctx.rc, &ctx.order, &ctx.infos, &mut ctx.steps);
+    let (rcs, order, infos, steps) = (ctx.cols, &ctx.order, &ctx.infos, &mut ctx.steps);
     let unique_index_of = &u.index_of;
     for &i in order {
         let Info { t, key, .. } = &infos[i];
+        let rc = t.realm_column(rcs);
         let want = vec![key.clone(), rc.to_string()];
         let Some(pk) = t.primary_key() else { continue };
         if same_set(&pk.columns, &want) {

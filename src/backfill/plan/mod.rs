@@ -235,7 +235,8 @@ struct Info<'a> {
 /// so far.
 struct Ctx<'a> {
     cat: &'a Catalog,
-    rc: &'a str,
+    /// The realm column names; each table's is `Table::realm_column` (see `rc_at`).
+    cols: &'a crate::config::RealmColumns,
     default_realm: &'a str,
     realm_type: String,
     /// The realms table the realm foreign keys reference: schema, name, key column.
@@ -254,16 +255,17 @@ struct Ctx<'a> {
 
 /// The plan for `cat` under `cfg`.
 pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
-    let rc = cfg.realm_column.as_str();
+    let cols = &cfg.realm_column;
+    let rc = cols.first();
     let mut steps = Vec::new();
     let (realms, realm_type) = scope::realms(cat, cfg, &mut steps)?;
     let (set, targets) = scope::targets(cat, cfg, realms.as_ref())?;
     let infos = scope::infos(&targets, cfg, &set)?;
     let (parent_at, order) = scope::order(&infos)?;
-    let catalog_default = scope::catalog_default(&infos, &order, &parent_at, rc);
+    let catalog_default = scope::catalog_default(&infos, &order, &parent_at, cols);
     let mut ctx = Ctx {
         cat,
-        rc,
+        cols,
         default_realm: cfg.backfill.default_realm.as_str(),
         realm_type,
         realms,
@@ -320,6 +322,18 @@ fn fk_target(f: &Constraint) -> (String, String) {
         f.ref_schema.clone().unwrap_or_default(),
         f.ref_table.clone().unwrap_or_default(),
     )
+}
+
+/// The realm column of the table `target` (schema, name): its own, or the first name for a
+/// table that has none yet (it gets that one).
+fn rc_at<'n>(
+    cat: &Catalog,
+    cols: &'n crate::config::RealmColumns,
+    target: &(String, String),
+) -> &'n str {
+    cat.table(&target.0, &target.1)
+        .map(|t| t.realm_column(cols))
+        .unwrap_or_else(|| cols.first())
 }
 
 /// Foreign keys of `t` into realm tables that do not carry the realm column yet.

@@ -20,7 +20,7 @@ pub(super) fn realms(
     cfg: &Config,
     steps: &mut Vec<Step>,
 ) -> Result<(Realms, String), PlanError> {
-    let rc = cfg.realm_column.as_str();
+    let rc = cfg.realm_column.first();
     let default_realm = cfg.backfill.default_realm.as_str();
     // The realms table: its key type is the realm column's type.
     let realms: Realms; // schema, name, key
@@ -89,7 +89,7 @@ pub(super) fn targets<'a>(
     cfg: &Config,
     realms: Option<&(String, String, String)>,
 ) -> Result<(Names, Vec<&'a Table>), PlanError> {
-    let rc = cfg.realm_column.as_str();
+    let cols = &cfg.realm_column;
     let is_realms = |t: &Table| realms.is_some_and(|(s, n, _)| t.schema == *s && t.name == *n);
 
     let candidates: Vec<&Table> = cat
@@ -114,7 +114,7 @@ pub(super) fn targets<'a>(
     let mut set: BTreeSet<(String, String)> = candidates
         .iter()
         .filter(|t| {
-            t.column(rc).is_some()
+            cols.all().iter().any(|c| t.column(c).is_some())
                 || cfg
                     .realm_scoped
                     .iter()
@@ -164,9 +164,9 @@ pub(super) fn infos<'a>(
     cfg: &Config,
     set: &BTreeSet<(String, String)>,
 ) -> Result<Vec<Info<'a>>, PlanError> {
-    let rc = cfg.realm_column.as_str();
     let mut infos: Vec<Info> = Vec::new();
     for t in targets {
+        let rc = t.realm_column(&cfg.realm_column);
         let pk_cols: Vec<String> = t
             .primary_key()
             .map(|p| p.columns.iter().filter(|c| *c != rc).cloned().collect())
@@ -254,12 +254,12 @@ pub(super) fn catalog_default(
     infos: &[Info],
     order: &[usize],
     parent_at: &[Option<usize>],
-    rc: &str,
+    cols: &crate::config::RealmColumns,
 ) -> Vec<bool> {
     let mut catalog_default = vec![false; infos.len()];
     for &i in order {
         let Info { t, parent, .. } = &infos[i];
-        catalog_default[i] = t.column(rc).is_none()
+        catalog_default[i] = t.column(t.realm_column(cols)).is_none()
             && parent.is_none_or(|p| {
                 p.validated
                     && p.columns
@@ -278,7 +278,7 @@ fn derive_parent<'a>(
     cfg: &Config,
     set: &BTreeSet<(String, String)>,
 ) -> Result<Option<&'a Constraint>, PlanError> {
-    let rc = cfg.realm_column.as_str();
+    let rc = t.realm_column(&cfg.realm_column);
     let configured = cfg
         .backfill
         .parent

@@ -4,7 +4,7 @@
 -- pg_get_expr takes ACCESS SHARE on the table (PostgreSQL 15): the policies of a table another
 -- session holds or waits for in ACCESS EXCLUSIVE mode are not deparsed (`busy`, as in busy.sql),
 -- so that verify never queues behind a migration.
--- $1: the realm column name; $2: the application role name ('' = not stated).
+-- $1: the realm column names, preferred first (a table's is the first it has); $2: the application role name ('' = not stated).
 WITH RECURSIVE busy AS (
     SELECT l.relation
     FROM pg_locks l
@@ -54,7 +54,11 @@ SELECT c.oid,
             THEN pg_get_expr(p.polwithcheck, p.polrelid) END AS check_expr
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped
+LEFT JOIN LATERAL (
+    SELECT a.atttypid, a.atttypmod FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attname = ANY ($1::text[]) AND NOT a.attisdropped
+    ORDER BY array_position($1::text[], a.attname::text) LIMIT 1
+) a ON true
 LEFT JOIN pg_policy p ON p.polrelid = c.oid
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'realmguard')

@@ -10,7 +10,7 @@ pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {
         return;
     }
-    let rc = realm.column;
+    let rc = realm.column(t);
     let table = display_table(&t.key);
     let has_id = t.column("id").is_some();
     let wanted = if has_id {

@@ -7,7 +7,9 @@ use crate::lint::model::{Schema, Table};
 pub const ID: &str = crate::rules::Rule::FkMissingRealm.id();
 
 pub fn check(realm: &Realm, schema: &Schema, t: &Table, out: &mut Vec<RealmViolation>) {
-    let rc = realm.column;
+    // The referencing table's realm column and the referenced one's may be spelled
+    // differently (a list in the config).
+    let own = realm.column(t);
     for fk in &t.foreign_keys {
         let Some(target) = schema.table(&fk.ref_table) else {
             continue;
@@ -15,6 +17,7 @@ pub fn check(realm: &Realm, schema: &Schema, t: &Table, out: &mut Vec<RealmViola
         if !realm.scoped(target) {
             continue;
         }
+        let rc = realm.column(target);
         let ref_cols = if fk.ref_columns.is_empty() {
             match target.primary_key_columns() {
                 Some(c) => c,
@@ -27,7 +30,7 @@ pub fn check(realm: &Realm, schema: &Schema, t: &Table, out: &mut Vec<RealmViola
             continue;
         }
         let mut want_cols = fk.columns.clone();
-        want_cols.push(rc.to_string());
+        want_cols.push(own.to_string());
         let mut want_ref = ref_cols.clone();
         want_ref.push(rc.to_string());
         out.push(RealmViolation {

@@ -189,16 +189,21 @@ pub fn check_schema(schema: &Schema, cfg: &Config, out: &mut Vec<RealmViolation>
 /// The realm settings of the config, applied to the model the way verify applies them to the
 /// catalog (the verify rules table in README.md).
 pub struct Realm<'a> {
-    pub column: &'a str,
+    columns: &'a crate::config::RealmColumns,
     cfg: &'a Config,
 }
 
 impl<'a> Realm<'a> {
     pub fn new(cfg: &'a Config) -> Self {
         Realm {
-            column: &cfg.realm_column,
+            columns: &cfg.realm_column,
             cfg,
         }
+    }
+
+    /// `t`'s realm column: the first name of the config's list it has, else the first.
+    pub fn column(&self, t: &Table) -> &'a str {
+        self.columns.of(|n| t.column(n).is_some())
     }
 
     fn matches(pattern: &str, t: &Table) -> bool {
@@ -225,7 +230,7 @@ impl<'a> Realm<'a> {
         self.checked(t)
             && !t.partition
             && !self.is_realms_table(t)
-            && (t.column(self.column).is_some()
+            && (t.column(self.column(t)).is_some()
                 || self.cfg.realm_scoped.iter().any(|p| Self::matches(p, t)))
     }
 }

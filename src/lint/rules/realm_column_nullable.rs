@@ -10,7 +10,7 @@ pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {
         return;
     }
-    let Some(c) = t.column(realm.column).filter(|c| c.nullable) else {
+    let Some(c) = t.column(realm.column(t)).filter(|c| c.nullable) else {
         return;
     };
     out.push(RealmViolation {

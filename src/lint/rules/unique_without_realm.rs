@@ -10,7 +10,7 @@ pub fn check(realm: &Realm, t: &Table, out: &mut Vec<RealmViolation>) {
     if !realm.scoped(t) {
         return;
     }
-    let rc = realm.column;
+    let rc = realm.column(t);
     for u in &t.uniques {
         if u.columns.iter().flatten().any(|c| c == rc) {
             continue;

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 pub const ID: &str = crate::rules::Rule::CompositePrimaryKey.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    let rname = &ctx.cfg.realm_column;
     for t in ctx.scoped_tables() {
+        let rname = t.realm_column(&ctx.cfg.realm_column);
         let Some(realm) = ctx.realm_col(t.oid) else {
             continue; // realm-column-missing says it; a key on a missing column cannot be written
         };

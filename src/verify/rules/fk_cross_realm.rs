@@ -8,11 +8,12 @@ use crate::verify::{Ctx, Violation};
 pub const ID: &str = crate::rules::Rule::FkCrossRealm.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    let rname = &ctx.cfg.realm_column;
     for t in ctx.scoped_tables() {
         let Some(own) = ctx.realm_col(t.oid) else {
             continue;
         };
+        // Each table's own realm column: the config's list may spell it differently per table.
+        let rname = t.realm_column(&ctx.cfg.realm_column);
         for c in ctx.foreign_keys(t.oid) {
             let f = c.foreign.as_ref().expect("foreign key");
             let Some(p) = ctx.table(f.ref_table) else {
@@ -36,9 +37,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 t,
                 Some(&c.name),
                 format!(
-                    "foreign key {} maps {mapped_name}, not {rname}, to {}.{rname}: a row can point into another realm",
+                    "foreign key {} maps {mapped_name}, not {rname}, to {}.{}: a row can point into another realm",
                     c.name,
-                    qualified(&p.schema, &p.name)
+                    qualified(&p.schema, &p.name),
+                    p.realm_column(&ctx.cfg.realm_column)
                 ),
                 None,
             ));

@@ -23,21 +23,26 @@ fn missing_realm<'a>(ctx: &Ctx<'a>, f: &ForeignKey) -> Option<(&'a Table, AttNum
 /// Other rules defer to that fix rather than write a second one for the same key.
 pub(crate) fn replaces(ctx: &Ctx, t: &Table, f: &ForeignKey) -> bool {
     ctx.cfg.severity(ID) != Severity::Off
-        && t.column(&ctx.cfg.realm_column).is_some()
+        && t.column(t.realm_column(&ctx.cfg.realm_column)).is_some()
         && missing_realm(ctx, f).is_some()
 }
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    let rname = &ctx.cfg.realm_column;
     for t in ctx.checked.iter().copied() {
+        // Each table's own realm column: the list in the config may spell it per table.
+        let rname = t.realm_column(&ctx.cfg.realm_column);
         for c in ctx.foreign_keys(t.oid) {
             let f = c.foreign.as_ref().expect("foreign key");
             let Some((p, p_realm)) = missing_realm(ctx, f) else {
                 continue;
             };
             let own = t.column(rname);
+            let p_name = p
+                .column_by_num(p_realm)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
             let message = format!(
-                "foreign key {} {} references {} {} without {rname}{}",
+                "foreign key {} {} references {} {} without {p_name}{}",
                 c.name,
                 msg_cols(t, &c.columns),
                 qualified(&p.schema, &p.name),
@@ -52,7 +57,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                 let mut cols = t.column_names(&c.columns);
                 cols.push(own.name.clone());
                 let mut ref_cols = p.column_names(&f.ref_columns);
-                ref_cols.push(rname.clone());
+                ref_cols.push(p_name.clone());
                 let mut s = String::new();
                 // A composite foreign key needs a unique index on exactly its referenced columns.
                 let mut want: Vec<i16> = f.ref_columns.clone();

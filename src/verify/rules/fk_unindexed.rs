@@ -23,7 +23,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             // A key that fk-missing-realm will widen to carry the realm column gets an index that
             // already serves the widened key too (it still leads with today's columns).
             if super::fk_missing_realm::replaces(ctx, t, f) {
-                names.push(ctx.cfg.realm_column.clone());
+                names.push(t.realm_column(&ctx.cfg.realm_column).to_string());
             }
             let mut parts: Vec<&str> = vec![&t.name];
             parts.extend(names.iter().map(String::as_str));

@@ -11,14 +11,14 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     // The column gets the type of the realms table's key, so the realm foreign key can follow.
     let key_type = ctx.cat.realms_key_type.as_ref();
     for t in ctx.scoped_tables() {
-        if t.column(col).is_some() {
+        if t.column(t.realm_column(col)).is_some() {
             continue;
         }
         let fix = key_type.as_ref().map(|ty| {
             format!(
                 "ALTER TABLE {} ADD COLUMN {} {ty};\n-- then fill it and make it NOT NULL online: realmguard backfill plan",
                 table_sql(t),
-                quote_ident(col)
+                quote_ident(col.first())
             )
         });
         out.push(ctx.violation(
@@ -26,8 +26,9 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
             t,
             None,
             format!(
-                "{} is listed in realm_scoped but has no {col} column",
-                qualified(&t.schema, &t.name)
+                "{} is listed in realm_scoped but has no {} column",
+                qualified(&t.schema, &t.name),
+                col.all().join(" or ")
             ),
             fix,
         ));

@@ -7,8 +7,8 @@ use crate::verify::{Ctx, Violation};
 pub const ID: &str = crate::rules::Rule::RealmColumnNullable.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    let col = &ctx.cfg.realm_column;
     for t in ctx.scoped_tables() {
+        let col = t.realm_column(&ctx.cfg.realm_column);
         let Some(c) = t.column(col) else { continue };
         if c.not_null {
             continue;

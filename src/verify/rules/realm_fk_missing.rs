@@ -11,7 +11,6 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let Some(realms) = ctx.realms_oid() else {
         return;
     };
-    let rname = &ctx.cfg.realm_column;
     let realms_table = ctx.table(realms);
     // The realms key the foreign key should point at: its single-column primary key.
     let key = realms_table.and_then(|rt| match ctx.primary_key(realms)?.columns.as_slice() {
@@ -22,6 +21,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
         let Some(realm) = ctx.realm_col(t.oid) else {
             continue;
         };
+        let rname = t.realm_column(&ctx.cfg.realm_column);
         let has = ctx.foreign_keys(t.oid).any(|c| {
             let f = c.foreign.as_ref().expect("foreign key");
             f.ref_table == realms && c.columns.contains(&realm)
@@ -36,7 +36,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
                     t,
                     &FkSpec {
                         name: &name,
-                        columns: vec![rname.clone()],
+                        columns: vec![rname.to_string()],
                         ref_table: rt,
                         ref_columns: vec![key.clone()],
                         on_delete: FkAction::Cascade,

@@ -10,8 +10,8 @@ use crate::verify::{Ctx, Violation};
 pub const ID: &str = crate::rules::Rule::UniqueWithoutRealm.id();
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
-    let rname = &ctx.cfg.realm_column;
     for t in ctx.scoped_tables() {
+        let rname = t.realm_column(&ctx.cfg.realm_column);
         let Some(realm) = ctx.realm_col(t.oid) else {
             continue;
         };
