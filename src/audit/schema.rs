@@ -60,7 +60,7 @@ impl RealmSchema {
     fn rules(cfg: &Config) -> Rules<'_> {
         Rules {
             cfg,
-            columns: vec![cfg.realm_column.clone()],
+            columns: cfg.realm_column.all().to_vec(),
         }
     }
 

@@ -159,13 +159,14 @@ pub async fn triggers(conn: &mut PgConnection, marker: &str) -> anyhow::Result<V
         .collect())
 }
 
-/// Whether the backfill rebuilds `i` per realm from its definition text: a unique index, not the
-/// primary key, partial or on an expression, whose key lacks the realm column (also when the
-/// table has no such column yet).
+/// Whether the backfill needs `i`'s definition text to make it unique per realm: a unique index,
+/// not the primary key, whose key lacks the realm column (also when the table has no such column
+/// yet). Partial and expression ones are rebuilt from it; for the others it tells whether
+/// anything beyond the column list (NULLS NOT DISTINCT, INCLUDE, an operator class, an ordering,
+/// storage options) must be kept, which the column list alone would lose.
 pub fn needs_definition(t: &Table, i: &Index, realm_column: &crate::config::RealmColumns) -> bool {
     i.unique
         && !i.primary
-        && (i.partial || i.key_columns.contains(&0))
         && t.column(t.realm_column(realm_column))
             .is_none_or(|c| !i.key_columns.contains(&c.num))
 }

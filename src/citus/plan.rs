@@ -92,7 +92,9 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
         c.class == Class::Distributed
             && dist.and_then(|d| d.get(&c.oid)).is_some_and(|d| {
                 d.class == DistClass::Distributed
-                    && d.column.as_deref() == Some(cfg.realm_column.as_str())
+                    && d.column
+                        .as_deref()
+                        .is_some_and(|n| cfg.realm_column.contains(n))
             })
     });
     let root = existing_root
@@ -156,7 +158,7 @@ pub fn build(report: &Report, facts: &CitusFacts, cfg: &Config, opts: &Options) 
                     format!(
                         "SELECT create_distributed_table({}, {}, colocate_with => {colocate}{shards})",
                         quote_literal(&c.table),
-                        quote_literal(&cfg.realm_column)
+                        quote_literal(c.distribution_column.as_deref().unwrap_or(cfg.realm_column.first()))
                     ),
                     now == Some(DistClass::Distributed),
                 )

@@ -96,7 +96,8 @@ pub fn classes(ctx: &Ctx) -> Vec<TableClass> {
                 schema: t.schema.clone(),
                 name: t.name.clone(),
                 class: want,
-                distribution_column: (want == Class::Distributed).then(|| rcol.clone()),
+                distribution_column: (want == Class::Distributed)
+                    .then(|| t.realm_column(rcol).to_string()),
                 colocate_with,
                 current: dist.and_then(|d| d.get(&t.oid)).map(|d| d.class),
             });

@@ -54,7 +54,14 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
         for ix in t.indexes.iter().filter(|ix| {
             ix.unique && !ix.primary && ix.valid && !ix.columns.iter().any(|c| c == rc)
         }) {
-            if ix.partial || ix.columns.iter().any(|c| c.is_empty()) {
+            // A plain column key with more to it than its columns (NULLS NOT DISTINCT, INCLUDE,
+            // an operator class or ordering, storage options) is rebuilt from its definition
+            // too, which keeps them; built from its columns it would lose them.
+            let more = ix
+                .definition
+                .as_deref()
+                .is_some_and(|d| !plain_definition(d, &ix.columns));
+            if ix.partial || ix.columns.iter().any(|c| c.is_empty()) || more {
                 let mut want = ix.columns.clone();
                 want.push(rc.to_string());
                 let name =
@@ -140,8 +147,6 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
             unique_index_of.push((id.clone(), c.clone(), name));
         }
     }
-    steps.append(&mut rebuilt);
-
     steps.append(&mut rebuilt);
     Ok(UniqueIndexes {
         per_realm,
@@ -361,6 +366,17 @@ pub(super) fn per_realm_index_sql(
         &definition[open + 1..close],
         quote_ident(column),
     ))
+}
+
+/// Whether `pg_get_indexdef`'s text of a unique index is a btree on exactly `columns`, each
+/// with its defaults, and nothing after the key list.
+fn plain_definition(definition: &str, columns: &[String]) -> bool {
+    let Some((open, close)) = key_list(definition) else {
+        return false;
+    };
+    definition[..open].trim_end().ends_with(" USING btree")
+        && definition[close + 1..].trim().is_empty()
+        && definition[open + 1..close] == cols(columns)
 }
 
 /// The offset of " WHERE " in `sql` outside quotes and parentheses.

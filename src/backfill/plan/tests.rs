@@ -624,6 +624,41 @@ fn other_unique_keys_become_unique_per_realm() {
 }
 
 #[test]
+fn a_column_key_with_more_than_its_columns_is_rebuilt_from_its_definition() {
+    let mut cat = legacy();
+    let g = &mut cat.tables[0];
+    g.columns.push(col("code", "text", true));
+    g.indexes.push(Index {
+        name: "groups_code".into(),
+        unique: true,
+        primary: false,
+        valid: true,
+        partial: false,
+        definition: Some(
+            "CREATE UNIQUE INDEX groups_code ON public.groups USING btree (code) NULLS NOT DISTINCT"
+                .into(),
+        ),
+        tablespace: None,
+        columns: vec!["code".into()],
+    });
+    let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+    position(
+        &p,
+        "groups",
+        "CREATE UNIQUE INDEX CONCURRENTLY groups_code_realm_id ON public.groups USING btree (code, realm_id) NULLS NOT DISTINCT",
+    );
+    // Its definition plain, it is built from its columns as before.
+    cat.tables[0].indexes.last_mut().unwrap().definition =
+        Some("CREATE UNIQUE INDEX groups_code ON public.groups USING btree (code)".into());
+    let p = plan(&cat, &cfg("realm_scoped = [\"groups\"]")).unwrap();
+    position(
+        &p,
+        "groups",
+        "CREATE UNIQUE INDEX CONCURRENTLY groups_code_realm_id_key ON public.groups (code, realm_id)",
+    );
+}
+
+#[test]
 fn per_realm_index_keeps_everything_but_the_name_and_adds_the_column() {
     let def = r#"CREATE UNIQUE INDEX "odd (name" ON public."t(" USING btree (lower((a || ')'::text)) COLLATE "C" DESC, "b)" text_pattern_ops) INCLUDE (c) WITH (fillfactor='90') WHERE (d <> E'\\''x)')"#;
     assert_eq!(

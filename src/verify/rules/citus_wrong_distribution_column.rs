@@ -14,7 +14,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
     let Some(dist) = ctx.citus.and_then(|f| f.dist.as_ref()) else {
         return;
     };
-    let rcol = &ctx.cfg.realm_column;
+    let names = &ctx.cfg.realm_column;
     let mut on_realm = Vec::new();
     for t in ctx.scoped_tables() {
         let Some(d) = dist
@@ -23,7 +23,9 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
         else {
             continue; // citus-not-distributed
         };
-        if d.column.as_deref() == Some(rcol.as_str()) {
+        // Each table's own realm column (realm_column may list names: docs/backfill-design.md).
+        let rcol = t.realm_column(names);
+        if d.column.as_deref() == Some(rcol) {
             on_realm.push((t, d.colocation_id));
             continue;
         }
@@ -52,6 +54,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Violation>) {
         return;
     };
     for (t, g) in on_realm.into_iter().filter(|(_, g)| *g != main) {
+        let rcol = t.realm_column(names);
         out.push(ctx.violation(
             ID,
             t,
