@@ -12,6 +12,7 @@ pub mod load;
 pub mod orchestrate;
 pub mod plan;
 pub mod preflight;
+pub mod prepared;
 pub mod render;
 pub mod replicas;
 pub mod report;

@@ -8,7 +8,7 @@ use super::report::{
     FinishPreview, FinishReport, FinishSummary, NothingToDo, PlanReport, RunReport, RunSummary,
     StatusReport, StepReport,
 };
-use super::{load, preflight, replicas};
+use super::{load, preflight, prepared, replicas};
 use crate::config::Config;
 use crate::db::Target;
 use crate::events::{Cancel, Event, EventSink};
@@ -94,12 +94,15 @@ pub async fn show_plan(target: &Target, cfg: &Config) -> anyhow::Result<PlanRepo
             realm_type: None,
             tables: None,
             steps: StepReport::all(&stored),
+            prepared_statements: prepared::report(&mut conn, &stored).await?,
         });
     }
     let p = plan_now(&mut conn, cfg).await?;
+    let fresh = StoredStep::fresh(&p.steps);
     Ok(PlanReport {
         in_progress: false,
-        steps: StepReport::all(&StoredStep::fresh(&p.steps)),
+        steps: StepReport::all(&fresh),
+        prepared_statements: prepared::report(&mut conn, &fresh).await?,
         realm_column: Some(p.realm_column),
         realm_type: Some(p.realm_type),
         tables: Some(p.tables),
@@ -124,6 +127,7 @@ pub async fn run(
 
     let stored = exec::load_steps(&mut conn).await?;
     let resumed = stored.iter().any(|s| !s.done);
+    let mut prepared_report = None;
     let steps = if resumed {
         sink.emit(Event::line(format!(
             "realmguard: resuming the recorded backfill: {} of {} steps done",
@@ -143,11 +147,11 @@ pub async fn run(
         }
         // Refuse before recording anything, so a refused run leaves no half-plan behind.
         let steps = StoredStep::fresh(&p.steps);
-        refuse_unless_clear(&mut conn, &steps, opts, sink).await?;
+        prepared_report = refuse_unless_clear(&mut conn, &steps, opts, sink).await?;
         exec::store_plan(&mut conn, &p).await?
     };
     if resumed {
-        refuse_unless_clear(&mut conn, &steps, opts, sink).await?;
+        prepared_report = refuse_unless_clear(&mut conn, &steps, opts, sink).await?;
     }
 
     let mut tally = Tally {
@@ -200,16 +204,20 @@ pub async fn run(
         tables: tables.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
         fills: exec::load_progress(&mut conn).await?,
         problems,
+        prepared_statements: prepared_report,
     }))
 }
 
+/// Preflight: refuse (an error) when the run would stall traffic or silently do nothing, or,
+/// with `--refuse-prepared-star`, break prepared `SELECT *`; else say what the column steps do
+/// to prepared `SELECT *` (the returned report) before the first step runs.
 async fn refuse_unless_clear(
     conn: &mut sqlx::PgConnection,
     steps: &[StoredStep],
     opts: &RunOptions,
     sink: &dyn EventSink,
-) -> anyhow::Result<()> {
-    let refusals = preflight::check(
+) -> anyhow::Result<Option<prepared::PreparedReport>> {
+    let mut refusals = preflight::check(
         conn,
         &tables_of(steps),
         &own_indexes(steps),
@@ -217,6 +225,21 @@ async fn refuse_unless_clear(
         opts.max_replication_lag.is_some(),
     )
     .await?;
+    let prepared_report = prepared::report(conn, steps).await?;
+    if let Some(r) = &prepared_report {
+        match opts
+            .refuse_prepared_star
+            .then(|| prepared::refusal(r))
+            .flatten()
+        {
+            Some(refusal) => refusals.push(refusal),
+            None => {
+                for line in super::render::prepared_lines(r) {
+                    sink.emit(Event::line(format!("realmguard: {line}")));
+                }
+            }
+        }
+    }
     if !refusals.is_empty() {
         bail!("preflight refused to start: {}", refusals.join("; "));
     }
@@ -225,7 +248,7 @@ async fn refuse_unless_clear(
         // any that connects during the run.
         sink.emit(Event::line("realmguard: note: no standby is connected now; --max-replication-lag applies to any that connects during the run"));
     }
-    Ok(())
+    Ok(prepared_report)
 }
 
 /// `backfill finish`: drop the fill triggers a backfill installed, once the application writes
@@ -289,6 +312,7 @@ pub async fn finish(
             max_transaction_age: Duration::from_secs(60),
             workers: 0,
             max_replication_lag: None,
+            refuse_prepared_star: false,
             pause: Duration::ZERO,
         };
         let mut watch = target.connect().await?;

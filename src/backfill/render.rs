@@ -4,6 +4,7 @@
 //! output has always listed keys in that order, at every level.
 
 use super::plan::Derive;
+use super::prepared::{PreparedReport, Seen};
 use super::report::{FinishReport, PlanReport, RunReport, StatusReport, StepReport};
 use crate::output::{self, Format};
 use std::io::{self, Write};
@@ -73,10 +74,76 @@ pub fn render_plan(r: &PlanReport, format: Format, out: &mut dyn Write) -> io::R
             r.steps.len()
         )?,
     }
+    if let Some(p) = &r.prepared_statements {
+        writeln!(out)?;
+        for line in prepared_lines(p) {
+            writeln!(out, "{line}")?;
+        }
+    }
     for s in &r.steps {
         write_step(out, s)?;
     }
     Ok(())
+}
+
+/// Statements listed in text; JSON has them all.
+const SHOWN_STATEMENTS: usize = 10;
+
+/// What the column steps do to prepared `SELECT *`, for `plan` and the start of `run`
+/// (`docs/backfill-design.md`, "Prepared statements").
+pub fn prepared_lines(p: &PreparedReport) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "warning: adding the realm column changes what `SELECT *` and `RETURNING *` return on {}: a session that prepared such a statement before the table's column step gets SQLSTATE 0A000 (cached plan must not change result type) the next time it runs it, once if its driver then prepares it again",
+            p.tables.join(", ")
+        ),
+        "  psycopg 3, pgjdbc, Rails and many drivers prepare a statement after a few executions; remedies: a driver that re-prepares on this error (pgjdbc with autosave=conservative retries it), automatic preparation off for the run (psycopg 3 prepare_threshold=None, pgjdbc prepareThreshold=0, Rails prepared_statements: false), columns named instead of *, or the run at a quiet moment with the pool reconnected after the column steps".to_string(),
+    ];
+    match &p.pg_stat_statements {
+        Seen::NotAvailable { reason } => lines.push(format!(
+            "  pg_stat_statements is not available ({reason}): the statements cannot be listed"
+        )),
+        Seen::Available {
+            statements,
+            hidden,
+            unparsed,
+        } => {
+            if statements.is_empty() {
+                lines.push(
+                    "  pg_stat_statements has seen no statement returning * of these tables".into(),
+                );
+            } else {
+                lines.push(format!(
+                    "  pg_stat_statements has seen {} statement{} returning * of these tables (prepared or not, it does not say):",
+                    statements.len(),
+                    if statements.len() == 1 { "" } else { "s" }
+                ));
+                for st in statements.iter().take(SHOWN_STATEMENTS) {
+                    lines.push(format!(
+                        "    {}: {} calls: {}",
+                        st.table, st.calls, st.query
+                    ));
+                }
+                if statements.len() > SHOWN_STATEMENTS {
+                    lines.push(format!(
+                        "    and {} more (--format json lists them all)",
+                        statements.len() - SHOWN_STATEMENTS
+                    ));
+                }
+            }
+            if *hidden > 0 {
+                lines.push(format!(
+                    "  {hidden} statements of other roles are hidden from this role (GRANT pg_read_all_stats to see them)"
+                ));
+            }
+            if *unparsed > 0 {
+                lines.push(format!(
+                    "  {unparsed} statements with a * could not be parsed and were not checked"
+                ));
+            }
+        }
+    }
+    lines
 }
 
 fn write_step(out: &mut dyn Write, s: &StepReport) -> io::Result<()> {

@@ -3,6 +3,7 @@
 
 use super::exec::{Progress, StoredStep};
 use super::plan::{Action, Phase, TablePlan};
+use super::prepared::PreparedReport;
 use serde::Serialize;
 
 /// One step of a plan or of the recorded plan, as the reports show it.
@@ -68,6 +69,9 @@ pub struct PlanReport {
     pub realm_type: Option<String>,
     pub tables: Option<Vec<TablePlan>>,
     pub steps: Vec<StepReport>,
+    /// The tables whose `SELECT *` the pending column steps change, and the statements seen on
+    /// them; None when no pending step adds a column.
+    pub prepared_statements: Option<PreparedReport>,
 }
 
 /// `backfill run`: nothing to do, or what the run did and what the end check found.
@@ -109,6 +113,8 @@ pub struct RunSummary {
     pub fills: Vec<Progress>,
     /// What the end check found wrong on the converted tables ("schema.table: message (rule)").
     pub problems: Vec<String>,
+    /// What the start of the run said about prepared `SELECT *` (see `PlanReport`).
+    pub prepared_statements: Option<PreparedReport>,
 }
 
 /// `backfill finish`: the steps of a dry run, or what was dropped.

@@ -28,6 +28,7 @@ pub(super) async fn cmd_run(g: &GlobalOpts, a: &BackfillRunArgs) -> anyhow::Resu
         max_transaction_age: a.max_transaction_age,
         workers: a.workers,
         max_replication_lag: a.max_replication_lag,
+        refuse_prepared_star: a.refuse_prepared_star,
         // Test and demo hook: sleep after each step and batch so a kill can land in a chosen
         // phase.
         pause: std::env::var("REALMGUARD_BACKFILL_PAUSE_MS")

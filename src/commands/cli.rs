@@ -317,6 +317,11 @@ pub struct BackfillRunArgs {
     /// pg_monitor (or pg_read_all_stats) to see the standbys' positions. Off by default.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_replication_lag: Option<u64>,
+    /// Refuse to start when pg_stat_statements has seen a `SELECT *` or `RETURNING *` on a table
+    /// the run adds the realm column to (a session that prepared one gets SQLSTATE 0A000), or
+    /// when pg_stat_statements cannot be read.
+    #[arg(long)]
+    pub refuse_prepared_star: bool,
 }
 
 #[derive(Debug, Clone, Args)]

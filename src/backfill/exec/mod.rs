@@ -33,6 +33,9 @@ pub struct Options {
     /// `--max-replication-lag` in bytes: wait before a step or batch while a standby is further
     /// behind.
     pub max_replication_lag: Option<u64>,
+    /// `--refuse-prepared-star`: refuse when pg_stat_statements has seen a statement returning
+    /// `*` of a table whose columns the run changes (or cannot be read).
+    pub refuse_prepared_star: bool,
     /// Test and demo hook (`REALMGUARD_BACKFILL_PAUSE_MS`): sleep after each step and batch so
     /// a kill can land in a chosen phase.
     pub pause: Duration,
@@ -305,6 +308,7 @@ mod tests {
             max_transaction_age: Duration::from_secs(300),
             workers: 0,
             max_replication_lag: None,
+            refuse_prepared_star: false,
             pause: Duration::ZERO,
         }
     }
