@@ -17,6 +17,11 @@
 #     (step windows from realmguard.backfill_steps), to say which step a p99 miss comes from.
 # Targets (issue 5): fill ≥ 0.5× single-UPDATE rows/s, writer p99 ≤ 3× baseline, no writer
 # latency above 250 ms, zero writer errors.
+#   - beside the writer, a prepared `SELECT *` reader (issue 22: scripts/legacy-star-reader.sql,
+#     pgbench -M prepared, PREPARED_CLIENTS sessions at 20 tps): how many of its sessions got
+#     SQLSTATE 0A000 when the column step changed the result type, reported apart from the
+#     writer's errors, which must stay at zero. pgbench ends a client at its first error, so the
+#     count is of sessions hit (at most PREPARED_CLIENTS), one error each.
 #
 # The writer is pgbench running the OLD application's SQL (no realm_id anywhere), rate-limited
 # (WRITER_RATE tps over WRITER_CLIENTS clients) so latencies measure waiting, not a saturated CPU.
@@ -29,7 +34,7 @@
 #        of the batch in flight waits up to one batch, and at 100 ms that shows in its p99),
 #        LOCK_TIMEOUT (default 100ms here; realmguard's 500ms default lets a lock step that waits
 #        hold the writer's queries up to 500 ms, over the 250 ms target), WRITER_RATE (100),
-#        WRITER_CLIENTS (2),
+#        WRITER_CLIENTS (2), PREPARED_CLIENTS (2; 0: no prepared `SELECT *` reader),
 #        BASELINE_SECS (30: the p99 of 3,000 transactions, steadier than 1,500),
 #        REWRITE=1 (see above),
 #        HOLDER_MS=60: during the backfill a second application session, 4 times a second, holds
@@ -49,6 +54,7 @@ BATCH_MS=${BATCH_MS:-20ms}
 LOCK_TIMEOUT=${LOCK_TIMEOUT:-100ms}
 WRITER_RATE=${WRITER_RATE:-100}
 WRITER_CLIENTS=${WRITER_CLIENTS:-2}
+PREPARED_CLIENTS=${PREPARED_CLIENTS:-2}
 HOLDER_MS=${HOLDER_MS:-}
 BASELINE_SECS=${BASELINE_SECS:-30}
 BIN=${REALMGUARD_BIN:-target/release/realmguard}
@@ -89,6 +95,7 @@ chmod 755 "$WORK"
 cleanup() {
     pkill -TERM -f -- "--log-prefix=$WORK/writer" 2>/dev/null || true
     pkill -TERM -f -- "-f $WORK/holder.sql" 2>/dev/null || true
+    [ -z "${STAR_PID:-}" ] || kill -TERM "$STAR_PID" 2>/dev/null || true
     if [ -n "${EMBEDDED_HOME:-}" ]; then
         REALMGUARD_HOME=$EMBEDDED_HOME "$BIN" embedded stop >/dev/null 2>&1 || true
         [ -n "${KEEP:-}" ] || rm -rf "$EMBEDDED_HOME"
@@ -156,6 +163,18 @@ pgbench -n -M prepared -f scripts/legacy-writer.sql -D nusers="$NUSERS" -D ngrou
     -c "$WRITER_CLIENTS" -j 1 -R "$WRITER_RATE" \
     -T 86400 -l --log-prefix="$WORK/writer" "$LIVE" >"$WORK/pgbench.out" 2>"$WORK/pgbench.err" &
 WRITER_PID=$!
+if [ "$PREPARED_CLIENTS" -gt 0 ]; then
+    pgbench -n -M prepared -f scripts/legacy-star-reader.sql -D n="$N" \
+        -c "$PREPARED_CLIENTS" -j 1 -R 20 -T 86400 "$LIVE" >"$WORK/star.out" 2>"$WORK/star.err" &
+    STAR_PID=$!
+fi
+# Sessions of the prepared `SELECT *` reader that got 0A000, and its other errors.
+star_errors() {
+    local hit all
+    hit=$(grep -c "cached plan must not change result type" "$WORK/star.err" 2>/dev/null || true)
+    all=$(grep -ciE "^pgbench: error: client" "$WORK/star.err" 2>/dev/null || true)
+    echo "${hit:-0} $(( ${all:-0} - ${hit:-0} ))"
+}
 stop_writer() { # pgbench flushes its log when it exits; SIGTERM loses only the last buffered lines
     pkill -TERM -f -- "--log-prefix=$WORK/writer" || true
     wait "$WRITER_PID" 2>/dev/null || true
@@ -228,6 +247,11 @@ if ! pgrep -f -- "--log-prefix=$WORK/writer" >/dev/null; then
 fi
 AFTER_ERRORS=$(( $(writer_errors) - BASE_ERRORS - RUN_ERRORS ))
 stop_writer
+read -r STAR_HIT STAR_OTHER < <(star_errors)
+if [ -n "${STAR_PID:-}" ]; then
+    kill -TERM "$STAR_PID" 2>/dev/null || true
+    wait "$STAR_PID" 2>/dev/null || true
+fi
 read -r B50 B99 BMAX BN < <(latencies "$b0" "$b1")
 read -r D50 D99 DMAX DN < <(latencies "$w0" "$w1")
 read -r A50 A99 AMAX AN < <(latencies "$a0" "$a1")
@@ -305,4 +329,6 @@ print(f"writer after    : {after_tps:6.1f} tps  p50 {$A50:7.2f} ms  p99 {$A99:7.
 p99r = $D99 / $B99 if $B99 else float('inf')
 print(f"writer p99 ratio: {p99r:.2f}   (target <= 3)   max latency target <= 250 ms   errors target 0")
 print(f"rows left without realm_id: $NULLS")
+if $PREPARED_CLIENTS:
+    print(f"prepared SELECT * reader: $STAR_HIT of $PREPARED_CLIENTS sessions got SQLSTATE 0A000 (cached plan must not change result type), other errors $STAR_OTHER")
 EOF
