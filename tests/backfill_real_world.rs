@@ -578,3 +578,34 @@ async fn unique_keys_whose_names_hold_quotes_and_dollar_tags_are_made_unique_per
         .await
         .expect_code(0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_statements_installed_but_not_loaded_is_said_to_be_unavailable() {
+    let db = TestDb::new("bf_pgss_off").await;
+    if db
+        .scalar("current_setting('shared_preload_libraries')")
+        .await
+        .contains("pg_stat_statements")
+    {
+        eprintln!("skipped: the test server loads pg_stat_statements");
+        return;
+    }
+    db.exec(ITEMS).await;
+    db.exec("CREATE EXTENSION pg_stat_statements").await;
+    let dir = TempDir::new("bf-pgss-off");
+    let cfg = items_config(&dir);
+    db.run(dir.path(), &["--config", &cfg, "backfill", "plan"])
+        .await
+        .expect_code(0)
+        .expect_stdout(
+            "pg_stat_statements is not available (cannot read public.pg_stat_statements: ",
+        )
+        .expect_stdout("shared_preload_libraries");
+    db.run(
+        dir.path(),
+        &["--config", &cfg, "backfill", "run", "--refuse-prepared-star"],
+    )
+    .await
+    .expect_one_line_error()
+    .expect_stderr("--refuse-prepared-star needs pg_stat_statements to see the application's statements, which is not available here (cannot read public.pg_stat_statements: ");
+}
