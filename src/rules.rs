@@ -129,6 +129,8 @@ rules! {
     RenamingTable = "renaming-table", Warning, Lint, None;
     BanDropColumn = "ban-drop-column", Warning, Lint, None;
     ParseError = "parse-error", Error, Lint, None;
+    TransactionNesting = "transaction-nesting", Error, Lint, None;
+    BanUncommittedTransaction = "ban-uncommitted-transaction", Error, Lint, None;
     QueryMissingRealmFilter = "query-missing-realm-filter", Error, Audit, None;
     JoinWithoutRealm = "join-without-realm", Error, Audit, None;
     InsertWithoutRealm = "insert-without-realm", Error, Audit, None;

@@ -579,7 +579,7 @@ impl<'c> Analysis<'c> {
     fn file(&mut self, f: ParsedFile) {
         let fi = self.files.len();
         let (path, text) = (f.src.path.as_str(), f.src.text.as_str());
-        let mut so_far = rules::FileSoFar::default();
+        let mut so_far = rules::FileSoFar::new(f.in_transaction);
         if f.src.report {
             self.report.files += 1;
             self.report.statements += f.stmts.len();
@@ -618,7 +618,8 @@ impl<'c> Analysis<'c> {
                         let ctx = rules::Ctx {
                             schema: &self.schema,
                             so_far: &so_far,
-                            in_transaction: f.in_transaction,
+                            wrapped: f.in_transaction,
+                            in_transaction: so_far.tx.is_some(),
                             drop_concurrently: s.drop_concurrently,
                         };
                         let mut found = Vec::new();
@@ -629,7 +630,7 @@ impl<'c> Analysis<'c> {
                             self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
                         }
                     }
-                    so_far.track(stmt, &self.schema);
+                    so_far.track(stmt, si, &self.schema);
                     self.schema.apply(stmt, origin);
                 }
                 Err(msg) => {
@@ -640,6 +641,14 @@ impl<'c> Analysis<'c> {
                     }
                 }
             }
+        }
+        if let (true, Some((si, v))) = (
+            f.src.report,
+            rules::ban_uncommitted_transaction::check_end(f.in_transaction, &so_far),
+        ) {
+            let s = &f.stmts[si];
+            let at = (s.line, s.column, 1);
+            self.push(fi, path, text, v.rule, at, v.message, v.help, &s.ignores);
         }
         if let (true, Some((l, c, msg))) = (f.src.report, &f.tail_error) {
             let v = rules::parse_error::tail(msg);

@@ -136,6 +136,10 @@ pub struct Schema {
     pub tables: HashMap<String, Table>,
     /// Index key (`schema.index`) → table key.
     pub indexes: HashMap<String, String>,
+    /// Checks added to tables the migration set did not create (they predate it): the only
+    /// thing the model follows about such tables, so that `NOT VALID` + `VALIDATE` + `SET NOT
+    /// NULL` on them is known to be the safe sequence.
+    pub outside_checks: HashMap<String, Vec<Check>>,
 }
 
 /// The identifier as PostgreSQL stores it: unquoted names fold to lower case.
@@ -230,6 +234,57 @@ fn default_name(table: &str, cols: &[String], suffix: &str) -> String {
 impl Schema {
     pub fn table(&self, key: &str) -> Option<&Table> {
         self.tables.get(key)
+    }
+
+    /// A validated `CHECK (col IS NOT NULL)` exists on the table, whether the migration set
+    /// created it or only added the check to it.
+    pub fn has_validated_not_null_check(&self, key: &str, column: &str) -> bool {
+        self.table(key)
+            .is_some_and(|t| t.has_validated_not_null_check(column))
+            || self.outside_checks.get(key).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.validated && c.not_null_of.as_deref() == Some(column))
+            })
+    }
+
+    /// Follow the checks of a table the model does not know.
+    fn outside_table(&mut self, key: &str, op: &AlterTableOperation) {
+        match op {
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::Check(ch),
+                not_valid,
+            } => {
+                let first = first_column(&ch.expr).into_iter().collect::<Vec<_>>();
+                let name = ch
+                    .name
+                    .as_ref()
+                    .map(ident)
+                    .unwrap_or_else(|| default_name(key, &first, "check"));
+                self.outside_checks
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(Check {
+                        name,
+                        not_null_of: not_null_check_column(&ch.expr),
+                        validated: !not_valid,
+                    });
+            }
+            AlterTableOperation::ValidateConstraint { name } => {
+                let n = ident(name);
+                for c in self.outside_checks.get_mut(key).into_iter().flatten() {
+                    if c.name == n {
+                        c.validated = true;
+                    }
+                }
+            }
+            AlterTableOperation::DropConstraint { name, .. } => {
+                let n = ident(name);
+                if let Some(cs) = self.outside_checks.get_mut(key) {
+                    cs.retain(|c| c.name != n);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The table an index belongs to, when the model knows the index.
@@ -412,6 +467,7 @@ impl Schema {
             return;
         }
         let Some(mut t) = self.tables.remove(key) else {
+            self.outside_table(key, op);
             return;
         };
         match op {

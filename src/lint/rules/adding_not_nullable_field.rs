@@ -23,9 +23,12 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
         };
         let col = ident(column_name);
         // Already NOT NULL (a no-op for PostgreSQL), or proven by a validated check: no scan.
-        if ctx.schema.table(&key).is_some_and(|t| {
-            t.has_validated_not_null_check(&col) || t.column(&col).is_some_and(|c| !c.nullable)
-        }) {
+        if ctx.schema.has_validated_not_null_check(&key, &col)
+            || ctx
+                .schema
+                .table(&key)
+                .is_some_and(|t| t.column(&col).is_some_and(|c| !c.nullable))
+        {
             continue;
         }
         let table = display_table(&key);
@@ -55,6 +58,32 @@ mod tests {
             ("0004_d.sql", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
         ])
         .is_empty());
+    }
+
+    #[test]
+    fn ok_validated_check_on_a_table_the_set_did_not_create() {
+        // squawk's own safe sequence, on a table that predates the migrations: split over files…
+        assert!(rules(&[
+            ("0002_b.sql", "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;"),
+            ("0003_c.sql", "ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;"),
+            ("0004_d.sql", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
+        ])
+        .is_empty());
+        // …and in one no-transaction file, each statement its own transaction.
+        assert!(rules_of(
+            "-- realmguard:no-transaction
+ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;
+ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;
+ALTER TABLE users ALTER COLUMN email SET NOT NULL;"
+        )
+        .is_empty());
+        // In one transaction-wrapped file the VALIDATE is the finding, not the SET NOT NULL.
+        assert_eq!(
+            rules_of("ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;
+ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;
+ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
+            vec!["constraint-missing-not-valid"]
+        );
     }
 
     #[test]

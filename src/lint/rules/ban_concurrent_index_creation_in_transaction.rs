@@ -33,12 +33,21 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
         }
         _ => return,
     };
+    let (message, help) = if ctx.wrapped {
+        (
+            format!("{what} cannot run inside a transaction block, and this migration runs in one"),
+            "Make `-- realmguard:no-transaction` the first line of the file: realmguard then runs it statement by statement and resumes after the last one that succeeded.",
+        )
+    } else {
+        (
+            format!("{what} cannot run inside a transaction block, and this file opened one with BEGIN"),
+            "Move it out of the BEGIN … COMMIT block: the file already runs statement by statement.",
+        )
+    };
     out.push(Violation {
         rule: ID,
-        message: format!(
-            "{what} cannot run inside a transaction block, and this migration runs in one"
-        ),
-        help: "Make `-- realmguard:no-transaction` the first line of the file: realmguard then runs it statement by statement and resumes after the last one that succeeded.".into(),
+        message,
+        help: help.into(),
         span: None,
     });
 }
@@ -72,6 +81,14 @@ mod tests {
             vec!["ban-concurrent-index-creation-in-transaction"]
         );
         assert!(rules_of("-- realmguard:no-transaction\nALTER TABLE events DETACH PARTITION events_2020 CONCURRENTLY;").is_empty());
+    }
+
+    #[test]
+    fn err_concurrently_inside_the_files_own_begin() {
+        insta::assert_snapshot!(lint_text(&[(
+            "0003_index.sql",
+            "-- realmguard:no-transaction\nBEGIN;\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\nCOMMIT;\nCREATE INDEX CONCURRENTLY users_name_idx ON users (name);"
+        )]));
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
                 });
             }
             AlterTableOperation::ValidateConstraint { name }
-                if ctx.in_transaction
-                    && ctx.so_far.not_valid.contains(&(key.clone(), ident(name))) =>
+                if ctx.so_far.tx.is_some()
+                    && ctx.so_far.not_valid.get(&(key.clone(), ident(name)))
+                        == Some(&ctx.so_far.tx) =>
             {
                 out.push(Violation {
                     rule: ID,
@@ -50,7 +51,12 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
                         "constraint \"{}\" is validated in the same transaction that added it NOT VALID, so the scan still runs under the lock taken by ADD CONSTRAINT",
                         name.value
                     ),
-                    help: "Move the VALIDATE CONSTRAINT into a later migration.".into(),
+                    help: if ctx.wrapped {
+                        "Move the VALIDATE CONSTRAINT into a later migration."
+                    } else {
+                        "Move the VALIDATE CONSTRAINT after the COMMIT of the block that added it."
+                    }
+                    .into(),
                     span: Some(name.span),
                 });
             }
@@ -83,6 +89,16 @@ mod tests {
             "0003_fk.sql",
             "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\nALTER TABLE orders ADD CHECK (total >= 0);"
         )]));
+    }
+
+    #[test]
+    fn err_validate_inside_the_files_own_begin() {
+        insta::assert_snapshot!(lint_text(&[(
+            "0004_check.sql",
+            "-- realmguard:no-transaction\nBEGIN;\nALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT orders_total_check;\nCOMMIT;"
+        )]));
+        // Each in its own transaction: the safe sequence.
+        assert!(rules_of("-- realmguard:no-transaction\nBEGIN;\nALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0) NOT VALID;\nCOMMIT;\nALTER TABLE orders VALIDATE CONSTRAINT orders_total_check;").is_empty());
     }
 
     #[test]

@@ -9,13 +9,14 @@ use sqlparser::ast::{
     TableConstraint,
 };
 use sqlparser::tokenizer::Span;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub mod adding_field_with_default;
 pub mod adding_not_nullable_field;
 pub mod adding_required_field;
 pub mod ban_concurrent_index_creation_in_transaction;
 pub mod ban_drop_column;
+pub mod ban_uncommitted_transaction;
 pub mod changing_column_type;
 pub mod composite_primary_key;
 pub mod constraint_missing_not_valid;
@@ -28,6 +29,7 @@ pub mod renaming_column;
 pub mod renaming_table;
 pub mod require_concurrent_index_creation;
 pub mod require_concurrent_index_deletion;
+pub mod transaction_nesting;
 pub mod unique_without_realm;
 
 /// What a statement rule found: the span (relative to the statement's own text, as sqlparser
@@ -56,6 +58,9 @@ pub struct Ctx<'a> {
     /// What the file did before this statement.
     pub so_far: &'a FileSoFar,
     /// The file runs in one transaction (no `-- realmguard:no-transaction` directive).
+    pub wrapped: bool,
+    /// This statement runs inside a transaction block: the file's own, or a `BEGIN` the
+    /// statements before it opened (in a no-transaction file).
     pub in_transaction: bool,
     /// `DROP INDEX CONCURRENTLY` (sqlparser does not parse the keyword; the driver strips it).
     pub drop_concurrently: bool,
@@ -79,22 +84,48 @@ impl Ctx<'_> {
 }
 
 /// What one file has done so far that changes how its later statements are judged: the tables
-/// and indexes it created (not "existing"), and the constraints it added NOT VALID (validating
-/// them in the same transaction defeats the purpose).
+/// and indexes it created (not "existing"), the constraints it added NOT VALID (validating
+/// them in the same transaction defeats the purpose), and the transaction block it is in.
 #[derive(Debug, Default)]
 pub struct FileSoFar {
+    /// The transaction block the next statement runs in: `Some(0)` for a transaction-wrapped
+    /// file's own, `Some(n)` for the n-th `BEGIN` of the file, `None` outside any block.
+    pub tx: Option<usize>,
+    /// Blocks opened so far, to number the next one.
+    blocks: usize,
+    /// The statement index of the `BEGIN` that opened the current block.
+    pub tx_began_at: Option<usize>,
     /// Tables created earlier in this file (keys): not "existing", so nothing can be blocked.
     pub created: HashSet<String>,
     /// Indexes created earlier in this file (keys).
     pub indexes: HashSet<String>,
-    /// Constraints added `NOT VALID` earlier in this file: (table key, constraint name).
-    pub not_valid: HashSet<(String, String)>,
+    /// Constraints added `NOT VALID` earlier in this file: (table key, constraint name) → the
+    /// transaction block it was added in.
+    pub not_valid: HashMap<(String, String), Option<usize>>,
 }
 
 impl FileSoFar {
-    /// Take `stmt` into account; `schema` is the schema as it stood before it.
-    pub fn track(&mut self, stmt: &Statement, schema: &Schema) {
+    /// A file about to be walked: a transaction-wrapped one starts inside its block.
+    pub fn new(wrapped: bool) -> FileSoFar {
+        FileSoFar {
+            tx: wrapped.then_some(0),
+            ..FileSoFar::default()
+        }
+    }
+
+    /// Take `stmt` (the file's statement number `si`) into account; `schema` is the schema as
+    /// it stood before it.
+    pub fn track(&mut self, stmt: &Statement, si: usize, schema: &Schema) {
         match stmt {
+            Statement::StartTransaction { .. } => {
+                self.blocks += 1;
+                self.tx = Some(self.blocks);
+                self.tx_began_at = Some(si);
+            }
+            Statement::Commit { .. } | Statement::Rollback { .. } => {
+                self.tx = None;
+                self.tx_began_at = None;
+            }
             // `CREATE TABLE IF NOT EXISTS` on a table an earlier migration made creates nothing.
             Statement::CreateTable(ct) if schema.table(&object_key(&ct.name)).is_none() => {
                 self.created.insert(object_key(&ct.name));
@@ -120,7 +151,7 @@ impl FileSoFar {
                                 _ => None,
                             };
                             if let Some(n) = name {
-                                self.not_valid.insert((key.clone(), ident(n)));
+                                self.not_valid.insert((key.clone(), ident(n)), self.tx);
                             }
                         }
                         AlterTableOperation::RenameTable { table_name }
@@ -166,6 +197,7 @@ pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     renaming_column::check(ctx, stmt, out);
     renaming_table::check(ctx, stmt, out);
     ban_drop_column::check(ctx, stmt, out);
+    transaction_nesting::check(ctx, stmt, out);
 }
 
 /// The realm rules over the finished schema.
@@ -308,6 +340,8 @@ mod tests {
             super::renaming_table::ID,
             super::ban_drop_column::ID,
             super::parse_error::ID,
+            super::transaction_nesting::ID,
+            super::ban_uncommitted_transaction::ID,
             super::composite_primary_key::ID,
             super::realm_column_nullable::ID,
             super::unique_without_realm::ID,
