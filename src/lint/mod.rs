@@ -829,7 +829,7 @@ mod tests {
             "\u{feff}CREATE TABLE t (id int);\r\nALTER TABLE users DROP COLUMN a;\r\n",
         )
         .unwrap();
-        let r = lint_paths(&[f], &Config::default()).unwrap();
+        let r = lint_paths(&[f], &super::rules::test_support::fixture_config()).unwrap();
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         let x = &r.findings[0];

@@ -5,17 +5,27 @@
 use super::model::{ident, last_ident, object_key, Origin, Schema, Table};
 use crate::config::Config;
 use sqlparser::ast::{
-    AlterTable, AlterTableOperation, ObjectName, ObjectType, RenameTableNameKind, Statement,
-    TableConstraint,
+    AlterTable, AlterTableOperation, ColumnDef, DataType, ObjectName, ObjectType,
+    RenameTableNameKind, Statement, TableConstraint,
 };
 use sqlparser::tokenizer::Span;
 use std::collections::{HashMap, HashSet};
 
 pub mod adding_field_with_default;
+pub mod adding_foreign_key_constraint;
 pub mod adding_not_nullable_field;
+pub mod adding_primary_key_constraint;
 pub mod adding_required_field;
+pub mod adding_serial_primary_key_field;
+pub mod ban_char_field;
 pub mod ban_concurrent_index_creation_in_transaction;
+pub mod ban_create_domain_with_constraint;
 pub mod ban_drop_column;
+pub mod ban_drop_database;
+pub mod ban_drop_not_null;
+pub mod ban_drop_table;
+pub mod ban_duplicate_column_assignments;
+pub mod ban_truncate_cascade;
 pub mod ban_uncommitted_transaction;
 pub mod changing_column_type;
 pub mod composite_primary_key;
@@ -23,12 +33,21 @@ pub mod constraint_missing_not_valid;
 pub mod disallowed_unique_constraint;
 pub mod fk_missing_realm;
 pub mod fk_not_cascade;
+pub mod identifier_too_long;
 pub mod parse_error;
+pub mod prefer_bigint_over_int;
+pub mod prefer_bigint_over_smallint;
+pub mod prefer_identity;
+pub mod prefer_robust_stmts;
+pub mod prefer_text_field;
+pub mod prefer_timestamptz;
 pub mod realm_column_nullable;
 pub mod renaming_column;
 pub mod renaming_table;
 pub mod require_concurrent_index_creation;
 pub mod require_concurrent_index_deletion;
+pub mod require_concurrent_partition_detach;
+pub mod require_table_schema;
 pub mod transaction_nesting;
 pub mod unique_without_realm;
 
@@ -198,6 +217,59 @@ pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     renaming_table::check(ctx, stmt, out);
     ban_drop_column::check(ctx, stmt, out);
     transaction_nesting::check(ctx, stmt, out);
+    adding_foreign_key_constraint::check(ctx, stmt, out);
+    adding_primary_key_constraint::check(ctx, stmt, out);
+    adding_serial_primary_key_field::check(ctx, stmt, out);
+    ban_drop_table::check(ctx, stmt, out);
+    ban_drop_database::check(ctx, stmt, out);
+    ban_drop_not_null::check(ctx, stmt, out);
+    ban_truncate_cascade::check(ctx, stmt, out);
+    ban_char_field::check(ctx, stmt, out);
+    prefer_bigint_over_int::check(ctx, stmt, out);
+    prefer_bigint_over_smallint::check(ctx, stmt, out);
+    prefer_identity::check(ctx, stmt, out);
+    prefer_text_field::check(ctx, stmt, out);
+    prefer_timestamptz::check(ctx, stmt, out);
+    require_concurrent_partition_detach::check(ctx, stmt, out);
+    ban_create_domain_with_constraint::check(ctx, stmt, out);
+    ban_duplicate_column_assignments::check(ctx, stmt, out);
+    require_table_schema::check(ctx, stmt, out);
+    prefer_robust_stmts::check(ctx, stmt, out);
+    identifier_too_long::check(ctx, stmt, out);
+}
+
+/// The columns a statement defines: every column of a CREATE TABLE, and those ADD COLUMN adds.
+pub fn defined_columns(stmt: &Statement) -> Vec<&ColumnDef> {
+    match stmt {
+        Statement::CreateTable(ct) => ct.columns.iter().collect(),
+        Statement::AlterTable(at) => at
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                AlterTableOperation::AddColumn { column_def, .. } => Some(column_def),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The lower-cased name of a type sqlparser does not know (`serial`, `bigserial`, …).
+pub fn custom_type(t: &DataType) -> Option<String> {
+    match t {
+        DataType::Custom(n, _) => last_ident(n).map(|i| i.value.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// `serial`, `bigserial`, `smallserial` and their aliases.
+pub fn is_serial(t: &DataType) -> bool {
+    custom_type(t).is_some_and(|n| {
+        matches!(
+            n.as_str(),
+            "serial" | "serial2" | "serial4" | "serial8" | "bigserial" | "smallserial"
+        )
+    })
 }
 
 /// The realm rules over the finished schema.
@@ -284,9 +356,45 @@ pub mod test_support {
     use crate::config::Config;
     use crate::lint::{lint_sources, render, Source};
 
-    /// Lint `files` (name, SQL) with the default config; the rendered text report.
+    /// The column-type style rules. Rule fixtures use `int` and `timestamp` freely: each rule's
+    /// tests judge that rule, so these are off in them except in their own tests (`*_all`).
+    pub const TYPE_STYLE: &[&str] = &[
+        "ban-char-field",
+        "prefer-bigint-over-int",
+        "prefer-bigint-over-smallint",
+        "prefer-identity",
+        "prefer-text-field",
+        "prefer-timestamptz",
+    ];
+
+    /// The default config with the column-type style rules off.
+    pub fn fixture_config() -> Config {
+        let mut cfg = Config::default();
+        for id in TYPE_STYLE {
+            cfg.rules
+                .insert(id.to_string(), crate::rules::Severity::Off);
+        }
+        cfg
+    }
+
+    /// Lint `files` (name, SQL) with [`fixture_config`]; the rendered text report.
     pub fn lint_text(files: &[(&str, &str)]) -> String {
+        lint_text_cfg(files, &fixture_config())
+    }
+
+    /// One file `0001_test.sql`, every rule at its default level; the text report.
+    pub fn lint_text_all(files: &[(&str, &str)]) -> String {
         lint_text_cfg(files, &Config::default())
+    }
+
+    /// The ids found in one file, every rule at its default level.
+    pub fn rules_of_all(sql: &str) -> Vec<String> {
+        let sources = vec![Source::new("0001_test.sql".into(), sql.to_string())];
+        lint_sources(sources, &Config::default())
+            .findings
+            .into_iter()
+            .map(|f| f.rule)
+            .collect()
     }
 
     pub fn lint_text_cfg(files: &[(&str, &str)], cfg: &Config) -> String {
@@ -306,7 +414,7 @@ pub mod test_support {
             .iter()
             .map(|(n, t)| Source::new(n.to_string(), t.to_string()))
             .collect();
-        lint_sources(sources, &Config::default())
+        lint_sources(sources, &fixture_config())
             .findings
             .into_iter()
             .map(|f| f.rule)
@@ -342,6 +450,25 @@ mod tests {
             super::parse_error::ID,
             super::transaction_nesting::ID,
             super::ban_uncommitted_transaction::ID,
+            super::adding_foreign_key_constraint::ID,
+            super::adding_primary_key_constraint::ID,
+            super::adding_serial_primary_key_field::ID,
+            super::ban_drop_table::ID,
+            super::ban_drop_database::ID,
+            super::ban_drop_not_null::ID,
+            super::ban_truncate_cascade::ID,
+            super::ban_char_field::ID,
+            super::prefer_bigint_over_int::ID,
+            super::prefer_bigint_over_smallint::ID,
+            super::prefer_identity::ID,
+            super::prefer_text_field::ID,
+            super::prefer_timestamptz::ID,
+            super::require_concurrent_partition_detach::ID,
+            super::ban_create_domain_with_constraint::ID,
+            super::ban_duplicate_column_assignments::ID,
+            super::require_table_schema::ID,
+            super::prefer_robust_stmts::ID,
+            super::identifier_too_long::ID,
             super::composite_primary_key::ID,
             super::realm_column_nullable::ID,
             super::unique_without_realm::ID,
