@@ -150,6 +150,9 @@ rules! {
     RequireTableSchema = "require-table-schema", Off, Lint, None;
     PreferRobustStmts = "prefer-robust-stmts", Off, Lint, None;
     IdentifierTooLong = "identifier-too-long", Error, Lint, None;
+    RequireConcurrentReindex = "require-concurrent-reindex", Error, Lint, None;
+    BanAlterDomainWithAddConstraint = "ban-alter-domain-with-add-constraint", Error, Lint, None;
+    PreferRepack = "prefer-repack", Warning, Lint, None;
     QueryMissingRealmFilter = "query-missing-realm-filter", Error, Audit, None;
     JoinWithoutRealm = "join-without-realm", Error, Audit, None;
     InsertWithoutRealm = "insert-without-realm", Error, Audit, None;

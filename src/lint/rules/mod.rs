@@ -17,6 +17,7 @@ pub mod adding_not_nullable_field;
 pub mod adding_primary_key_constraint;
 pub mod adding_required_field;
 pub mod adding_serial_primary_key_field;
+pub mod ban_alter_domain_with_add_constraint;
 pub mod ban_char_field;
 pub mod ban_concurrent_index_creation_in_transaction;
 pub mod ban_create_domain_with_constraint;
@@ -38,6 +39,7 @@ pub mod parse_error;
 pub mod prefer_bigint_over_int;
 pub mod prefer_bigint_over_smallint;
 pub mod prefer_identity;
+pub mod prefer_repack;
 pub mod prefer_robust_stmts;
 pub mod prefer_text_field;
 pub mod prefer_timestamptz;
@@ -47,6 +49,7 @@ pub mod renaming_table;
 pub mod require_concurrent_index_creation;
 pub mod require_concurrent_index_deletion;
 pub mod require_concurrent_partition_detach;
+pub mod require_concurrent_reindex;
 pub mod require_table_schema;
 pub mod transaction_nesting;
 pub mod unique_without_realm;
@@ -236,6 +239,7 @@ pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     require_table_schema::check(ctx, stmt, out);
     prefer_robust_stmts::check(ctx, stmt, out);
     identifier_too_long::check(ctx, stmt, out);
+    prefer_repack::check(ctx, stmt, out);
 }
 
 /// The columns a statement defines: every column of a CREATE TABLE, and those ADD COLUMN adds.
@@ -270,6 +274,20 @@ pub fn is_serial(t: &DataType) -> bool {
             "serial" | "serial2" | "serial4" | "serial8" | "bigserial" | "smallserial"
         )
     })
+}
+
+/// Statements sqlparser cannot parse, judged by their first words (upper-cased): `true` when
+/// the kind is one the rules know (`REINDEX`, `CLUSTER`, `ALTER DOMAIN`), so that it costs no
+/// `parse-error`.
+pub fn check_unparsed(ctx: &Ctx, words: &[&str], out: &mut Vec<Violation>) -> bool {
+    let known = matches!(
+        words,
+        ["REINDEX", ..] | ["CLUSTER", ..] | ["ALTER", "DOMAIN", ..]
+    );
+    require_concurrent_reindex::check_words(ctx, words, out);
+    ban_alter_domain_with_add_constraint::check_words(ctx, words, out);
+    prefer_repack::check_words(ctx, words, out);
+    known
 }
 
 /// The realm rules over the finished schema.
@@ -469,6 +487,9 @@ mod tests {
             super::require_table_schema::ID,
             super::prefer_robust_stmts::ID,
             super::identifier_too_long::ID,
+            super::require_concurrent_reindex::ID,
+            super::ban_alter_domain_with_add_constraint::ID,
+            super::prefer_repack::ID,
             super::composite_primary_key::ID,
             super::realm_column_nullable::ID,
             super::unique_without_realm::ID,
