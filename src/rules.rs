@@ -153,6 +153,8 @@ rules! {
     RequireConcurrentReindex = "require-concurrent-reindex", Error, Lint, None;
     BanAlterDomainWithAddConstraint = "ban-alter-domain-with-add-constraint", Error, Lint, None;
     PreferRepack = "prefer-repack", Warning, Lint, None;
+    RequireTimeoutSettings = "require-timeout-settings", Off, Lint, None;
+    RequireEnumValueOrdering = "require-enum-value-ordering", Warning, Lint, None;
     QueryMissingRealmFilter = "query-missing-realm-filter", Error, Audit, None;
     JoinWithoutRealm = "join-without-realm", Error, Audit, None;
     InsertWithoutRealm = "insert-without-realm", Error, Audit, None;

@@ -304,3 +304,140 @@ async fn missing_paths_are_one_line_errors() {
     run.expect_one_line_error();
     run.expect_stderr("nowhere.sql");
 }
+
+#[tokio::test]
+async fn include_turns_on_opt_in_rules_exclude_turns_off_rules_and_groups() {
+    let d = TempDir::new("lint-include");
+    d.write(&[
+        ("migrations/0001_users.sql", USERS),
+        (
+            "migrations/0002_x.sql",
+            "CREATE TABLE notes (id bigint PRIMARY KEY, realm_id text NOT NULL, body text);\nALTER TABLE users DROP COLUMN email;\n",
+        ),
+    ]);
+    let ids = |run: &Run| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        v["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let plain = lint(&d, &["--format", "json"]).await;
+    assert_eq!(
+        ids(&plain),
+        ["composite-primary-key", "ban-drop-column"],
+        "{}",
+        plain.stdout
+    );
+    // The opt-in rule runs on top of the defaults.
+    let with = lint(
+        &d,
+        &["--format", "json", "--include", "require-table-schema"],
+    )
+    .await;
+    assert_eq!(
+        ids(&with),
+        [
+            "require-table-schema",
+            "require-table-schema",
+            "composite-primary-key",
+            "require-table-schema",
+            "ban-drop-column"
+        ],
+        "{}",
+        with.stdout
+    );
+    // A group and an id, in one list or repeated.
+    let without = lint(
+        &d,
+        &[
+            "--format",
+            "json",
+            "--exclude",
+            "realm",
+            "--exclude=ban-drop-column",
+        ],
+    )
+    .await;
+    without.expect_code(0);
+    assert!(ids(&without).is_empty(), "{}", without.stdout);
+    let both = lint(
+        &d,
+        &[
+            "--format",
+            "json",
+            "--include",
+            "require-table-schema",
+            "--exclude",
+            "style,realm",
+        ],
+    )
+    .await;
+    assert_eq!(ids(&both), ["ban-drop-column"], "{}", both.stdout);
+
+    let bad = lint(&d, &["--exclude", "ban-drop-colum"]).await;
+    bad.expect_one_line_error();
+    bad.expect_stderr("unknown lint rule or group `ban-drop-colum`");
+}
+
+#[tokio::test]
+async fn another_runner_needs_timeouts_and_wraps_no_file_in_a_transaction() {
+    let d = TempDir::new("lint-runner");
+    d.write(&[
+        ("migrations/0001_users.sql", USERS),
+        (
+            // No directive: realmguard's runner wraps it (CONCURRENTLY would fail), psql-like
+            // runners do not.
+            "migrations/0002_idx.sql",
+            "SET lock_timeout = '2s';\nSET statement_timeout = '10min';\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n",
+        ),
+        (
+            "migrations/0003_col.sql",
+            "ALTER TABLE users ADD COLUMN IF NOT EXISTS nick text;\n",
+        ),
+    ]);
+    let ours = lint(&d, &[]).await;
+    ours.expect_code(1);
+    ours.expect_stdout("0002_idx.sql:3:1: error[ban-concurrent-index-creation-in-transaction]");
+    assert!(
+        !ours.stdout.contains("require-timeout-settings"),
+        "{}",
+        ours.stdout
+    );
+
+    let other = lint(&d, &["--assume-runner", "other"]).await;
+    other.expect_code(0);
+    assert!(
+        !other
+            .stdout
+            .contains("ban-concurrent-index-creation-in-transaction"),
+        "{}",
+        other.stdout
+    );
+    other.expect_stdout("0003_col.sql:1:1: warning[require-timeout-settings]");
+    assert!(!other.stdout.contains("0002_idx.sql"), "{}", other.stdout);
+
+    let bad = lint(&d, &["--assume-runner", "flyway"]).await;
+    bad.expect_code(2);
+}
+
+#[tokio::test]
+async fn pg_version_changes_the_verdict_on_defaults() {
+    let d = TempDir::new("lint-pgver");
+    d.write(&[
+        ("migrations/0001_users.sql", USERS),
+        (
+            "migrations/0002_x.sql",
+            "ALTER TABLE users ADD COLUMN active boolean NOT NULL DEFAULT true;\n",
+        ),
+    ]);
+    lint(&d, &[]).await.expect_code(0);
+    lint(&d, &["--pg-version", "15"]).await.expect_code(0);
+    let old = lint(&d, &["--pg-version", "10"]).await;
+    old.expect_code(1);
+    old.expect_stdout("error[adding-field-with-default]");
+    old.expect_stdout("before 11");
+    lint(&d, &["--pg-version", "ten"]).await.expect_code(2);
+}

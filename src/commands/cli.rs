@@ -244,6 +244,44 @@ impl From<ProfileArg> for crate::rules::Profile {
 pub struct LintArgs {
     /// Files or directories (default: migrations/).
     pub paths: Vec<PathBuf>,
+    /// Also run these rules or groups (locking, compatibility, style, realm, correctness),
+    /// e.g. the opt-in require-table-schema; comma-separated, repeatable.
+    #[arg(long, value_name = "RULE|GROUP,…")]
+    pub include: Vec<String>,
+    /// Do not run these rules or groups (wins over --include and the config).
+    #[arg(long, value_name = "RULE|GROUP,…")]
+    pub exclude: Vec<String>,
+    /// The tool that will apply these files. `other`: a transaction is not assumed around a
+    /// file, nor timeouts or resumption (require-timeout-settings and prefer-robust-stmts on).
+    #[arg(long, value_enum, default_value_t = RunnerArg::Realmguard)]
+    pub assume_runner: RunnerArg,
+    /// The PostgreSQL major version the migrations will run on (default: any supported one);
+    /// older servers rewrite on a constant default (before 11) and scan on SET NOT NULL despite
+    /// a validated check (before 12).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(9..=99))]
+    pub pg_version: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunnerArg {
+    Realmguard,
+    Other,
+}
+
+impl LintArgs {
+    /// The command line's lint options; an unknown rule or group is an error.
+    pub fn options(&self) -> anyhow::Result<crate::lint::LintOptions> {
+        use crate::lint::options::parse_rule_list;
+        Ok(crate::lint::LintOptions {
+            include: parse_rule_list(&self.include)?,
+            exclude: parse_rule_list(&self.exclude)?,
+            runner: match self.assume_runner {
+                RunnerArg::Realmguard => crate::lint::Runner::Realmguard,
+                RunnerArg::Other => crate::lint::Runner::Other,
+            },
+            pg_version: self.pg_version,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,8 +6,9 @@ use crate::lint::{self, render};
 use std::io::Write;
 
 pub(super) fn lint(g: &GlobalOpts, a: &LintArgs) -> anyhow::Result<Outcome> {
-    let cfg = g.config()?;
-    let report = lint::lint_paths(&a.paths, &cfg)?;
+    let opts = a.options()?;
+    let cfg = opts.apply(&g.config()?);
+    let report = lint::lint_paths_with(&a.paths, &cfg, &opts)?;
     for note in &report.notes {
         eprintln!("{note}");
     }

@@ -8,6 +8,7 @@
 //! table created in file 2.
 
 pub mod model;
+pub mod options;
 pub mod render;
 pub mod rules;
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::rules::Severity;
 use anyhow::{bail, Context};
 use model::{Origin, Schema};
+pub use options::{LintOptions, Runner};
 use serde::Serialize;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
@@ -118,12 +120,21 @@ impl LintReport {
 
 /// Lint files and directories (default `migrations/`), in migration order.
 pub fn lint_paths(paths: &[PathBuf], cfg: &Config) -> anyhow::Result<LintReport> {
+    lint_paths_with(paths, cfg, &LintOptions::default())
+}
+
+/// [`lint_paths`] with the command line's options; `cfg` is already [`LintOptions::apply`]'d.
+pub fn lint_paths_with(
+    paths: &[PathBuf],
+    cfg: &Config,
+    opts: &LintOptions,
+) -> anyhow::Result<LintReport> {
     let files = collect_files(paths)?;
     let sources = files
         .iter()
         .map(|(p, report)| Source::read(p, *report))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(lint_sources(sources, cfg))
+    Ok(lint_sources_with(sources, cfg, opts))
 }
 
 /// The files to lint, in migration order, each with whether it is reported. A directory gives its
@@ -240,10 +251,15 @@ struct ParsedFile {
 
 /// Lint in-memory sources (the order given is the migration order).
 pub fn lint_sources(sources: Vec<Source>, cfg: &Config) -> LintReport {
+    lint_sources_with(sources, cfg, &LintOptions::default())
+}
+
+/// [`lint_sources`] with the command line's options (runner, server version).
+pub fn lint_sources_with(sources: Vec<Source>, cfg: &Config, opts: &LintOptions) -> LintReport {
     // In batches: parse a batch on every core, analyse it in order, drop its syntax trees. Memory
     // stays bounded (whole-corpus trees cost more in page faults than the parse itself).
     const BATCH: usize = 128;
-    let mut analysis = Analysis::new(cfg);
+    let mut analysis = Analysis::new(cfg, opts);
     let mut it = sources.into_iter().peekable();
     while it.peek().is_some() {
         let batch: Vec<Source> = it.by_ref().take(BATCH).collect();
@@ -527,15 +543,17 @@ struct FileMeta {
 /// statement, then apply it; realm rules against the finished model.
 struct Analysis<'c> {
     cfg: &'c Config,
+    opts: &'c LintOptions,
     schema: Schema,
     report: LintReport,
     files: Vec<FileMeta>,
 }
 
 impl<'c> Analysis<'c> {
-    fn new(cfg: &'c Config) -> Self {
+    fn new(cfg: &'c Config, opts: &'c LintOptions) -> Self {
         Analysis {
             cfg,
+            opts,
             schema: Schema::default(),
             report: LintReport::default(),
             files: Vec::new(),
@@ -579,7 +597,10 @@ impl<'c> Analysis<'c> {
     fn file(&mut self, f: ParsedFile) {
         let fi = self.files.len();
         let (path, text) = (f.src.path.as_str(), f.src.text.as_str());
-        let mut so_far = rules::FileSoFar::new(f.in_transaction);
+        // Another runner's wrapping is not known: a file runs in a transaction only where it
+        // opens one itself (as under psql), and realmguard's directive means nothing to it.
+        let wrapped = f.in_transaction && self.opts.runner == Runner::Realmguard;
+        let mut so_far = rules::FileSoFar::new(wrapped);
         if f.src.report {
             self.report.files += 1;
             self.report.statements += f.stmts.len();
@@ -618,9 +639,10 @@ impl<'c> Analysis<'c> {
                         let ctx = rules::Ctx {
                             schema: &self.schema,
                             so_far: &so_far,
-                            wrapped: f.in_transaction,
+                            wrapped,
                             in_transaction: so_far.tx.is_some(),
                             drop_concurrently: s.drop_concurrently,
+                            opts: self.opts,
                         };
                         let mut found = Vec::new();
                         rules::check_statement(&ctx, stmt, &mut found);
@@ -639,9 +661,10 @@ impl<'c> Analysis<'c> {
                         let ctx = rules::Ctx {
                             schema: &self.schema,
                             so_far: &so_far,
-                            wrapped: f.in_transaction,
+                            wrapped,
                             in_transaction: so_far.tx.is_some(),
                             drop_concurrently: false,
+                            opts: self.opts,
                         };
                         let words: Vec<&str> = s.head.split(' ').collect();
                         let mut found = Vec::new();
@@ -659,7 +682,7 @@ impl<'c> Analysis<'c> {
         }
         if let (true, Some((si, v))) = (
             f.src.report,
-            rules::ban_uncommitted_transaction::check_end(f.in_transaction, &so_far),
+            rules::ban_uncommitted_transaction::check_end(wrapped, &so_far),
         ) {
             let s = &f.stmts[si];
             let at = (s.line, s.column, 1);

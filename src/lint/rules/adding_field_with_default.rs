@@ -3,10 +3,11 @@
 //! `clock_timestamp()`, a sequence), an identity or a stored generated column rewrites the whole
 //! table under an ACCESS EXCLUSIVE lock
 //! (<https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>).
+//! Before 11 (`--pg-version 10`) every non-null default rewrites the table.
 
 use super::{display_table, Ctx, Violation};
 use crate::lint::model::object_key;
-use sqlparser::ast::{AlterTableOperation, ColumnDef, ColumnOption, Expr, Statement};
+use sqlparser::ast::{AlterTableOperation, ColumnDef, ColumnOption, Expr, Statement, Value};
 use std::ops::ControlFlow;
 
 pub const ID: &str = crate::rules::Rule::AddingFieldWithDefault.id();
@@ -112,12 +113,23 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
             ColumnOption::Default(e) => volatile_part(e),
             _ => None,
         });
-        let why = match volatile {
-            Some(v) => format!("with default {v}, which is volatile or not known to be stable,"),
-            None if fills_itself(c) => {
+        let old_default = c.options.iter().find_map(|o| match &o.option {
+            ColumnOption::Default(e) if !matches!(e, Expr::Value(v) if v.value == Value::Null) => {
+                Some(e)
+            }
+            _ => None,
+        });
+        let why = match (volatile, old_default) {
+            (Some(v), _) => {
+                format!("with default {v}, which is volatile or not known to be stable,")
+            }
+            (None, _) if fills_itself(c) => {
                 format!("of type {} (computed for every row)", c.data_type)
             }
-            None => continue,
+            (None, Some(d)) if ctx.opts.pg_before(11) => {
+                format!("with default {d} (PostgreSQL before 11 writes it into every row)")
+            }
+            (None, _) => continue,
         };
         out.push(Violation {
             rule: ID,
@@ -158,6 +170,21 @@ mod tests {
             let sql = format!("ALTER TABLE users ADD COLUMN c text DEFAULT {bad};");
             assert_eq!(rules_of(&sql), vec!["adding-field-with-default"], "{bad}");
         }
+    }
+
+    #[test]
+    fn before_11_any_default_rewrites() {
+        let sql = "ALTER TABLE users ADD COLUMN active boolean NOT NULL DEFAULT true;\nALTER TABLE users ADD COLUMN note text DEFAULT NULL;";
+        let old = crate::lint::LintOptions {
+            pg_version: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(rules_of_opts(sql, &old), vec!["adding-field-with-default"]);
+        let new = crate::lint::LintOptions {
+            pg_version: Some(11),
+            ..Default::default()
+        };
+        assert!(rules_of_opts(sql, &new).is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `adding-not-nullable-field`: `SET NOT NULL` scans the whole table under an ACCESS EXCLUSIVE
 //! lock, unless a validated `CHECK (col IS NOT NULL)` already proves it (PostgreSQL 12+,
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>).
+//! Before 12 (`--pg-version 11`) the check does not help: SET NOT NULL always scans.
 
 use super::{display_table, Ctx, Violation};
 use crate::lint::model::{ident, object_key};
@@ -23,7 +24,7 @@ pub fn check(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
         };
         let col = ident(column_name);
         // Already NOT NULL (a no-op for PostgreSQL), or proven by a validated check: no scan.
-        if ctx.schema.has_validated_not_null_check(&key, &col)
+        if (ctx.schema.has_validated_not_null_check(&key, &col) && !ctx.opts.pg_before(12))
             || ctx
                 .schema
                 .table(&key)
@@ -84,6 +85,23 @@ ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;
 ALTER TABLE users ALTER COLUMN email SET NOT NULL;"),
             vec!["constraint-missing-not-valid"]
         );
+    }
+
+    #[test]
+    fn before_12_a_validated_check_does_not_spare_the_scan() {
+        let sql = "-- realmguard:no-transaction
+ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;
+ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;
+ALTER TABLE users ALTER COLUMN email SET NOT NULL;";
+        let v = |n| crate::lint::LintOptions {
+            pg_version: Some(n),
+            ..Default::default()
+        };
+        assert_eq!(
+            rules_of_opts(sql, &v(11)),
+            vec!["adding-not-nullable-field"]
+        );
+        assert!(rules_of_opts(sql, &v(12)).is_empty());
     }
 
     #[test]

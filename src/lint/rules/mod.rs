@@ -6,7 +6,7 @@ use super::model::{ident, last_ident, object_key, Origin, Schema, Table};
 use crate::config::Config;
 use sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef, DataType, ObjectName, ObjectType,
-    RenameTableNameKind, Statement, TableConstraint,
+    RenameTableNameKind, Set, Statement, TableConstraint,
 };
 use sqlparser::tokenizer::Span;
 use std::collections::{HashMap, HashSet};
@@ -50,7 +50,9 @@ pub mod require_concurrent_index_creation;
 pub mod require_concurrent_index_deletion;
 pub mod require_concurrent_partition_detach;
 pub mod require_concurrent_reindex;
+pub mod require_enum_value_ordering;
 pub mod require_table_schema;
+pub mod require_timeout_settings;
 pub mod transaction_nesting;
 pub mod unique_without_realm;
 
@@ -86,6 +88,8 @@ pub struct Ctx<'a> {
     pub in_transaction: bool,
     /// `DROP INDEX CONCURRENTLY` (sqlparser does not parse the keyword; the driver strips it).
     pub drop_concurrently: bool,
+    /// The command line's runner and server version.
+    pub opts: &'a crate::lint::LintOptions,
 }
 
 impl Ctx<'_> {
@@ -113,6 +117,11 @@ pub struct FileSoFar {
     /// The transaction block the next statement runs in: `Some(0)` for a transaction-wrapped
     /// file's own, `Some(n)` for the n-th `BEGIN` of the file, `None` outside any block.
     pub tx: Option<usize>,
+    /// `SET lock_timeout` / `SET statement_timeout` seen.
+    pub lock_timeout: bool,
+    pub statement_timeout: bool,
+    /// Lock-taking statements seen (require-timeout-settings reports the first).
+    pub locking_seen: usize,
     /// Blocks opened so far, to number the next one.
     blocks: usize,
     /// The statement index of the `BEGIN` that opened the current block.
@@ -138,7 +147,17 @@ impl FileSoFar {
     /// Take `stmt` (the file's statement number `si`) into account; `schema` is the schema as
     /// it stood before it.
     pub fn track(&mut self, stmt: &Statement, si: usize, schema: &Schema) {
+        if require_timeout_settings::takes_lock(stmt) {
+            self.locking_seen += 1;
+        }
         match stmt {
+            Statement::Set(Set::SingleAssignment { variable, .. }) => {
+                match last_ident(variable).map(ident).as_deref() {
+                    Some("lock_timeout") => self.lock_timeout = true,
+                    Some("statement_timeout") => self.statement_timeout = true,
+                    _ => {}
+                }
+            }
             Statement::StartTransaction { .. } => {
                 self.blocks += 1;
                 self.tx = Some(self.blocks);
@@ -240,6 +259,8 @@ pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     prefer_robust_stmts::check(ctx, stmt, out);
     identifier_too_long::check(ctx, stmt, out);
     prefer_repack::check(ctx, stmt, out);
+    require_timeout_settings::check(ctx, stmt, out);
+    require_enum_value_ordering::check(ctx, stmt, out);
 }
 
 /// The columns a statement defines: every column of a CREATE TABLE, and those ADD COLUMN adds.
@@ -443,6 +464,17 @@ pub mod test_support {
     pub fn rules_of(sql: &str) -> Vec<String> {
         rules(&[("0001_test.sql", sql)])
     }
+
+    /// [`rules_of`] under command-line options (applied to [`fixture_config`] as the command
+    /// applies them).
+    pub fn rules_of_opts(sql: &str, opts: &crate::lint::LintOptions) -> Vec<String> {
+        let sources = vec![Source::new("0001_test.sql".into(), sql.to_string())];
+        crate::lint::lint_sources_with(sources, &opts.apply(&fixture_config()), opts)
+            .findings
+            .into_iter()
+            .map(|f| f.rule)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -490,6 +522,8 @@ mod tests {
             super::require_concurrent_reindex::ID,
             super::ban_alter_domain_with_add_constraint::ID,
             super::prefer_repack::ID,
+            super::require_timeout_settings::ID,
+            super::require_enum_value_ordering::ID,
             super::composite_primary_key::ID,
             super::realm_column_nullable::ID,
             super::unique_without_realm::ID,
