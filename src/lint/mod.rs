@@ -247,6 +247,8 @@ struct ParsedFile {
     tail_error: Option<(usize, usize, String)>,
     /// Unknown ids in ignore comments: (line, id).
     bad_ignores: Vec<(usize, String)>,
+    /// Rules a `squawk-ignore-file` comment silences in the whole file.
+    file_ignores: Vec<String>,
 }
 
 /// Lint in-memory sources (the order given is the migration order).
@@ -339,6 +341,7 @@ fn parse_file(src: Source) -> ParsedFile {
             (complete, Some((l, c, message)))
         }
     };
+    let whole_file = file_ignores(text);
     let stmts = pieces
         .iter()
         .map(|p| {
@@ -351,7 +354,8 @@ fn parse_file(src: Source) -> ParsedFile {
                             false,
                         )
                     });
-            let ignores = ignore_comments(text, p.offset, p.line, &mut bad_ignores);
+            let mut ignores = ignore_comments(text, p.offset, p.line, &mut bad_ignores);
+            ignores.extend(whole_file.iter().cloned());
             ParsedStmt {
                 line: p.line,
                 column: p.column,
@@ -372,6 +376,7 @@ fn parse_file(src: Source) -> ParsedFile {
         stmts,
         tail_error,
         bad_ignores,
+        file_ignores: whole_file,
     }
 }
 
@@ -481,18 +486,98 @@ fn ignored_on_line_above(text: &str, line: usize, rule: &str) -> bool {
         return false;
     }
     let above = source_line(text, line - 1);
-    above
-        .trim()
-        .strip_prefix("--")
-        .and_then(|c| c.trim().strip_prefix("realmguard:ignore"))
-        .is_some_and(|ids| {
-            ids.split(|c: char| c == ',' || c.is_whitespace())
-                .any(|id| id == rule)
-        })
+    let mut ids = Vec::new();
+    ignore_ids(above.trim(), &mut ids, &mut |_| {});
+    ids.iter().any(|id| id == rule || id == ALL_RULES)
 }
 
-/// Rule ids named by `-- realmguard:ignore <id>[, <id>…]` comments on the lines just above a
-/// statement (a run of `--` lines ending on the line before it).
+/// What an ignore list holds for "every rule" (squawk's bare `-- squawk-ignore`).
+const ALL_RULES: &str = "*";
+
+/// The body of a one-line comment (`-- …` or `/* … */`), up to a second `--`.
+fn comment_body(line: &str) -> Option<&str> {
+    let body = match line.strip_prefix("--") {
+        Some(b) => b,
+        None => line.strip_prefix("/*")?.strip_suffix("*/")?,
+    };
+    Some(body.find("--").map_or(body, |i| &body[..i]).trim())
+}
+
+/// squawk's names for rules realmguard knows under another id (squawk accepts both spellings of
+/// prefer-timestamptz; it split require-timeout-settings in two).
+fn squawk_alias(name: &str) -> &str {
+    match name {
+        "prefer-timestamp-tz" => "prefer-timestamptz",
+        "require-lock-timeout" | "require-statement-timeout" => "require-timeout-settings",
+        other => other,
+    }
+}
+
+/// The rule ids a statement-level ignore comment on `line` names, pushed onto `ids`:
+/// `-- realmguard:ignore a, b` (an unknown id goes to `bad`, to be reported) or squawk's
+/// `-- squawk-ignore a,b` (no ids: every rule; ids of squawk rules realmguard lacks are skipped
+/// silently, they are not typos). Returns whether the line is a comment at all.
+fn ignore_ids(line: &str, ids: &mut Vec<String>, bad: &mut dyn FnMut(&str)) -> bool {
+    let Some(body) = comment_body(line) else {
+        return false;
+    };
+    if let Some(rest) = body.strip_prefix("realmguard:ignore") {
+        for id in rest
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
+            if crate::rules::is_known(id) {
+                ids.push(id.to_string());
+            } else {
+                bad(id);
+            }
+        }
+    } else if let Some(rest) = body.strip_prefix("squawk-ignore") {
+        if rest.starts_with("-file") || !(rest.is_empty() || rest.starts_with(char::is_whitespace))
+        {
+            return true;
+        }
+        squawk_ids(rest, ids);
+    }
+    true
+}
+
+/// squawk's comma-separated list (empty: every rule).
+fn squawk_ids(rest: &str, ids: &mut Vec<String>) {
+    if rest.trim().is_empty() {
+        ids.push(ALL_RULES.to_string());
+        return;
+    }
+    for name in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let id = squawk_alias(name);
+        if crate::rules::is_known(id) {
+            ids.push(id.to_string());
+        }
+    }
+}
+
+/// The rules squawk's `-- squawk-ignore-file [a, b]` comments (anywhere in the file, as squawk)
+/// silence for the whole file.
+fn file_ignores(text: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    if !text.contains("squawk-ignore-file") {
+        return ids;
+    }
+    for line in text.lines() {
+        let Some(body) = comment_body(line.trim()) else {
+            continue;
+        };
+        if let Some(rest) = body.strip_prefix("squawk-ignore-file") {
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                squawk_ids(rest, &mut ids);
+            }
+        }
+    }
+    ids
+}
+
+/// Rule ids named by ignore comments on the lines just above a statement (a run of comment
+/// lines ending on the line before it).
 fn ignore_comments(
     text: &str,
     offset: usize,
@@ -507,20 +592,8 @@ fn ignore_comments(
         let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
         let above = text[start..end].trim();
         l -= 1;
-        let Some(comment) = above.strip_prefix("--") else {
+        if !ignore_ids(above, &mut ids, &mut |id| bad.push((l, id.to_string()))) {
             break;
-        };
-        if let Some(rest) = comment.trim().strip_prefix("realmguard:ignore") {
-            for id in rest
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-            {
-                if crate::rules::is_known(id) {
-                    ids.push(id.to_string());
-                } else {
-                    bad.push((l, id.to_string()));
-                }
-            }
         }
         if start == 0 {
             break;
@@ -575,7 +648,7 @@ impl<'c> Analysis<'c> {
     ) {
         let severity = self.cfg.severity(rule);
         if severity == Severity::Off
-            || ignores.iter().any(|i| i == rule)
+            || ignores.iter().any(|i| i == rule || i == ALL_RULES)
             || ignored_on_line_above(text, line, rule)
         {
             return;
@@ -621,7 +694,7 @@ impl<'c> Analysis<'c> {
                     "the file is not valid UTF-8; invalid bytes were replaced before checking"
                         .into(),
                     "Save the file as UTF-8.".into(),
-                    &[],
+                    &f.file_ignores,
                 );
             }
         }
@@ -690,7 +763,16 @@ impl<'c> Analysis<'c> {
         }
         if let (true, Some((l, c, msg))) = (f.src.report, &f.tail_error) {
             let v = rules::parse_error::tail(msg);
-            self.push(fi, path, text, v.rule, (*l, *c, 1), v.message, v.help, &[]);
+            self.push(
+                fi,
+                path,
+                text,
+                v.rule,
+                (*l, *c, 1),
+                v.message,
+                v.help,
+                &f.file_ignores,
+            );
         }
         let ParsedFile { src, stmts, .. } = f;
         self.files.push(FileMeta {
@@ -739,7 +821,7 @@ fn source_line(text: &str, line: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rules::test_support::{lint_text, rules_of};
+    use super::rules::test_support::{lint_text, rules_of, rules_of_all};
     use super::*;
 
     #[test]
@@ -808,6 +890,69 @@ mod tests {
         let text = lint_text(&[("0001_x.sql", sql)]);
         assert!(!text.contains(":2:"), "{text}");
         assert!(text.contains("0001_x.sql:3:"), "{text}");
+    }
+
+    #[test]
+    fn squawk_ignore_silences_the_named_rules_on_the_next_statement() {
+        let sql = "-- squawk-ignore ban-drop-column, renaming-column\nalter table users drop column a;\nalter table users drop column b;\n/* squawk-ignore ban-drop-column */\nalter table users drop column c;\n";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(!text.contains(":2:"), "{text}");
+        assert!(text.contains("0001_x.sql:3:"), "{text}");
+        assert!(!text.contains(":5:"), "{text}");
+        // Another rule's name silences nothing; squawk's rule names realmguard lacks are no
+        // typo (no note), and its aliases count.
+        assert_eq!(
+            rules_of(
+                "-- squawk-ignore ban-drop-view,renaming-table\nalter table users drop column a;"
+            ),
+            vec!["ban-drop-column"]
+        );
+        let r = lint_sources(
+            vec![Source::new(
+                "0001_x.sql".into(),
+                "-- squawk-ignore ban-drop-view\nselect 1;".into(),
+            )],
+            &Config::default(),
+        );
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        assert!(rules_of_all(
+            "-- squawk-ignore prefer-timestamp-tz\nalter table users add column at timestamp;"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn bare_squawk_ignore_silences_every_rule_on_the_next_statement_only() {
+        let sql = "-- squawk-ignore\nalter table users drop column a, alter column b type bigint;\nalter table users drop column c;\n";
+        assert_eq!(rules_of(sql), vec!["ban-drop-column"]);
+        // Inside a statement, above the offending line.
+        let sql = "CREATE TABLE users (\n    id bigint,\n    realm_id text NOT NULL,\n    -- squawk-ignore unique-without-realm\n    handle text UNIQUE,\n    email text UNIQUE,\n    PRIMARY KEY (id, realm_id)\n);";
+        let text = lint_text(&[("0001_x.sql", sql)]);
+        assert!(!text.contains("0001_x.sql:5:"), "{text}");
+        assert!(
+            text.contains("0001_x.sql:6:5: error[unique-without-realm]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn squawk_ignore_file_silences_its_rules_anywhere_in_the_file() {
+        let sql = "alter table users drop column a;\nalter table users rename column b to c;\n-- squawk-ignore-file ban-drop-column\nalter table users drop column d;\n";
+        assert_eq!(rules_of(sql), vec!["renaming-column"]);
+        // Bare: every rule of the file, parse errors included; other files are still checked.
+        let files = [
+            ("0001_a.sql", "-- squawk-ignore-file\nalter table users drop column a;\nDO $$ begin end $$;\nalter table users rename column b to c;"),
+            ("0002_b.sql", "alter table users drop column a;"),
+        ];
+        assert_eq!(
+            super::rules::test_support::rules(&files),
+            vec!["ban-drop-column"]
+        );
+        // squawk-ignore-filex is not the comment.
+        assert_eq!(
+            rules_of("-- squawk-ignore-filex\nalter table users drop column a;"),
+            vec!["ban-drop-column"]
+        );
     }
 
     #[test]
