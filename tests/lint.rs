@@ -441,3 +441,57 @@ async fn pg_version_changes_the_verdict_on_defaults() {
     old.expect_stdout("before 11");
     lint(&d, &["--pg-version", "ten"]).await.expect_code(2);
 }
+
+async fn explain(dir: &TempDir, args: &[&str]) -> Run {
+    let mut c = realmguard_cmd(dir.path());
+    c.arg("explain").args(args);
+    Run::from(c.output().await.expect("run realmguard explain"))
+}
+
+#[tokio::test]
+async fn explain_prints_the_page_of_every_listed_rule() {
+    let d = TempDir::new("explain");
+    let list = explain(&d, &[]).await;
+    list.expect_code(0);
+    let ids: Vec<&str> = list
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // Every lint rule is listed: squawk's, realmguard's own, the realm rules.
+    for id in [
+        "require-enum-value-ordering",
+        "require-timeout-settings",
+        "parse-error",
+        "fk-missing-realm",
+    ] {
+        assert!(ids.contains(&id), "{id} not listed:\n{}", list.stdout);
+    }
+    assert!(ids.len() >= 44, "{}", list.stdout);
+    assert!(
+        !ids.contains(&"realm-fk-missing"),
+        "a verify-only rule is listed"
+    );
+    for id in &ids {
+        let page = explain(&d, &[id]).await;
+        page.expect_code(0);
+        page.expect_stdout(&format!("\n# {id}\n"));
+        page.expect_stdout("## The safe way");
+    }
+    let page = explain(&d, &["require-table-schema"]).await;
+    page.expect_stdout("require-table-schema: default level off, group style");
+}
+
+#[tokio::test]
+async fn explain_of_an_unknown_id_is_one_line_exit_2() {
+    let d = TempDir::new("explain-bad");
+    for bad in ["no-such-rule", "realm-fk-missing"] {
+        let run = explain(&d, &[bad]).await;
+        run.expect_one_line_error();
+        run.expect_stderr(&format!(
+            "no lint rule `{bad}`; `realmguard explain` lists the rule ids"
+        ));
+    }
+}

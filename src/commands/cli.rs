@@ -86,6 +86,15 @@ pub enum Command {
     /// Distribute the realm schema on a Citus coordinator (realm column as distribution column).
     #[command(subcommand)]
     Citus(CitusCommand),
+    /// What a lint rule catches, why it hurts, the safe way (docs/rules/<id>.md); without RULE,
+    /// every lint rule id with its default level and group.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// A lint rule id, e.g. require-concurrent-index-creation.
+    pub rule: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

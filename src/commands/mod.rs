@@ -10,6 +10,7 @@ mod check;
 mod citus;
 pub mod cli;
 mod embedded;
+mod explain;
 mod fleet;
 mod lint;
 mod migrate;
@@ -87,6 +88,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<Outcome> {
         Command::Baseline(a) => migrate::baseline(g, a).await,
         Command::Verify(a) => verify::verify(g, a).await,
         Command::Lint(a) => lint::lint(g, a),
+        Command::Explain(a) => explain::explain(a),
         Command::Audit(a) => audit::audit(g, a).await,
         Command::Check(a) => check::check(g, a).await,
         Command::Backfill(BackfillCommand::Plan(a)) => backfill::cmd_plan(g, a).await,

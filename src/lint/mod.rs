@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod options;
+pub mod pages;
 pub mod render;
 pub mod rules;
 
