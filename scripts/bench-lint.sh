@@ -3,15 +3,18 @@
 #
 #   scripts/bench-lint.sh [FILES] [RUNS]     (defaults: 2000 files, best of 3 runs)
 #
-# Generates FILES migration files with a realistic mix of statements (scripts/gen-migrations.py),
-# lints the whole directory with each tool RUNS times, and prints the best files/second of each and
-# the ratio. Also reports `realmguard check` wall time on the project's own migrations (embedded
+# Generates FILES migration files with a realistic mix of statements (scripts/gen-migrations.py)
+# and a real-world-shaped history of HISTORY files (default 300: functions, triggers, DO blocks;
+# scripts/gen-realistic-migrations.py), lints each directory with each tool RUNS times (realmguard
+# with every rule on), and prints the best files/second of each, the ratio and the share of
+# statements realmguard could not parse. Also reports `realmguard check` wall time on the project's own migrations (embedded
 # cluster, started beforehand so its start-up is not counted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FILES=${1:-2000}
 RUNS=${2:-3}
+HISTORY=${HISTORY:-300}
 BIN=${REALMGUARD_BIN:-target/release/realmguard}
 if [[ ! -x $BIN ]]; then
     cargo build --release
@@ -23,8 +26,6 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 scripts/gen-migrations.py "$WORK/migrations" "$FILES"
-n=$(ls "$WORK/migrations" | wc -l)
-bytes=$(cat "$WORK"/migrations/*.sql | wc -c)
 
 now() { date +%s.%N; }
 
@@ -42,26 +43,47 @@ best_of() {
     echo "$best"
 }
 
-(cd "$WORK" && "$OLDPWD/$BIN" lint --format json migrations >"$WORK/rg.json" 2>/dev/null) || true
-(cd "$WORK" && squawk --reporter json migrations/*.sql >"$WORK/sq.json" 2>/dev/null) || true
-rg_findings=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['violations']))" "$WORK/rg.json")
-stmts=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['summary']['statements'])" "$WORK/rg.json")
-echo "corpus: $n files, $stmts statements, $((bytes / 1024)) KiB"
-
-sq_findings=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(len(d) if isinstance(d, list) else '?')" "$WORK/sq.json" 2>/dev/null || echo "?")
-echo "findings: realmguard $rg_findings, squawk $sq_findings"
-
 ABS_BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-rg_t=$(cd "$WORK" && best_of "$ABS_BIN" lint migrations)
-sq_t=$(cd "$WORK" && best_of bash -c 'squawk migrations/*.sql')
+# Every rule on: the groups cover every lint rule, the opt-in ones included.
+ALL=(--include locking,compatibility,style,realm,correctness)
 
-python3 - "$n" "$rg_t" "$sq_t" "$(squawk --version)" <<'PY'
+# bench DIR LABEL: findings of both tools, then the best wall time of each over DIR.
+bench() {
+    local dir=$1 label=$2
+    local n bytes
+    n=$(ls "$dir" | wc -l)
+    bytes=$(cat "$dir"/*.sql | wc -c)
+    (cd "$(dirname "$dir")" && "$ABS_BIN" lint "${ALL[@]}" --format json "$(basename "$dir")" >"$WORK/rg.json" 2>/dev/null) || true
+    (cd "$(dirname "$dir")" && squawk --reporter json "$(basename "$dir")"/*.sql >"$WORK/sq.json" 2>/dev/null) || true
+    python3 - "$WORK/rg.json" "$WORK/sq.json" "$label" "$n" "$bytes" <<'PY'
+import json, sys
+rg = json.load(open(sys.argv[1]))
+try:
+    sq = json.load(open(sys.argv[2]))
+    sq_n = len(sq) if isinstance(sq, list) else "?"
+except Exception:
+    sq_n = "?"
+parse = sum(1 for v in rg["violations"] if v["rule"] == "parse-error")
+stmts = rg["summary"]["statements"]
+print(f"{sys.argv[3]}: {sys.argv[4]} files, {stmts} statements, {int(sys.argv[5]) // 1024} KiB")
+print(f"  findings: realmguard {len(rg['violations'])} (parse-error {parse}, {100 * parse / max(stmts, 1):.2f}% of statements), squawk {sq_n}")
+PY
+    local rg_t sq_t
+    rg_t=$(cd "$(dirname "$dir")" && best_of "$ABS_BIN" lint "${ALL[@]}" "$(basename "$dir")")
+    sq_t=$(cd "$(dirname "$dir")" && best_of bash -c "squawk $(basename "$dir")/*.sql")
+    python3 - "$n" "$rg_t" "$sq_t" "$(squawk --version)" <<'PY'
 import sys
 n, rg, sq, ver = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-print(f"realmguard lint: {rg:.3f} s  {n / rg:9.0f} files/s")
-print(f"{ver:15}: {sq:.3f} s  {n / sq:9.0f} files/s")
-print(f"ratio (realmguard / squawk files per second): {sq / rg:.2f}x")
+print(f"  realmguard lint (every rule): {rg:.3f} s  {n / rg:9.0f} files/s")
+print(f"  {ver:28}: {sq:.3f} s  {n / sq:9.0f} files/s")
+print(f"  ratio (realmguard / squawk files per second): {sq / rg:.2f}x")
 PY
+}
+
+bench "$WORK/migrations" "generated corpus"
+# A real-world-shaped history: functions, triggers, views, DO blocks, enum types, data fixes.
+python3 scripts/gen-realistic-migrations.py "$WORK/history" "$HISTORY" >/dev/null
+bench "$WORK/history" "realistic history"
 
 # check on the project's own migrations: start the embedded cluster first, then time the check.
 "$BIN" embedded start >/dev/null 2>&1 || true

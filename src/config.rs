@@ -187,13 +187,23 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines with a caret; keep the first clause on one line.
             anyhow::anyhow!("{}", e.message().trim())
         })?;
+        // A lint group's level applies to each of its rules that has no level of its own
+        // (docs/lint.md; the realm group's rules are verify's too).
+        use crate::lint::options::{group, lint_rules, GROUPS};
+        for g in GROUPS {
+            if let Some(level) = cfg.rules.remove(*g) {
+                for r in lint_rules().filter(|r| group(*r) == *g) {
+                    cfg.rules.entry(r.id().to_string()).or_insert(level);
+                }
+            }
+        }
         for rule in cfg.rules.keys() {
             if !rules::is_known(rule) {
-                bail!("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` for the ids");
+                bail!("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` and `realmguard explain` for the ids, lint groups are {}", GROUPS.join(", "));
             }
         }
         let names = cfg.realm_column.all();
@@ -296,6 +306,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no-such-rule"), "{err}");
+    }
+
+    #[test]
+    fn a_group_level_applies_to_its_rules_without_their_own() {
+        let c =
+            Config::parse("[rules]\nstyle = \"off\"\nprefer-timestamptz = \"error\"\n").unwrap();
+        assert_eq!(c.severity("prefer-text-field"), Severity::Off);
+        assert_eq!(c.severity("prefer-timestamptz"), Severity::Error);
+        assert_eq!(c.severity("ban-drop-column"), Severity::Warning);
+        assert!(!c.rules.contains_key("style"));
     }
 
     #[test]
