@@ -221,7 +221,7 @@ async fn unsupported_statement_costs_one_parse_error_and_the_rest_is_checked() {
         ("migrations/0001_users.sql", USERS),
         (
             "migrations/0002_x.sql",
-            "DO $$\nBEGIN\n  PERFORM 1;\nEND\n$$;\nCREATE STATISTICS s1 ON id, realm_id FROM users;\nALTER TABLE users DROP COLUMN email;\nSELECT 'unterminated;\nALTER TABLE users DROP COLUMN realm_id;\n",
+            "DO $$\nBEGIN\n  EXECUTE 'ANALYZE users';\nEND\n$$;\nCREATE STATISTICS s1 ON id, realm_id FROM users;\nALTER TABLE users DROP COLUMN email;\nSELECT 'unterminated;\nALTER TABLE users DROP COLUMN realm_id;\n",
         ),
     ]);
     let run = lint(&d, &["--format", "json"]).await;

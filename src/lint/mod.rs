@@ -237,6 +237,8 @@ struct ParsedStmt {
     head: String,
     ast: Result<Statement, String>,
     drop_concurrently: bool,
+    /// A `DO` block whose body holds none of the statement kinds a rule judges.
+    inert_do: bool,
     ignores: Vec<String>,
 }
 
@@ -357,6 +359,7 @@ fn parse_file(src: Source) -> ParsedFile {
                     });
             let mut ignores = ignore_comments(text, p.offset, p.line, &mut bad_ignores);
             ignores.extend(whole_file.iter().cloned());
+            let inert_do = ast.is_err() && is_inert_do(p.sql);
             ParsedStmt {
                 line: p.line,
                 column: p.column,
@@ -367,6 +370,7 @@ fn parse_file(src: Source) -> ParsedFile {
                 },
                 ast: ast.map_err(|e| relocate_error(e, p.line, p.column)),
                 drop_concurrently,
+                inert_do,
                 ignores,
             }
         })
@@ -379,6 +383,38 @@ fn parse_file(src: Source) -> ParsedFile {
         bad_ignores,
         file_ignores: whole_file,
     }
+}
+
+/// Words that start (or make up) a statement kind some rule judges: a `DO` block containing one
+/// of them, or dynamic SQL (`EXECUTE`), may hide a finding, so it stays a `parse-error`.
+const JUDGED_WORDS: &[&str] = &[
+    "ALTER",
+    "DROP",
+    "TRUNCATE",
+    "LOCK",
+    "REINDEX",
+    "CLUSTER",
+    "VACUUM",
+    "EXECUTE",
+    "INDEX",
+    "TABLE",
+    "DOMAIN",
+    "UPDATE",
+    "COMMIT",
+    "ROLLBACK",
+    "REFERENCES",
+];
+
+/// A `DO` block (sqlparser cannot parse one) whose body holds none of [`JUDGED_WORDS`]: no
+/// statement rule could fire on it and it creates no table the realm rules need, so it is read
+/// as squawk reads it, without a `parse-error`. Conservative: a judged word inside a string or a
+/// comment keeps the finding.
+fn is_inert_do(sql: &str) -> bool {
+    let mut words = sql
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty());
+    words.next().is_some_and(|w| w.eq_ignore_ascii_case("do"))
+        && !words.any(|w| JUDGED_WORDS.iter().any(|j| w.eq_ignore_ascii_case(j)))
 }
 
 /// The first few words of a statement, upper-cased, comments skipped.
@@ -742,7 +778,7 @@ impl<'c> Analysis<'c> {
                         };
                         let words: Vec<&str> = s.head.split(' ').collect();
                         let mut found = Vec::new();
-                        let known = rules::check_unparsed(&ctx, &words, &mut found);
+                        let known = rules::check_unparsed(&ctx, &words, &mut found) || s.inert_do;
                         if !known {
                             found.push(rules::parse_error::violation(&s.head, msg));
                         }
@@ -853,8 +889,22 @@ mod tests {
 
     #[test]
     fn unparsable_statement_costs_one_finding_and_the_rest_is_checked() {
-        let sql = "create table t (id int);\nDO $$ begin perform 1; end $$;\nalter table users drop column email;\n";
+        let sql = "create table t (id int);\nDO $$ begin execute 'analyze'; end $$;\nalter table users drop column email;\n";
         assert_eq!(rules_of(sql), vec!["parse-error", "ban-drop-column"]);
+    }
+
+    #[test]
+    fn a_do_block_is_a_parse_error_only_when_it_may_hide_a_finding() {
+        let inert = "DO $do$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN\n        CREATE TYPE mood AS ENUM ('sad', 'happy');\n    END IF;\nEND\n$do$;\n";
+        assert!(rules_of(inert).is_empty(), "{:?}", rules_of(inert));
+        for hiding in [
+            "DO $$ BEGIN ALTER TABLE users ADD COLUMN a int; END $$;",
+            "DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$;",
+            "DO $$ BEGIN CREATE TABLE notes (id int PRIMARY KEY); END $$;",
+            "DO LANGUAGE plpgsql $$ BEGIN UPDATE users SET a = 1, a = 2; END $$;",
+        ] {
+            assert_eq!(rules_of(hiding), vec!["parse-error"], "{hiding}");
+        }
     }
 
     #[test]
@@ -942,7 +992,7 @@ mod tests {
         assert_eq!(rules_of(sql), vec!["renaming-column"]);
         // Bare: every rule of the file, parse errors included; other files are still checked.
         let files = [
-            ("0001_a.sql", "-- squawk-ignore-file\nalter table users drop column a;\nDO $$ begin end $$;\nalter table users rename column b to c;"),
+            ("0001_a.sql", "-- squawk-ignore-file\nalter table users drop column a;\nDO $$ begin execute 'x'; end $$;\nalter table users rename column b to c;"),
             ("0002_b.sql", "alter table users drop column a;"),
         ];
         assert_eq!(
