@@ -118,7 +118,24 @@ impl CitusCluster {
         for w in &self.workers {
             sql.push_str(&format!("SELECT citus_add_node('{}', 5432);", host(w)));
         }
-        exec(&coordinator.url, &sql).await;
+        // Under the full suite's load the coordinator's first connection to a worker's new
+        // database has failed once ("failure on connection marked as essential"); both calls
+        // are idempotent, so a failed registration is retried before the test is failed.
+        for attempt in 1.. {
+            let mut c = PgConnection::connect(&coordinator.url)
+                .await
+                .unwrap_or_else(|e| panic!("connect {}: {e}", coordinator.url));
+            match sqlx::raw_sql(&sql).execute(&mut c).await {
+                Ok(_) => break,
+                Err(e) if attempt < 4 => {
+                    eprintln!(
+                        "registering the Citus nodes failed (attempt {attempt}): {e}; retrying"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("{e}\nSQL: {sql}"),
+            }
+        }
         CitusDb {
             db: coordinator,
             workers: nodes,
