@@ -1,26 +1,20 @@
 //! `ban-char-field` (warning): `char(n)` pads with blanks, compares surprisingly and is no
 //! faster than `text`.
 
-use super::{defined_columns, Ctx, Violation};
+use super::{column_type_rule, Ctx, Violation};
 use sqlparser::ast::{DataType, Statement};
 
 pub const ID: &str = crate::rules::Rule::BanCharField.id();
 
 pub fn check(_ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    for c in defined_columns(stmt) {
-        if !bad(&c.data_type) {
-            continue;
-        }
-        out.push(Violation {
-            rule: ID,
-            message: format!(
-                "column \"{}\" is {}: char(n) pads values with blanks and is no faster than text",
-                c.name.value, c.data_type
-            ),
-            help: "Use text (with a CHECK on length() when a limit matters).".into(),
-            span: Some(c.name.span),
-        });
-    }
+    column_type_rule(
+        stmt,
+        out,
+        ID,
+        bad,
+        "char(n) pads values with blanks and is no faster than text",
+        "Use text (with a CHECK on length() when a limit matters).",
+    );
 }
 
 fn bad(t: &DataType) -> bool {

@@ -263,6 +263,29 @@ pub fn check_statement(ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
     require_enum_value_ordering::check(ctx, stmt, out);
 }
 
+/// The column-type rules' one shape (ban-char-field, prefer-identity, prefer-bigint-over-*,
+/// prefer-text-field, prefer-timestamptz): a violation `id` at each column `stmt` defines whose
+/// type `bad` matches, saying `column "c" is <type>: <why>`.
+pub fn column_type_rule(
+    stmt: &Statement,
+    out: &mut Vec<Violation>,
+    id: &'static str,
+    bad: fn(&DataType) -> bool,
+    why: &str,
+    help: &str,
+) {
+    for c in defined_columns(stmt) {
+        if bad(&c.data_type) {
+            out.push(Violation {
+                rule: id,
+                message: format!("column \"{}\" is {}: {why}", c.name.value, c.data_type),
+                help: help.into(),
+                span: Some(c.name.span),
+            });
+        }
+    }
+}
+
 /// The columns a statement defines: every column of a CREATE TABLE, and those ADD COLUMN adds.
 pub fn defined_columns(stmt: &Statement) -> Vec<&ColumnDef> {
     match stmt {

@@ -1,23 +1,20 @@
 //! `prefer-bigint-over-int` (warning): a 32-bit key runs out at 2^31 rows, and widening it
 //! later rewrites the table (and every referencing one) under an ACCESS EXCLUSIVE lock.
 
-use super::{defined_columns, Ctx, Violation};
+use super::{column_type_rule, Ctx, Violation};
 use sqlparser::ast::{DataType, Statement};
 
 pub const ID: &str = crate::rules::Rule::PreferBigintOverInt.id();
 
 pub fn check(_ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    for c in defined_columns(stmt) {
-        if !bad(&c.data_type) {
-            continue;
-        }
-        out.push(Violation {
-            rule: ID,
-            message: format!("column \"{}\" is {}: 32-bit integers run out at 2147483647, and widening later rewrites the table", c.name.value, c.data_type),
-            help: "Use bigint (bigserial, or bigint GENERATED … AS IDENTITY).".into(),
-            span: Some(c.name.span),
-        });
-    }
+    column_type_rule(
+        stmt,
+        out,
+        ID,
+        bad,
+        "32-bit integers run out at 2147483647, and widening later rewrites the table",
+        "Use bigint (bigserial, or bigint GENERATED … AS IDENTITY).",
+    );
 }
 
 fn bad(t: &DataType) -> bool {

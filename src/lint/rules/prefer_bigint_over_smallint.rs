@@ -1,23 +1,20 @@
 //! `prefer-bigint-over-smallint` (warning): a 16-bit column runs out at 32767, and widening it
 //! later rewrites the table under an ACCESS EXCLUSIVE lock.
 
-use super::{defined_columns, Ctx, Violation};
+use super::{column_type_rule, Ctx, Violation};
 use sqlparser::ast::{DataType, Statement};
 
 pub const ID: &str = crate::rules::Rule::PreferBigintOverSmallint.id();
 
 pub fn check(_ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    for c in defined_columns(stmt) {
-        if !bad(&c.data_type) {
-            continue;
-        }
-        out.push(Violation {
-            rule: ID,
-            message: format!("column \"{}\" is {}: 16-bit integers run out at 32767, and widening later rewrites the table", c.name.value, c.data_type),
-            help: "Use bigint.".into(),
-            span: Some(c.name.span),
-        });
-    }
+    column_type_rule(
+        stmt,
+        out,
+        ID,
+        bad,
+        "16-bit integers run out at 32767, and widening later rewrites the table",
+        "Use bigint.",
+    );
 }
 
 fn bad(t: &DataType) -> bool {

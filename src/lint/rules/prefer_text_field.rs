@@ -1,23 +1,20 @@
 //! `prefer-text-field` (warning): raising a `varchar(n)` limit later can need an ACCESS
 //! EXCLUSIVE lock (and a rewrite when it shrinks); `text` with a CHECK is changed without one.
 
-use super::{defined_columns, Ctx, Violation};
+use super::{column_type_rule, Ctx, Violation};
 use sqlparser::ast::{DataType, Statement};
 
 pub const ID: &str = crate::rules::Rule::PreferTextField.id();
 
 pub fn check(_ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    for c in defined_columns(stmt) {
-        if !bad(&c.data_type) {
-            continue;
-        }
-        out.push(Violation {
-            rule: ID,
-            message: format!("column \"{}\" is {}: changing a varchar(n) limit later takes an ACCESS EXCLUSIVE lock", c.name.value, c.data_type),
-            help: "Use text, with `CHECK (length(col) <= n)` when a limit matters (added NOT VALID, it changes without a long lock).".into(),
-            span: Some(c.name.span),
-        });
-    }
+    column_type_rule(
+        stmt,
+        out,
+        ID,
+        bad,
+        "changing a varchar(n) limit later takes an ACCESS EXCLUSIVE lock",
+        "Use text, with `CHECK (length(col) <= n)` when a limit matters (added NOT VALID, it changes without a long lock).",
+    );
 }
 
 fn bad(t: &DataType) -> bool {

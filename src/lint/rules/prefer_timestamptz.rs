@@ -1,23 +1,20 @@
 //! `prefer-timestamptz` (warning): `timestamp` without time zone stores wall-clock time with
 //! no zone, so the same instant reads differently per session time zone.
 
-use super::{defined_columns, Ctx, Violation};
+use super::{column_type_rule, Ctx, Violation};
 use sqlparser::ast::{DataType, Statement, TimezoneInfo};
 
 pub const ID: &str = crate::rules::Rule::PreferTimestamptz.id();
 
 pub fn check(_ctx: &Ctx, stmt: &Statement, out: &mut Vec<Violation>) {
-    for c in defined_columns(stmt) {
-        if !bad(&c.data_type) {
-            continue;
-        }
-        out.push(Violation {
-            rule: ID,
-            message: format!("column \"{}\" is {}: timestamp without time zone records no zone, so instants are ambiguous", c.name.value, c.data_type),
-            help: "Use timestamptz.".into(),
-            span: Some(c.name.span),
-        });
-    }
+    column_type_rule(
+        stmt,
+        out,
+        ID,
+        bad,
+        "timestamp without time zone records no zone, so instants are ambiguous",
+        "Use timestamptz.",
+    );
 }
 
 fn bad(t: &DataType) -> bool {
