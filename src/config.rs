@@ -193,7 +193,7 @@ impl Config {
         })?;
         // A lint group's level applies to each of its rules that has no level of its own
         // (docs/lint.md; the realm group's rules are verify's too).
-        use crate::lint::options::{group, lint_rules, GROUPS};
+        use crate::rules::{group, lint_rules, GROUPS};
         for g in GROUPS {
             if let Some(level) = cfg.rules.remove(*g) {
                 for r in lint_rules().filter(|r| group(*r) == *g) {

@@ -252,6 +252,47 @@ pub fn is_known(rule: &str) -> bool {
     Rule::from_id(rule).is_some()
 }
 
+// Lint rule groups live here, with the rules, because the config reads them too (`[rules]`
+// takes a group as a key) and the config must not depend on the lint driver.
+
+/// Rule groups, usable wherever a rule id is.
+pub const GROUPS: &[&str] = &["locking", "compatibility", "style", "realm", "correctness"];
+
+/// The group of a lint rule (docs/lint.md lists them).
+pub fn group(rule: Rule) -> &'static str {
+    use Rule::*;
+    match rule {
+        RealmColumnNullable | CompositePrimaryKey | UniqueWithoutRealm | FkMissingRealm
+        | FkNotCascade => "realm",
+        RenamingColumn | RenamingTable | BanDropColumn | BanDropTable | BanDropNotNull => {
+            "compatibility"
+        }
+        BanCharField
+        | PreferBigintOverInt
+        | PreferBigintOverSmallint
+        | PreferIdentity
+        | PreferTextField
+        | PreferTimestamptz
+        | RequireTableSchema
+        | PreferRobustStmts
+        | IdentifierTooLong => "style",
+        ParseError
+        | TransactionNesting
+        | BanUncommittedTransaction
+        | BanDropDatabase
+        | BanTruncateCascade
+        | BanDuplicateColumnAssignments
+        | RequireEnumValueOrdering
+        | BanConcurrentIndexCreationInTransaction => "correctness",
+        _ => "locking",
+    }
+}
+
+/// The lint rules, in table order.
+pub fn lint_rules() -> impl Iterator<Item = Rule> {
+    Rule::ALL.iter().copied().filter(|r| r.evaluator().lint())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,43 +15,7 @@ pub enum Runner {
     Other,
 }
 
-/// Rule groups, usable wherever a rule id is.
-pub const GROUPS: &[&str] = &["locking", "compatibility", "style", "realm", "correctness"];
-
-/// The group of a lint rule (docs/lint.md lists them).
-pub fn group(rule: Rule) -> &'static str {
-    use Rule::*;
-    match rule {
-        RealmColumnNullable | CompositePrimaryKey | UniqueWithoutRealm | FkMissingRealm
-        | FkNotCascade => "realm",
-        RenamingColumn | RenamingTable | BanDropColumn | BanDropTable | BanDropNotNull => {
-            "compatibility"
-        }
-        BanCharField
-        | PreferBigintOverInt
-        | PreferBigintOverSmallint
-        | PreferIdentity
-        | PreferTextField
-        | PreferTimestamptz
-        | RequireTableSchema
-        | PreferRobustStmts
-        | IdentifierTooLong => "style",
-        ParseError
-        | TransactionNesting
-        | BanUncommittedTransaction
-        | BanDropDatabase
-        | BanTruncateCascade
-        | BanDuplicateColumnAssignments
-        | RequireEnumValueOrdering
-        | BanConcurrentIndexCreationInTransaction => "correctness",
-        _ => "locking",
-    }
-}
-
-/// The lint rules, in table order.
-pub fn lint_rules() -> impl Iterator<Item = Rule> {
-    Rule::ALL.iter().copied().filter(|r| r.evaluator().lint())
-}
+pub use crate::rules::{group, lint_rules, GROUPS};
 
 #[derive(Debug, Clone, Default)]
 pub struct LintOptions {
