@@ -13,12 +13,15 @@ use crate::events::{Cancel, Event, EventSink, Unit};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use sqlx::PgConnection;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes gathered before one write to the target. The server sends one message per row; writing
 /// each on its own would cost a system call per row.
 const CHUNK: usize = 256 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// Chunks read ahead of the target at most.
+const IN_FLIGHT: usize = 4;
 
 /// A table's hash differs between the two sides after the copy.
 #[derive(Debug, thiserror::Error)]
@@ -158,36 +161,64 @@ async fn stream_table(
                     .context(format!("cannot start reading the source's {label}")));
             }
         };
+        // The source is read and the target written at once, as the two ends of a pipe are:
+        // while one chunk goes to the target the next is read, so neither server waits on the
+        // other (docs/realm.md). A few chunks in flight at most keep memory constant.
         let started = Instant::now();
-        let mut last = started;
-        let (mut buf, mut bytes, mut messages) = (Vec::with_capacity(CHUNK), 0u64, 0u64);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.with_context(|| format!("reading the source's {label} failed"))?;
-            bytes += chunk.len() as u64;
-            messages += 1;
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= CHUNK {
-                copy_in
+        let (messages, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+        // Each side owns its end of the channel, so the writer sees the end when the reader is
+        // done, and the reader stops when the writer has failed.
+        let (stream_ref, copy_ref) = (&mut stream, &mut copy_in);
+        let (m_ref, b_ref, label_ref) = (&messages, &bytes, &label);
+        let read = async move {
+            let mut buf = Vec::with_capacity(CHUNK);
+            while let Some(chunk) = stream_ref.next().await {
+                let chunk =
+                    chunk.with_context(|| format!("reading the source's {label_ref} failed"))?;
+                b_ref.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                m_ref.fetch_add(1, Ordering::Relaxed);
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= CHUNK {
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+                    if tx.send(full).await.is_err() {
+                        // The writer stopped; its error is the one reported.
+                        return anyhow::Ok(());
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(buf).await;
+            }
+            anyhow::Ok(())
+        };
+        let write = async move {
+            let mut last = started;
+            while let Some(buf) = rx.recv().await {
+                copy_ref
                     .send(buf.as_slice())
                     .await
-                    .with_context(|| format!("writing the target's {label} failed"))?;
-                buf.clear();
+                    .with_context(|| format!("writing the target's {label_ref} failed"))?;
                 if cancel.is_cancelled() {
-                    bail!("cancelled while copying {label}; the target was rolled back");
+                    bail!("cancelled while copying {label_ref}; the target was rolled back");
                 }
                 if last.elapsed() >= PROGRESS_EVERY {
                     last = Instant::now();
-                    sink.emit(progress(&label, messages, bytes, started));
+                    let (m, b) = (m_ref.load(Ordering::Relaxed), b_ref.load(Ordering::Relaxed));
+                    sink.emit(progress(label_ref, m, b, started));
                 }
             }
+            anyhow::Ok(())
+        };
+        let (read, write) = tokio::join!(read, write);
+        write?;
+        if let Err(e) = read {
+            drop(stream);
+            let _ = copy_in.abort("the source could not be read").await;
+            return Err(e);
         }
         drop(stream);
-        if !buf.is_empty() {
-            copy_in
-                .send(buf.as_slice())
-                .await
-                .with_context(|| format!("writing the target's {label} failed"))?;
-        }
+        let (messages, bytes) = (messages.into_inner(), bytes.into_inner());
         copy_in
             .finish()
             .await

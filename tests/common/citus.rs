@@ -25,12 +25,19 @@ pub fn citus() -> Option<&'static CitusCluster> {
     CITUS
         .get_or_init(|| {
             let bindir = realmguard::embedded::find_bindir().ok()?;
-            let lib = std::process::Command::new(bindir.join("pg_config"))
+            // The library directory of the server these tests run (pg_config beside its
+            // binaries); never another installation's: Citus built for 15 cannot load into the
+            // 16–18 binaries scripts/test-pg-versions.sh runs the suite with.
+            let Some(lib) = std::process::Command::new(bindir.join("pg_config"))
                 .arg("--pkglibdir")
                 .output()
                 .ok()
+                .filter(|o| o.status.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_else(|| "/usr/lib/postgresql/15/lib".into());
+            else {
+                eprintln!("skipped: no pg_config beside {} to find its libraries (Citus is installed into the packaged PostgreSQL 15)", bindir.display());
+                return None;
+            };
             if !std::path::Path::new(&lib).join("citus.so").exists() {
                 eprintln!("skipped: Citus is not installed ({lib}/citus.so missing; ../shared/citus/install.sh installs it)");
                 return None;
