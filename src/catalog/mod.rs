@@ -373,16 +373,17 @@ pub const SEQSCAN_OFF_SQL: &str =
     "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
  SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL";
 
-/// [`SEQSCAN_OFF_SQL`] for the migrate runner's batch, plus whether the transaction holds any
-/// lock that can mean a changed table (the condition of `sql/touched.sql`'s `mine`, kept the
-/// same): when it holds none, the scoped read would find nothing to check, so the guard skips it
-/// and a migration of functions, data or DO blocks costs no more round trips than without it.
-pub const GUARD_SETUP_SQL: &str =
-    "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
- SELECT v, EXISTS (SELECT 1 FROM pg_locks l
-                    WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-                      AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock')) AS changed
-   FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL";
+/// [`SEQSCAN_OFF_SQL`] for the migrate runner's batch, plus whether the scoped read would find
+/// any table at all: `sql/touched.sql` itself, under EXISTS. When it finds none the guard skips
+/// the read, so a migration of functions, data or DO blocks costs no more round trips than
+/// without the guard.
+pub const GUARD_SETUP_SQL: &str = concat!(
+    "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)\n",
+    "SELECT v, EXISTS (\n",
+    include_str!("sql/touched.sql"),
+    "\n) AS changed\n",
+    "FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL"
+);
 
 /// The text form of an `int2vector` ("1 2"); an unparsable element becomes 0 (an expression).
 fn int2vector(text: &str) -> Vec<AttNum> {

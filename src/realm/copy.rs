@@ -211,13 +211,12 @@ async fn stream_table(
             anyhow::Ok(())
         };
         let (read, write) = tokio::join!(read, write);
+        drop(stream);
         write?;
         if let Err(e) = read {
-            drop(stream);
             let _ = copy_in.abort("the source could not be read").await;
             return Err(e);
         }
-        drop(stream);
         let (messages, bytes) = (messages.into_inner(), bytes.into_inner());
         copy_in
             .finish()
