@@ -429,6 +429,63 @@ async fn a_target_that_alters_a_row_makes_the_copy_roll_back() {
     assert_eq!(realm_rows(&dst, "w1").await, 0, "the target kept nothing");
 }
 
+// The target loads with its foreign-key triggers off and proves each key afterwards with one
+// query per constraint (docs/realm.md, "Loading the target"): a key only the target has, to
+// rows it lacks, must still stop the copy, naming the table and the constraint.
+#[tokio::test]
+async fn a_foreign_key_only_the_target_has_is_still_enforced() {
+    let (src, dst) = pair("rfk").await;
+    seed(&src, "w1", 40).await;
+    dst.exec(
+        "CREATE TABLE allowed_emails (email text PRIMARY KEY);
+         INSERT INTO allowed_emails VALUES ('u1@w1.example'), ('u2@w1.example');
+         ALTER TABLE users ADD CONSTRAINT users_email_allowed
+           FOREIGN KEY (email) REFERENCES allowed_emails;",
+    )
+    .await;
+    let r = realm(&src, &["copy", "--realm", "w1", "--to", &dst.url]).await;
+    r.expect_code(2)
+        .expect_one_line_error()
+        .expect_stderr("public.users: 38 of the realm's rows break foreign key users_email_allowed")
+        .expect_stderr("rolled back");
+    assert_eq!(realm_rows(&dst, "w1").await, 0, "the target kept nothing");
+
+    // With every email allowed the same copy goes through, and the allowed rows stay locked
+    // against deletion only while it runs.
+    dst.exec("INSERT INTO allowed_emails SELECT 'u' || i || '@w1.example' FROM generate_series(3, 40) AS i")
+        .await;
+    realm(&src, &["copy", "--realm", "w1", "--to", &dst.url])
+        .await
+        .expect_code(0);
+    assert_eq!(realm_state(&dst, "w1").await, realm_state(&src, "w1").await);
+}
+
+// A target role that may not set session_replication_role loads with the triggers on: the
+// copy is the same, only slower.
+#[tokio::test]
+async fn a_target_role_that_cannot_turn_triggers_off_still_copies() {
+    let (src, dst) = pair("rrole").await;
+    seed(&src, "w1", 60).await;
+    let role = format!("rg_loader_{}", std::process::id());
+    dst.exec(&format!(
+        "CREATE ROLE {role} LOGIN BYPASSRLS;
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT SELECT, UPDATE, USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
+         GRANT USAGE ON SCHEMA realmguard TO {role};
+         GRANT SELECT ON ALL TABLES IN SCHEMA realmguard TO {role};"
+    ))
+    .await;
+    let url = dst
+        .url
+        .replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    realm(&src, &["copy", "--realm", "w1", "--to", &url])
+        .await
+        .expect_code(0);
+    assert_eq!(realm_state(&dst, "w1").await, realm_state(&src, "w1").await);
+    dst.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await;
+}
+
 #[tokio::test]
 async fn kill_9_during_the_copy_leaves_nothing_on_the_target() {
     let (src, dst) = pair("rkill").await;

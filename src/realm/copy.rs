@@ -47,6 +47,7 @@ pub async fn copy_tables(
     sink: &dyn EventSink,
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<TableReport>> {
+    let mode = super::load::begin(dst, tp).await?;
     let mut out = Vec::new();
     for s in sp.copy_order() {
         if cancel.is_cancelled() {
@@ -79,6 +80,9 @@ pub async fn copy_tables(
             .into());
         }
         out.push(report);
+    }
+    if mode == super::load::Mode::KeysCheckedAfter {
+        super::load::check_foreign_keys(dst, tp, realm).await?;
     }
     Ok(out)
 }

@@ -14,6 +14,7 @@ pub mod delete;
 pub mod fence;
 pub mod hash;
 pub mod ledger;
+pub mod load;
 pub mod moving;
 pub mod online;
 pub mod plan;

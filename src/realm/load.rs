@@ -1,0 +1,293 @@
+//! How the target takes the rows: with its foreign-key triggers off and every foreign key then
+//! checked once per constraint by a set query, when that is safe (docs/realm.md, "Loading the
+//! target").
+//!
+//! PostgreSQL checks a foreign key with one query per inserted row (an `AFTER` trigger); for a
+//! realm of a million memberships that is most of the target's work. Under
+//! `session_replication_role = replica` those triggers do not fire, as under `pg_restore
+//! --disable-triggers` or a logical-replication subscriber; the copy then proves each key with
+//! one anti-join per constraint, in the same transaction, before the target commits. It is used
+//! only when the target's realm tables have no trigger of their own (a user trigger must keep
+//! firing and changing rows as it would) and the role may set the parameter; otherwise the rows
+//! go in with the triggers on, as a plain `COPY` would.
+
+use super::plan::Plan;
+use crate::db::{qualified, quote_ident};
+use anyhow::{bail, Context};
+use sqlx::{PgConnection, Row};
+
+/// How the target was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Foreign-key triggers off; every key checked afterwards by [`check_foreign_keys`].
+    KeysCheckedAfter,
+    /// Every trigger on (the target has triggers of its own, or the role may not turn them off).
+    Triggers,
+}
+
+/// Any trigger on the target's realm tables (or their partitions) that is not one of
+/// PostgreSQL's own foreign-key triggers and is not disabled.
+const USER_TRIGGERS_SQL: &str = "SELECT EXISTS (
+    SELECT 1 FROM pg_trigger g
+    WHERE NOT g.tgisinternal AND g.tgenabled <> 'D' AND g.tgrelid IN (
+        SELECT t.name::regclass FROM unnest($1::text[]) AS t(name)
+        UNION ALL
+        SELECT p.relid FROM unnest($1::text[]) AS t(name), pg_partition_tree(t.name::regclass) AS p))";
+
+/// Pick the mode for the target's open transaction and set it up there.
+pub async fn begin(dst: &mut PgConnection, tp: &Plan) -> anyhow::Result<Mode> {
+    let tables: Vec<String> = tp.copy_order().map(|t| t.sql_name()).collect();
+    let has_triggers: bool = sqlx::query_scalar(USER_TRIGGERS_SQL)
+        .bind(&tables)
+        .fetch_one(&mut *dst)
+        .await
+        .context("cannot read the target's triggers")?;
+    if has_triggers {
+        return Ok(Mode::Triggers);
+    }
+    // In a savepoint: a role that may not set the parameter leaves the transaction usable.
+    let set = sqlx::raw_sql(
+        "SAVEPOINT realmguard_load; SET LOCAL session_replication_role = replica; \
+         RELEASE SAVEPOINT realmguard_load",
+    )
+    .execute(&mut *dst)
+    .await;
+    match set {
+        Ok(_) => Ok(Mode::KeysCheckedAfter),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
+            sqlx::raw_sql(
+                "ROLLBACK TO SAVEPOINT realmguard_load; RELEASE SAVEPOINT realmguard_load",
+            )
+            .execute(&mut *dst)
+            .await
+            .context("cannot roll back to the target's savepoint")?;
+            Ok(Mode::Triggers)
+        }
+        Err(e) => Err(e).context("cannot set session_replication_role on the target"),
+    }
+}
+
+/// One foreign key of a realm table on the target, names quoted for SQL.
+struct Key {
+    name: String,
+    /// The child as reports name it.
+    label: String,
+    child: String,
+    parent: String,
+    columns: Vec<String>,
+    ref_columns: Vec<String>,
+    match_full: bool,
+}
+
+/// A foreign key as the catalog names it (raw names).
+struct KeyRow {
+    name: String,
+    child_schema: String,
+    child_name: String,
+    parent_schema: String,
+    parent_name: String,
+    columns: Vec<String>,
+    ref_columns: Vec<String>,
+    match_full: bool,
+}
+
+/// Foreign keys declared on the given tables (on a partitioned table, the parent's constraint
+/// stands for the clones on its partitions).
+const KEYS_SQL: &str = "SELECT c.conname::text AS name,
+       cn.nspname::text AS child_schema, cr.relname::text AS child_name,
+       pn.nspname::text AS parent_schema, pr.relname::text AS parent_name,
+       array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
+       array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS ref_columns,
+       c.confmatchtype = 'f' AS match_full
+  FROM pg_constraint c
+  JOIN pg_class cr ON cr.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cr.relnamespace
+  JOIN pg_class pr ON pr.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pr.relnamespace
+ WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid = ANY (
+       SELECT t.name::regclass FROM unnest($1::text[]) AS t(name))
+ ORDER BY 2, 3, 1";
+
+/// Prove every foreign key of the copied rows, as the skipped triggers would have: count the
+/// realm's distinct key values on each child that have no parent row. Parent rows other
+/// sessions can see (a global table, or a key that does not carry the realm) are first locked
+/// `FOR KEY SHARE`, as the triggers lock them, so none is deleted before the target commits.
+/// Then the parameter goes back to `origin` for whatever the transaction does next.
+pub async fn check_foreign_keys(
+    dst: &mut PgConnection,
+    tp: &Plan,
+    realm: &str,
+) -> anyhow::Result<()> {
+    let tables: Vec<String> = tp.copy_order().map(|t| t.sql_name()).collect();
+    let rows = sqlx::query(KEYS_SQL)
+        .bind(&tables)
+        .fetch_all(&mut *dst)
+        .await
+        .context("cannot read the target's foreign keys")?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(KeyRow {
+                name: r.try_get("name")?,
+                child_schema: r.try_get("child_schema")?,
+                child_name: r.try_get("child_name")?,
+                parent_schema: r.try_get("parent_schema")?,
+                parent_name: r.try_get("parent_name")?,
+                columns: r.try_get("columns")?,
+                ref_columns: r.try_get("ref_columns")?,
+                match_full: r.try_get("match_full")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .context("cannot decode the target's foreign keys")?;
+    let table = |schema: &str, name: &str| {
+        tp.copy_order()
+            .find(|t| t.schema == schema && t.name == name)
+    };
+    for r in rows {
+        let child = table(&r.child_schema, &r.child_name).with_context(|| {
+            format!(
+                "{}.{} is not a table of the realm",
+                r.child_schema, r.child_name
+            )
+        })?;
+        let filter = child.realm_filter(realm, &tp.key_type);
+        // Parent rows only this transaction can see: the realm's own, which the target held
+        // none of before the copy (the preflight refuses otherwise).
+        let ours = table(&r.parent_schema, &r.parent_name).is_some_and(|p| {
+            r.columns
+                .iter()
+                .zip(&r.ref_columns)
+                .any(|(c, rc)| *c == child.realm_column && *rc == p.realm_column)
+        });
+        let quoted = |v: &[String]| v.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
+        let key = Key {
+            label: child.label(),
+            child: child.sql_name(),
+            parent: qualified(&r.parent_schema, &r.parent_name),
+            columns: quoted(&r.columns),
+            ref_columns: quoted(&r.ref_columns),
+            match_full: r.match_full,
+            name: r.name,
+        };
+        if !ours {
+            sqlx::query(&lock_sql(&key, &filter))
+                .execute(&mut *dst)
+                .await
+                .with_context(|| format!("cannot lock the rows {} references", key.name))?;
+        }
+        let missing: i64 = sqlx::query_scalar(&missing_sql(&key, &filter))
+            .fetch_one(&mut *dst)
+            .await
+            .with_context(|| format!("cannot check foreign key {} on the target", key.name))?;
+        if missing > 0 {
+            bail!(
+                "{}: {missing} of the realm's rows break foreign key {} on the target (no matching row in {}); the target was rolled back: copy the referenced rows there first, or compare the two schemas",
+                key.label,
+                key.name,
+                key.parent
+            );
+        }
+    }
+    sqlx::raw_sql("SET LOCAL session_replication_role = origin")
+        .execute(&mut *dst)
+        .await
+        .context("cannot reset session_replication_role on the target")?;
+    Ok(())
+}
+
+/// The realm's distinct non-null key values on the child.
+fn keys_of(key: &Key, filter: &str) -> String {
+    let cols = key.columns.join(", ");
+    let not_null = key
+        .columns
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT DISTINCT {cols} FROM {} WHERE {filter} AND {not_null}",
+        key.child
+    )
+}
+
+fn lock_sql(key: &Key, filter: &str) -> String {
+    format!(
+        "SELECT 1 FROM {} AS p WHERE ({}) IN ({}) FOR KEY SHARE OF p",
+        key.parent,
+        key.ref_columns
+            .iter()
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        keys_of(key, filter)
+    )
+}
+
+/// Rows breaking the key: a value with no parent row, and under `MATCH FULL` also a key that
+/// is null in some columns only.
+fn missing_sql(key: &Key, filter: &str) -> String {
+    let join = key
+        .columns
+        .iter()
+        .zip(&key.ref_columns)
+        .map(|(c, rc)| format!("p.{rc} = r.{c}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut sql = format!(
+        "SELECT (SELECT count(*) FROM ({}) AS r WHERE NOT EXISTS (SELECT 1 FROM {} AS p WHERE {join}))",
+        keys_of(key, filter),
+        key.parent
+    );
+    if key.match_full && key.columns.len() > 1 {
+        let cols = key.columns.join(", ");
+        sql.push_str(&format!(
+            " + (SELECT count(*) FROM {} WHERE {filter} AND num_nulls({cols}) BETWEEN 1 AND {})",
+            key.child,
+            key.columns.len() - 1
+        ));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(match_full: bool) -> Key {
+        Key {
+            name: "m_user_fk".into(),
+            label: "public.memberships".into(),
+            child: "public.memberships".into(),
+            parent: "public.users".into(),
+            columns: vec!["user_id".into(), "realm_id".into()],
+            ref_columns: vec!["id".into(), "realm_id".into()],
+            match_full,
+        }
+    }
+
+    #[test]
+    fn a_missing_parent_is_looked_for_per_distinct_key() {
+        let q = missing_sql(&key(false), "realm_id = 'w1'::text");
+        assert!(q.contains("SELECT DISTINCT user_id, realm_id FROM public.memberships WHERE realm_id = 'w1'::text AND user_id IS NOT NULL AND realm_id IS NOT NULL"), "{q}");
+        assert!(
+            q.contains("p.id = r.user_id AND p.realm_id = r.realm_id"),
+            "{q}"
+        );
+        assert!(!q.contains("num_nulls"), "{q}");
+        assert!(missing_sql(&key(true), "true")
+            .contains("num_nulls(user_id, realm_id) BETWEEN 1 AND 1"));
+    }
+
+    #[test]
+    fn parents_are_locked_as_the_trigger_locks_them() {
+        let q = lock_sql(&key(false), "true");
+        assert!(
+            q.starts_with(
+                "SELECT 1 FROM public.users AS p WHERE (p.id, p.realm_id) IN (SELECT DISTINCT"
+            ),
+            "{q}"
+        );
+        assert!(q.ends_with("FOR KEY SHARE OF p"), "{q}");
+    }
+}
