@@ -176,8 +176,14 @@ pub fn xml_escape(s: &str) -> String {
 /// their own message ("error returned from database: X" caused by X), so a cause already said is
 /// not said again.
 pub fn error_chain(err: &anyhow::Error) -> String {
+    cause_chain(err.as_ref())
+}
+
+/// [`error_chain`] of any error: its message, then each `source()` in turn, on one line.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
+    let chain = std::iter::successors(Some(err), |e| e.source());
+    for cause in chain {
         let text = cause.to_string().replace('\n', " ");
         let text = text
             .strip_prefix("error returned from database: ")
