@@ -14,12 +14,21 @@ pub enum Format {
 
 impl Format {
     /// Commands without a JUnit rendering reject it up front with exit 2.
-    pub fn reject_junit(self, command: &str) -> anyhow::Result<()> {
+    pub fn reject_junit(self, command: &str) -> Result<(), Error> {
         if self == Format::Junit {
-            anyhow::bail!("`{command}` has no junit output; use --format text or --format json");
+            return Err(Error::NoJunit {
+                command: command.to_string(),
+            });
         }
         Ok(())
     }
+}
+
+/// A rendering the command does not have.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{command}` has no junit output; use --format text or --format json")]
+    NoJunit { command: String },
 }
 
 /// Write `value` as one pretty JSON document plus newline.
