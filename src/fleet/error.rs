@@ -115,3 +115,38 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::cause_chain;
+
+    #[test]
+    fn a_target_error_names_the_target_then_the_cause() {
+        let err = Error::Target {
+            name: "w1".into(),
+            source: Box::new(Error::EnvUnset {
+                var: "W1_URL".into(),
+            }),
+        };
+        assert_eq!(
+            cause_chain(&err),
+            "target `w1`: environment variable W1_URL (url_env) is not set"
+        );
+    }
+
+    #[test]
+    fn an_io_error_stays_reachable_in_the_chain() {
+        let err = anyhow::Error::new(Error::WriteFile {
+            path: "schema/fleet.toml".into(),
+            source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "Broken pipe"),
+        });
+        assert!(err
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some()));
+        assert_eq!(
+            crate::output::error_chain(&err),
+            "cannot write schema/fleet.toml: Broken pipe"
+        );
+    }
+}

@@ -269,3 +269,41 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{cause_chain, error_chain};
+
+    #[test]
+    fn a_wrapped_error_of_another_module_keeps_its_whole_chain() {
+        // What `.context("cannot plan the source")` on the catalog's anyhow error printed.
+        let catalog =
+            || anyhow::anyhow!("permission denied for table pg_class").context("cannot read");
+        let before = error_chain(&catalog().context("cannot plan the source"));
+        let err = Error::Plan {
+            side: "source",
+            source: Box::new(Error::Catalog { source: catalog() }),
+        };
+        assert_eq!(cause_chain(&err), before);
+        assert_eq!(error_chain(&anyhow::Error::new(err)), before);
+        assert_eq!(
+            before,
+            "cannot plan the source: cannot read: permission denied for table pg_class"
+        );
+    }
+
+    #[test]
+    fn a_statement_under_a_variant_reads_what_failed_then_why() {
+        let err = Error::Fence {
+            table: "public.users".into(),
+            source: Box::new(Error::Statement {
+                message: "canceling statement due to lock timeout".into(),
+            }),
+        };
+        assert_eq!(
+            cause_chain(&err),
+            "cannot fence public.users: canceling statement due to lock timeout"
+        );
+    }
+}
