@@ -14,12 +14,21 @@ pub enum Format {
 
 impl Format {
     /// Commands without a JUnit rendering reject it up front with exit 2.
-    pub fn reject_junit(self, command: &str) -> anyhow::Result<()> {
+    pub fn reject_junit(self, command: &str) -> Result<(), Error> {
         if self == Format::Junit {
-            anyhow::bail!("`{command}` has no junit output; use --format text or --format json");
+            return Err(Error::NoJunit {
+                command: command.to_string(),
+            });
         }
         Ok(())
     }
+}
+
+/// A rendering the command does not have.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{command}` has no junit output; use --format text or --format json")]
+    NoJunit { command: String },
 }
 
 /// Write `value` as one pretty JSON document plus newline.
@@ -176,8 +185,14 @@ pub fn xml_escape(s: &str) -> String {
 /// their own message ("error returned from database: X" caused by X), so a cause already said is
 /// not said again.
 pub fn error_chain(err: &anyhow::Error) -> String {
+    cause_chain(err.as_ref())
+}
+
+/// [`error_chain`] of any error: its message, then each `source()` in turn, on one line.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
+    let chain = std::iter::successors(Some(err), |e| e.source());
+    for cause in chain {
         let text = cause.to_string().replace('\n', " ");
         let text = text
             .strip_prefix("error returned from database: ")

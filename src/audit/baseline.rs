@@ -2,7 +2,7 @@
 //! entry when it moves in its file, and pg_stat_statements' `$n` matches a literal), the rule and
 //! the table. One entry per line, so a stale entry is reported at its line.
 
-use anyhow::Context;
+use super::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -36,11 +36,14 @@ struct Doc {
 }
 
 impl Baseline {
-    pub fn read(path: &Path) -> anyhow::Result<Baseline> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the audit baseline {}", path.display()))?;
-        let doc: Doc = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("the audit baseline {} is not valid: {e}", path.display())
+    pub fn read(path: &Path) -> Result<Baseline> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadBaseline {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let doc: Doc = serde_json::from_str(&text).map_err(|error| Error::InvalidBaseline {
+            path: path.display().to_string(),
+            error,
         })?;
         let mut entries = doc.entries;
         // Entries are written one a line after two header lines.

@@ -9,6 +9,7 @@
 pub mod analyze;
 pub mod baseline;
 mod bind;
+pub mod error;
 pub mod render;
 pub mod rules;
 pub mod schema;
@@ -18,6 +19,7 @@ pub mod sources;
 use crate::config::Config;
 use crate::rules::Severity;
 use baseline::{Baseline, Entry};
+pub use error::{Error, Result};
 use schema::RealmSchema;
 use serde::Serialize;
 use sources::{Exempt, Query};
@@ -344,7 +346,7 @@ pub fn baseline_path(cfg: &Config) -> std::path::PathBuf {
 pub const DEFAULT_BASELINE: &str = "schema/audit-baseline.json";
 
 /// The baseline at `path` when the file exists.
-pub fn read_baseline(path: &std::path::Path) -> anyhow::Result<Option<Baseline>> {
+pub fn read_baseline(path: &std::path::Path) -> Result<Option<Baseline>> {
     if path.exists() {
         Baseline::read(path).map(Some)
     } else {
@@ -353,12 +355,11 @@ pub fn read_baseline(path: &std::path::Path) -> anyhow::Result<Option<Baseline>>
 }
 
 /// The schema built from migration files (lint's model), no database needed.
-pub fn schema_from_dir(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<RealmSchema> {
+pub fn schema_from_dir(dir: &std::path::Path, cfg: &Config) -> Result<RealmSchema> {
     if !dir.is_dir() {
-        anyhow::bail!(
-            "--schema-from {}: not a directory of migration files",
-            dir.display()
-        );
+        return Err(Error::NotADirectory {
+            path: dir.display().to_string(),
+        });
     }
     Ok(RealmSchema::from_model(&schema::model_of_dir(dir)?, cfg))
 }
@@ -367,21 +368,22 @@ pub fn schema_from_dir(dir: &std::path::Path, cfg: &Config) -> anyhow::Result<Re
 pub async fn schema_from_catalog(
     conn: &mut sqlx::PgConnection,
     cfg: &Config,
-) -> anyhow::Result<RealmSchema> {
-    let cat = crate::catalog::Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
+) -> Result<RealmSchema> {
+    let cat = crate::catalog::Catalog::load(conn, &cfg.realms_table, &cfg.realm_column)
+        .await
+        .map_err(|source| Error::Catalog { source })?;
     Ok(RealmSchema::from_catalog(&cat, cfg))
 }
 
 /// Every statement pg_stat_statements holds for the connection's database.
-pub async fn read_pg_stat_statements(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<Query>> {
+pub async fn read_pg_stat_statements(conn: &mut sqlx::PgConnection) -> Result<Vec<Query>> {
     let installed: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('pg_stat_statements')::text")
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .map_err(|source| Error::FindPgStatStatements { source })?;
     if installed.is_none() {
-        anyhow::bail!(
-            "pg_stat_statements is not installed in this database: CREATE EXTENSION pg_stat_statements (with shared_preload_libraries = 'pg_stat_statements')"
-        );
+        return Err(Error::NoPgStatStatements);
     }
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT coalesce(queryid, 0), query FROM pg_stat_statements
@@ -391,11 +393,8 @@ pub async fn read_pg_stat_statements(conn: &mut sqlx::PgConnection) -> anyhow::R
     )
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read pg_stat_statements: {}",
-            crate::db::describe_pg_error(&e)
-        )
+    .map_err(|e| Error::ReadPgStatStatements {
+        message: crate::db::describe_pg_error(&e),
     })?;
     Ok(sources::from_pg_stat_statements(&rows))
 }

@@ -150,13 +150,17 @@ impl RealmSchema {
 }
 
 /// Build the model of a migration directory (or files), as lint does, without linting.
-pub fn model_of_dir(dir: &std::path::Path) -> anyhow::Result<model::Schema> {
-    use anyhow::Context;
-    let files = crate::lint::collect_files(&[dir.to_path_buf()])
-        .with_context(|| format!("cannot read the schema from {}", dir.display()))?;
+pub fn model_of_dir(dir: &std::path::Path) -> super::Result<model::Schema> {
+    use super::Error;
+    let files =
+        crate::lint::collect_files(&[dir.to_path_buf()]).map_err(|source| Error::ReadSchema {
+            path: dir.display().to_string(),
+            source,
+        })?;
     let mut m = model::Schema::default();
     for (path, _) in files {
-        let src = crate::lint::Source::read(&path, false)?;
+        let src = crate::lint::Source::read(&path, false)
+            .map_err(|source| Error::ReadMigration { source })?;
         apply_text(&mut m, &src.text);
     }
     Ok(m)

@@ -2,7 +2,7 @@
 //! `.sql` files (sqlc query files among them), sqlx offline data (`.sqlx/query-*.json`),
 //! JSON-lines query logs (Prisma's query events), and pg_stat_statements rows.
 
-use anyhow::{bail, Context};
+use super::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// An exemption comment on or above the query.
@@ -41,10 +41,13 @@ const MARKER: &str = "realmguard:cross-realm";
 /// The files to read for PATHs: files as given; directories walked for `*.sql`, `*.jsonl`,
 /// `*.ndjson` and `.sqlx/query-*.json` (hidden directories other than `.sqlx`, `target` and
 /// `node_modules` skipped), in path order.
-pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("cannot audit {}", p.display()))?;
+        let meta = std::fs::metadata(p).map_err(|source| Error::Audit {
+            path: p.display().to_string(),
+            source,
+        })?;
         if meta.is_dir() {
             let mut found = Vec::new();
             walk(p, &mut found)?;
@@ -59,9 +62,13 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let p = e?.path();
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    for e in entries {
+        let p = e.map_err(|source| Error::DirEntry { source })?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if p.is_dir() {
             if (name.starts_with('.') && name != ".sqlx")
@@ -99,11 +106,13 @@ fn kind_of(p: &Path) -> Option<FileKind> {
 }
 
 /// Read every query of the given files.
-pub fn read_files(files: &[PathBuf]) -> anyhow::Result<Vec<Query>> {
+pub fn read_files(files: &[PathBuf]) -> Result<Vec<Query>> {
     let mut out = Vec::new();
     for f in files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text = std::fs::read_to_string(f).map_err(|source| Error::ReadFile {
+            path: f.display().to_string(),
+            source,
+        })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let path = f.display().to_string();
         let kind = match kind_of(f) {
@@ -457,11 +466,15 @@ fn embedded(path: &str, line: usize, text: &str, name: Option<String>) -> Vec<Qu
 }
 
 /// sqlx offline data: one JSON document with a `query` field; named by its hash.
-pub fn from_sqlx(path: &str, text: &str) -> anyhow::Result<Vec<Query>> {
-    let v: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("{path}: not a JSON document: {e}"))?;
+pub fn from_sqlx(path: &str, text: &str) -> Result<Vec<Query>> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|error| Error::NotJson {
+        path: path.to_string(),
+        error,
+    })?;
     let Some(query) = v.get("query").and_then(|q| q.as_str()) else {
-        bail!("{path}: no \"query\" field (is it sqlx offline data?)");
+        return Err(Error::NoQueryField {
+            path: path.to_string(),
+        });
     };
     let hash = v
         .get("hash")
@@ -483,14 +496,18 @@ pub fn from_sqlx(path: &str, text: &str) -> anyhow::Result<Vec<Query>> {
 
 /// A JSON-lines log: each line an object; those with a `query` field are queries (other
 /// events, as Prisma's `info` lines, are not). A line that is not JSON is an error.
-pub fn from_json_lines(path: &str, text: &str) -> anyhow::Result<Vec<Query>> {
+pub fn from_json_lines(path: &str, text: &str) -> Result<Vec<Query>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{path}:{}: not a JSON object: {e}", i + 1))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|error| Error::NotJsonLine {
+                path: path.to_string(),
+                line: i + 1,
+                error,
+            })?;
         if let Some(q) = v.get("query").and_then(|q| q.as_str()) {
             out.extend(embedded(path, i + 1, q, None));
         }

@@ -5,10 +5,10 @@
 //! the step left `running` as `interrupted` and runs it again.
 
 use super::plan::{self, Plan, StepKind};
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::{describe_pg_error, sqlstate, Target, LOCK_TIMEOUT};
 use crate::events::{Cancel, Event, EventSink};
-use anyhow::{anyhow, bail};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
@@ -79,25 +79,33 @@ pub async fn distribute(
     opts: &Options,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<(DistributeReport, anyhow::Result<()>)> {
+) -> Result<(DistributeReport, Result<()>)> {
     let started = Instant::now();
-    let mut conn = target.connect().await?;
+    let mut conn = target
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { source })?;
     let plan = super::load_plan(&mut conn, cfg, &opts.plan).await?;
-    if let Some(why) = refusal(&plan) {
-        bail!("{why}");
+    if let Some(reason) = refusal(&plan) {
+        return Err(Error::Refused { reason });
     }
     // A killed run's backend notices its client is gone within a second (PostgreSQL 14+) and
     // rolls its step back instead of finishing a copy nobody will commit.
     sqlx::raw_sql("SET client_connection_check_interval = '1s'")
         .execute(&mut conn)
-        .await?;
+        .await
+        .map_err(|source| Error::SetCheckInterval { source })?;
     wait_for_runner_lock(&mut conn, sink).await?;
-    sqlx::raw_sql(LEDGER_SQL).execute(&mut conn).await?;
+    sqlx::raw_sql(LEDGER_SQL)
+        .execute(&mut conn)
+        .await
+        .map_err(|source| Error::RecordStep { source })?;
     sqlx::query(
         "UPDATE realmguard.citus_steps SET state = 'interrupted', finished_at = clock_timestamp() WHERE state = 'running'",
     )
     .execute(&mut conn)
-    .await?;
+    .await
+    .map_err(|source| Error::RecordStep { source })?;
     let mut results: Vec<StepResult> = plan
         .steps
         .iter()
@@ -116,10 +124,9 @@ pub async fn distribute(
             continue;
         }
         if cancel.is_cancelled() {
-            outcome = Err(anyhow!(
-                "interrupted before {}; run distribute again to resume",
-                step.table
-            ));
+            outcome = Err(Error::Interrupted {
+                table: step.table.clone(),
+            });
             break;
         }
         sink.emit(Event::line(format!(
@@ -138,7 +145,10 @@ pub async fn distribute(
             Err(e) => {
                 r.state = "failed";
                 r.error = Some(e.to_string());
-                outcome = Err(anyhow!("{} failed: {e}", step.table));
+                outcome = Err(Error::StepFailed {
+                    table: step.table.clone(),
+                    error: Box::new(e),
+                });
                 break;
             }
         }
@@ -156,21 +166,21 @@ pub async fn distribute(
 
 /// The runner lock, waited for a while: a run killed a moment ago holds it until its backend
 /// has noticed.
-async fn wait_for_runner_lock(conn: &mut PgConnection, sink: &dyn EventSink) -> anyhow::Result<()> {
+async fn wait_for_runner_lock(conn: &mut PgConnection, sink: &dyn EventSink) -> Result<()> {
     let until = Instant::now() + RUNNER_WAIT;
     let mut said = false;
     loop {
         let got: bool = sqlx::query_scalar(RUNNER_LOCK)
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .map_err(|source| Error::RunnerLock { source })?;
         if got {
             return Ok(());
         }
         if Instant::now() >= until {
-            bail!(
-                "another `realmguard citus distribute` has been running on this database for over {}s; wait for it to finish",
-                RUNNER_WAIT.as_secs()
-            );
+            return Err(Error::RunnerBusy {
+                secs: RUNNER_WAIT.as_secs(),
+            });
         }
         if !said {
             sink.emit(Event::line(
@@ -190,7 +200,7 @@ async fn run_step(
     step: &plan::Step,
     opts: &Options,
     r: &mut StepResult,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let kind = match step.kind {
         StepKind::Reference => "reference",
         StepKind::Distributed => "distributed",
@@ -202,7 +212,8 @@ async fn run_step(
     .bind(kind)
     .bind(&step.sql)
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .map_err(|source| Error::RecordStep { source })?;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let result = loop {
@@ -219,10 +230,8 @@ async fn run_step(
         }
     };
     r.duration_ms = started.elapsed().as_millis() as u64;
-    let (state, error) = match &result {
-        Ok(()) => ("done", None),
-        Err(e) => ("failed", Some(describe_pg_error(e))),
-    };
+    let error = result.as_ref().err().map(describe_pg_error);
+    let state = if error.is_none() { "done" } else { "failed" };
     sqlx::query(
         "UPDATE realmguard.citus_steps SET state = $2, finished_at = clock_timestamp(), duration_ms = $3, attempts = $4, error = $5 WHERE id = $1",
     )
@@ -232,11 +241,11 @@ async fn run_step(
     .bind(r.attempts as i32)
     .bind(&error)
     .execute(&mut *conn)
-    .await?;
-    match (result, error) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(msg)) => Err(anyhow!("{msg}")),
-        (Err(e), None) => Err(e.into()),
+    .await
+    .map_err(|source| Error::RecordStep { source })?;
+    match error {
+        None => Ok(()),
+        Some(message) => Err(Error::Statement { message }),
     }
 }
 

@@ -5,10 +5,12 @@
 //! step under `lock_timeout`, recorded in `realmguard.citus_steps`, skipping what Citus already
 //! holds so that a run that was stopped resumes. See docs/citus.md.
 
+pub mod error;
 pub mod exec;
 pub mod plan;
 mod render;
 
+pub use error::{Error, Result};
 pub use exec::{distribute, DistributeReport, Options as DistributeOptions};
 pub use plan::{build, Plan, Step, StepKind};
 pub use render::{render_plan, render_report};
@@ -25,11 +27,15 @@ pub async fn load_plan(
     conn: &mut PgConnection,
     cfg: &Config,
     opts: &plan::Options,
-) -> anyhow::Result<Plan> {
+) -> Result<Plan> {
     let mut cfg = cfg.clone();
     cfg.profile = Some(Profile::Citus);
-    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
-    let (facts, _) = CitusFacts::load(conn, &cfg.realm_column, true).await?;
+    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column)
+        .await
+        .map_err(|source| Error::Catalog { source })?;
+    let (facts, _) = CitusFacts::load(conn, &cfg.realm_column, true)
+        .await
+        .map_err(|source| Error::CitusFacts { source })?;
     let report = crate::verify::evaluate_with(&cat, Some(&facts), &cfg);
     Ok(plan::build(&report, &facts, &cfg, opts))
 }

@@ -48,7 +48,8 @@ fn fleet_url(name: &str) -> anyhow::Result<String> {
     };
     let source =
         url_source(&t.url, &t.url_env).map_err(|m| anyhow::anyhow!("target `{name}`: {m}"))?;
-    crate::fleet::targets::url_of(&source).map_err(|e| anyhow::anyhow!("target `{name}`: {e:#}"))
+    crate::fleet::targets::url_of(&source)
+        .map_err(|e| anyhow::anyhow!("target `{name}`: {}", crate::output::cause_chain(&e)))
 }
 
 fn options(a: &RealmTo, dry_run: bool) -> anyhow::Result<CopyOptions> {

@@ -3,16 +3,17 @@
 //! `run` schedules the work, `report` says what happened. See `docs/fleet.md`.
 
 pub mod config;
+pub mod error;
 pub mod report;
 pub mod run;
 pub mod targets;
 
-pub use config::{FleetFile, OnError};
+pub use config::{FleetFile, FleetFileError, OnError};
+pub use error::{Error, Result};
 pub use report::{Action, FleetReport, State, TargetReport, Verdict};
 pub use run::{run, FleetOptions};
 pub use targets::FleetTarget;
 
-use anyhow::{bail, Context};
 use serde::Serialize;
 use std::path::Path;
 
@@ -27,14 +28,21 @@ pub struct InitReport {
 
 /// Create `hub` and `worker_1..worker_N` on the embedded cluster (those missing) and write a
 /// fleet file naming them, with `hub` as the canary. An existing file is kept unless `force`.
-pub async fn init_local(n: usize, path: &Path, force: bool) -> anyhow::Result<InitReport> {
+pub async fn init_local(n: usize, path: &Path, force: bool) -> Result<InitReport> {
     if path.exists() && !force {
-        bail!("{} exists; pass --force to overwrite it", path.display());
+        return Err(Error::FileExists {
+            path: path.display().to_string(),
+        });
     }
-    let cluster = crate::embedded::Cluster::default_for_cwd()?;
-    cluster.ensure_started()?;
-    let admin = crate::db::Target::from_url(&cluster.url("postgres"))?;
-    let mut conn = admin.connect().await?;
+    let embedded = |source| Error::Embedded { source };
+    let cluster = crate::embedded::Cluster::default_for_cwd().map_err(embedded)?;
+    cluster.ensure_started().map_err(embedded)?;
+    let admin = crate::db::Target::from_url(&cluster.url("postgres"))
+        .map_err(|source| Error::Url { source })?;
+    let mut conn = admin
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { source })?;
     let names: Vec<String> = std::iter::once("hub".to_string())
         .chain((1..=n).map(|i| format!("worker_{i}")))
         .collect();
@@ -45,12 +53,15 @@ pub async fn init_local(n: usize, path: &Path, force: bool) -> anyhow::Result<In
                 .bind(name)
                 .fetch_one(&mut conn)
                 .await
-                .context("cannot list the embedded cluster's databases")?;
+                .map_err(|source| Error::ListDatabases { source })?;
         if !exists {
             sqlx::raw_sql(&format!("CREATE DATABASE {}", crate::db::quote_ident(name)))
                 .execute(&mut conn)
                 .await
-                .with_context(|| format!("cannot create database {name}"))?;
+                .map_err(|source| Error::CreateDatabase {
+                    name: name.clone(),
+                    source,
+                })?;
             created.push(name.clone());
         }
     }
@@ -72,9 +83,15 @@ pub async fn init_local(n: usize, path: &Path, force: bool) -> anyhow::Result<In
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(path, text).map_err(|source| Error::WriteFile {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(InitReport {
         fleet_file: path.display().to_string(),
         created,

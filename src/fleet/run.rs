@@ -6,6 +6,7 @@
 use super::config::OnError;
 use super::report::{Action, FleetReport, State, TargetReport, VerifyCounts};
 use super::targets::FleetTarget;
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db;
 use crate::events::{Cancel, Event, EventSink, Tagged, Unit};
@@ -185,7 +186,7 @@ async fn one(t: &FleetTarget, sh: &Shared) -> TargetReport {
     };
     if let Err(e) = work(t, sh, &sink, &mut r).await {
         r.state = State::Failed;
-        r.error = Some(db::redact(&crate::output::error_chain(&e), &t.secrets));
+        r.error = Some(db::redact(&crate::output::cause_chain(&e), &t.secrets));
     }
     r.duration_ms = started.elapsed().as_millis() as u64;
     if r.state == State::Failed {
@@ -216,8 +217,10 @@ async fn look(
     conn: &mut sqlx::PgConnection,
     files: &[Migration],
     opts: plan::PlanOptions,
-) -> anyhow::Result<Look> {
-    let applied = ledger::read(conn).await?;
+) -> Result<Look> {
+    let applied = ledger::read(conn)
+        .await
+        .map_err(|source| Error::Ledger { source })?;
     let version = applied
         .iter()
         .filter(|a| a.success)
@@ -245,12 +248,16 @@ async fn work(
     sh: &Shared,
     sink: &dyn EventSink,
     r: &mut TargetReport,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let plan_opts = match sh.opts.action {
         Action::Migrate => sh.opts.migrate.plan,
         _ => plan::PlanOptions::default(),
     };
-    let mut conn = t.target.connect().await?;
+    let mut conn = t
+        .target
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { source })?;
     let seen = look(&mut conn, &sh.files, plan_opts).await;
     let seen = match seen {
         Ok(s) => s,
@@ -271,7 +278,7 @@ async fn work(
     if sh.opts.action == Action::Verify {
         let report = crate::verify::verify(&mut conn, &sh.cfg).await;
         let _ = sqlx::Connection::close(conn).await;
-        let report = report?;
+        let report = report.map_err(|source| Error::Verify { source })?;
         r.verify = Some(VerifyCounts {
             errors: report.summary.errors,
             warnings: report.summary.warnings,
@@ -299,7 +306,7 @@ async fn migrate_one(
     sh: &Shared,
     sink: &dyn EventSink,
     r: &mut TargetReport,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let opts = &sh.opts.migrate;
     let (report, result) =
         migrate::migrate_reporting(&t.target, &sh.cfg, &sh.files, opts, sink).await;
@@ -316,18 +323,18 @@ async fn migrate_one(
         errors: v.summary.errors,
         warnings: v.summary.warnings,
     });
-    result?;
+    result.map_err(|source| Error::Migrate { source })?;
     if let Some(rej) = &report.rejected {
         let first = rej
             .violations
             .first()
             .map(|v| format!(": {} on {}.{}", v.rule, v.schema, v.table))
             .unwrap_or_default();
-        anyhow::bail!(
-            "migration {} was rolled back by the verify guard: it introduces {} error-severity violation(s){first}; fix it or pass --allow-violations",
-            rej.version,
-            rej.violations.len()
-        );
+        return Err(Error::GuardRejected {
+            version: rej.version,
+            count: rej.violations.len(),
+            first,
+        });
     }
     if let Some(v) = report.stopped_before {
         let why = if sh.opts.cancel.is_cancelled() {
@@ -335,11 +342,12 @@ async fn migrate_one(
         } else {
             "another target failed"
         };
-        anyhow::bail!(
-            "stopped before migration {v} ({why}): {} applied, {} pending; a rerun resumes",
-            r.applied,
-            r.pending
-        );
+        return Err(Error::Stopped {
+            version: v,
+            why,
+            applied: r.applied,
+            pending: r.pending,
+        });
     }
     Ok(())
 }

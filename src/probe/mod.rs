@@ -12,6 +12,7 @@
 //!
 //! See docs/rls.md.
 
+pub mod error;
 pub mod render;
 
 use crate::catalog::rls::RlsCatalog;
@@ -20,12 +21,12 @@ use crate::config::Config;
 use crate::db::{qualified, quote_ident, quote_literal, sqlstate};
 use crate::events::{Cancel, Event, EventSink};
 use crate::verify::Ctx;
-use anyhow::{bail, Context};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+pub use error::{Error, Result};
 pub use render::render;
 
 /// What to probe.
@@ -104,24 +105,24 @@ pub async fn probe(
     opts: &ProbeOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<ProbeReport> {
+) -> Result<ProbeReport> {
     sqlx::raw_sql("BEGIN")
         .execute(&mut *conn)
         .await
-        .context("cannot begin the probe's transaction")?;
+        .map_err(|source| Error::Begin { source })?;
     let result = tokio::select! {
         r = run(conn, cfg, opts, sink) => r,
         // The statement in flight may be waiting on a lock: do not queue a ROLLBACK behind it.
         // The caller drops the connection, and a transaction whose session ends is aborted.
         _ = cancel.cancelled() => {
-            bail!("interrupted; the probe's transaction is rolled back, nothing was committed")
+            return Err(Error::Interrupted)
         }
     };
     // Never COMMIT. If the ROLLBACK cannot be sent (the connection is gone) the server aborts
     // the transaction when the session ends.
     let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     let report = result?;
-    rolled_back.context("cannot roll the probe's transaction back")?;
+    rolled_back.map_err(|source| Error::Rollback { source })?;
     Ok(report)
 }
 
@@ -130,24 +131,29 @@ async fn run(
     cfg: &Config,
     opts: &ProbeOptions,
     sink: &dyn EventSink,
-) -> anyhow::Result<ProbeReport> {
+) -> Result<ProbeReport> {
     let ms = opts.lock_timeout.as_millis();
     sqlx::raw_sql(&format!("SET LOCAL lock_timeout = {ms}"))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|source| Error::SetLockTimeout { source })?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
             .bind(&opts.role)
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .map_err(|source| Error::FindRole { source })?;
     if !exists {
-        bail!(
-            "role {} does not exist; give the application's role with --role",
-            opts.role
-        );
+        return Err(Error::NoSuchRole {
+            role: opts.role.clone(),
+        });
     }
-    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
-    let rls = RlsCatalog::load(conn, &cfg.realm_column, &opts.role).await?;
+    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column)
+        .await
+        .map_err(|source| Error::Catalog { source })?;
+    let rls = RlsCatalog::load(conn, &cfg.realm_column, &opts.role)
+        .await
+        .map_err(|source| Error::RlsCatalog { source })?;
     let ctx = Ctx::new(&cat, cfg);
     let targets = targets(conn, &ctx, &rls).await?;
     let realms_key = realms_key(&ctx);
@@ -156,7 +162,7 @@ async fn run(
         None => pick_other(conn, realms_key.as_ref(), &opts.realm).await?,
     };
     if other == opts.realm {
-        bail!("--other must name another realm than --realm ({other})");
+        return Err(Error::SameRealm { other });
     }
     sink.emit(Event::line(format!(
         "realmguard: probing {} table(s) as {} at realm {} against realm {other} (rolled back)",
@@ -193,11 +199,9 @@ async fn run(
     sqlx::raw_sql(&format!("SET LOCAL ROLE {}", quote_ident(&opts.role)))
         .execute(&mut *conn)
         .await
-        .with_context(|| {
-            format!(
-                "cannot SET ROLE {}: the connecting role must be a member of it (or a superuser)",
-                opts.role
-            )
+        .map_err(|source| Error::SetRole {
+            role: opts.role.clone(),
+            source,
         })?;
     let every: Vec<&String> = targets
         .iter()
@@ -214,7 +218,8 @@ async fn run(
         .bind(&cfg.realm_setting)
         .bind(&opts.realm)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|source| Error::SetRealm { source })?;
     for (t, p) in targets.iter().zip(probes.iter_mut()) {
         at_realm(conn, t, p, &other, templates.get(&t.display)).await;
     }
@@ -276,7 +281,7 @@ async fn make_other_rows(
     targets: &[Target],
     realm: &str,
     other: &str,
-) -> anyhow::Result<(Vec<String>, Vec<TableProbe>, HashMap<String, String>)> {
+) -> Result<(Vec<String>, Vec<TableProbe>, HashMap<String, String>)> {
     let mut created_in = Vec::new();
     let mut probes = Vec::new();
     let mut templates = HashMap::new();
@@ -303,7 +308,8 @@ async fn make_other_rows(
             let row: Option<String> = sqlx::query_scalar(&q)
                 .bind(other)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await
+                .map_err(|source| Error::ReadTemplate { source })?;
             if let Some(r) = row {
                 templates.insert(t.display.clone(), r);
             }
@@ -326,11 +332,7 @@ async fn make_other_rows(
 
 /// The realm-scoped tables with a realm column, parents before children (so copied rows find
 /// their parents), with the columns an INSERT may name.
-async fn targets(
-    conn: &mut PgConnection,
-    ctx: &Ctx<'_>,
-    rls: &RlsCatalog,
-) -> anyhow::Result<Vec<Target>> {
+async fn targets(conn: &mut PgConnection, ctx: &Ctx<'_>, rls: &RlsCatalog) -> Result<Vec<Target>> {
     let scoped: Vec<_> = ctx
         .scoped_tables()
         .filter_map(|t| {
@@ -350,10 +352,14 @@ async fn targets(
     .bind(&oids)
     .fetch_all(&mut *conn)
     .await
-    .context("cannot read the tables' columns")?;
+    .map_err(|source| Error::ReadColumns { source })?;
     let mut cols: HashMap<u32, Vec<String>> = HashMap::new();
     for r in rows {
-        cols.insert(r.try_get::<i64, _>("oid")? as u32, r.try_get("cols")?);
+        let row = |source| Error::ColumnRow { source };
+        cols.insert(
+            r.try_get::<i64, _>("oid").map_err(row)? as u32,
+            r.try_get("cols").map_err(row)?,
+        );
     }
     // Parents first: repeatedly take the tables whose realm-scoped parents are all taken.
     let wanted: HashSet<u32> = scoped.iter().map(|(t, _, _)| t.oid).collect();
@@ -441,14 +447,15 @@ async fn pick_other(
     conn: &mut PgConnection,
     realms: Option<&(String, String)>,
     realm: &str,
-) -> anyhow::Result<String> {
+) -> Result<String> {
     if let Some((table, key)) = realms {
         let k = quote_ident(key);
         let q = format!("SELECT {k}::text FROM {table} WHERE {k}::text <> $1 ORDER BY 1 LIMIT 1");
         if let Some(o) = sqlx::query_scalar::<_, String>(&q)
             .bind(realm)
             .fetch_optional(&mut *conn)
-            .await?
+            .await
+            .map_err(|source| Error::PickOther { source })?
         {
             return Ok(o);
         }
@@ -506,7 +513,7 @@ async fn make_realm_row(
     }
 }
 
-async fn count_other(conn: &mut PgConnection, t: &Target, other: &str) -> anyhow::Result<i64> {
+async fn count_other(conn: &mut PgConnection, t: &Target, other: &str) -> Result<i64> {
     let q = format!(
         "SELECT count(*) FROM {} WHERE {} = CAST($1 AS {})",
         t.sql,
@@ -517,7 +524,10 @@ async fn count_other(conn: &mut PgConnection, t: &Target, other: &str) -> anyhow
         .bind(other)
         .fetch_one(&mut *conn)
         .await
-        .with_context(|| format!("cannot read {}", t.display))
+        .map_err(|source| Error::ReadTable {
+            table: t.display.clone(),
+            source,
+        })
 }
 
 /// Copy the realm's rows of `t` as rows of `other`, in a savepoint; the rows copied.

@@ -5,9 +5,9 @@
 
 use super::plan::{Plan, RealmTable};
 use super::report::Deleted;
+use super::{Error, Result};
 use crate::db::quote_ident;
 use crate::events::{Cancel, Event, EventSink, Unit};
-use anyhow::{bail, Context};
 use sqlx::PgConnection;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ pub async fn delete_realm(
     opts: &DeleteOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<Vec<Deleted>> {
+) -> Result<Vec<Deleted>> {
     let ms = opts.lock_timeout.as_millis().max(1);
     let bypass = if opts.bypass_fence { "on" } else { "off" };
     super::exec(
@@ -75,7 +75,7 @@ async fn delete_table(
     opts: &DeleteOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<Deleted> {
+) -> Result<Deleted> {
     let started = Instant::now();
     let total = super::estimate(conn, t, realm, key_type).await?;
     sink.emit(Event::WorkStarted {
@@ -87,10 +87,7 @@ async fn delete_table(
     let (mut size, mut rows, mut batches, mut conflicts) = (1000i64, 0i64, 0u64, 0u32);
     let result = loop {
         if cancel.is_cancelled() {
-            break Err(anyhow::anyhow!(
-                "cancelled while deleting from {}; rerun to finish",
-                t.label()
-            ));
+            break Err(Error::CancelledDeleting { table: t.label() });
         }
         let b0 = Instant::now();
         match sqlx::query(&sql).bind(size).execute(&mut *conn).await {
@@ -121,8 +118,10 @@ async fn delete_table(
                 .await;
             }
             Err(e) => {
-                break Err(anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
-                    .with_context(|| format!("cannot delete from {}", t.label()))
+                break Err(Error::Delete {
+                    table: t.label(),
+                    source: Box::new(Error::statement(&e)),
+                })
             }
         }
     };
@@ -137,13 +136,14 @@ async fn delete_table(
 }
 
 /// `realm delete` refuses a realm that is being moved (its delete belongs to the move).
-pub async fn refuse_if_moving(conn: &mut PgConnection, realm: &str) -> anyhow::Result<()> {
+pub async fn refuse_if_moving(conn: &mut PgConnection, realm: &str) -> Result<()> {
     if let Some((target, phase)) = super::ledger::read(conn, realm).await? {
         if phase != super::ledger::Phase::Done {
-            bail!(
-                "realm {realm} is being moved to {target} (phase {}); rerun realmguard realm move to finish it instead",
-                phase.as_str()
-            );
+            return Err(Error::BeingMoved {
+                realm: realm.into(),
+                target,
+                phase: phase.as_str(),
+            });
         }
     }
     Ok(())

@@ -9,8 +9,8 @@
 //! session sets `realmguard.fence_bypass = on` to get past it. TRUNCATE is not fenced.
 
 use super::plan::{Plan, RealmTable};
+use super::{Error, Result};
 use crate::db::{quote_ident, quote_literal};
-use anyhow::Context;
 use sha2::Digest as _;
 use sqlx::PgConnection;
 use std::time::Duration;
@@ -68,14 +68,19 @@ pub async fn install(
     plan: &Plan,
     realm: &str,
     lock_timeout: Duration,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     super::exec(conn, FUNCTION)
         .await
-        .context("cannot create the fence function realmguard.realm_fence()")?;
+        .map_err(|e| Error::FenceFunction {
+            source: Box::new(e),
+        })?;
     for t in plan.copy_order() {
         short_ddl(conn, &install_sql(t, realm, &plan.key_type), lock_timeout)
             .await
-            .with_context(|| format!("cannot fence {}", t.label()))?;
+            .map_err(|e| Error::Fence {
+                table: t.label(),
+                source: Box::new(e),
+            })?;
     }
     Ok(())
 }
@@ -86,11 +91,14 @@ pub async fn remove(
     plan: &Plan,
     realm: &str,
     lock_timeout: Duration,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     for t in plan.copy_order() {
         short_ddl(conn, &drop_sql(t, realm), lock_timeout)
             .await
-            .with_context(|| format!("cannot drop the fence from {}", t.label()))?;
+            .map_err(|e| Error::Unfence {
+                table: t.label(),
+                source: Box::new(e),
+            })?;
     }
     Ok(())
 }
@@ -98,11 +106,7 @@ pub async fn remove(
 /// Run `sql` in its own transaction under `lock_timeout`, retried with backoff while the lock
 /// is not granted (the application's queries queue behind a waiting DDL, so it must not wait
 /// long).
-async fn short_ddl(
-    conn: &mut PgConnection,
-    sql: &str,
-    lock_timeout: Duration,
-) -> anyhow::Result<()> {
+async fn short_ddl(conn: &mut PgConnection, sql: &str, lock_timeout: Duration) -> Result<()> {
     const RETRIES: u32 = 30;
     let ms = lock_timeout.as_millis().max(1);
     let body = format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'; {sql}; COMMIT");
@@ -113,7 +117,7 @@ async fn short_ddl(
             Err(e) => {
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
                 if !crate::db::is_lock_conflict(&e) || attempt >= RETRIES {
-                    return Err(anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)));
+                    return Err(Error::statement(&e));
                 }
                 tokio::time::sleep(crate::db::backoff(
                     attempt,

@@ -6,7 +6,7 @@
 //! commit): a run that died between that commit and recording it finds the realm whole on the
 //! target (same hashes) and records it then.
 
-use anyhow::Context;
+use super::{Error, Result};
 use sqlx::PgConnection;
 
 const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS realmguard;
@@ -52,11 +52,12 @@ impl Phase {
 }
 
 /// The recorded move of `realm`: its target (display form) and phase.
-pub async fn read(conn: &mut PgConnection, realm: &str) -> anyhow::Result<Option<(String, Phase)>> {
+pub async fn read(conn: &mut PgConnection, realm: &str) -> Result<Option<(String, Phase)>> {
     let exists: bool =
         sqlx::query_scalar("SELECT to_regclass('realmguard.realm_moves') IS NOT NULL")
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .map_err(|source| Error::FindMoveLedger { source })?;
     if !exists {
         return Ok(None);
     }
@@ -65,13 +66,15 @@ pub async fn read(conn: &mut PgConnection, realm: &str) -> anyhow::Result<Option
             .bind(realm)
             .fetch_optional(&mut *conn)
             .await
-            .context("cannot read realmguard.realm_moves")?;
+            .map_err(|source| Error::ReadMoves { source })?;
     Ok(row.map(|(t, p)| (t, Phase::parse(&p))))
 }
 
 /// Start (or restart, after a finished one) the move of `realm`.
-pub async fn begin(conn: &mut PgConnection, realm: &str, target: &str) -> anyhow::Result<()> {
-    crate::db::create_if_missing(conn, CREATE, "the move ledger realmguard.realm_moves").await?;
+pub async fn begin(conn: &mut PgConnection, realm: &str, target: &str) -> Result<()> {
+    crate::db::create_if_missing(conn, CREATE, "the move ledger realmguard.realm_moves")
+        .await
+        .map_err(|source| Error::CreateMoveLedger { source })?;
     sqlx::query(
         "INSERT INTO realmguard.realm_moves (realm, target, phase) VALUES ($1, $2, 'fencing')
          ON CONFLICT (realm) DO UPDATE SET target = $2, phase = 'fencing', started_at = now(),
@@ -81,11 +84,11 @@ pub async fn begin(conn: &mut PgConnection, realm: &str, target: &str) -> anyhow
     .bind(target)
     .execute(&mut *conn)
     .await
-    .context("cannot record the move in realmguard.realm_moves")?;
+    .map_err(|source| Error::RecordMove { source })?;
     Ok(())
 }
 
-pub async fn set(conn: &mut PgConnection, realm: &str, phase: Phase) -> anyhow::Result<()> {
+pub async fn set(conn: &mut PgConnection, realm: &str, phase: Phase) -> Result<()> {
     sqlx::query(
         "UPDATE realmguard.realm_moves SET phase = $2, updated_at = now(),
            fenced_at = CASE WHEN $2 = 'fenced' THEN now() ELSE fenced_at END
@@ -95,24 +98,23 @@ pub async fn set(conn: &mut PgConnection, realm: &str, phase: Phase) -> anyhow::
     .bind(phase.as_str())
     .execute(&mut *conn)
     .await
-    .with_context(|| {
-        format!(
-            "cannot record phase {} in realmguard.realm_moves",
-            phase.as_str()
-        )
+    .map_err(|source| Error::RecordPhase {
+        phase: phase.as_str(),
+        source,
     })?;
     Ok(())
 }
 
 /// Milliseconds since the fence went up.
-pub async fn fenced_ms(conn: &mut PgConnection, realm: &str) -> anyhow::Result<Option<u64>> {
+pub async fn fenced_ms(conn: &mut PgConnection, realm: &str) -> Result<Option<u64>> {
     let ms: Option<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM clock_timestamp() - fenced_at)::float8 * 1000
          FROM realmguard.realm_moves WHERE realm = $1",
     )
     .bind(realm)
     .fetch_optional(&mut *conn)
-    .await?
+    .await
+    .map_err(|source| Error::ReadFencedAt { source })?
     .flatten();
     Ok(ms.map(|m| m as u64))
 }

@@ -11,6 +11,7 @@
 
 pub mod copy;
 pub mod delete;
+pub mod error;
 pub mod fence;
 pub mod hash;
 pub mod ledger;
@@ -24,19 +25,19 @@ pub mod report;
 use crate::config::Config;
 use crate::db::Target;
 use crate::events::{Cancel, EventSink};
-use anyhow::Context;
 use plan::Plan;
 use report::{ListReport, PlanStep, RealmCounts, RealmReport};
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+pub use error::{Error, Result};
 pub use report::{render, render_list};
 
 /// A realm id as given on the command line: non-empty, one line.
-pub fn validate_realm(id: &str) -> anyhow::Result<()> {
+pub fn validate_realm(id: &str) -> Result<()> {
     if id.is_empty() || id.contains(['\n', '\r', '\0']) {
-        anyhow::bail!("--realm must be a non-empty realm id on one line");
+        return Err(Error::InvalidRealm);
     }
     Ok(())
 }
@@ -51,18 +52,23 @@ pub struct CopyOptions {
 }
 
 /// A connection with the session settings the hashes depend on pinned.
-pub async fn open(target: &Target) -> anyhow::Result<PgConnection> {
-    let mut conn = target.connect().await?;
-    hash::pin_session(&mut conn).await?;
+pub async fn open(target: &Target) -> Result<PgConnection> {
+    let mut conn = target
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    hash::pin_session(&mut conn)
+        .await
+        .map_err(|source| Error::Hash { source })?;
     Ok(conn)
 }
 
-pub(crate) async fn exec(conn: &mut PgConnection, sql: &str) -> anyhow::Result<()> {
+pub(crate) async fn exec(conn: &mut PgConnection, sql: &str) -> Result<()> {
     sqlx::raw_sql(sql)
         .execute(&mut *conn)
         .await
         .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
+        .map_err(|e| Error::statement(&e))
 }
 
 /// Both sides opened, planned and through the schema preflight.
@@ -78,18 +84,20 @@ pub(crate) async fn open_sides(
     to: &Target,
     cfg: &Config,
     preflight: bool,
-) -> anyhow::Result<Sides> {
+) -> Result<Sides> {
     if source.url == to.url {
-        anyhow::bail!("the target is the source database; give --to the worker instance's URL");
+        return Err(Error::SameDatabase);
     }
     let mut src = open(source).await?;
     let mut dst = open(to).await?;
-    let sp = plan::load(&mut src, cfg)
-        .await
-        .context("cannot plan the source")?;
-    let tp = plan::load(&mut dst, cfg)
-        .await
-        .context("cannot plan the target")?;
+    let sp = plan::load(&mut src, cfg).await.map_err(|e| Error::Plan {
+        side: "source",
+        source: Box::new(e),
+    })?;
+    let tp = plan::load(&mut dst, cfg).await.map_err(|e| Error::Plan {
+        side: "target",
+        source: Box::new(e),
+    })?;
     if preflight {
         preflight::schema(&mut src, &mut dst, cfg, &sp, &tp).await?;
     }
@@ -103,7 +111,7 @@ pub async fn copy(
     opts: &CopyOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<RealmReport> {
+) -> Result<RealmReport> {
     validate_realm(&opts.realm)?;
     let Sides {
         mut src,
@@ -145,12 +153,12 @@ pub(crate) async fn copy_in_one(
     realm: &str,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<Vec<report::TableReport>> {
+) -> Result<Vec<report::TableReport>> {
     exec(src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *src)
         .await
-        .context("cannot export the source's snapshot")?;
+        .map_err(|source| Error::ExportSnapshot { source })?;
     let mut hasher = open(source).await?;
     exec(
         &mut hasher,
@@ -160,17 +168,23 @@ pub(crate) async fn copy_in_one(
         ),
     )
     .await
-    .context("cannot share the source's snapshot")?;
+    .map_err(|e| Error::ShareSnapshot {
+        source: Box::new(e),
+    })?;
     exec(dst, "BEGIN").await?;
     preflight::data(src, dst, sp, realm).await?;
-    let tables = copy::copy_tables(src, &mut hasher, dst, sp, tp, realm, sink, cancel).await?;
-    copy::advance_sequences(dst, tp).await?;
-    if cancel.is_cancelled() {
-        anyhow::bail!("cancelled before the commit; the target was rolled back");
-    }
-    exec(dst, "COMMIT")
+    let tables = copy::copy_tables(src, &mut hasher, dst, sp, tp, realm, sink, cancel)
         .await
-        .context("the target's commit failed; nothing of the realm was kept there")?;
+        .map_err(|source| Error::Copy { source })?;
+    copy::advance_sequences(dst, tp)
+        .await
+        .map_err(|source| Error::Copy { source })?;
+    if cancel.is_cancelled() {
+        return Err(Error::CancelledBeforeCommit);
+    }
+    exec(dst, "COMMIT").await.map_err(|e| Error::Commit {
+        source: Box::new(e),
+    })?;
     exec(src, "COMMIT").await?;
     Ok(tables)
 }
@@ -181,7 +195,7 @@ pub(crate) async fn copy_steps(
     sp: &Plan,
     tp: &Plan,
     realm: &str,
-) -> anyhow::Result<Vec<PlanStep>> {
+) -> Result<Vec<PlanStep>> {
     let mut steps = Vec::new();
     for s in sp.copy_order() {
         let Some(t) = tp.copy_order().find(|t| t.label() == s.label()) else {
@@ -207,7 +221,7 @@ pub(crate) async fn estimate(
     t: &plan::RealmTable,
     realm: &str,
     key_type: &str,
-) -> anyhow::Result<i64> {
+) -> Result<i64> {
     let plan: serde_json::Value = sqlx::query_scalar(&format!(
         "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
         t.sql_name(),
@@ -215,16 +229,15 @@ pub(crate) async fn estimate(
     ))
     .fetch_one(&mut *conn)
     .await
-    .with_context(|| format!("cannot estimate the rows of {}", t.label()))?;
+    .map_err(|source| Error::Estimate {
+        table: t.label(),
+        source,
+    })?;
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
 }
 
 /// `realm diff`: counts and hashes per table on both sides (each side in one snapshot).
-pub async fn diff(
-    source: &Target,
-    cfg: &Config,
-    opts: &CopyOptions,
-) -> anyhow::Result<RealmReport> {
+pub async fn diff(source: &Target, cfg: &Config, opts: &CopyOptions) -> Result<RealmReport> {
     validate_realm(&opts.realm)?;
     let Sides {
         mut src,
@@ -238,10 +251,14 @@ pub async fn diff(
     for s in sp.copy_order() {
         let started = Instant::now();
         let cols = hash::hashed_columns(s);
-        let before = hash::digest(&mut src, s, &cols, &opts.realm, &sp.key_type).await?;
+        let before = hash::digest(&mut src, s, &cols, &opts.realm, &sp.key_type)
+            .await
+            .map_err(|source| Error::Hash { source })?;
         let after = match tp.copy_order().find(|t| t.label() == s.label()) {
             Some(t) if cols.iter().all(|c| t.column(c).is_some()) => {
-                hash::digest(&mut dst, t, &cols, &opts.realm, &tp.key_type).await?
+                hash::digest(&mut dst, t, &cols, &opts.realm, &tp.key_type)
+                    .await
+                    .map_err(|source| Error::Hash { source })?
             }
             // A table or column the target lacks: it cannot hold the same rows.
             _ => hash::Digest {
@@ -257,7 +274,7 @@ pub async fn diff(
 }
 
 /// `realm list [--counts]`.
-pub async fn list(source: &Target, cfg: &Config, counts: bool) -> anyhow::Result<ListReport> {
+pub async fn list(source: &Target, cfg: &Config, counts: bool) -> Result<ListReport> {
     let mut conn = open(source).await?;
     let p = plan::load(&mut conn, cfg).await?;
     exec(&mut conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
@@ -268,7 +285,10 @@ pub async fn list(source: &Target, cfg: &Config, counts: bool) -> anyhow::Result
     ))
     .fetch_all(&mut conn)
     .await
-    .with_context(|| format!("cannot read {}", p.realms.label()))?;
+    .map_err(|source| Error::ReadTable {
+        table: p.realms.label(),
+        source,
+    })?;
     let mut per: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     if counts {
         for t in &p.tables {
@@ -279,7 +299,10 @@ pub async fn list(source: &Target, cfg: &Config, counts: bool) -> anyhow::Result
             ))
             .fetch_all(&mut conn)
             .await
-            .with_context(|| format!("cannot count the rows of {}", t.label()))?;
+            .map_err(|source| Error::CountRows {
+                table: t.label(),
+                source,
+            })?;
             for (realm, n) in rows {
                 per.entry(realm.unwrap_or_else(|| "(null)".into()))
                     .or_default()
@@ -317,7 +340,7 @@ pub async fn delete(
     dry_run: bool,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<RealmReport> {
+) -> Result<RealmReport> {
     validate_realm(realm)?;
     let mut conn = open(source).await?;
     let p = plan::load(&mut conn, cfg).await?;
@@ -329,12 +352,13 @@ pub async fn delete(
         realm,
         &p.key_type,
     )
-    .await?;
+    .await
+    .map_err(|source| Error::Hash { source })?;
     if found.rows == 0 {
-        anyhow::bail!(
-            "realm {realm} does not exist here ({} has no such row); see realmguard realm list",
-            p.realms.label()
-        );
+        return Err(Error::NotHere {
+            realm: realm.into(),
+            table: p.realms.label(),
+        });
     }
     let mut r = RealmReport::new(realm, if dry_run { "plan" } else { "done" });
     if dry_run {

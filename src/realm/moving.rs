@@ -6,10 +6,10 @@ use super::delete::{self, DeleteOptions};
 use super::ledger::{self, Phase};
 use super::report::{PlanStep, RealmReport};
 use super::{fence, hash, open_sides, preflight, Sides};
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::Target;
 use crate::events::{Cancel, Event, EventSink};
-use anyhow::bail;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub async fn move_realm(
     opts: &MoveOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<RealmReport> {
+) -> Result<RealmReport> {
     super::validate_realm(&opts.realm)?;
     let realm = opts.realm.as_str();
     let Sides {
@@ -45,7 +45,11 @@ pub async fn move_realm(
     let mut phase = match recorded {
         Some((target, p)) if p != Phase::Done => {
             if target != opts.to.display {
-                bail!("realm {realm} is being moved to {target}, not to {}; finish that move first (rerun it with --to that URL)", opts.to.display);
+                return Err(Error::OtherTarget {
+                    realm: realm.into(),
+                    target,
+                    to: opts.to.display.clone(),
+                });
             }
             sink.emit(Event::line(format!(
                 "realmguard: resuming the move of realm {realm} (phase {})",
@@ -83,7 +87,10 @@ pub async fn move_realm(
             )
             .await?;
             if !d.ok {
-                bail!("realm {realm} is on the target but differs from the source in {}; compare with realmguard realm diff before going on", d.differing().join(", "));
+                return Err(Error::DiffersOnTarget {
+                    realm: realm.into(),
+                    tables: d.differing().join(", "),
+                });
             }
             report.tables = d.tables;
         } else {
@@ -114,7 +121,7 @@ async fn on_target(
     dst: &mut sqlx::PgConnection,
     tp: &super::plan::Plan,
     realm: &str,
-) -> anyhow::Result<bool> {
+) -> Result<bool> {
     let d = hash::digest(
         dst,
         &tp.realms,
@@ -122,7 +129,8 @@ async fn on_target(
         realm,
         &tp.key_type,
     )
-    .await?;
+    .await
+    .map_err(|source| Error::Hash { source })?;
     Ok(d.rows > 0)
 }
 
@@ -132,7 +140,7 @@ async fn steps(
     sp: &super::plan::Plan,
     tp: &super::plan::Plan,
     realm: &str,
-) -> anyhow::Result<Vec<PlanStep>> {
+) -> Result<Vec<PlanStep>> {
     let mut out = Vec::new();
     for t in sp.copy_order() {
         out.push(PlanStep {

@@ -13,10 +13,10 @@ use super::moving::MoveOptions;
 use super::plan::Plan;
 use super::report::RealmReport;
 use super::{fence, hash, open_sides, preflight, Sides};
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::{quote_ident, quote_literal, Target};
 use crate::events::{Cancel, Event, EventSink};
-use anyhow::{bail, Context};
 use sqlx::PgConnection;
 use std::time::{Duration, Instant};
 
@@ -32,12 +32,14 @@ fn name(realm: &str) -> String {
 }
 
 /// Refuse when the source cannot publish or the roles lack the rights.
-async fn check_rights(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Result<()> {
+async fn check_rights(src: &mut PgConnection, dst: &mut PgConnection) -> Result<()> {
+    let read = |source| Error::ReadRights { source };
     let wal: String = sqlx::query_scalar("SELECT current_setting('wal_level')")
         .fetch_one(&mut *src)
-        .await?;
+        .await
+        .map_err(read)?;
     if wal != "logical" {
-        bail!("--online needs wal_level = logical on the source (it is {wal}): set it in postgresql.conf and restart, or move without --online");
+        return Err(Error::WalLevel { wal_level: wal });
     }
     let (role, ok): (String, bool) = sqlx::query_as(
         "SELECT current_user::text, (rolsuper OR rolreplication)
@@ -45,9 +47,13 @@ async fn check_rights(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow:
          FROM pg_roles WHERE rolname = current_user",
     )
     .fetch_one(&mut *src)
-    .await?;
+    .await
+    .map_err(read)?;
     if !ok {
-        bail!("--online needs the source role {role} to have REPLICATION and CREATE on the database (to publish the realm's tables): ALTER ROLE {} REPLICATION, or move without --online", quote_ident(&role));
+        return Err(Error::SourceRole {
+            quoted: quote_ident(&role),
+            role,
+        });
     }
     let (role, ok): (String, bool) = sqlx::query_as(
         "SELECT current_user::text, rolsuper
@@ -56,9 +62,9 @@ async fn check_rights(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow:
     )
     .fetch_one(&mut *dst)
     .await
-    .or_else(|_| -> Result<(String, bool), sqlx::Error> { Ok((String::new(), false)) })?;
+    .unwrap_or_else(|_| (String::new(), false));
     if !ok {
-        bail!("--online needs the target role {role} to be allowed to CREATE SUBSCRIPTION (superuser, or pg_create_subscription on 16+), or move without --online");
+        return Err(Error::TargetRole { role });
     }
     Ok(())
 }
@@ -87,7 +93,7 @@ pub async fn move_online(
     opts: &MoveOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<RealmReport> {
+) -> Result<RealmReport> {
     super::validate_realm(&opts.realm)?;
     let realm = opts.realm.as_str();
     let Sides {
@@ -144,7 +150,9 @@ pub async fn move_online(
     )
     .await;
     let (tables, fenced_at) = result?;
-    super::copy::advance_sequences(&mut dst, &tp).await?;
+    super::copy::advance_sequences(&mut dst, &tp)
+        .await
+        .map_err(|source| Error::Copy { source })?;
     let mut report = RealmReport::new(realm, "done");
     report.tables = tables;
     report.fence_ms = Some(fenced_at.elapsed().as_millis() as u64);
@@ -172,10 +180,12 @@ async fn replicate(
     opts: &MoveOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<(Vec<super::report::TableReport>, Instant)> {
+) -> Result<(Vec<super::report::TableReport>, Instant)> {
     super::exec(src, &publication_sql(sp, realm, n))
         .await
-        .context("cannot create the publication on the source")?;
+        .map_err(|e| Error::Publish {
+            source: Box::new(e),
+        })?;
     super::exec(
         dst,
         &format!(
@@ -186,7 +196,9 @@ async fn replicate(
         ),
     )
     .await
-    .context("cannot create the subscription on the target")?;
+    .map_err(|e| Error::Subscribe {
+        source: Box::new(e),
+    })?;
     sink.emit(Event::line(format!(
         "realmguard: realm {realm} is replicating to the target; waiting for the initial copy"
     )));
@@ -198,7 +210,8 @@ async fn replicate(
         )
         .bind(n)
         .fetch_one(&mut *dst)
-        .await?;
+        .await
+        .map_err(|source| Error::ReadReplication { source })?;
         if pending == 0 && caught_up(src, n).await? {
             break;
         }
@@ -221,16 +234,25 @@ async fn replicate(
         let t = tp
             .copy_order()
             .find(|x| x.label() == s.label())
-            .with_context(|| format!("the target has no table {}", s.label()))?;
-        let a = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
+            .ok_or_else(|| Error::NoTargetTable { table: s.label() })?;
+        let a = hash::digest(src, s, &cols, realm, &sp.key_type)
+            .await
+            .map_err(|source| Error::Hash { source })?;
         loop {
-            let b = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
+            let b = hash::digest(dst, t, &cols, realm, &tp.key_type)
+                .await
+                .map_err(|source| Error::Hash { source })?;
             if a == b {
                 tables.push(super::copy::table_report(s, &a, &b, t0, 0));
                 break;
             }
             if drain_started.elapsed() > DRAIN_LIMIT {
-                bail!("{}: {}s after the fence the target still does not hold what the source holds ({} rows against {}); the realm stays on the source, fenced (see docs/realm.md)", s.label(), DRAIN_LIMIT.as_secs(), a.rows, b.rows);
+                return Err(Error::NotDrained {
+                    table: s.label(),
+                    secs: DRAIN_LIMIT.as_secs(),
+                    source_rows: a.rows,
+                    target_rows: b.rows,
+                });
             }
             wait(started, cancel, "the drain").await?;
         }
@@ -240,24 +262,28 @@ async fn replicate(
 
 /// Whether the slot's confirmed position is within 1 MB of the source's WAL end (the fence then
 /// has little left to wait for).
-async fn caught_up(src: &mut PgConnection, slot: &str) -> anyhow::Result<bool> {
+async fn caught_up(src: &mut PgConnection, slot: &str) -> Result<bool> {
     let ok: Option<bool> = sqlx::query_scalar(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 1048576
          FROM pg_replication_slots WHERE slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(&mut *src)
-    .await?
+    .await
+    .map_err(|source| Error::ReadReplication { source })?
     .flatten();
     Ok(ok.unwrap_or(false))
 }
 
-async fn wait(started: Instant, cancel: &Cancel, what: &str) -> anyhow::Result<()> {
+async fn wait(started: Instant, cancel: &Cancel, what: &'static str) -> Result<()> {
     if cancel.is_cancelled() {
-        bail!("cancelled during {what}");
+        return Err(Error::CancelledDuring { what });
     }
     if started.elapsed() > CATCH_UP_LIMIT {
-        bail!("{what} did not finish within {}s", CATCH_UP_LIMIT.as_secs());
+        return Err(Error::TimedOut {
+            what,
+            secs: CATCH_UP_LIMIT.as_secs(),
+        });
     }
     tokio::time::sleep(POLL).await;
     Ok(())

@@ -4,11 +4,11 @@
 //!
 //! [`build`] is pure (catalog model in, plan out); [`load`] reads what it needs.
 
+use super::{Error, Result};
 use crate::catalog::{Catalog, ConstraintKind, RealmsTable};
 use crate::config::Config;
 use crate::db::{qualified, quote_ident, quote_literal};
 use crate::verify::Ctx;
-use anyhow::Context;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -113,26 +113,25 @@ impl Plan {
 
 /// The plan from the catalog model and the columns. Fails when there is no realms table with a
 /// single-column primary key, as then no realm can be named.
-pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> anyhow::Result<Plan> {
+pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> Result<Plan> {
     let realms_oid = match &cat.realms {
         RealmsTable::Found(oid) => *oid,
-        RealmsTable::Disabled => {
-            anyhow::bail!(
-                "realms_table is \"\" in the config: realm commands need the realms table"
-            )
+        RealmsTable::Disabled => return Err(Error::RealmsTableDisabled),
+        RealmsTable::Missing { schema, name } => {
+            return Err(Error::RealmsTableMissing {
+                schema: schema.clone(),
+                name: name.clone(),
+            })
         }
-        RealmsTable::Missing { schema, name } => anyhow::bail!(
-            "the realms table {schema}.{name} does not exist here; migrate this database first"
-        ),
     };
     let tables = cat.table_map();
     let realms_t = tables[&realms_oid];
-    let key_type = cat.realms_key_type.clone().with_context(|| {
-        format!(
-            "the realms table {}.{} has no single-column primary key to name a realm by",
-            realms_t.schema, realms_t.name
-        )
-    })?;
+    let key_type = cat
+        .realms_key_type
+        .clone()
+        .ok_or_else(|| Error::NoRealmKey {
+            table: format!("{}.{}", realms_t.schema, realms_t.name),
+        })?;
     let key_col = cat
         .constraints
         .iter()
@@ -140,7 +139,7 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> anyhow::Result<Plan
         .and_then(|c| c.columns.first())
         .and_then(|n| realms_t.column_by_num(*n))
         .map(|c| c.name.clone())
-        .context("the realms table's primary key column is not readable")?;
+        .ok_or(Error::RealmKeyUnreadable)?;
     let columns_of = |schema: &str, name: &str| {
         cols.get(&(schema.to_string(), name.to_string()))
             .cloned()
@@ -261,28 +260,34 @@ fn parents_first<F: Fn(&u32) -> String>(
 }
 
 /// Read the catalog and the columns of this database and build its plan.
-pub async fn load(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Plan> {
-    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
+pub async fn load(conn: &mut PgConnection, cfg: &Config) -> Result<Plan> {
+    let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column)
+        .await
+        .map_err(|source| Error::Catalog { source })?;
     let cols = columns(conn).await?;
     build(&cat, cfg, &cols)
 }
 
 /// Every user table's columns (one query).
-pub async fn columns(conn: &mut PgConnection) -> anyhow::Result<Columns> {
+pub async fn columns(conn: &mut PgConnection) -> Result<Columns> {
     let rows = sqlx::query(COLUMNS_SQL)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read the tables' columns from pg_catalog")?;
+        .map_err(|source| Error::ReadColumns { source })?;
     let mut out: Columns = HashMap::new();
     for r in rows {
-        out.entry((r.try_get("schema")?, r.try_get("name")?))
-            .or_default()
-            .push(Col {
-                name: r.try_get("column_name")?,
-                type_: r.try_get("type")?,
-                generated: r.try_get("generated")?,
-                sequence: r.try_get("sequence")?,
-            });
+        let row = |source| Error::ColumnRow { source };
+        out.entry((
+            r.try_get("schema").map_err(row)?,
+            r.try_get("name").map_err(row)?,
+        ))
+        .or_default()
+        .push(Col {
+            name: r.try_get("column_name").map_err(row)?,
+            type_: r.try_get("type").map_err(row)?,
+            generated: r.try_get("generated").map_err(row)?,
+            sequence: r.try_get("sequence").map_err(row)?,
+        });
     }
     Ok(out)
 }

@@ -2,9 +2,9 @@
 //! before anything is read; [`data`] inside the copy's snapshot on the source.
 
 use super::plan::{Plan, RealmTable};
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::{qualified, quote_ident};
-use anyhow::{bail, Context};
 use sqlx::PgConnection;
 use std::collections::HashSet;
 
@@ -17,28 +17,30 @@ pub async fn schema(
     cfg: &Config,
     sp: &Plan,
     tp: &Plan,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if let Some(t) = sp.without_column.first() {
-        bail!(
-            "{t} is realm-scoped but has no {} column on the source, so its rows cannot be told apart by realm; backfill it first (realmguard backfill run)",
-            cfg.realm_column
-        );
+        return Err(Error::WithoutRealmColumn {
+            table: t.clone(),
+            column: cfg.realm_column.to_string(),
+        });
     }
     for (side, conn, plan) in [("source", &mut *src, sp), ("target", &mut *dst, tp)] {
-        let report = crate::verify::verify(conn, cfg).await?;
+        let report = crate::verify::verify(conn, cfg)
+            .await
+            .map_err(|source| Error::Verify { source })?;
         let scoped: HashSet<String> = plan.copy_order().map(RealmTable::label).collect();
         let found = report
             .errors()
             .find(|v| scoped.contains(&format!("{}.{}", v.schema, v.table)))
             .cloned();
         if let Some(v) = found {
-            bail!(
-                "the {side} fails verify on {}.{} ({}: {}); fix it first (realmguard verify)",
-                v.schema,
-                v.table,
-                v.rule,
-                v.message
-            );
+            return Err(Error::FailsVerify {
+                side,
+                schema: v.schema,
+                table: v.table,
+                rule: v.rule,
+                message: v.message,
+            });
         }
     }
     ledgers(src, dst).await?;
@@ -46,26 +48,23 @@ pub async fn schema(
         let t = tp
             .copy_order()
             .find(|t| t.schema == s.schema && t.name == s.name)
-            .with_context(|| {
-                format!(
-                    "the target has no realm-scoped table {}; migrate the target first",
-                    s.label()
-                )
-            })?;
+            .ok_or_else(|| Error::TargetLacksTable { table: s.label() })?;
         for c in &s.columns {
             match t.column(&c.name) {
-                None => bail!(
-                    "the target's {} has no column {}; migrate the target first",
-                    s.label(),
-                    c.name
-                ),
-                Some(tc) if tc.type_ != c.type_ => bail!(
-                    "{}.{} is {} on the source but {} on the target; make the two schemas agree first",
-                    s.label(),
-                    c.name,
-                    c.type_,
-                    tc.type_
-                ),
+                None => {
+                    return Err(Error::TargetLacksColumn {
+                        table: s.label(),
+                        column: c.name.clone(),
+                    })
+                }
+                Some(tc) if tc.type_ != c.type_ => {
+                    return Err(Error::ColumnTypeDiffers {
+                        table: s.label(),
+                        column: c.name.clone(),
+                        on_source: c.type_.clone(),
+                        on_target: tc.type_.clone(),
+                    })
+                }
                 Some(_) => {}
             }
         }
@@ -74,25 +73,23 @@ pub async fn schema(
 }
 
 /// The two migration ledgers must list the same versions with the same checksums.
-async fn ledgers(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Result<()> {
+async fn ledgers(src: &mut PgConnection, dst: &mut PgConnection) -> Result<()> {
     let key = |v: Vec<crate::migrate::plan::Applied>| -> Vec<(i64, String, bool)> {
         v.into_iter()
             .map(|a| (a.version, a.checksum, a.success))
             .collect()
     };
-    let s = key(crate::migrate::ledger::read(src).await?);
-    let t = key(crate::migrate::ledger::read(dst).await?);
+    let read = |source| Error::MigrationLedger { source };
+    let s = key(crate::migrate::ledger::read(src).await.map_err(read)?);
+    let t = key(crate::migrate::ledger::read(dst).await.map_err(read)?);
     for (a, b) in s.iter().zip(t.iter()) {
         if a.0 != b.0 {
             let v = a.0.min(b.0);
             let side = if a.0 < b.0 { "source" } else { "target" };
-            bail!("the ledgers differ: version {v} is applied on the {side} only; migrate both to the same version first");
+            return Err(Error::LedgerVersionOnOneSide { version: v, side });
         }
         if a.1 != b.1 || a.2 != b.2 {
-            bail!(
-                "the ledgers differ: version {} has another checksum (or state) on the target than on the source; the two databases were migrated from different files",
-                a.0
-            );
+            return Err(Error::LedgerChecksum { version: a.0 });
         }
     }
     if s.len() != t.len() {
@@ -101,7 +98,7 @@ async fn ledgers(src: &mut PgConnection, dst: &mut PgConnection) -> anyhow::Resu
         } else {
             ("target", t[s.len()].0)
         };
-        bail!("the ledgers differ: version {v} is applied on the {side} only; migrate both to the same version first");
+        return Err(Error::LedgerVersionOnOneSide { version: v, side });
     }
     Ok(())
 }
@@ -113,20 +110,20 @@ pub async fn data(
     dst: &mut PgConnection,
     plan: &Plan,
     realm: &str,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let kt = &plan.key_type;
     if !exists(src, &plan.realms, realm, kt).await? {
-        bail!(
-            "realm {realm} does not exist on the source ({} has no such row); see realmguard realm list",
-            plan.realms.label()
-        );
+        return Err(Error::NotOnSource {
+            realm: realm.into(),
+            table: plan.realms.label(),
+        });
     }
     for t in plan.copy_order() {
         if exists(dst, t, realm, kt).await? {
-            bail!(
-                "realm {realm} already has rows on the target (in {}); delete them there first (realmguard realm delete --realm {realm}) or pick another target",
-                t.label()
-            );
+            return Err(Error::AlreadyOnTarget {
+                realm: realm.into(),
+                table: t.label(),
+            });
         }
     }
     for g in &plan.globals {
@@ -134,7 +131,7 @@ pub async fn data(
             .tables
             .iter()
             .find(|t| t.label() == g.table)
-            .context("a global reference names a table outside the plan")?;
+            .ok_or(Error::GlobalRefOutsidePlan)?;
         let cols = g
             .columns
             .iter()
@@ -155,7 +152,10 @@ pub async fn data(
         ))
         .fetch_all(&mut *src)
         .await
-        .with_context(|| format!("cannot read the keys {} references", g.table))?;
+        .map_err(|source| Error::ReadGlobalKeys {
+            table: g.table.clone(),
+            source,
+        })?;
         if keys.is_empty() {
             continue;
         }
@@ -172,24 +172,21 @@ pub async fn data(
              WHERE NOT EXISTS (SELECT 1 FROM {} AS g WHERE {matches}) LIMIT 1",
             qualified(&g.ref_schema, &g.ref_name)
         ))
-        .bind(serde_json::to_string(&keys)?)
+        .bind(serde_json::to_string(&keys).map_err(|source| Error::EncodeKeys { source })?)
         .fetch_optional(&mut *dst)
         .await
-        .with_context(|| {
-            format!(
-                "cannot look for {}.{} rows on the target",
-                g.ref_schema, g.ref_name
-            )
+        .map_err(|source| Error::LookForGlobalRows {
+            table: format!("{}.{}", g.ref_schema, g.ref_name),
+            source,
         })?;
-        if let Some(k) = missing {
-            bail!(
-                "the target lacks the {}.{} row {} = {k} that the realm's {} rows reference ({}); copy that global row to the target first",
-                g.ref_schema,
-                g.ref_name,
-                g.ref_columns.join(", "),
-                g.table,
-                g.constraint
-            );
+        if let Some(key) = missing {
+            return Err(Error::TargetLacksGlobalRow {
+                table: format!("{}.{}", g.ref_schema, g.ref_name),
+                columns: g.ref_columns.join(", "),
+                key,
+                referencing: g.table.clone(),
+                constraint: g.constraint.clone(),
+            });
         }
     }
     Ok(())
@@ -200,7 +197,7 @@ async fn exists(
     t: &RealmTable,
     realm: &str,
     key_type: &str,
-) -> anyhow::Result<bool> {
+) -> Result<bool> {
     sqlx::query_scalar(&format!(
         "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
         t.sql_name(),
@@ -208,5 +205,8 @@ async fn exists(
     ))
     .fetch_one(&mut *conn)
     .await
-    .with_context(|| format!("cannot read {}", t.label()))
+    .map_err(|source| Error::ReadTable {
+        table: t.label(),
+        source,
+    })
 }
