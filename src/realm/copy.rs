@@ -5,12 +5,12 @@
 //! Both connections are in a transaction the caller opened (the source's a `REPEATABLE READ
 //! READ ONLY` snapshot) and commits or abandons: nothing here commits.
 
+use super::error::{Error, Result};
 use super::hash::{self, Digest};
 use super::plan::{Plan, RealmTable};
 use super::report::TableReport;
 use crate::db::quote_ident;
 use crate::events::{Cancel, Event, EventSink, Unit};
-use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use sqlx::PgConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,17 +46,17 @@ pub async fn copy_tables(
     realm: &str,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<Vec<TableReport>> {
+) -> Result<Vec<TableReport>> {
     let mode = super::load::begin(dst, tp).await?;
     let mut out = Vec::new();
     for s in sp.copy_order() {
         if cancel.is_cancelled() {
-            bail!("cancelled before {}; the target was rolled back", s.label());
+            return Err(Error::CancelledBefore { table: s.label() });
         }
         let t = tp
             .copy_order()
             .find(|t| t.schema == s.schema && t.name == s.name)
-            .with_context(|| format!("the target has no table {}", s.label()))?;
+            .ok_or_else(|| Error::NoTargetTable { table: s.label() })?;
         let started = Instant::now();
         let cols = hash::hashed_columns(s);
         // The source's hash runs on a second connection in the same snapshot, while the rows
@@ -145,7 +145,7 @@ async fn stream_table(
     total: i64,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<u64> {
+) -> Result<u64> {
     let label = s.label();
     sink.emit(Event::WorkStarted {
         unit: Unit::Rows,
@@ -156,13 +156,18 @@ async fn stream_table(
         let mut copy_in = dst
             .copy_in_raw(&copy_in_sql(s, t))
             .await
-            .with_context(|| format!("cannot start the copy into the target's {label}"))?;
+            .map_err(|source| Error::StartCopyIn {
+                table: label.clone(),
+                source,
+            })?;
         let mut stream = match src.copy_out_raw(&copy_out_sql(s, realm, key_type)).await {
             Ok(st) => st,
             Err(e) => {
                 let _ = copy_in.abort("the source could not be read").await;
-                return Err(anyhow::Error::new(e)
-                    .context(format!("cannot start reading the source's {label}")));
+                return Err(Error::StartCopyOut {
+                    table: label.clone(),
+                    source: e,
+                });
             }
         };
         // The source is read and the target written at once, as the two ends of a pipe are:
@@ -178,8 +183,10 @@ async fn stream_table(
         let read = async move {
             let mut buf = Vec::with_capacity(CHUNK);
             while let Some(chunk) = stream_ref.next().await {
-                let chunk =
-                    chunk.with_context(|| format!("reading the source's {label_ref} failed"))?;
+                let chunk = chunk.map_err(|source| Error::ReadSource {
+                    table: label_ref.clone(),
+                    source,
+                })?;
                 b_ref.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 m_ref.fetch_add(1, Ordering::Relaxed);
                 buf.extend_from_slice(&chunk);
@@ -187,14 +194,14 @@ async fn stream_table(
                     let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
                     if tx.send(full).await.is_err() {
                         // The writer stopped; its error is the one reported.
-                        return anyhow::Ok(());
+                        return Ok::<(), Error>(());
                     }
                 }
             }
             if !buf.is_empty() {
                 let _ = tx.send(buf).await;
             }
-            anyhow::Ok(())
+            Ok::<(), Error>(())
         };
         let write = async move {
             let mut last = started;
@@ -202,9 +209,14 @@ async fn stream_table(
                 copy_ref
                     .send(buf.as_slice())
                     .await
-                    .with_context(|| format!("writing the target's {label_ref} failed"))?;
+                    .map_err(|source| Error::WriteTarget {
+                        table: label_ref.clone(),
+                        source,
+                    })?;
                 if cancel.is_cancelled() {
-                    bail!("cancelled while copying {label_ref}; the target was rolled back");
+                    return Err(Error::CancelledCopying {
+                        table: label_ref.clone(),
+                    });
                 }
                 if last.elapsed() >= PROGRESS_EVERY {
                     last = Instant::now();
@@ -212,7 +224,7 @@ async fn stream_table(
                     sink.emit(progress(label_ref, m, b, started));
                 }
             }
-            anyhow::Ok(())
+            Ok::<(), Error>(())
         };
         let (read, write) = tokio::join!(read, write);
         drop(stream);
@@ -222,11 +234,10 @@ async fn stream_table(
             return Err(e);
         }
         let (messages, bytes) = (messages.into_inner(), bytes.into_inner());
-        copy_in
-            .finish()
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
-            .with_context(|| format!("the target refused the rows of {label}"))?;
+        copy_in.finish().await.map_err(|e| Error::TargetRefused {
+            table: label.clone(),
+            source: Box::new(Error::statement(&e)),
+        })?;
         sink.emit(progress(&label, messages, bytes, started));
         Ok(bytes)
     }
@@ -246,7 +257,7 @@ fn progress(label: &str, messages: u64, bytes: u64, started: Instant) -> Event {
 
 /// Move every identity and serial sequence of the target's realm tables past the largest id now
 /// in its table (never backwards), so the target's next generated ids do not collide.
-pub async fn advance_sequences(dst: &mut PgConnection, tp: &Plan) -> anyhow::Result<()> {
+pub async fn advance_sequences(dst: &mut PgConnection, tp: &Plan) -> Result<()> {
     for t in tp.copy_order() {
         for c in &t.columns {
             let Some(seq) = &c.sequence else { continue };
@@ -259,7 +270,12 @@ pub async fn advance_sequences(dst: &mut PgConnection, tp: &Plan) -> anyhow::Res
             .bind(seq)
             .execute(&mut *dst)
             .await
-            .with_context(|| format!("cannot move {seq} past {}.{}", t.label(), c.name))?;
+            .map_err(|source| Error::AdvanceSequence {
+                sequence: seq.clone(),
+                table: t.label(),
+                column: c.name.clone(),
+                source,
+            })?;
         }
     }
     Ok(())

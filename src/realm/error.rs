@@ -3,10 +3,10 @@
 //! the server's error as its source, so the `error:` line reads `what failed: why`.
 //!
 //! The variants holding an `anyhow::Error` wrap what other modules (db, catalog, verify, migrate,
-//! and this module's `copy` and `hash`) return today; they are transparent, so the message is
+//! ) return today; they are transparent, so the message is
 //! theirs unchanged.
 
-/// The error of every `realm` function (except `copy` and `hash`, which return `anyhow`).
+/// The error of every `realm` function.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("--realm must be a non-empty realm id on one line")]
@@ -28,12 +28,101 @@ pub enum Error {
     /// Creating `realmguard.realm_moves` (db's error).
     #[error(transparent)]
     CreateMoveLedger { source: anyhow::Error },
-    /// Pinning the session or hashing a table (`realm::hash`'s error).
+    #[error("cannot pin the session settings the hashes depend on")]
+    PinSession {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot hash {table}")]
+    HashTable {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A hash row without the expected column.
     #[error(transparent)]
-    Hash { source: anyhow::Error },
-    /// Copying the tables or advancing the sequences (`realm::copy`'s error).
+    HashRow { source: sqlx::Error },
+    #[error("cancelled before {table}; the target was rolled back")]
+    CancelledBefore { table: String },
+    #[error("cancelled while copying {table}; the target was rolled back")]
+    CancelledCopying { table: String },
+    #[error("cannot start the copy into the target's {table}")]
+    StartCopyIn {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot start reading the source's {table}")]
+    StartCopyOut {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("reading the source's {table} failed")]
+    ReadSource {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("writing the target's {table} failed")]
+    WriteTarget {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the target refused the rows of {table}")]
+    TargetRefused {
+        table: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A table's hashes differ after the copy.
     #[error(transparent)]
-    Copy { source: anyhow::Error },
+    Mismatch(#[from] super::copy::Mismatch),
+    #[error("cannot move {sequence} past {table}.{column}")]
+    AdvanceSequence {
+        sequence: String,
+        table: String,
+        column: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot read the target's triggers")]
+    ReadTargetTriggers {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot set session_replication_role on the target")]
+    SetReplicationRole {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot read the target's foreign keys")]
+    ReadForeignKeys {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{table} is not a table of the realm")]
+    NotRealmTable { table: String },
+    #[error("cannot lock the rows {constraint} references")]
+    LockReferenced {
+        constraint: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot check foreign key {constraint} on the target")]
+    CheckForeignKey {
+        constraint: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{table}: {missing} of the realm's rows break foreign key {constraint} on the target (no matching row in {parent}); the target was rolled back: copy the referenced rows there first, or compare the two schemas")]
+    BrokenForeignKey {
+        table: String,
+        missing: i64,
+        constraint: String,
+        parent: String,
+    },
     /// A statement the server refused, described by `db::describe_pg_error` (which already
     /// says the server's message, code and hint, so it has no source of its own).
     #[error("{message}")]

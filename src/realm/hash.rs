@@ -8,8 +8,8 @@
 //! The digest is md5 of `count:sum_hi:sum_lo`. Text output depends on session settings, so every
 //! connection that hashes is pinned first ([`pin_session`]).
 
+use super::error::{Error, Result};
 use super::plan::RealmTable;
-use anyhow::Context;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
@@ -21,11 +21,11 @@ pub const PIN_SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = '
      SET row_security = off; SET statement_timeout = 0; \
      SET idle_in_transaction_session_timeout = 0";
 
-pub async fn pin_session(conn: &mut PgConnection) -> anyhow::Result<()> {
+pub async fn pin_session(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql(PIN_SESSION)
         .execute(&mut *conn)
         .await
-        .context("cannot pin the session settings the hashes depend on")?;
+        .map_err(|source| Error::PinSession { source })?;
     Ok(())
 }
 
@@ -62,15 +62,17 @@ pub async fn digest(
     columns: &[&str],
     realm: &str,
     key_type: &str,
-) -> anyhow::Result<Digest> {
+) -> Result<Digest> {
     let row = sqlx::query(&sql(t, columns, realm, key_type))
         .fetch_one(&mut *conn)
         .await
-        .with_context(|| format!("cannot hash {}", t.label()))?;
-    Ok(Digest {
-        rows: row.try_get("rows")?,
-        hash: row.try_get("hash")?,
-    })
+        .map_err(|source| Error::HashTable {
+            table: t.label(),
+            source,
+        })?;
+    let decoded = (|| Ok::<_, sqlx::Error>((row.try_get("rows")?, row.try_get("hash")?)))();
+    let (rows, hash) = decoded.map_err(|source| Error::HashRow { source })?;
+    Ok(Digest { rows, hash })
 }
 
 /// The columns both sides hash: the source table's, all of which the target must have.

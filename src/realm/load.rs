@@ -11,9 +11,9 @@
 //! firing and changing rows as it would) and the role may set the parameter; otherwise the rows
 //! go in with the triggers on, as a plain `COPY` would.
 
+use super::error::{Error, Result};
 use super::plan::Plan;
 use crate::db::{qualified, quote_ident};
-use anyhow::{bail, Context};
 use sqlx::{PgConnection, Row};
 
 /// How the target was loaded.
@@ -35,13 +35,13 @@ const USER_TRIGGERS_SQL: &str = "SELECT EXISTS (
         SELECT p.relid FROM unnest($1::text[]) AS t(name), pg_partition_tree(t.name::regclass) AS p))";
 
 /// Pick the mode for the target's open transaction and set it up there.
-pub async fn begin(dst: &mut PgConnection, tp: &Plan) -> anyhow::Result<Mode> {
+pub async fn begin(dst: &mut PgConnection, tp: &Plan) -> Result<Mode> {
     let tables: Vec<String> = tp.copy_order().map(|t| t.sql_name()).collect();
     let has_triggers: bool = sqlx::query_scalar(USER_TRIGGERS_SQL)
         .bind(&tables)
         .fetch_one(&mut *dst)
         .await
-        .context("cannot read the target's triggers")?;
+        .map_err(|source| Error::ReadTargetTriggers { source })?;
     if has_triggers {
         return Ok(Mode::Triggers);
     }
@@ -60,10 +60,10 @@ pub async fn begin(dst: &mut PgConnection, tp: &Plan) -> anyhow::Result<Mode> {
             )
             .execute(&mut *dst)
             .await
-            .context("cannot roll back to the target's savepoint")?;
+            .map_err(|source| Error::SetReplicationRole { source })?;
             Ok(Mode::Triggers)
         }
-        Err(e) => Err(e).context("cannot set session_replication_role on the target"),
+        Err(source) => Err(Error::SetReplicationRole { source }),
     }
 }
 
@@ -113,17 +113,13 @@ const KEYS_SQL: &str = "SELECT c.conname::text AS name,
 /// sessions can see (a global table, or a key that does not carry the realm) are first locked
 /// `FOR KEY SHARE`, as the triggers lock them, so none is deleted before the target commits.
 /// Then the parameter goes back to `origin` for whatever the transaction does next.
-pub async fn check_foreign_keys(
-    dst: &mut PgConnection,
-    tp: &Plan,
-    realm: &str,
-) -> anyhow::Result<()> {
+pub async fn check_foreign_keys(dst: &mut PgConnection, tp: &Plan, realm: &str) -> Result<()> {
     let tables: Vec<String> = tp.copy_order().map(|t| t.sql_name()).collect();
     let rows = sqlx::query(KEYS_SQL)
         .bind(&tables)
         .fetch_all(&mut *dst)
         .await
-        .context("cannot read the target's foreign keys")?;
+        .map_err(|source| Error::ReadForeignKeys { source })?;
     let rows = rows
         .iter()
         .map(|r| {
@@ -139,17 +135,14 @@ pub async fn check_foreign_keys(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .context("cannot decode the target's foreign keys")?;
+        .map_err(|source| Error::ReadForeignKeys { source })?;
     let table = |schema: &str, name: &str| {
         tp.copy_order()
             .find(|t| t.schema == schema && t.name == name)
     };
     for r in rows {
-        let child = table(&r.child_schema, &r.child_name).with_context(|| {
-            format!(
-                "{}.{} is not a table of the realm",
-                r.child_schema, r.child_name
-            )
+        let child = table(&r.child_schema, &r.child_name).ok_or_else(|| Error::NotRealmTable {
+            table: format!("{}.{}", r.child_schema, r.child_name),
         })?;
         let filter = child.realm_filter(realm, &tp.key_type);
         // Parent rows only this transaction can see: the realm's own, which the target held
@@ -174,25 +167,31 @@ pub async fn check_foreign_keys(
             sqlx::query(&lock_sql(&key, &filter))
                 .execute(&mut *dst)
                 .await
-                .with_context(|| format!("cannot lock the rows {} references", key.name))?;
+                .map_err(|source| Error::LockReferenced {
+                    constraint: key.name.clone(),
+                    source,
+                })?;
         }
         let missing: i64 = sqlx::query_scalar(&missing_sql(&key, &filter))
             .fetch_one(&mut *dst)
             .await
-            .with_context(|| format!("cannot check foreign key {} on the target", key.name))?;
+            .map_err(|source| Error::CheckForeignKey {
+                constraint: key.name.clone(),
+                source,
+            })?;
         if missing > 0 {
-            bail!(
-                "{}: {missing} of the realm's rows break foreign key {} on the target (no matching row in {}); the target was rolled back: copy the referenced rows there first, or compare the two schemas",
-                key.label,
-                key.name,
-                key.parent
-            );
+            return Err(Error::BrokenForeignKey {
+                table: key.label,
+                missing,
+                constraint: key.name,
+                parent: key.parent,
+            });
         }
     }
     sqlx::raw_sql("SET LOCAL session_replication_role = origin")
         .execute(&mut *dst)
         .await
-        .context("cannot reset session_replication_role on the target")?;
+        .map_err(|source| Error::SetReplicationRole { source })?;
     Ok(())
 }
 

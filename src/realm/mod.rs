@@ -57,9 +57,7 @@ pub async fn open(target: &Target) -> Result<PgConnection> {
         .connect()
         .await
         .map_err(|source| Error::Connect { source })?;
-    hash::pin_session(&mut conn)
-        .await
-        .map_err(|source| Error::Hash { source })?;
+    hash::pin_session(&mut conn).await?;
     Ok(conn)
 }
 
@@ -173,12 +171,8 @@ pub(crate) async fn copy_in_one(
     })?;
     exec(dst, "BEGIN").await?;
     preflight::data(src, dst, sp, realm).await?;
-    let tables = copy::copy_tables(src, &mut hasher, dst, sp, tp, realm, sink, cancel)
-        .await
-        .map_err(|source| Error::Copy { source })?;
-    copy::advance_sequences(dst, tp)
-        .await
-        .map_err(|source| Error::Copy { source })?;
+    let tables = copy::copy_tables(src, &mut hasher, dst, sp, tp, realm, sink, cancel).await?;
+    copy::advance_sequences(dst, tp).await?;
     if cancel.is_cancelled() {
         return Err(Error::CancelledBeforeCommit);
     }
@@ -251,14 +245,10 @@ pub async fn diff(source: &Target, cfg: &Config, opts: &CopyOptions) -> Result<R
     for s in sp.copy_order() {
         let started = Instant::now();
         let cols = hash::hashed_columns(s);
-        let before = hash::digest(&mut src, s, &cols, &opts.realm, &sp.key_type)
-            .await
-            .map_err(|source| Error::Hash { source })?;
+        let before = hash::digest(&mut src, s, &cols, &opts.realm, &sp.key_type).await?;
         let after = match tp.copy_order().find(|t| t.label() == s.label()) {
             Some(t) if cols.iter().all(|c| t.column(c).is_some()) => {
-                hash::digest(&mut dst, t, &cols, &opts.realm, &tp.key_type)
-                    .await
-                    .map_err(|source| Error::Hash { source })?
+                hash::digest(&mut dst, t, &cols, &opts.realm, &tp.key_type).await?
             }
             // A table or column the target lacks: it cannot hold the same rows.
             _ => hash::Digest {
@@ -352,8 +342,7 @@ pub async fn delete(
         realm,
         &p.key_type,
     )
-    .await
-    .map_err(|source| Error::Hash { source })?;
+    .await?;
     if found.rows == 0 {
         return Err(Error::NotHere {
             realm: realm.into(),

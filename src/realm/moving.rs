@@ -129,8 +129,7 @@ async fn on_target(
         realm,
         &tp.key_type,
     )
-    .await
-    .map_err(|source| Error::Hash { source })?;
+    .await?;
     Ok(d.rows > 0)
 }
 

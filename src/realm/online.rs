@@ -150,9 +150,7 @@ pub async fn move_online(
     )
     .await;
     let (tables, fenced_at) = result?;
-    super::copy::advance_sequences(&mut dst, &tp)
-        .await
-        .map_err(|source| Error::Copy { source })?;
+    super::copy::advance_sequences(&mut dst, &tp).await?;
     let mut report = RealmReport::new(realm, "done");
     report.tables = tables;
     report.fence_ms = Some(fenced_at.elapsed().as_millis() as u64);
@@ -235,13 +233,9 @@ async fn replicate(
             .copy_order()
             .find(|x| x.label() == s.label())
             .ok_or_else(|| Error::NoTargetTable { table: s.label() })?;
-        let a = hash::digest(src, s, &cols, realm, &sp.key_type)
-            .await
-            .map_err(|source| Error::Hash { source })?;
+        let a = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
         loop {
-            let b = hash::digest(dst, t, &cols, realm, &tp.key_type)
-                .await
-                .map_err(|source| Error::Hash { source })?;
+            let b = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
             if a == b {
                 tables.push(super::copy::table_report(s, &a, &b, t0, 0));
                 break;
