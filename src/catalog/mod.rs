@@ -14,16 +14,19 @@
 
 pub mod citus;
 mod details;
+mod error;
 pub mod rls;
 
 pub use details::{needs_definition, triggers, Details, Trigger};
+pub use error::Error;
 
-use anyhow::Context;
 use serde::Deserialize;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 const TABLES_SQL: &str = include_str!("sql/tables.sql");
 const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
@@ -311,10 +314,10 @@ impl Catalog {
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
-    ) -> anyhow::Result<Catalog> {
+    ) -> Result<Catalog> {
         let mut queries = 0;
         let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
-        let mut cat = read(conn, realm_column, &mut queries).await?;
+        let mut cat = read_all(conn, realm_column, &mut queries).await?;
         cat.realms = realms;
         cat.realms_key_type = key_type;
         cat.queries = queries;
@@ -329,7 +332,7 @@ impl Catalog {
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
         tables: &[(String, String)],
-    ) -> anyhow::Result<Catalog> {
+    ) -> Result<Catalog> {
         let (_, cat) = scoped(conn, realms_table, realm_column, tables, None).await?;
         Ok(cat)
     }
@@ -349,7 +352,7 @@ impl Catalog {
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
         seqscan_was: Option<String>,
-    ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
+    ) -> Result<(Vec<(String, String)>, Catalog)> {
         // The scoped read's plan wants index scans whatever the statistics say (a fresh cluster's
         // catalog looks tiny to the planner). `seqscan_was` is the enable_seqscan value a caller
         // already saved while turning it off in an earlier round trip of its own (the migrate
@@ -359,7 +362,7 @@ impl Catalog {
             None => sqlx::query_scalar(SEQSCAN_OFF_SQL)
                 .fetch_one(&mut *conn)
                 .await
-                .context("cannot set up the catalog read")?,
+                .map_err(Error::SetUp)?,
         };
         let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], Some(&was)).await?;
         cat.queries += 1;
@@ -404,7 +407,7 @@ async fn resolve_realms(
     conn: &mut PgConnection,
     realms_table: &str,
     queries: &mut usize,
-) -> anyhow::Result<(RealmsTable, Option<String>)> {
+) -> Result<(RealmsTable, Option<String>)> {
     if realms_table.is_empty() {
         return Ok((RealmsTable::Disabled, None));
     }
@@ -414,7 +417,7 @@ async fn resolve_realms(
         .bind(name)
         .fetch_one(&mut *conn)
         .await
-        .context("cannot resolve the realms table from pg_catalog")?;
+        .map_err(Error::Realms)?;
     *queries += 1;
     let oid: Option<Oid> = row.try_get("oid")?;
     Ok(realms_from(
@@ -773,12 +776,17 @@ fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, wanted: &HashSet<u32>)
     }
 }
 
+/// The error of a failed query of `what`.
+pub(crate) fn read(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Read { what, source }
+}
+
 /// The whole catalog, one query per file.
-async fn read(
+async fn read_all(
     conn: &mut PgConnection,
     realm_column: &crate::config::RealmColumns,
     queries: &mut usize,
-) -> anyhow::Result<Catalog> {
+) -> Result<Catalog> {
     let f = full_forms();
     let all: Option<Vec<Oid>> = None;
     let tables = sqlx::query(&f.tables)
@@ -786,7 +794,7 @@ async fn read(
         .bind(&all)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read tables from pg_catalog")?
+        .map_err(read("tables"))?
         .iter()
         .map(TableRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
@@ -796,7 +804,7 @@ async fn read(
         .bind(&all)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read constraints from pg_catalog")?
+        .map_err(read("constraints"))?
         .iter()
         .map(ConstraintRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
@@ -806,7 +814,7 @@ async fn read(
         .bind(&all)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read indexes from pg_catalog")?
+        .map_err(read("indexes"))?
         .iter()
         .map(IndexRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
@@ -820,7 +828,7 @@ async fn read(
         .bind(&oids)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read index definitions from pg_catalog")?
+        .map_err(read("index definitions"))?
         .iter()
         .map(IndexDefRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
@@ -838,7 +846,7 @@ async fn scoped(
     realm_column: &crate::config::RealmColumns,
     tables: &[(String, String)],
     changed: Option<&str>,
-) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
+) -> Result<(Vec<(String, String)>, Catalog)> {
     let (realms_schema, realms_name) = match realms_table {
         "" => (None, None),
         t => {
@@ -857,13 +865,16 @@ async fn scoped(
         .bind(changed)
         .fetch_one(&mut *conn)
         .await
-        .context("cannot read the tables to verify from pg_catalog")?;
-    fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> anyhow::Result<Vec<T>> {
+        .map_err(read("the tables to verify"))?;
+    fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> Result<Vec<T>> {
         let text: Option<String> = row.try_get(col)?;
         match text {
             None => Ok(Vec::new()), // json_agg of no rows
             Some(t) => serde_json::from_str(&t)
-                .with_context(|| format!("cannot decode the {col} read from pg_catalog")),
+                .map_err(|source| Error::DecodeJson {
+                    what: col.to_string(),
+                    source,
+                }),
         }
     }
     let touched: Vec<(String, String)> = part(&row, "touched")?;
