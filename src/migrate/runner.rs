@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::db::{self, Target};
 use crate::events::{Cancel, Event, EventSink, Unit};
 use crate::split::{self, Piece};
-use anyhow::{anyhow, bail, Context};
+use super::{Error, Result};
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::path::PathBuf;
@@ -120,7 +120,7 @@ pub async fn migrate_reporting(
     files: &[Migration],
     opts: &MigrateOptions,
     sink: &dyn EventSink,
-) -> (MigrateReport, anyhow::Result<()>) {
+) -> (MigrateReport, Result<()>) {
     let mut report = MigrateReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -136,7 +136,7 @@ async fn run(
     opts: &MigrateOptions,
     sink: &dyn EventSink,
     report: &mut MigrateReport,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if opts.dry_run {
         // Read-only: no lock, no ledger created, nothing executed.
         let mut conn = target.connect().await?;
@@ -221,14 +221,14 @@ async fn run(
         if opts.guard && !report.applied.is_empty() {
             let full = crate::verify::verify(&mut conn, cfg)
                 .await
-                .context("cannot verify the migrated database")?;
+                .map_err(Error::VerifyAll)?;
             report.verify = Some(VerifySummary {
                 line: crate::verify::summary_line(&full),
                 summary: full.summary,
             });
         }
         let _ = sqlx::Connection::close(conn).await;
-        anyhow::Ok(())
+        Ok::<_, Error>(())
     }
     .await;
     release_lock(lock_conn).await;
@@ -249,7 +249,7 @@ pub async fn acquire_lock(
     conn: &mut PgConnection,
     wait: Duration,
     sink: &dyn EventSink,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let announce = |pid: i32| {
         sink.emit(Event::line(format!(
             "realmguard: waiting for the migration lock held by pid {pid} (up to {:.0}s)",
@@ -260,10 +260,10 @@ pub async fn acquire_lock(
         db::LockPoll::Taken => Ok(()),
         db::LockPoll::Held(holder) => {
             let who = holder.map_or("another session".to_string(), |p| format!("pid {p}"));
-            bail!(
-                "another migration runner ({who}) holds the migration lock; gave up after {:.1}s (raise --lock-wait to wait longer)",
-                wait.as_secs_f64()
-            )
+            Err(Error::LockHeld {
+                holder: who,
+                waited_secs: wait.as_secs_f64(),
+            })
         }
     }
 }
@@ -286,7 +286,7 @@ fn pieces(m: &Migration) -> Vec<Piece<'_>> {
 }
 
 /// Transaction control inside a migration would commit half of it: refuse before running.
-fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) -> anyhow::Result<()> {
+fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) -> Result<()> {
     for p in pieces {
         let mut words = p
             .sql
@@ -298,11 +298,11 @@ fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) -> anyhow::
             || (first == "BEGIN" && second != "ATOMIC")
             || (first == "START" && second == "TRANSACTION");
         if control && !second.starts_with("PREPARED") {
-            bail!(
-                "{}:{}: `{first}` inside a migration would break its atomicity: realmguard runs each file in its own transaction; remove it, or put `-- realmguard:no-transaction` first to run the file statement by statement",
-                m.path.display(),
-                p.line
-            );
+            return Err(Error::TransactionControl {
+                file: m.path.display().to_string(),
+                line: p.line,
+                keyword: first,
+            });
         }
     }
     Ok(())
@@ -348,7 +348,7 @@ async fn apply_in_transaction(
     m: &Migration,
     opts: &MigrateOptions,
     sink: &dyn EventSink,
-) -> anyhow::Result<Result<AppliedMigration, super::guard::Rejection>> {
+) -> Result<Result<AppliedMigration, super::guard::Rejection>> {
     let pieces = pieces(m);
     check_no_transaction_control(m, &pieces)?;
     let begin = format!(
@@ -418,13 +418,12 @@ async fn apply_in_transaction(
         }
         if let Err(e) = sqlx::raw_sql(&begin).execute(&mut *conn).await {
             if is_disconnect(&e) {
-                bail!(
-                    "the connection to the server was lost before migration {} started ({}); nothing of it was committed",
-                    m.version,
-                    disconnect_cause(&e)
-                );
+                return Err(Error::LostBeforeStart {
+                    version: m.version,
+                    cause: disconnect_cause(&e),
+                });
             }
-            return Err(anyhow!(e).context("cannot begin a transaction"));
+            return Err(Error::Begin(e));
         }
         for p in &pieces {
             if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
@@ -444,10 +443,12 @@ async fn apply_in_transaction(
                 }
                 let failed = failure(m, p, &e);
                 if db::is_lock_conflict(&e) {
-                    return Err(anyhow!(failed).context(format!(
-                        "another session kept a conflicting lock through {} attempts of {}ms lock_timeout; nothing of migration {} was applied (find the blocker in pg_stat_activity, or raise --lock-retries)",
-                        attempt, ms(opts.lock_timeout), m.version
-                    )));
+                    return Err(Error::LockConflict {
+                        version: m.version,
+                        attempts: attempt,
+                        lock_timeout_ms: ms(opts.lock_timeout),
+                        source: failed,
+                    });
                 }
                 return Err(failed.into());
             }
@@ -527,7 +528,7 @@ async fn finish_guarded(
     sink: &dyn EventSink,
     last_line: usize,
     seqscan_was: Option<String>,
-) -> anyhow::Result<Result<(), super::guard::Rejection>> {
+) -> Result<Result<(), super::guard::Rejection>> {
     if let Some(rejection) =
         guard(conn, lock_conn, cfg, m, opts, sink, last_line, seqscan_was).await?
     {
@@ -549,7 +550,7 @@ async fn guard(
     sink: &dyn EventSink,
     last_line: usize,
     seqscan_was: Option<String>,
-) -> anyhow::Result<Option<super::guard::Rejection>> {
+) -> Result<Option<super::guard::Rejection>> {
     let checked = match super::guard::check(conn, lock_conn, cfg, m, seqscan_was).await {
         Ok(checked) => checked,
         Err(e) => return Err(abort(conn, m, last_line, e).await),
@@ -571,19 +572,18 @@ async fn guard(
     Ok(None)
 }
 
-async fn commit(conn: &mut PgConnection, m: &Migration, last_line: usize) -> anyhow::Result<()> {
+async fn commit(conn: &mut PgConnection, m: &Migration, last_line: usize) -> Result<()> {
     if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
         if is_disconnect(&e) {
             // The COMMIT may or may not have reached the server before it went away; the
             // ledger row commits with the migration, so the ledger knows.
-            bail!(
-                "the connection to the server was lost during the COMMIT of migration {} ({}); whether it committed is unknown: `realmguard status` shows it (its ledger row commits with it)",
-                m.version,
-                disconnect_cause(&e)
-            );
+            return Err(Error::LostAtCommit {
+                version: m.version,
+                cause: disconnect_cause(&e),
+            });
         }
         // A deferred constraint fails at COMMIT; the transaction is gone either way.
-        return Err(anyhow!(MigrationFailed {
+        return Err(Error::Failed(MigrationFailed {
             version: m.version,
             file: m.path.display().to_string(),
             line: last_line,
@@ -636,13 +636,13 @@ fn disconnect_cause(e: &sqlx::Error) -> String {
 /// The one line for a session that ended under a migration's open transaction. PostgreSQL rolls
 /// such a transaction back, so nothing of the migration is committed; saying so beats the failed
 /// ROLLBACK's "expected to read 5 bytes, got 0 bytes at EOF", which reads as if it were half-done.
-fn connection_lost(m: &Migration, line: usize, cause: &str) -> anyhow::Error {
-    anyhow!(
-        "the connection to the server was lost during migration {} at {}:{line} ({cause}); nothing of migration {} was committed: the server rolls back the open transaction of a session that ends",
-        m.version,
-        m.path.display(),
-        m.version
-    )
+fn connection_lost(m: &Migration, line: usize, cause: &str) -> Error {
+    Error::ConnectionLost {
+        version: m.version,
+        file: m.path.display().to_string(),
+        line,
+        cause: cause.to_string(),
+    }
 }
 
 /// Roll back after `err`; when even the rollback cannot reach the server, the session is gone and
@@ -651,29 +651,25 @@ async fn abort(
     conn: &mut PgConnection,
     m: &Migration,
     line: usize,
-    err: anyhow::Error,
-) -> anyhow::Error {
+    err: Error,
+) -> Error {
     match rollback(conn).await {
         Ok(()) => err,
         Err(_) => {
-            let cause = match err.chain().find_map(|c| c.downcast_ref::<sqlx::Error>()) {
+            let cause = match err.sqlx_cause() {
                 Some(e) => disconnect_cause(e),
-                None => err
-                    .chain()
-                    .last()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
+                None => err.root_text(),
             };
             connection_lost(m, line, &cause)
         }
     }
 }
 
-async fn rollback(conn: &mut PgConnection) -> anyhow::Result<()> {
+async fn rollback(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut *conn)
         .await
-        .context("cannot roll back")?;
+        .map_err(Error::Rollback)?;
     Ok(())
 }
 
@@ -686,13 +682,11 @@ async fn apply_no_transaction(
     opts: &MigrateOptions,
     prior: Option<&Applied>,
     sink: &dyn EventSink,
-) -> anyhow::Result<AppliedMigration> {
-    let pieces = split::split(&m.sql).map_err(|e| {
-        anyhow!(
-            "{}:{}: {e}; a no-transaction migration must split into statements",
-            m.path.display(),
-            e.line
-        )
+) -> Result<AppliedMigration> {
+    let pieces = split::split(&m.sql).map_err(|reason| Error::Unsplittable {
+        file: m.path.display().to_string(),
+        line: reason.line,
+        reason,
     })?;
     let total = pieces.len() as i32;
     let start_at = match prior {
@@ -745,24 +739,24 @@ async fn apply_no_transaction(
                     }
                     Err(e) => {
                         let failed = failure(m, p, &e);
-                        let mut msg = format!("{failed}; {i} of {total} statements of this no-transaction migration are applied, a rerun resumes at statement {}", i + 1);
+                        let mut invalid_index = None;
                         if let Some(ix) = &index {
                             if db::index_valid(conn, ix).await? == Some(false) {
-                                msg.push_str(&format!(" (the failed build left index {ix} INVALID; the rerun drops and rebuilds it)"));
+                                invalid_index = Some(ix.clone());
                             }
                         }
-                        bail!(msg);
+                        return Err(Error::NoTransactionFailed { failed, done: i, total, invalid_index });
                     }
                 }
             }
             if let Some(ix) = &index {
                 if db::index_valid(conn, ix).await? == Some(false) {
-                    bail!(
-                        "migration {} built index {ix} at {}:{} but it is INVALID (a failed CONCURRENTLY build); a rerun drops and rebuilds it",
-                        m.version,
-                        m.path.display(),
-                        p.line
-                    );
+                    return Err(Error::InvalidIndex {
+                        version: m.version,
+                        index: ix.clone(),
+                        file: m.path.display().to_string(),
+                        line: p.line,
+                    });
                 }
             }
             ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, t0.elapsed().as_millis() as i64).await?;
@@ -770,7 +764,7 @@ async fn apply_no_transaction(
         if total == 0 || start_at >= pieces.len() {
             ledger::progress(conn, m.version, total, true, 0).await?;
         }
-        anyhow::Ok(())
+        Ok::<_, Error>(())
     }
     .await;
     let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
@@ -795,7 +789,7 @@ async fn drop_invalid_index(
     p: &Piece<'_>,
     ix: &str,
     sink: &dyn EventSink,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     sink.emit(Event::line(format!(
         "realmguard: {}:{}: index {ix} is INVALID (left by a failed CONCURRENTLY build); dropping it to rebuild",
         m.path.display(),
@@ -804,7 +798,10 @@ async fn drop_invalid_index(
     sqlx::raw_sql(&format!("DROP INDEX CONCURRENTLY IF EXISTS {ix}"))
         .execute(&mut *conn)
         .await
-        .with_context(|| format!("cannot drop the invalid index {ix}"))?;
+        .map_err(|source| Error::DropInvalidIndex {
+            index: ix.to_string(),
+            source,
+        })?;
     Ok(())
 }
 
