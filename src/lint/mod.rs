@@ -15,7 +15,6 @@ pub mod rules;
 
 use crate::config::Config;
 use crate::rules::Severity;
-use anyhow::{bail, Context};
 use model::{Origin, Schema};
 pub use options::{LintOptions, Runner};
 use serde::Serialize;
@@ -39,6 +38,34 @@ pub struct Source {
     pub invalid_utf8_at: Option<usize>,
 }
 
+/// A migration file or directory that cannot be linted, or a bad `--include`/`--exclude` list.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no `{DEFAULT_DIR}/` directory here; give the migration files or directories to lint")]
+    NoDefaultDir,
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lint {}", path.display())]
+    Lint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An entry of directory `dir` that cannot be read (shown as the OS error).
+    #[error("{source}")]
+    DirEntry {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown lint rule or group `{name}`; groups: {}; rules: `realmguard explain` lists them", crate::rules::GROUPS.join(", "))]
+    UnknownRule { name: String },
+}
+
 impl Source {
     pub fn new(path: String, text: String) -> Source {
         Source {
@@ -50,9 +77,11 @@ impl Source {
     }
 
     /// Read a file; invalid UTF-8 is replaced (and reported as a `parse-error`), not fatal.
-    pub fn read(path: &Path, report: bool) -> anyhow::Result<Source> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    pub fn read(path: &Path, report: bool) -> Result<Source, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (text, invalid) = match String::from_utf8(bytes) {
             Ok(t) => (t, None),
             Err(e) => {
@@ -120,7 +149,7 @@ impl LintReport {
 }
 
 /// Lint files and directories (default `migrations/`), in migration order.
-pub fn lint_paths(paths: &[PathBuf], cfg: &Config) -> anyhow::Result<LintReport> {
+pub fn lint_paths(paths: &[PathBuf], cfg: &Config) -> Result<LintReport, Error> {
     lint_paths_with(paths, cfg, &LintOptions::default())
 }
 
@@ -129,23 +158,23 @@ pub fn lint_paths_with(
     paths: &[PathBuf],
     cfg: &Config,
     opts: &LintOptions,
-) -> anyhow::Result<LintReport> {
+) -> Result<LintReport, Error> {
     let files = collect_files(paths)?;
     let sources = files
         .iter()
         .map(|(p, report)| Source::read(p, *report))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(lint_sources_with(sources, cfg, opts))
 }
 
 /// The files to lint, in migration order, each with whether it is reported. A directory gives its
 /// `*.sql` files; a file given on its own brings along the earlier migrations of its directory as
 /// context (unreported), so the realm rules know the tables it alters.
-pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>, Error> {
     let default = [PathBuf::from(DEFAULT_DIR)];
     let paths = if paths.is_empty() {
         if !Path::new(DEFAULT_DIR).is_dir() {
-            bail!("no `{DEFAULT_DIR}/` directory here; give the migration files or directories to lint");
+            return Err(Error::NoDefaultDir);
         }
         &default[..]
     } else {
@@ -174,7 +203,10 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> 
         g.push((p, report));
     };
     for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("cannot lint {}", p.display()))?;
+        let meta = std::fs::metadata(p).map_err(|source| Error::Lint {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             for f in sql_files(p)? {
                 add(&mut groups, f, true);
@@ -207,10 +239,19 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> 
     Ok(out)
 }
 
-fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let p = e?.path();
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in entries {
+        let p = e
+            .map_err(|source| Error::DirEntry {
+                dir: dir.to_path_buf(),
+                source,
+            })?
+            .path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         // The same files migrate applies: down migrations and hidden files are not part of it.
         if name.ends_with(".sql")
