@@ -153,14 +153,17 @@ async fn apply_to_scratch(
         fastrand::u32(..)
     );
     let mut admin = server.connect().await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name)))
-        .execute(&mut admin)
-        .await
-        .map_err(|e| Error::CreateScratch {
-            database: name.clone(),
-            server: server.display.clone(),
-            source: crate::db::PgError(e),
-        })?;
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE {} TEMPLATE template0",
+        quote_ident(&name)
+    ))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| Error::CreateScratch {
+        database: name.clone(),
+        server: server.display.clone(),
+        source: crate::db::PgError(e),
+    })?;
     sink.emit(Event::line(format!(
         "realmguard: using scratch database {name} on {}",
         server.display
@@ -373,7 +376,9 @@ mod tests {
         // A failed migration's line in the report: every cause, as `{:#}` printed it.
         let failed = crate::migrate::Error::Baseline {
             version: 3,
-            source: Box::new(crate::migrate::Error::LedgerLookup(sqlx::Error::RowNotFound)),
+            source: Box::new(crate::migrate::Error::LedgerLookup(
+                sqlx::Error::RowNotFound,
+            )),
         };
         assert_eq!(
             one_line(&failed),

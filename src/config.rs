@@ -37,7 +37,9 @@ pub enum Invalid {
     EmptyRealmColumn,
     #[error("realm_column lists `{name}` twice")]
     DuplicateRealmColumn { name: String },
-    #[error("realm_setting `{setting}` must be a custom setting name with a dot, like \"app.realm_id\"")]
+    #[error(
+        "realm_setting `{setting}` must be a custom setting name with a dot, like \"app.realm_id\""
+    )]
     BadRealmSetting { setting: String },
 }
 

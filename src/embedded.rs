@@ -40,7 +40,10 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("neither {} nor {} can hold the embedded cluster (the `postgres` user cannot reach them or the socket path is too long); set REALMGUARD_HOME to a short directory it can reach", preferred.display(), fallback.display())]
-    NoRoot { preferred: PathBuf, fallback: PathBuf },
+    NoRoot {
+        preferred: PathBuf,
+        fallback: PathBuf,
+    },
     #[error("cannot hand {} to the postgres user", path.display())]
     HandOver {
         path: PathBuf,

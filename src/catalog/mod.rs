@@ -870,11 +870,10 @@ async fn scoped(
         let text: Option<String> = row.try_get(col)?;
         match text {
             None => Ok(Vec::new()), // json_agg of no rows
-            Some(t) => serde_json::from_str(&t)
-                .map_err(|source| Error::DecodeJson {
-                    what: col.to_string(),
-                    source,
-                }),
+            Some(t) => serde_json::from_str(&t).map_err(|source| Error::DecodeJson {
+                what: col.to_string(),
+                source,
+            }),
         }
     }
     let touched: Vec<(String, String)> = part(&row, "touched")?;

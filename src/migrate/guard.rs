@@ -10,10 +10,10 @@
 //! statement, so a clean migration costs the guard one round trip, whatever the catalog's size.
 
 use super::source::Migration;
+use super::Error;
 use crate::config::Config;
 use crate::rules::Severity;
 use crate::verify::Violation;
-use super::Error;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 

@@ -19,10 +19,7 @@ use crate::db::Target;
 use crate::events::EventSink;
 
 /// Every version on disk or in the ledger and its state, read-only (no lock, nothing created).
-pub async fn status(
-    target: &Target,
-    files: &[source::Migration],
-) -> Result<Vec<plan::Entry>> {
+pub async fn status(target: &Target, files: &[source::Migration]) -> Result<Vec<plan::Entry>> {
     let mut conn = target.connect().await?;
     let applied = ledger::read(&mut conn).await?;
     Ok(plan::entries(&applied, files))

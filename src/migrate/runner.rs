@@ -6,11 +6,11 @@
 use super::ledger;
 use super::plan::{self, Applied, PlanOptions};
 use super::source::Migration;
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::{self, Target};
 use crate::events::{Cancel, Event, EventSink, Unit};
 use crate::split::{self, Piece};
-use super::{Error, Result};
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::path::PathBuf;
@@ -647,12 +647,7 @@ fn connection_lost(m: &Migration, line: usize, cause: &str) -> Error {
 
 /// Roll back after `err`; when even the rollback cannot reach the server, the session is gone and
 /// that is what the error says.
-async fn abort(
-    conn: &mut PgConnection,
-    m: &Migration,
-    line: usize,
-    err: Error,
-) -> Error {
+async fn abort(conn: &mut PgConnection, m: &Migration, line: usize, err: Error) -> Error {
     match rollback(conn).await {
         Ok(()) => err,
         Err(_) => {
