@@ -440,33 +440,39 @@ impl Schema {
         }
     }
 
-    fn alter_table(&mut self, key: &str, op: &AlterTableOperation, origin: Origin) {
-        if let AlterTableOperation::RenameTable { table_name } = op {
-            let new = match table_name {
-                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
-            };
-            // RENAME TO takes a bare name: the table stays in its schema.
-            let new_key = format!(
-                "{}.{}",
-                schema_of(key),
-                last_ident(new).map(ident).unwrap_or_default()
-            );
-            if let Some(mut t) = self.tables.remove(key) {
-                t.key = new_key.clone();
-                self.tables.insert(new_key.clone(), t);
-                for idx_table in self.indexes.values_mut() {
-                    if idx_table == key {
-                        *idx_table = new_key.clone();
-                    }
+    /// `ALTER TABLE … RENAME TO`: the table, its indexes and the foreign keys that reference it
+    /// follow the new name.
+    fn rename_table(&mut self, key: &str, table_name: &RenameTableNameKind) {
+        let new = match table_name {
+            RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+        };
+        // RENAME TO takes a bare name: the table stays in its schema.
+        let new_key = format!(
+            "{}.{}",
+            schema_of(key),
+            last_ident(new).map(ident).unwrap_or_default()
+        );
+        if let Some(mut t) = self.tables.remove(key) {
+            t.key = new_key.clone();
+            self.tables.insert(new_key.clone(), t);
+            for idx_table in self.indexes.values_mut() {
+                if idx_table == key {
+                    *idx_table = new_key.clone();
                 }
-                for t in self.tables.values_mut() {
-                    for fk in &mut t.foreign_keys {
-                        if fk.ref_table == key {
-                            fk.ref_table = new_key.clone();
-                        }
+            }
+            for t in self.tables.values_mut() {
+                for fk in &mut t.foreign_keys {
+                    if fk.ref_table == key {
+                        fk.ref_table = new_key.clone();
                     }
                 }
             }
+        }
+    }
+
+    fn alter_table(&mut self, key: &str, op: &AlterTableOperation, origin: Origin) {
+        if let AlterTableOperation::RenameTable { table_name } = op {
+            self.rename_table(key, table_name);
             return;
         }
         let Some(mut t) = self.tables.remove(key) else {
