@@ -160,3 +160,61 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> MigrationFailed {
+        MigrationFailed {
+            version: 4,
+            file: "migrations/4_ix.sql".into(),
+            line: 2,
+            cause: "deadlock detected (SQLSTATE 40P01)".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_no_transaction_statement_says_where_a_rerun_resumes() {
+        let plain = Error::NoTransactionFailed {
+            failed: failed(),
+            done: 1,
+            total: 3,
+            invalid_index: None,
+        };
+        assert_eq!(
+            plain.to_string(),
+            "migration 4 failed at migrations/4_ix.sql:2: deadlock detected (SQLSTATE 40P01); 1 of 3 statements of this no-transaction migration are applied, a rerun resumes at statement 2"
+        );
+        let invalid = Error::NoTransactionFailed {
+            failed: failed(),
+            done: 0,
+            total: 1,
+            invalid_index: Some("app.ix".into()),
+        };
+        assert!(invalid.to_string().ends_with(
+            "a rerun resumes at statement 1 (the failed build left index app.ix INVALID; the rerun drops and rebuilds it)"
+        ));
+    }
+
+    #[test]
+    fn the_lock_conflict_keeps_the_failure_as_its_cause() {
+        let err = anyhow::Error::from(Error::LockConflict {
+            version: 4,
+            attempts: 9,
+            lock_timeout_ms: 2000,
+            source: failed(),
+        });
+        assert_eq!(
+            crate::output::error_chain(&err),
+            "another session kept a conflicting lock through 9 attempts of 2000ms lock_timeout; nothing of migration 4 was applied (find the blocker in pg_stat_activity, or raise --lock-retries): migration 4 failed at migrations/4_ix.sql:2: deadlock detected (SQLSTATE 40P01)"
+        );
+        // A database error under several layers is still found (the rollback path names it).
+        let deep = Error::Baseline {
+            version: 1,
+            source: Box::new(Error::LedgerRead(sqlx::Error::PoolClosed)),
+        };
+        assert!(matches!(deep.sqlx_cause(), Some(sqlx::Error::PoolClosed)));
+        assert_eq!(deep.root_text(), sqlx::Error::PoolClosed.to_string());
+    }
+}
