@@ -32,12 +32,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A file operation on `path` that the old code reported as the bare OS error.
-    #[error("{source}")]
+    /// A file operation on `path` failed; shown as the OS error alone, as it always was (kept
+    /// out of the cause chain, which would say it twice).
+    #[error("{reason}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("neither {} nor {} can hold the embedded cluster (the `postgres` user cannot reach them or the socket path is too long); set REALMGUARD_HOME to a short directory it can reach", preferred.display(), fallback.display())]
     NoRoot {
@@ -90,9 +90,9 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The file operation's OS error, naming `path` (rendered as before: the OS error alone).
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |reason| Error::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     }
 }
 

@@ -127,7 +127,7 @@ impl CitusFacts {
         fn json<T: serde::de::DeserializeOwned>(row: &PgRow, column: &'static str) -> Result<T> {
             let v: Option<serde_json::Value> = row.try_get(column)?;
             serde_json::from_value(v.unwrap_or(serde_json::Value::Array(Vec::new())))
-                .map_err(|source| Error::CitusFacts { column, source })
+                .map_err(|reason| Error::CitusFacts { column, reason })
         }
         let realm_types: Vec<Keyed<RealmType>> = json(&row, "realm_types")?;
         let sizes: Vec<SizeRow> = json(&row, "sizes")?;

@@ -25,12 +25,11 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A JSON column of the Citus profile read does not decode (shown as serde's message).
-    #[error("{source}")]
+    /// A JSON column of the Citus profile read does not decode (shown as serde's message alone).
+    #[error("{reason}")]
     CitusFacts {
         column: &'static str,
-        #[source]
-        source: serde_json::Error,
+        reason: serde_json::Error,
     },
     #[error("cannot set up the catalog read")]
     SetUp(#[source] sqlx::Error),

@@ -83,9 +83,9 @@ pub(super) fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     })?;
     for e in entries {
         let p = e
-            .map_err(|source| Error::DirEntry {
+            .map_err(|reason| Error::DirEntry {
                 dir: dir.to_path_buf(),
-                source,
+                reason,
             })?
             .path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");

@@ -59,12 +59,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An entry of directory `dir` that cannot be read (shown as the OS error).
-    #[error("{source}")]
+    /// An entry of directory `dir` that cannot be read (shown as the OS error alone).
+    #[error("{reason}")]
     DirEntry {
         dir: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("unknown lint rule or group `{name}`; groups: {}; rules: `realmguard explain` lists them", crate::rules::GROUPS.join(", "))]
     UnknownRule { name: String },
