@@ -13,10 +13,43 @@ use crate::lint::{self, LintReport};
 use crate::migrate::{self, MigrateOptions};
 use crate::output::{self, Format, JunitCase, JunitSuite};
 use crate::verify;
-use anyhow::Context;
 use serde_json::json;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
+
+/// Why `check` produced no report (a migration that fails is part of the report, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Connecting to the server or naming the scratch database on it.
+    #[error(transparent)]
+    Db(#[from] crate::db::Error),
+    #[error("cannot create the scratch database {database} on {server} (the role needs CREATEDB; or give --scratch-url)")]
+    CreateScratch {
+        database: String,
+        server: String,
+        #[source]
+        source: crate::db::PgError,
+    },
+    #[error("cannot verify the scratch database")]
+    Verify(#[source] verify::Error),
+    #[error("interrupted")]
+    Interrupted,
+    /// Reading `[audit] paths` or the baseline (the audit module's own error and message).
+    #[error(transparent)]
+    Audit(anyhow::Error),
+}
+
+/// The error and its causes joined by ": ", as `{:#}` of an `anyhow::Error` prints them.
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
 
 /// How applying the migrations went.
 #[derive(Debug, Clone)]
@@ -61,7 +94,7 @@ pub async fn run(
     files: &[migrate::source::Migration],
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<CheckReport> {
+) -> Result<CheckReport, Error> {
     // Lint the texts just loaded (BOM stripped, in version order) instead of reading them again.
     let sources = files
         .iter()
@@ -83,7 +116,7 @@ pub async fn run(
 fn audit_configured(
     cfg: &Config,
     files: &[migrate::source::Migration],
-) -> anyhow::Result<Option<crate::audit::AuditReport>> {
+) -> Result<Option<crate::audit::AuditReport>, Error> {
     use crate::audit;
     if cfg.audit.paths.is_empty() {
         return Ok(None);
@@ -93,8 +126,10 @@ fn audit_configured(
         audit::schema::apply_text(&mut model, &m.sql);
     }
     let schema = audit::schema::RealmSchema::from_model(&model, cfg);
-    let queries = audit::sources::read_files(&audit::sources::collect(&cfg.audit.paths)?)?;
-    let baseline = audit::read_baseline(&audit::baseline_path(cfg))?;
+    let audit_err = |e| Error::Audit(Into::into(e));
+    let paths = audit::sources::collect(&cfg.audit.paths).map_err(audit_err)?;
+    let queries = audit::sources::read_files(&paths).map_err(audit_err)?;
+    let baseline = audit::read_baseline(&audit::baseline_path(cfg)).map_err(audit_err)?;
     let opts = audit::Options {
         cfg,
         baseline: baseline.as_ref(),
@@ -111,23 +146,24 @@ async fn apply_to_scratch(
     files: &[migrate::source::Migration],
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<(Apply, Option<verify::Report>)> {
+) -> Result<(Apply, Option<verify::Report>), Error> {
     let name = format!(
         "realmguard_check_{}_{:08x}",
         std::process::id(),
         fastrand::u32(..)
     );
     let mut admin = server.connect().await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name)))
-        .execute(&mut admin)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_pg_error(&e)))
-        .with_context(|| {
-            format!(
-                "cannot create the scratch database {name} on {} (the role needs CREATEDB; or give --scratch-url)",
-                server.display
-            )
-        })?;
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE {} TEMPLATE template0",
+        quote_ident(&name)
+    ))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| Error::CreateScratch {
+        database: name.clone(),
+        server: server.display.clone(),
+        source: crate::db::PgError(e),
+    })?;
     sink.emit(Event::line(format!(
         "realmguard: using scratch database {name} on {}",
         server.display
@@ -146,12 +182,12 @@ async fn apply_to_scratch(
             migrate::migrate_reporting(&scratch, cfg, files, &opts, &crate::events::Silent).await;
         let applied = mreport.applied.len();
         match result {
-            Err(e) => Ok::<_, anyhow::Error>((applied, Some(format!("{e:#}")), None)),
+            Err(e) => Ok::<_, Error>((applied, Some(one_line(&e)), None)),
             Ok(()) => {
                 let mut conn = scratch.connect().await?;
                 let report = verify::verify(&mut conn, cfg)
                     .await
-                    .context("cannot verify the scratch database")?;
+                    .map_err(Error::Verify)?;
                 let _ = sqlx::Connection::close(conn).await;
                 Ok((applied, None, Some(report)))
             }
@@ -159,7 +195,7 @@ async fn apply_to_scratch(
     };
     let outcome = tokio::select! {
         r = work => r,
-        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        _ = cancel.cancelled() => Err(Error::Interrupted),
     };
     let duration = started.elapsed();
     // Dropped on every path; FORCE ends connections a failed migration may have left behind.
@@ -321,4 +357,35 @@ fn junit(r: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
         });
     }
     output::write_junit_suites(out, "realmguard check", &suites)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_render_their_whole_chain_as_before() {
+        // The audit's error keeps its causes on the `error:` line (commands::run prints the chain).
+        let audit = anyhow::anyhow!("No such file or directory (os error 2)")
+            .context("cannot read queries/app.sql");
+        let err = anyhow::Error::from(Error::Audit(audit));
+        assert_eq!(
+            crate::output::error_chain(&err),
+            "cannot read queries/app.sql: No such file or directory (os error 2)"
+        );
+        // A failed migration's line in the report: every cause, as `{:#}` printed it.
+        let failed = crate::migrate::Error::Baseline {
+            version: 3,
+            source: Box::new(crate::migrate::Error::LedgerLookup(
+                sqlx::Error::RowNotFound,
+            )),
+        };
+        assert_eq!(
+            one_line(&failed),
+            format!(
+                "baseline stopped at version 3: cannot look for the ledger: {}",
+                sqlx::Error::RowNotFound
+            )
+        );
+    }
 }

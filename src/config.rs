@@ -2,12 +2,46 @@
 //! a message that names them (exit 2), so a typo never silently turns a check off.
 
 use crate::rules::{self, Profile, Severity};
-use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const DEFAULT_PATH: &str = "schema/realmguard.toml";
+
+/// A config file that cannot be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        #[source]
+        source: Invalid,
+    },
+}
+
+/// What is wrong with a config file's text; each names the key or value to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    /// toml's message spans several lines with a caret; this is its first clause on one line.
+    #[error("{message}")]
+    Toml { message: String },
+    #[error("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` and `realmguard explain` for the ids, lint groups are {}", rules::GROUPS.join(", "))]
+    UnknownRule { rule: String },
+    #[error("realm_column must not be empty")]
+    EmptyRealmColumn,
+    #[error("realm_column lists `{name}` twice")]
+    DuplicateRealmColumn { name: String },
+    #[error(
+        "realm_setting `{setting}` must be a custom setting name with a dot, like \"app.realm_id\""
+    )]
+    BadRealmSetting { setting: String },
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -174,22 +208,29 @@ impl Default for BackfillConfig {
 
 impl Config {
     /// Load `path`, or the default path when it exists, or the defaults.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?;
-                Self::parse(&text).with_context(|| format!("invalid config file {}", p.display()))
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text).map_err(|source| Error::Invalid {
+                    path: p.to_path_buf(),
+                    source,
+                })
             }
             None if Path::new(DEFAULT_PATH).exists() => Self::load(Some(Path::new(DEFAULT_PATH))),
             None => Ok(Config::default()),
         }
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<Config> {
+    pub fn parse(text: &str) -> Result<Config, Invalid> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines with a caret; keep the first clause on one line.
-            anyhow::anyhow!("{}", e.message().trim())
+            Invalid::Toml {
+                message: e.message().trim().to_string(),
+            }
         })?;
         // A lint group's level applies to each of its rules that has no level of its own
         // (docs/lint.md; the realm group's rules are verify's too).
@@ -203,26 +244,25 @@ impl Config {
         }
         for rule in cfg.rules.keys() {
             if !rules::is_known(rule) {
-                bail!("unknown rule id `{rule}` in [rules]; see `realmguard verify --help` and `realmguard explain` for the ids, lint groups are {}", GROUPS.join(", "));
+                return Err(Invalid::UnknownRule { rule: rule.clone() });
             }
         }
         let names = cfg.realm_column.all();
         if names.is_empty() || names.iter().any(String::is_empty) {
-            bail!("realm_column must not be empty");
+            return Err(Invalid::EmptyRealmColumn);
         }
         if let Some(dup) = names
             .iter()
             .enumerate()
             .find_map(|(i, n)| names[..i].contains(n).then_some(n))
         {
-            bail!("realm_column lists `{dup}` twice");
+            return Err(Invalid::DuplicateRealmColumn { name: dup.clone() });
         }
         // A custom setting needs a dot (`app.realm_id`); PostgreSQL refuses others at runtime.
         if !cfg.realm_setting.contains('.') || cfg.realm_setting.contains('\'') {
-            bail!(
-                "realm_setting `{}` must be a custom setting name with a dot, like \"app.realm_id\"",
-                cfg.realm_setting
-            );
+            return Err(Invalid::BadRealmSetting {
+                setting: cfg.realm_setting.clone(),
+            });
         }
         Ok(cfg)
     }

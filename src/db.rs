@@ -2,7 +2,6 @@
 //! (with a timeout, an application_name, errors that never contain the password), and the small
 //! SQL helpers every module needs (identifier quoting, PostgreSQL error details).
 
-use anyhow::{anyhow, Context};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::ConnectOptions;
 use std::path::PathBuf;
@@ -10,6 +9,70 @@ use std::str::FromStr;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connection target that cannot be used, a connection that failed, or one of the small
+/// catalog operations below that failed. No variant's text holds the URL's password.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("malformed database URL ({reason}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")]
+    MalformedUrl { reason: url::ParseError },
+    #[error("database URL scheme `{scheme}` is not supported; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")]
+    UnsupportedScheme { scheme: String },
+    /// sqlx refused the URL's options; `reason` is already redacted.
+    #[error("malformed database URL: {reason}")]
+    BadOptions { reason: String },
+    #[error("malformed database URL")]
+    Url(#[source] url::ParseError),
+    #[error("malformed database URL")]
+    Options(#[source] sqlx::Error),
+    #[error("cannot connect to {target}")]
+    Connect {
+        /// The target's display form (no password).
+        target: String,
+        #[source]
+        source: ConnectError,
+    },
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded::Error),
+    #[error("cannot check index {index}")]
+    IndexCheck {
+        index: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create {what}")]
+    Create {
+        what: String,
+        #[source]
+        source: PgError,
+    },
+    #[error("cannot take an advisory lock")]
+    AdvisoryLock(#[source] sqlx::Error),
+    #[error("cannot look up who holds an advisory lock")]
+    LockHolder(#[source] sqlx::Error),
+}
+
+/// Why a connection attempt failed, in words that say what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A TLS file the sslmode reads cannot be opened (sqlx would only say "No such file").
+    #[error("cannot read {key} {path}: {reason}")]
+    TlsFile {
+        key: String,
+        path: String,
+        reason: std::io::Error,
+    },
+    #[error("{}", describe_connect_error(.0))]
+    Refused(sqlx::Error),
+    #[error("no answer within {secs}s")]
+    Timeout { secs: u64 },
+}
+
+/// A database error rendered as [`describe_pg_error`] does: PostgreSQL's message, SQLSTATE,
+/// detail and hint on one line. (The sqlx error is kept, not chained: its text would repeat.)
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe_pg_error(.0))]
+pub struct PgError(pub sqlx::Error);
 
 /// A resolved connection target. `display` is safe to print: it never holds the password.
 #[derive(Debug, Clone)]
@@ -22,7 +85,7 @@ impl Target {
     /// `url`, or with none the embedded local cluster (started on demand); the second value is
     /// the embedded cluster's socket directory when that is what was chosen, for the caller to
     /// announce.
-    pub async fn resolve(url: Option<&str>) -> anyhow::Result<(Target, Option<PathBuf>)> {
+    pub async fn resolve(url: Option<&str>) -> Result<(Target, Option<PathBuf>), Error> {
         match url {
             Some(u) if !u.trim().is_empty() => Ok((Target::from_url(u)?, None)),
             _ => {
@@ -40,21 +103,15 @@ impl Target {
         }
     }
 
-    pub fn from_url(url: &str) -> anyhow::Result<Target> {
-        let parsed = url::Url::parse(url).map_err(|e| {
-            anyhow!("malformed database URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
-        })?;
+    pub fn from_url(url: &str) -> Result<Target, Error> {
+        let parsed = url::Url::parse(url).map_err(|reason| Error::MalformedUrl { reason })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            anyhow::bail!(
-                "database URL scheme `{}` is not supported; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
-                parsed.scheme()
-            );
+            return Err(Error::UnsupportedScheme {
+                scheme: parsed.scheme().to_string(),
+            });
         }
-        PgConnectOptions::from_str(url).map_err(|e| {
-            anyhow!(
-                "malformed database URL: {}",
-                redact(&e.to_string(), &secrets_of(Some(url)))
-            )
+        PgConnectOptions::from_str(url).map_err(|e| Error::BadOptions {
+            reason: redact(&e.to_string(), &secrets_of(Some(url))),
         })?;
         Ok(Target {
             url: url.to_string(),
@@ -63,8 +120,8 @@ impl Target {
     }
 
     /// The same server, another database.
-    pub fn with_database(&self, db: &str) -> anyhow::Result<Target> {
-        let mut u = url::Url::parse(&self.url).context("malformed database URL")?;
+    pub fn with_database(&self, db: &str) -> Result<Target, Error> {
+        let mut u = url::Url::parse(&self.url).map_err(Error::Url)?;
         u.set_path(&format!("/{db}"));
         Ok(Target {
             url: u.to_string(),
@@ -72,13 +129,16 @@ impl Target {
         })
     }
 
-    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+    pub async fn connect(&self) -> Result<PgConnection, Error> {
+        let failed = |source| Error::Connect {
+            target: self.display.clone(),
+            source,
+        };
         // sqlx reports a TLS file it cannot open as a bare "No such file or directory" from the
         // connection attempt; name the file instead.
-        tls_files_readable(&self.url)
-            .with_context(|| format!("cannot connect to {}", self.display))?;
+        tls_files_readable(&self.url).map_err(failed)?;
         let opts = PgConnectOptions::from_str(&self.url)
-            .context("malformed database URL")?
+            .map_err(Error::Options)?
             .application_name("realmguard")
             .disable_statement_logging();
         let prefer = matches!(opts.get_ssl_mode(), PgSslMode::Prefer);
@@ -96,10 +156,10 @@ impl Target {
         };
         match result {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(anyhow!("{}", describe_connect_error(&e)))
-                .with_context(|| format!("cannot connect to {}", self.display)),
-            Err(_) => Err(anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
-                .with_context(|| format!("cannot connect to {}", self.display)),
+            Ok(Err(e)) => Err(failed(ConnectError::Refused(e))),
+            Err(_) => Err(failed(ConnectError::Timeout {
+                secs: CONNECT_TIMEOUT.as_secs(),
+            })),
         }
     }
 }
@@ -163,7 +223,7 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
 /// Every TLS file the URL names that its sslmode will read can be opened: the CA file for
 /// verify-ca and verify-full, the client certificate and key whenever TLS is required. (With
 /// `prefer`, the default, or `disable`, a named file may never be read, so it is not checked.)
-fn tls_files_readable(url: &str) -> anyhow::Result<()> {
+fn tls_files_readable(url: &str) -> Result<(), ConnectError> {
     let Ok(u) = url::Url::parse(url) else {
         return Ok(());
     };
@@ -181,7 +241,11 @@ fn tls_files_readable(url: &str) -> anyhow::Result<()> {
             _ => false,
         };
         if read {
-            std::fs::File::open(v).map_err(|e| anyhow!("cannot read {k} {v}: {e}"))?;
+            std::fs::File::open(v).map_err(|reason| ConnectError::TlsFile {
+                key: k.clone(),
+                path: v.clone(),
+                reason,
+            })?;
         }
     }
     Ok(())
@@ -432,12 +496,15 @@ pub const DEADLOCK: &str = "40P01";
 /// Whether the index `name` (as SQL, qualified when needed) is valid; `None` when it does not
 /// exist. A failed or killed `CREATE INDEX CONCURRENTLY` leaves an invalid one that
 /// `IF NOT EXISTS` would silently accept: migrate and backfill both check before trusting it.
-pub async fn index_valid(conn: &mut PgConnection, name: &str) -> anyhow::Result<Option<bool>> {
+pub async fn index_valid(conn: &mut PgConnection, name: &str) -> Result<Option<bool>, Error> {
     sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
         .bind(name)
         .fetch_optional(&mut *conn)
         .await
-        .with_context(|| format!("cannot check index {name}"))
+        .map_err(|source| Error::IndexCheck {
+            index: name.to_string(),
+            source,
+        })
 }
 
 /// Run `IF NOT EXISTS` DDL for realmguard's own schema. Two sessions creating the same schema or
@@ -447,14 +514,16 @@ pub async fn create_if_missing(
     conn: &mut PgConnection,
     ddl: &str,
     what: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     for attempt in 0..2 {
         match sqlx::raw_sql(ddl).execute(&mut *conn).await {
             Ok(_) => return Ok(()),
             Err(e) if attempt == 0 && sqlstate(&e).as_deref() == Some("23505") => continue,
             Err(e) => {
-                return Err(anyhow!("{}", describe_pg_error(&e)))
-                    .with_context(|| format!("cannot create {what}"))
+                return Err(Error::Create {
+                    what: what.to_string(),
+                    source: PgError(e),
+                })
             }
         }
     }
@@ -523,7 +592,7 @@ pub async fn poll_advisory_lock(
     key: i64,
     wait: Duration,
     mut on_wait: impl FnMut(i32),
-) -> anyhow::Result<LockPoll> {
+) -> Result<LockPoll, Error> {
     let started = std::time::Instant::now();
     let mut announced: Option<i32> = None;
     let mut attempt = 0;
@@ -532,7 +601,7 @@ pub async fn poll_advisory_lock(
             .bind(key)
             .fetch_one(&mut *conn)
             .await
-            .context("cannot take an advisory lock")?;
+            .map_err(Error::AdvisoryLock)?;
         if got {
             return Ok(LockPoll::Taken);
         }
@@ -557,7 +626,7 @@ pub async fn poll_advisory_lock(
 
 /// The pid holding the advisory lock `key` in this database (a bigint key is split into
 /// classid/objid in `pg_locks`).
-async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Result<Option<i32>> {
+async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> Result<Option<i32>, Error> {
     let pid: Option<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_locks
           WHERE locktype = 'advisory' AND granted AND objsubid = 1
@@ -568,7 +637,7 @@ async fn advisory_lock_holder(conn: &mut PgConnection, key: i64) -> anyhow::Resu
     .bind(key)
     .fetch_optional(&mut *conn)
     .await
-    .context("cannot look up who holds an advisory lock")?;
+    .map_err(Error::LockHolder)?;
     Ok(pid)
 }
 

@@ -8,7 +8,6 @@
 //! reachable, so we check as that user and fall back to a private directory under the system temp
 //! dir (named after the project path, so every run finds the same one).
 
-use anyhow::{anyhow, bail, Context};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +20,81 @@ const PORT: u16 = 5432;
 const MAX_SOCKET_PATH: usize = 107;
 const INSTALL_HINT: &str =
     "install them with `apt-get install postgresql` (or set DATABASE_URL to use a running server)";
+
+/// Why the embedded cluster could not be found, created, started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot determine the current directory")]
+    CurrentDir(#[source] std::io::Error),
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file operation on `path` failed; shown as the OS error alone, as it always was (kept
+    /// out of the cause chain, which would say it twice).
+    #[error("{reason}")]
+    Io {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("neither {} nor {} can hold the embedded cluster (the `postgres` user cannot reach them or the socket path is too long); set REALMGUARD_HOME to a short directory it can reach", preferred.display(), fallback.display())]
+    NoRoot {
+        preferred: PathBuf,
+        fallback: PathBuf,
+    },
+    #[error("cannot hand {} to the postgres user", path.display())]
+    HandOver {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the cluster watchdog")]
+    Watchdog(#[source] std::io::Error),
+    #[error("cannot run {what}")]
+    Run {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {last} (server log: {})", log.display())]
+    Failed {
+        what: String,
+        last: String,
+        log: PathBuf,
+    },
+    #[error("cannot lock the embedded cluster directory")]
+    Lock(#[source] std::io::Error),
+    #[error("cannot open {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("REALMGUARD_PG_BINDIR={} holds no initdb/postgres/pg_ctl; {INSTALL_HINT}", dir.display())]
+    BadBindir { dir: PathBuf },
+    #[error("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found; {INSTALL_HINT}")]
+    NoBinaries,
+    #[error("running as root needs a `postgres` system user to run the server; {INSTALL_HINT}")]
+    NoPostgresUser,
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The file operation's OS error, naming `path` (rendered as before: the OS error alone).
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |reason| Error::Io {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -51,26 +125,29 @@ pub struct ClusterStatus {
 
 impl Cluster {
     /// The project's cluster: `$REALMGUARD_HOME/pg`, else `./.realmguard/pg`.
-    pub fn default_for_cwd() -> anyhow::Result<Cluster> {
+    pub fn default_for_cwd() -> Result<Cluster> {
         let home = match std::env::var_os("REALMGUARD_HOME") {
             Some(h) if !h.is_empty() => PathBuf::from(h),
             _ => std::env::current_dir()
-                .context("cannot determine the current directory")?
+                .map_err(Error::CurrentDir)?
                 .join(".realmguard"),
         };
         Self::at(&home, Vec::new())
     }
 
     /// A cluster rooted at `home/pg` (or the temp-dir fallback when `postgres` cannot reach it).
-    pub fn at(home: &Path, settings: Vec<(String, String)>) -> anyhow::Result<Cluster> {
+    pub fn at(home: &Path, settings: Vec<(String, String)>) -> Result<Cluster> {
         let bindir = find_bindir()?;
         let run_as = if is_root() {
             Some(postgres_user()?)
         } else {
             None
         };
-        fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
-        let home = home.canonicalize()?;
+        fs::create_dir_all(home).map_err(|source| Error::Create {
+            path: home.to_path_buf(),
+            source,
+        })?;
+        let home = home.canonicalize().map_err(io_at(home))?;
         let preferred = home.join("pg");
         let root = if Self::usable_root(&preferred, run_as)? {
             preferred
@@ -81,11 +158,10 @@ impl Cluster {
                 fnv1a(home.as_os_str().as_encoded_bytes())
             ));
             if !Self::usable_root(&fallback, run_as)? {
-                bail!(
-                    "neither {} nor {} can hold the embedded cluster (the `postgres` user cannot reach them or the socket path is too long); set REALMGUARD_HOME to a short directory it can reach",
-                    preferred.display(),
-                    fallback.display()
-                );
+                return Err(Error::NoRoot {
+                    preferred,
+                    fallback,
+                });
             }
             fallback
         };
@@ -103,7 +179,7 @@ impl Cluster {
     }
 
     /// Create `root` for the server's user and check, as that user, that it can work there.
-    fn usable_root(root: &Path, run_as: Option<(u32, u32)>) -> anyhow::Result<bool> {
+    fn usable_root(root: &Path, run_as: Option<(u32, u32)>) -> Result<bool> {
         // The longest socket name any port gives (a throwaway cluster may not use PORT).
         let socket = root.join("socket").join(format!(".s.PGSQL.{}", u16::MAX));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -113,17 +189,24 @@ impl Cluster {
             if run_as.is_some() {
                 return Ok(false);
             }
-            return Err(e).with_context(|| format!("cannot create {}", root.display()));
+            return Err(Error::Create {
+                path: root.to_path_buf(),
+                source: e,
+            });
         }
         let Some((uid, gid)) = run_as else {
             return Ok(true);
         };
-        let meta = fs::metadata(root)?;
+        let meta = fs::metadata(root).map_err(io_at(root))?;
         if meta.uid() != uid {
-            std::os::unix::fs::chown(root, Some(uid), Some(gid))
-                .with_context(|| format!("cannot hand {} to the postgres user", root.display()))?;
+            std::os::unix::fs::chown(root, Some(uid), Some(gid)).map_err(|source| {
+                Error::HandOver {
+                    path: root.to_path_buf(),
+                    source,
+                }
+            })?;
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_at(root))?;
         }
         let ok = Command::new("test")
             .arg("-w")
@@ -144,7 +227,7 @@ impl Cluster {
     #[cfg(feature = "test-support")]
     /// A throwaway cluster for a test run: temp dir, durability off, removed by a watchdog once
     /// the process `owner_pid` is gone (however it ended: pass, fail, panic or kill).
-    pub fn throwaway(owner_pid: u32) -> anyhow::Result<Cluster> {
+    pub fn throwaway(owner_pid: u32) -> Result<Cluster> {
         Self::throwaway_with(owner_pid, PORT, &[], &[])
     }
 
@@ -156,7 +239,7 @@ impl Cluster {
         port: u16,
         settings: &[(&str, &str)],
         hba_first: &[&str],
-    ) -> anyhow::Result<Cluster> {
+    ) -> Result<Cluster> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -193,7 +276,7 @@ impl Cluster {
     /// Stop this cluster and remove it and `home` once process `owner_pid` is gone, however it
     /// ended (a throwaway cluster's cleaner; the test suite also gives one to a standby it
     /// copies from a throwaway primary).
-    pub fn spawn_watchdog(&self, owner_pid: u32, home: &Path) -> anyhow::Result<()> {
+    pub fn spawn_watchdog(&self, owner_pid: u32, home: &Path) -> Result<()> {
         let script = format!(
             "while [ -d /proc/{owner_pid} ]; do sleep 1; done; {} -D {} stop -m immediate >/dev/null 2>&1; rm -rf {} {}",
             sh_quote(&self.bindir.join("pg_ctl").to_string_lossy()),
@@ -214,7 +297,7 @@ impl Cluster {
             let _ = std::os::unix::fs::chown(home, Some(uid), Some(gid));
             cmd.uid(uid).gid(gid).current_dir("/");
         }
-        cmd.spawn().context("cannot start the cluster watchdog")?;
+        cmd.spawn().map_err(Error::Watchdog)?;
         Ok(())
     }
 
@@ -241,8 +324,11 @@ impl Cluster {
         cmd
     }
 
-    fn run(&self, mut cmd: Command, what: &str) -> anyhow::Result<()> {
-        let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    fn run(&self, mut cmd: Command, what: &str) -> Result<()> {
+        let out = cmd.output().map_err(|source| Error::Run {
+            what: what.to_string(),
+            source,
+        })?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stderr);
             let last = text
@@ -251,10 +337,11 @@ impl Cluster {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("")
                 .trim();
-            bail!(
-                "{what} failed: {last} (server log: {})",
-                self.log_file.display()
-            );
+            return Err(Error::Failed {
+                what: what.to_string(),
+                last: last.to_string(),
+                log: self.log_file.clone(),
+            });
         }
         Ok(())
     }
@@ -276,18 +363,21 @@ impl Cluster {
 
     /// Initialise (first time) and start (when stopped). Safe to call from several processes at
     /// once: a file lock serialises them.
-    pub fn ensure_started(&self) -> anyhow::Result<()> {
-        let lock = File::create(self.root.join("lock"))
-            .with_context(|| format!("cannot create {}", self.root.join("lock").display()))?;
-        lock.lock()
-            .context("cannot lock the embedded cluster directory")?;
+    pub fn ensure_started(&self) -> Result<()> {
+        let lock_path = self.root.join("lock");
+        let lock = File::create(&lock_path).map_err(|source| Error::Create {
+            path: lock_path.clone(),
+            source,
+        })?;
+        lock.lock().map_err(Error::Lock)?;
         if !self.is_initialised() {
             self.initdb()?;
         }
         if !self.is_running() {
-            fs::create_dir_all(&self.socket_dir)?;
+            fs::create_dir_all(&self.socket_dir).map_err(io_at(&self.socket_dir))?;
             if let Some((uid, gid)) = self.run_as {
-                std::os::unix::fs::chown(&self.socket_dir, Some(uid), Some(gid))?;
+                std::os::unix::fs::chown(&self.socket_dir, Some(uid), Some(gid))
+                    .map_err(io_at(&self.socket_dir))?;
             }
             let mut cmd = self.command("pg_ctl");
             cmd.arg("start")
@@ -301,7 +391,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn initdb(&self) -> anyhow::Result<()> {
+    fn initdb(&self) -> Result<()> {
         let mut cmd = self.command("initdb");
         cmd.arg("-D").arg(&self.data_dir).args([
             "-U",
@@ -326,18 +416,24 @@ impl Cluster {
         let mut f = fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        f.write_all(conf.as_bytes())?;
+            .map_err(|source| Error::Open {
+                path: path.clone(),
+                source,
+            })?;
+        f.write_all(conf.as_bytes()).map_err(io_at(&path))?;
         if !self.hba_first.is_empty() {
             let hba = self.data_dir.join("pg_hba.conf");
-            let old = fs::read_to_string(&hba)
-                .with_context(|| format!("cannot read {}", hba.display()))?;
-            fs::write(&hba, format!("{}\n{old}", self.hba_first.join("\n")))?;
+            let old = fs::read_to_string(&hba).map_err(|source| Error::Read {
+                path: hba.clone(),
+                source,
+            })?;
+            fs::write(&hba, format!("{}\n{old}", self.hba_first.join("\n")))
+                .map_err(io_at(&hba))?;
         }
         Ok(())
     }
 
-    pub fn stop(&self) -> anyhow::Result<bool> {
+    pub fn stop(&self) -> Result<bool> {
         if !self.is_running() {
             return Ok(false);
         }
@@ -353,7 +449,7 @@ impl Cluster {
     #[cfg(feature = "test-support")]
     /// Stop at once, as a crash would (`pg_ctl stop -m immediate`): sessions are cut without
     /// a goodbye and the next start recovers from the WAL. For tests of a server that goes away.
-    pub fn kill(&self) -> anyhow::Result<()> {
+    pub fn kill(&self) -> Result<()> {
         let mut cmd = self.command("pg_ctl");
         cmd.arg("stop")
             .arg("-D")
@@ -392,7 +488,7 @@ impl Cluster {
 
 /// Where the server binaries are: `$REALMGUARD_PG_BINDIR`, `pg_config --bindir`, `PATH`, then the
 /// newest `/usr/lib/postgresql/*/bin`.
-pub fn find_bindir() -> anyhow::Result<PathBuf> {
+pub fn find_bindir() -> Result<PathBuf> {
     let has_server = |d: &Path| {
         d.join("initdb").is_file() && d.join("postgres").is_file() && d.join("pg_ctl").is_file()
     };
@@ -401,10 +497,7 @@ pub fn find_bindir() -> anyhow::Result<PathBuf> {
         if has_server(&d) {
             return Ok(d);
         }
-        bail!(
-            "REALMGUARD_PG_BINDIR={} holds no initdb/postgres/pg_ctl; {INSTALL_HINT}",
-            d.display()
-        );
+        return Err(Error::BadBindir { dir: d });
     }
     if let Ok(out) = Command::new("pg_config")
         .arg("--bindir")
@@ -432,9 +525,7 @@ pub fn find_bindir() -> anyhow::Result<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, d)| d).ok_or_else(|| {
-        anyhow!("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found; {INSTALL_HINT}")
-    })
+    versions.pop().map(|(_, d)| d).ok_or(Error::NoBinaries)
 }
 
 fn is_root() -> bool {
@@ -443,7 +534,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn postgres_user() -> anyhow::Result<(u32, u32)> {
+fn postgres_user() -> Result<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd
         .lines()
@@ -452,11 +543,7 @@ fn postgres_user() -> anyhow::Result<(u32, u32)> {
             (f.len() > 3 && f[0] == "postgres")
                 .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
         })
-        .ok_or_else(|| {
-            anyhow!(
-                "running as root needs a `postgres` system user to run the server; {INSTALL_HINT}"
-            )
-        })
+        .ok_or(Error::NoPostgresUser)
 }
 
 #[cfg(feature = "test-support")]

@@ -46,5 +46,5 @@ pub async fn read(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Catal
 
 /// Every user trigger (`backfill finish` keeps the fill triggers).
 pub async fn triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<catalog::Trigger>> {
-    catalog::triggers(conn, FILL_MARKER).await
+    Ok(catalog::triggers(conn, FILL_MARKER).await?)
 }

@@ -3,10 +3,12 @@
 //! plain `verify` pays one small query for it (the `citus` flag), the profile one more round trip
 //! at most; neither grows with the catalog.
 
-use anyhow::Context;
 use serde::Deserialize;
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
+
+use super::{Error, Result};
+use sqlx::postgres::PgRow;
 
 const PROFILE_SQL: &str = include_str!("sql/citus_profile.sql");
 const DIST_SQL: &str = include_str!("sql/citus_dist.sql");
@@ -115,28 +117,29 @@ impl CitusFacts {
         conn: &mut PgConnection,
         realm_column: &str,
         profile: bool,
-    ) -> anyhow::Result<(CitusFacts, usize)> {
+    ) -> Result<(CitusFacts, usize)> {
         let row = sqlx::query(PROFILE_SQL)
             .bind(realm_column)
             .bind(profile)
             .fetch_one(&mut *conn)
             .await
-            .context("cannot read the Citus profile facts from pg_catalog")?;
-        let json = |name: &str| -> anyhow::Result<serde_json::Value> {
-            let v: Option<serde_json::Value> = row.try_get(name)?;
-            Ok(v.unwrap_or(serde_json::Value::Array(Vec::new())))
-        };
-        let realm_types: Vec<Keyed<RealmType>> = serde_json::from_value(json("realm_types")?)?;
-        let sizes: Vec<SizeRow> = serde_json::from_value(json("sizes")?)?;
+            .map_err(super::read("the Citus profile facts"))?;
+        fn json<T: serde::de::DeserializeOwned>(row: &PgRow, column: &'static str) -> Result<T> {
+            let v: Option<serde_json::Value> = row.try_get(column)?;
+            serde_json::from_value(v.unwrap_or(serde_json::Value::Array(Vec::new())))
+                .map_err(|reason| Error::CitusFacts { column, reason })
+        }
+        let realm_types: Vec<Keyed<RealmType>> = json(&row, "realm_types")?;
+        let sizes: Vec<SizeRow> = json(&row, "sizes")?;
         let mut facts = CitusFacts {
             profile,
             realm_types: realm_types
                 .into_iter()
                 .map(|k| (k.table, k.value))
                 .collect(),
-            identities: serde_json::from_value(json("identities")?)?,
-            triggers: serde_json::from_value(json("triggers")?)?,
-            rules: serde_json::from_value(json("rules")?)?,
+            identities: json(&row, "identities")?,
+            triggers: json(&row, "triggers")?,
+            rules: json(&row, "rules")?,
             sizes: sizes
                 .into_iter()
                 .map(|s| {
@@ -149,7 +152,7 @@ impl CitusFacts {
                     )
                 })
                 .collect(),
-            sublink_policies: serde_json::from_value(json("policies")?)?,
+            sublink_policies: json(&row, "policies")?,
             dist: None,
         };
         let mut queries = 1;
@@ -162,11 +165,11 @@ impl CitusFacts {
 }
 
 /// `pg_dist_partition`, by table.
-pub async fn read_dist(conn: &mut PgConnection) -> anyhow::Result<HashMap<u32, DistTable>> {
+pub async fn read_dist(conn: &mut PgConnection) -> Result<HashMap<u32, DistTable>> {
     let rows = sqlx::query(DIST_SQL)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read Citus's metadata (pg_dist_partition)")?;
+        .map_err(Error::Dist)?;
     let mut out = HashMap::new();
     for r in rows {
         let class = match r.try_get::<String, _>("class")?.as_str() {

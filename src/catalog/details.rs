@@ -4,8 +4,7 @@
 //! reads or the migrate guard's scoped one (whose round trips count). The NOT VALID not-null
 //! constraints' names are the exception: every read has them at no cost (`assemble`).
 
-use super::{AttNum, Catalog, Index, Table};
-use anyhow::Context;
+use super::{AttNum, Catalog, Error, Index, Result, Table};
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -125,21 +124,21 @@ async fn rows<T>(
     q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     conn: &mut PgConnection,
     decode: fn(&PgRow) -> Result<T, sqlx::Error>,
-    what: &str,
-) -> anyhow::Result<Vec<T>> {
-    let rows = q
-        .fetch_all(&mut *conn)
-        .await
-        .with_context(|| format!("cannot read {what} from pg_catalog"))?;
+    what: &'static str,
+) -> Result<Vec<T>> {
+    let rows = q.fetch_all(&mut *conn).await.map_err(super::read(what))?;
     rows.iter()
         .map(decode)
         .collect::<Result<Vec<T>, _>>()
-        .with_context(|| format!("cannot decode the {what} read from pg_catalog"))
+        .map_err(|source| Error::Decode {
+            what: what.to_string(),
+            source,
+        })
 }
 
 /// Every user trigger, in (schema, table, name) order; `marker` is the comment a backfill's fill
 /// function carries.
-pub async fn triggers(conn: &mut PgConnection, marker: &str) -> anyhow::Result<Vec<Trigger>> {
+pub async fn triggers(conn: &mut PgConnection, marker: &str) -> Result<Vec<Trigger>> {
     let rows = rows(
         sqlx::query(TRIGGERS_SQL).bind(marker),
         conn,
@@ -178,7 +177,7 @@ impl Catalog {
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
         fill_marker: &str,
-    ) -> anyhow::Result<Catalog> {
+    ) -> Result<Catalog> {
         let mut cat = Catalog::load(conn, realms_table, realm_column).await?;
         let oids: Vec<Oid> = cat.tables.iter().map(|t| Oid(t.oid)).collect();
         let types = rows(

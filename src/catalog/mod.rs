@@ -14,16 +14,20 @@
 
 pub mod citus;
 mod details;
+mod error;
+mod read;
 pub mod rls;
+mod rows;
 
 pub use details::{needs_definition, triggers, Details, Trigger};
+pub use error::Error;
 
-use anyhow::Context;
-use serde::Deserialize;
-use sqlx::postgres::types::Oid;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+use read::{read_all, resolve_realms, scoped};
 
 const TABLES_SQL: &str = include_str!("sql/tables.sql");
 const CONSTRAINTS_SQL: &str = include_str!("sql/constraints.sql");
@@ -311,10 +315,10 @@ impl Catalog {
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
-    ) -> anyhow::Result<Catalog> {
+    ) -> Result<Catalog> {
         let mut queries = 0;
         let (realms, key_type) = resolve_realms(conn, realms_table, &mut queries).await?;
-        let mut cat = read(conn, realm_column, &mut queries).await?;
+        let mut cat = read_all(conn, realm_column, &mut queries).await?;
         cat.realms = realms;
         cat.realms_key_type = key_type;
         cat.queries = queries;
@@ -329,7 +333,7 @@ impl Catalog {
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
         tables: &[(String, String)],
-    ) -> anyhow::Result<Catalog> {
+    ) -> Result<Catalog> {
         let (_, cat) = scoped(conn, realms_table, realm_column, tables, None).await?;
         Ok(cat)
     }
@@ -349,7 +353,7 @@ impl Catalog {
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
         seqscan_was: Option<String>,
-    ) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
+    ) -> Result<(Vec<(String, String)>, Catalog)> {
         // The scoped read's plan wants index scans whatever the statistics say (a fresh cluster's
         // catalog looks tiny to the planner). `seqscan_was` is the enable_seqscan value a caller
         // already saved while turning it off in an earlier round trip of its own (the migrate
@@ -359,7 +363,7 @@ impl Catalog {
             None => sqlx::query_scalar(SEQSCAN_OFF_SQL)
                 .fetch_one(&mut *conn)
                 .await
-                .context("cannot set up the catalog read")?,
+                .map_err(Error::SetUp)?,
         };
         let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], Some(&was)).await?;
         cat.queries += 1;
@@ -400,572 +404,10 @@ fn split_qualified(name: &str) -> (Option<&str>, &str) {
     }
 }
 
-async fn resolve_realms(
-    conn: &mut PgConnection,
-    realms_table: &str,
-    queries: &mut usize,
-) -> anyhow::Result<(RealmsTable, Option<String>)> {
-    if realms_table.is_empty() {
-        return Ok((RealmsTable::Disabled, None));
-    }
-    let (schema, name) = split_qualified(realms_table);
-    let row = sqlx::query(REALMS_SQL)
-        .bind(schema)
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await
-        .context("cannot resolve the realms table from pg_catalog")?;
-    *queries += 1;
-    let oid: Option<Oid> = row.try_get("oid")?;
-    Ok(realms_from(
-        realms_table,
-        oid.map(|o| o.0),
-        row.try_get("key_type")?,
-        row.try_get("default_schema")?,
-    ))
-}
-
-/// Where the configured realms table stands, from what `realms.sql` answered.
-fn realms_from(
-    realms_table: &str,
-    oid: Option<u32>,
-    key_type: Option<String>,
-    default_schema: Option<String>,
-) -> (RealmsTable, Option<String>) {
-    if realms_table.is_empty() {
-        return (RealmsTable::Disabled, None);
-    }
-    let (schema, name) = split_qualified(realms_table);
-    let realms = match oid {
-        Some(oid) => RealmsTable::Found(oid),
-        None => RealmsTable::Missing {
-            schema: schema
-                .map(str::to_string)
-                .or(default_schema)
-                .unwrap_or_else(|| "public".into()),
-            name: name.to_string(),
-        },
-    };
-    (realms, key_type)
-}
-
-// One row of each catalog query, as the full read decodes it from rows and the scoped read from
-// the JSON arrays of its single row (same column names, so `json_agg` of the part gives these).
-
-/// An `oid` in JSON: `to_json` writes it as a string.
-fn json_oid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        Num(u32),
-        Text(String),
-    }
-    match Either::deserialize(d)? {
-        Either::Num(n) => Ok(n),
-        Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct TableRow {
-    #[serde(deserialize_with = "json_oid")]
-    oid: u32,
-    schema: String,
-    name: String,
-    kind: String,
-    relispartition: bool,
-    relrowsecurity: bool,
-    partition_key: Option<String>,
-    nums: Option<Vec<i16>>,
-    names: Option<Vec<String>>,
-    not_null: Option<Vec<bool>>,
-}
-
-impl TableRow {
-    fn decode(r: &PgRow) -> Result<TableRow, sqlx::Error> {
-        Ok(TableRow {
-            oid: r.try_get::<Oid, _>("oid")?.0,
-            schema: r.try_get("schema")?,
-            name: r.try_get("name")?,
-            kind: r.try_get("kind")?,
-            relispartition: r.try_get("relispartition")?,
-            relrowsecurity: r.try_get("relrowsecurity")?,
-            partition_key: r.try_get("partition_key")?,
-            nums: r.try_get("nums")?,
-            names: r.try_get("names")?,
-            not_null: r.try_get("not_null")?,
-        })
-    }
-
-    fn table(self) -> Table {
-        let mut columns: Vec<Column> = self
-            .nums
-            .unwrap_or_default()
-            .into_iter()
-            .zip(self.names.unwrap_or_default())
-            .zip(self.not_null.unwrap_or_default())
-            .map(|((num, name), not_null)| Column {
-                num,
-                name,
-                not_null,
-            })
-            .collect();
-        // The query does not sort (cheaper here than a sort per table on the server).
-        columns.sort_by_key(|c| c.num);
-        Table {
-            oid: self.oid,
-            schema: self.schema,
-            name: self.name,
-            kind: if self.kind == "p" {
-                TableKind::Partitioned
-            } else {
-                TableKind::Ordinary
-            },
-            is_partition: self.relispartition,
-            rls_enabled: self.relrowsecurity,
-            partition_key: self
-                .partition_key
-                .as_deref()
-                .map(int2vector)
-                .unwrap_or_default(),
-            columns,
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ConstraintRow {
-    #[serde(deserialize_with = "json_oid")]
-    oid: u32,
-    #[serde(deserialize_with = "json_oid")]
-    conrelid: u32,
-    name: String,
-    kind: String,
-    conkey: Option<Vec<i16>>,
-    #[serde(deserialize_with = "json_oid")]
-    confrelid: u32,
-    #[serde(deserialize_with = "json_oid")]
-    conindid: u32,
-    confkey: Option<Vec<i16>>,
-    on_delete: String,
-    on_update: String,
-    match_type: String,
-    condeferrable: bool,
-    condeferred: bool,
-    convalidated: bool,
-}
-
-impl ConstraintRow {
-    fn decode(r: &PgRow) -> Result<ConstraintRow, sqlx::Error> {
-        Ok(ConstraintRow {
-            oid: r.try_get::<Oid, _>("oid")?.0,
-            conrelid: r.try_get::<Oid, _>("conrelid")?.0,
-            name: r.try_get("name")?,
-            kind: r.try_get("kind")?,
-            conkey: r.try_get("conkey")?,
-            confrelid: r.try_get::<Oid, _>("confrelid")?.0,
-            conindid: r.try_get::<Oid, _>("conindid")?.0,
-            confkey: r.try_get("confkey")?,
-            on_delete: r.try_get("on_delete")?,
-            on_update: r.try_get("on_update")?,
-            match_type: r.try_get("match_type")?,
-            condeferrable: r.try_get("condeferrable")?,
-            condeferred: r.try_get("condeferred")?,
-            convalidated: r.try_get("convalidated")?,
-        })
-    }
-
-    fn constraint(self) -> Constraint {
-        let kind = match self.kind.as_str() {
-            "p" => ConstraintKind::PrimaryKey,
-            "u" => ConstraintKind::Unique,
-            "f" => ConstraintKind::ForeignKey,
-            "x" => ConstraintKind::Exclusion,
-            _ => ConstraintKind::Check,
-        };
-        let foreign = (kind == ConstraintKind::ForeignKey).then(|| ForeignKey {
-            ref_table: self.confrelid,
-            ref_columns: self.confkey.unwrap_or_default(),
-            on_delete: FkAction::from_code(&self.on_delete),
-            on_update: FkAction::from_code(&self.on_update),
-            match_full: self.match_type == "f",
-            deferrable: self.condeferrable,
-            deferred: self.condeferred,
-            index: self.conindid,
-        });
-        Constraint {
-            oid: self.oid,
-            table: self.conrelid,
-            name: self.name,
-            kind,
-            columns: self.conkey.unwrap_or_default(),
-            foreign,
-            validated: self.convalidated,
-            deferrable: self.condeferrable,
-            deferred: self.condeferred,
-            index: self.conindid,
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct IndexRow {
-    #[serde(deserialize_with = "json_oid")]
-    indexrelid: u32,
-    #[serde(deserialize_with = "json_oid")]
-    indrelid: u32,
-    name: String,
-    indisunique: bool,
-    indisprimary: bool,
-    indisvalid: bool,
-    partial: bool,
-    indnkeyatts: i16,
-    keys: String,
-}
-
-impl IndexRow {
-    fn decode(r: &PgRow) -> Result<IndexRow, sqlx::Error> {
-        Ok(IndexRow {
-            indexrelid: r.try_get::<Oid, _>("indexrelid")?.0,
-            indrelid: r.try_get::<Oid, _>("indrelid")?.0,
-            name: r.try_get("name")?,
-            indisunique: r.try_get("indisunique")?,
-            indisprimary: r.try_get("indisprimary")?,
-            indisvalid: r.try_get("indisvalid")?,
-            partial: r.try_get("partial")?,
-            indnkeyatts: r.try_get("indnkeyatts")?,
-            keys: r.try_get("keys")?,
-        })
-    }
-
-    fn index(self) -> Index {
-        let mut keys = int2vector(&self.keys);
-        keys.truncate(self.indnkeyatts.max(0) as usize);
-        Index {
-            oid: self.indexrelid,
-            table: self.indrelid,
-            name: self.name,
-            unique: self.indisunique,
-            primary: self.indisprimary,
-            valid: self.indisvalid,
-            partial: self.partial,
-            key_columns: keys,
-            constraint: None,
-            key_defs: Vec::new(),
-            predicate: None,
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct IndexDefRow {
-    #[serde(deserialize_with = "json_oid")]
-    indexrelid: u32,
-    key_defs: Option<Vec<String>>,
-    predicate: Option<String>,
-}
-
-impl IndexDefRow {
-    fn decode(r: &PgRow) -> Result<IndexDefRow, sqlx::Error> {
-        Ok(IndexDefRow {
-            indexrelid: r.try_get::<Oid, _>("indexrelid")?.0,
-            key_defs: r.try_get("key_defs")?,
-            predicate: r.try_get("predicate")?,
-        })
-    }
-}
-
-/// The unique indexes whose definition texts the unique-without-realm fix needs: partial or
-/// expression ones whose key lacks the realm column (plain-column keys are written from the
-/// column names).
-fn wanted_defs(
-    tables: &[Table],
-    indexes: &[Index],
-    realm_column: &crate::config::RealmColumns,
-) -> HashSet<u32> {
-    let realm_num: HashMap<u32, AttNum> = tables
-        .iter()
-        .filter_map(|t| {
-            t.column(t.realm_column(realm_column))
-                .map(|c| (t.oid, c.num))
-        })
-        .collect();
-    indexes
-        .iter()
-        .filter(|i| i.unique && !i.primary && (i.partial || i.key_columns.contains(&0)))
-        .filter(|i| {
-            realm_num
-                .get(&i.table)
-                .is_some_and(|n| !i.key_columns.contains(n))
-        })
-        .map(|i| i.oid)
-        .collect()
-}
-
-/// The catalog from the rows of each query (definition texts come after, `attach_defs`).
-/// Constraints of tables not read are dropped: system tables', which the query does not join to
-/// filter out (cheaper).
-fn assemble(
-    tables: Vec<TableRow>,
-    constraints: Vec<ConstraintRow>,
-    indexes: Vec<IndexRow>,
-) -> Catalog {
-    let mut tables: Vec<Table> = tables.into_iter().map(TableRow::table).collect();
-    let loaded: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
-    let (not_valid_not_null, constraints): (Vec<ConstraintRow>, Vec<ConstraintRow>) = constraints
-        .into_iter()
-        .filter(|c| loaded.contains(&c.conrelid))
-        .partition(|c| c.kind == "n");
-    // A NOT VALID not-null constraint (PostgreSQL 18+) sets attnotnull, but old rows may be NULL:
-    // the column counts as nullable, and the constraint's name is kept for the backfill, which
-    // validates it.
-    let mut details = Details::default();
-    for nn in &not_valid_not_null {
-        if let Some(t) = tables.iter_mut().find(|t| t.oid == nn.conrelid) {
-            for c in &mut t.columns {
-                if nn.conkey.as_deref().unwrap_or_default().contains(&c.num) {
-                    c.not_null = false;
-                    details
-                        .not_valid_not_null
-                        .insert((t.oid, c.num), nn.name.clone());
-                }
-            }
-        }
-    }
-    let constraints: Vec<Constraint> = constraints
-        .into_iter()
-        .map(ConstraintRow::constraint)
-        .collect();
-    let mut indexes: Vec<Index> = indexes.into_iter().map(IndexRow::index).collect();
-    // The constraint each index implements (primary key, unique, exclusion).
-    let owner: HashMap<u32, &str> = constraints
-        .iter()
-        .filter(|c| c.kind != ConstraintKind::ForeignKey && c.index != 0)
-        .map(|c| (c.index, c.name.as_str()))
-        .collect();
-    for i in &mut indexes {
-        i.constraint = owner.get(&i.oid).map(|s| s.to_string());
-    }
-    Catalog {
-        tables,
-        constraints,
-        indexes,
-        realms: RealmsTable::Disabled,
-        realms_key_type: None,
-        scope: None,
-        queries: 0,
-        details,
-    }
-}
-
-/// Give the `wanted` indexes (see `wanted_defs`) their definition texts; others are ignored.
-fn attach_defs(cat: &mut Catalog, defs: Vec<IndexDefRow>, wanted: &HashSet<u32>) {
-    let mut defs: HashMap<u32, IndexDefRow> = defs
-        .into_iter()
-        .filter(|d| wanted.contains(&d.indexrelid))
-        .map(|d| (d.indexrelid, d))
-        .collect();
-    for i in &mut cat.indexes {
-        if let Some(d) = defs.remove(&i.oid) {
-            i.key_defs = d.key_defs.unwrap_or_default();
-            i.predicate = d.predicate;
-        }
-    }
-}
-
-/// The whole catalog, one query per file.
-async fn read(
-    conn: &mut PgConnection,
-    realm_column: &crate::config::RealmColumns,
-    queries: &mut usize,
-) -> anyhow::Result<Catalog> {
-    let f = full_forms();
-    let all: Option<Vec<Oid>> = None;
-    let tables = sqlx::query(&f.tables)
-        .persistent(false)
-        .bind(&all)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read tables from pg_catalog")?
-        .iter()
-        .map(TableRow::decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    *queries += 1;
-    let constraints = sqlx::query(&f.constraints)
-        .persistent(false)
-        .bind(&all)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read constraints from pg_catalog")?
-        .iter()
-        .map(ConstraintRow::decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    *queries += 1;
-    let indexes = sqlx::query(&f.indexes)
-        .persistent(false)
-        .bind(&all)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read indexes from pg_catalog")?
-        .iter()
-        .map(IndexRow::decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    *queries += 1;
-    let mut cat = assemble(tables, constraints, indexes);
-    // Definition texts, only for the indexes that need them (see `wanted_defs`). Sent even when
-    // there are none, so that the number of queries never depends on the catalog.
-    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
-    let oids: Vec<Oid> = wanted.iter().copied().map(Oid).collect();
-    let defs = sqlx::query(INDEX_DEFS_SQL)
-        .bind(&oids)
-        .fetch_all(&mut *conn)
-        .await
-        .context("cannot read index definitions from pg_catalog")?
-        .iter()
-        .map(IndexDefRow::decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    *queries += 1;
-    attach_defs(&mut cat, defs, &wanted);
-    Ok(cat)
-}
-
-/// The scoped read in one statement (`scoped.sql`): the given tables, or, for the guard (`Some`
-/// with the `enable_seqscan` value to set back), the tables the current transaction changed,
-/// which it also returns (raw schema, name).
-async fn scoped(
-    conn: &mut PgConnection,
-    realms_table: &str,
-    realm_column: &crate::config::RealmColumns,
-    tables: &[(String, String)],
-    changed: Option<&str>,
-) -> anyhow::Result<(Vec<(String, String)>, Catalog)> {
-    let (realms_schema, realms_name) = match realms_table {
-        "" => (None, None),
-        t => {
-            let (s, n) = split_qualified(t);
-            (s, Some(n))
-        }
-    };
-    let schemas: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
-    let row = sqlx::query(scoped_statement())
-        .bind(realms_schema)
-        .bind(realms_name)
-        .bind(&schemas)
-        .bind(&names)
-        .bind(changed.is_some())
-        .bind(changed)
-        .fetch_one(&mut *conn)
-        .await
-        .context("cannot read the tables to verify from pg_catalog")?;
-    fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> anyhow::Result<Vec<T>> {
-        let text: Option<String> = row.try_get(col)?;
-        match text {
-            None => Ok(Vec::new()), // json_agg of no rows
-            Some(t) => serde_json::from_str(&t)
-                .with_context(|| format!("cannot decode the {col} read from pg_catalog")),
-        }
-    }
-    let touched: Vec<(String, String)> = part(&row, "touched")?;
-    let scope: Vec<(u32, bool)> = part(&row, "scope")?;
-    let mut cat = assemble(
-        part(&row, "tables")?,
-        part(&row, "constraints")?,
-        part(&row, "indexes")?,
-    );
-    let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
-    attach_defs(&mut cat, part(&row, "index_defs")?, &wanted);
-    let oid: Option<Oid> = row.try_get("realms_oid")?;
-    let (realms, key_type) = realms_from(
-        realms_table,
-        oid.map(|o| o.0),
-        row.try_get("key_type")?,
-        row.try_get("default_schema")?,
-    );
-    cat.realms = realms;
-    cat.realms_key_type = key_type;
-    cat.scope = Some(scope.into_iter().filter(|s| s.1).map(|s| s.0).collect());
-    cat.queries = 1;
-    Ok((touched, cat))
+/// The error of a failed query of `what`.
+pub(crate) fn read(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Read { what, source }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_form_drops_only_the_scope_filter() {
-        for sql in [TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL] {
-            assert_eq!(sql.matches("-- scope").count(), 1);
-            let full = full_form(sql);
-            assert!(!full.contains("-- scope") && full.contains("$1::oid[] IS NULL"));
-            assert_eq!(full.lines().count(), sql.lines().count());
-        }
-    }
-
-    #[test]
-    fn the_scoped_statement_splices_every_part_and_keeps_no_oid_array_parameter() {
-        let sql = scoped_statement();
-        for part in [
-            "{realms}",
-            "{touched}",
-            "{tables}",
-            "{constraints}",
-            "{indexes}",
-            "{index_defs}",
-        ] {
-            assert!(SCOPED_SQL.contains(part), "{part}");
-            assert!(!sql.contains(part), "{part}");
-        }
-        assert!(!sql.contains("$1::oid[]"));
-        // Each file's filter now reads an earlier part: four on the scope, one on `wanted`.
-        assert_eq!(sql.matches("FROM scope)::oid[])").count(), 4);
-        assert_eq!(sql.matches("FROM wanted)::oid[])").count(), 1);
-        assert!(sql.contains("FROM pg_lock_status") || sql.contains("FROM pg_locks l"));
-    }
-
-    #[test]
-    fn realms_resolve_to_found_missing_or_disabled() {
-        assert_eq!(
-            realms_from("", Some(1), None, None).0,
-            RealmsTable::Disabled
-        );
-        assert_eq!(
-            realms_from("app.realms", Some(7), Some("text".into()), None),
-            (RealmsTable::Found(7), Some("text".into()))
-        );
-        assert_eq!(
-            realms_from("realms", None, None, Some("app".into())).0,
-            RealmsTable::Missing {
-                schema: "app".into(),
-                name: "realms".into()
-            }
-        );
-    }
-
-    #[test]
-    fn json_oids_decode_from_text_or_number() {
-        #[derive(Deserialize)]
-        struct O {
-            #[serde(deserialize_with = "json_oid")]
-            oid: u32,
-        }
-        let a: O = serde_json::from_str(r#"{"oid":"4294967295"}"#).unwrap();
-        let b: O = serde_json::from_str(r#"{"oid":16384}"#).unwrap();
-        assert_eq!((a.oid, b.oid), (u32::MAX, 16384));
-        assert!(serde_json::from_str::<O>(r#"{"oid":"x"}"#).is_err());
-    }
-
-    #[test]
-    fn int2vector_text_parses() {
-        assert_eq!(int2vector("1 0 3"), vec![1, 0, 3]);
-        assert_eq!(int2vector(""), Vec::<AttNum>::new());
-    }
-
-    #[test]
-    fn qualified_names_split_at_the_first_dot() {
-        assert_eq!(split_qualified("realms"), (None, "realms"));
-        assert_eq!(split_qualified("app.realms"), (Some("app"), "realms"));
-        assert_eq!(split_qualified("app.my.realms"), (Some("app"), "my.realms"));
-    }
-}
+mod tests;

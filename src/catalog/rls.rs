@@ -4,7 +4,7 @@
 //! queries whatever the size of the catalog (`sql/rls.sql`, `sql/rls_views.sql`), read only when
 //! an RLS rule runs. Rows are decoded by column name.
 
-use anyhow::Context;
+use super::Result;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -129,13 +129,13 @@ impl RlsCatalog {
         conn: &mut PgConnection,
         realm_column: &crate::config::RealmColumns,
         app_role: &str,
-    ) -> anyhow::Result<RlsCatalog> {
+    ) -> Result<RlsCatalog> {
         let rows = sqlx::query(RLS_SQL)
             .bind(realm_column.all())
             .bind(app_role)
             .fetch_all(&mut *conn)
             .await
-            .context("cannot read row level security from pg_catalog")?;
+            .map_err(super::read("row level security"))?;
         let mut cat = RlsCatalog {
             app_role_name: app_role.to_string(),
             ..RlsCatalog::default()
@@ -147,7 +147,7 @@ impl RlsCatalog {
             .bind(app_role)
             .fetch_all(&mut *conn)
             .await
-            .context("cannot read the views from pg_catalog")?;
+            .map_err(super::read("the views"))?;
         cat.views = views.iter().map(view).collect::<Result<_, _>>()?;
         cat.queries = 2;
         Ok(cat)

@@ -37,7 +37,7 @@ pub struct GlobalOpts {
 impl GlobalOpts {
     /// The validated config: `--config`, else `schema/realmguard.toml`, else defaults.
     pub fn config(&self) -> anyhow::Result<Config> {
-        Config::load(self.config.as_deref())
+        Ok(Config::load(self.config.as_deref())?)
     }
 
     /// The URL to connect to: `--database-url`/`DATABASE_URL`, else the embedded cluster (started

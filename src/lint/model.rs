@@ -14,6 +14,9 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 use std::collections::HashMap;
 
+mod columns;
+use columns::{add_column, add_constraint};
+
 /// Where something was defined: the statement (file and statement index) and its position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Origin {
@@ -437,33 +440,39 @@ impl Schema {
         }
     }
 
-    fn alter_table(&mut self, key: &str, op: &AlterTableOperation, origin: Origin) {
-        if let AlterTableOperation::RenameTable { table_name } = op {
-            let new = match table_name {
-                RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
-            };
-            // RENAME TO takes a bare name: the table stays in its schema.
-            let new_key = format!(
-                "{}.{}",
-                schema_of(key),
-                last_ident(new).map(ident).unwrap_or_default()
-            );
-            if let Some(mut t) = self.tables.remove(key) {
-                t.key = new_key.clone();
-                self.tables.insert(new_key.clone(), t);
-                for idx_table in self.indexes.values_mut() {
-                    if idx_table == key {
-                        *idx_table = new_key.clone();
-                    }
+    /// `ALTER TABLE … RENAME TO`: the table, its indexes and the foreign keys that reference it
+    /// follow the new name.
+    fn rename_table(&mut self, key: &str, table_name: &RenameTableNameKind) {
+        let new = match table_name {
+            RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => n,
+        };
+        // RENAME TO takes a bare name: the table stays in its schema.
+        let new_key = format!(
+            "{}.{}",
+            schema_of(key),
+            last_ident(new).map(ident).unwrap_or_default()
+        );
+        if let Some(mut t) = self.tables.remove(key) {
+            t.key = new_key.clone();
+            self.tables.insert(new_key.clone(), t);
+            for idx_table in self.indexes.values_mut() {
+                if idx_table == key {
+                    *idx_table = new_key.clone();
                 }
-                for t in self.tables.values_mut() {
-                    for fk in &mut t.foreign_keys {
-                        if fk.ref_table == key {
-                            fk.ref_table = new_key.clone();
-                        }
+            }
+            for t in self.tables.values_mut() {
+                for fk in &mut t.foreign_keys {
+                    if fk.ref_table == key {
+                        fk.ref_table = new_key.clone();
                     }
                 }
             }
+        }
+    }
+
+    fn alter_table(&mut self, key: &str, op: &AlterTableOperation, origin: Origin) {
+        if let AlterTableOperation::RenameTable { table_name } = op {
+            self.rename_table(key, table_name);
             return;
         }
         let Some(mut t) = self.tables.remove(key) else {
@@ -590,266 +599,5 @@ impl Schema {
     }
 }
 
-fn add_column(t: &mut Table, c: &ColumnDef, origin: Origin, indexes: &mut HashMap<String, String>) {
-    let origin = origin.at(c.name.span);
-    let name = ident(&c.name);
-    let mut nullable = true;
-    for o in &c.options {
-        let cname = o.name.as_ref().map(ident);
-        match &o.option {
-            ColumnOption::NotNull => nullable = false,
-            ColumnOption::PrimaryKey(_) => {
-                nullable = false;
-                t.primary_key = Some(Key {
-                    name: cname.unwrap_or_else(|| default_name(&t.key, &[], "pkey")),
-                    columns: vec![Some(name.clone())],
-                    is_index: false,
-                    origin,
-                });
-            }
-            ColumnOption::Unique(_) => {
-                let n = cname
-                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "key"));
-                indexes.insert(format!("{}.{n}", schema_of(&t.key)), t.key.clone());
-                t.uniques.push(Key {
-                    name: n,
-                    columns: vec![Some(name.clone())],
-                    is_index: false,
-                    origin,
-                });
-            }
-            ColumnOption::ForeignKey(fk) => t.foreign_keys.push(ForeignKey {
-                name: cname
-                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "fkey")),
-                columns: vec![name.clone()],
-                ref_table: object_key(&fk.foreign_table),
-                ref_columns: fk.referred_columns.iter().map(ident).collect(),
-                on_delete_cascade: fk.on_delete == Some(ReferentialAction::Cascade),
-                origin,
-            }),
-            ColumnOption::Check(ch) => t.checks.push(Check {
-                name: cname
-                    .unwrap_or_else(|| default_name(&t.key, std::slice::from_ref(&name), "check")),
-                not_null_of: not_null_check_column(&ch.expr),
-                validated: true,
-            }),
-            ColumnOption::Identity(_) | ColumnOption::Generated { .. } => {
-                // Identity columns are implicitly NOT NULL; generated-expression ones are not.
-                if let ColumnOption::Generated {
-                    generation_expr: None,
-                    ..
-                } = &o.option
-                {
-                    nullable = false;
-                }
-                if matches!(o.option, ColumnOption::Identity(_)) {
-                    nullable = false;
-                }
-            }
-            _ => {}
-        }
-    }
-    t.columns.retain(|x| x.name != name);
-    t.columns.push(Column {
-        name,
-        nullable,
-        origin,
-    });
-}
-
-fn add_constraint(
-    t: &mut Table,
-    tc: &TableConstraint,
-    not_valid: bool,
-    origin: Origin,
-    indexes: &mut HashMap<String, String>,
-) {
-    // Point at the constraint's name, else at its first column.
-    let span = match tc {
-        TableConstraint::PrimaryKey(pk) => pk
-            .name
-            .as_ref()
-            .map(|n| n.span)
-            .or_else(|| pk.columns.first().map(|c| c.column.expr.span())),
-        TableConstraint::Unique(u) => u
-            .name
-            .as_ref()
-            .map(|n| n.span)
-            .or_else(|| u.columns.first().map(|c| c.column.expr.span())),
-        TableConstraint::ForeignKey(fk) => fk
-            .name
-            .as_ref()
-            .map(|n| n.span)
-            .or_else(|| fk.columns.first().map(|c| c.span)),
-        TableConstraint::PrimaryKeyUsingIndex(u) | TableConstraint::UniqueUsingIndex(u) => {
-            Some(u.name.as_ref().map_or(u.index_name.span, |n| n.span))
-        }
-        _ => None,
-    };
-    let origin = span.map_or(origin, |s| origin.at(s));
-    match tc {
-        TableConstraint::PrimaryKey(pk) => {
-            let cols: Vec<Option<String>> = pk.columns.iter().map(index_column).collect();
-            for c in cols.iter().flatten() {
-                if let Some(col) = t.column_mut(c) {
-                    col.nullable = false;
-                }
-            }
-            t.primary_key = Some(Key {
-                name: pk
-                    .name
-                    .as_ref()
-                    .map(ident)
-                    .unwrap_or_else(|| default_name(&t.key, &[], "pkey")),
-                columns: cols,
-                is_index: false,
-                origin,
-            });
-        }
-        TableConstraint::Unique(u) => {
-            let cols: Vec<Option<String>> = u.columns.iter().map(index_column).collect();
-            let plain: Vec<String> = cols.iter().flatten().cloned().collect();
-            let n = u
-                .name
-                .as_ref()
-                .map(ident)
-                .unwrap_or_else(|| default_name(&t.key, &plain, "key"));
-            indexes.insert(format!("{}.{n}", schema_of(&t.key)), t.key.clone());
-            t.uniques.push(Key {
-                name: n,
-                columns: cols,
-                is_index: false,
-                origin,
-            });
-        }
-        TableConstraint::PrimaryKeyUsingIndex(u) | TableConstraint::UniqueUsingIndex(u) => {
-            // The index becomes the constraint: take over its columns.
-            let index_name = ident(&u.index_name);
-            let pos = t
-                .uniques
-                .iter()
-                .position(|k| k.is_index && k.name == index_name);
-            let columns = pos
-                .map(|p| t.uniques[p].columns.clone())
-                .unwrap_or_default();
-            // Without a constraint name PostgreSQL keeps the index's name.
-            let name = u
-                .name
-                .as_ref()
-                .map(ident)
-                .unwrap_or_else(|| index_name.clone());
-            if let Some(p) = pos {
-                t.uniques.remove(p);
-                indexes.remove(&format!("{}.{index_name}", schema_of(&t.key)));
-            }
-            indexes.insert(format!("{}.{name}", schema_of(&t.key)), t.key.clone());
-            let key = Key {
-                name,
-                columns,
-                is_index: false,
-                origin,
-            };
-            if matches!(tc, TableConstraint::PrimaryKeyUsingIndex(_)) {
-                for c in key.columns.iter().flatten() {
-                    if let Some(col) = t.column_mut(c) {
-                        col.nullable = false;
-                    }
-                }
-                t.primary_key = Some(key);
-            } else {
-                t.uniques.push(key);
-            }
-        }
-        TableConstraint::ForeignKey(fk) => {
-            let cols: Vec<String> = fk.columns.iter().map(ident).collect();
-            t.foreign_keys.push(ForeignKey {
-                name: fk
-                    .name
-                    .as_ref()
-                    .map(ident)
-                    .unwrap_or_else(|| default_name(&t.key, &cols, "fkey")),
-                columns: cols,
-                ref_table: object_key(&fk.foreign_table),
-                ref_columns: fk.referred_columns.iter().map(ident).collect(),
-                on_delete_cascade: fk.on_delete == Some(ReferentialAction::Cascade),
-                origin,
-            });
-        }
-        TableConstraint::Check(ch) => {
-            let first = first_column(&ch.expr).into_iter().collect::<Vec<_>>();
-            t.checks.push(Check {
-                name: ch
-                    .name
-                    .as_ref()
-                    .map(ident)
-                    .unwrap_or_else(|| default_name(&t.key, &first, "check")),
-                not_null_of: not_null_check_column(&ch.expr),
-                validated: !not_valid,
-            });
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::parser::Parser;
-
-    fn build(sql: &str) -> Schema {
-        let mut s = Schema::default();
-        for stmt in Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap() {
-            s.apply(&stmt, Origin::default());
-        }
-        s
-    }
-
-    #[test]
-    fn follows_keys_columns_and_renames() {
-        let s = build(
-            "create table Users (id bigint primary key, realm_id text, email text unique);
-             alter table users add constraint users_realm_chk check (realm_id is not null) not valid;
-             alter table users validate constraint users_realm_chk;
-             alter table users rename column email to mail;
-             alter table users rename to people;
-             create unique index people_mail_idx on people (lower(mail));
-             alter table people drop constraint users_email_key;",
-        );
-        let t = s.table("public.people").unwrap();
-        assert_eq!(t.primary_key_columns().unwrap(), vec!["id"]);
-        assert!(t.column("id").is_some_and(|c| !c.nullable));
-        assert!(t.column("mail").is_some_and(|c| c.nullable));
-        assert!(t.has_validated_not_null_check("realm_id"));
-        assert_eq!(t.uniques.len(), 1, "{:?}", t.uniques);
-        assert_eq!(t.uniques[0].columns, vec![None]);
-        assert_eq!(
-            s.indexes.get("public.people_mail_idx").unwrap(),
-            "public.people"
-        );
-    }
-
-    #[test]
-    fn drop_table_drops_foreign_keys_to_it() {
-        let s = build(
-            "create table a (id int primary key);
-             create table b (a_id int references a (id) on delete cascade);
-             drop table a cascade;",
-        );
-        assert!(s.table("public.a").is_none());
-        assert!(s.table("public.b").unwrap().foreign_keys.is_empty());
-    }
-
-    #[test]
-    fn primary_key_using_index_takes_the_index_columns() {
-        let s = build(
-            "create table t (id int, realm_id text);
-             create unique index t_idx on t (id, realm_id);
-             alter table t add constraint t_pkey primary key using index t_idx;",
-        );
-        let t = s.table("public.t").unwrap();
-        assert_eq!(t.primary_key_columns().unwrap(), vec!["id", "realm_id"]);
-        assert!(t.uniques.is_empty());
-        assert!(!t.column("realm_id").unwrap().nullable);
-    }
-}
+mod tests;

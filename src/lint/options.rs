@@ -4,7 +4,6 @@
 
 use crate::config::Config;
 use crate::rules::{Rule, Severity};
-use anyhow::bail;
 
 /// Which tool will run the migrations: realmguard's migrate sets `lock_timeout` and resumes a
 /// no-transaction file where it stopped; another runner may do neither.
@@ -31,7 +30,7 @@ pub struct LintOptions {
 }
 
 /// `a,b,locking` into rules: ids and groups, an unknown name is an error naming the choices.
-pub fn parse_rule_list(list: &[String]) -> anyhow::Result<Vec<Rule>> {
+pub fn parse_rule_list(list: &[String]) -> Result<Vec<Rule>, super::Error> {
     let mut out = Vec::new();
     for item in list.iter().flat_map(|s| s.split(',')).map(str::trim) {
         if item.is_empty() {
@@ -42,10 +41,9 @@ pub fn parse_rule_list(list: &[String]) -> anyhow::Result<Vec<Rule>> {
         } else if let Some(r) = Rule::from_id(item).filter(|r| r.evaluator().lint()) {
             out.push(r);
         } else {
-            bail!(
-                "unknown lint rule or group `{item}`; groups: {}; rules: `realmguard explain` lists them",
-                GROUPS.join(", ")
-            );
+            return Err(super::Error::UnknownRule {
+                name: item.to_string(),
+            });
         }
     }
     Ok(out)

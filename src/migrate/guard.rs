@@ -10,10 +10,10 @@
 //! statement, so a clean migration costs the guard one round trip, whatever the catalog's size.
 
 use super::source::Migration;
+use super::Error;
 use crate::config::Config;
 use crate::rules::Severity;
 use crate::verify::Violation;
-use anyhow::Context;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
@@ -26,11 +26,11 @@ pub struct Rejection {
 }
 
 /// Tables whose definition the current transaction changed (or created).
-pub async fn touched_tables(conn: &mut PgConnection) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn touched_tables(conn: &mut PgConnection) -> Result<Vec<(String, String)>, Error> {
     let rows = sqlx::query(crate::catalog::TOUCHED_SQL)
         .fetch_all(&mut *conn)
         .await
-        .context("cannot read which tables the migration changed")?;
+        .map_err(Error::Touched)?;
     Ok(rows
         .iter()
         .map(|r| (r.get("schema"), r.get("name")))
@@ -48,16 +48,22 @@ pub async fn check(
     cfg: &Config,
     m: &Migration,
     seqscan_was: Option<String>,
-) -> anyhow::Result<Option<Rejection>> {
+) -> Result<Option<Rejection>, Error> {
     let (touched, after) = crate::verify::verify_changed_after(conn, cfg, seqscan_was)
         .await
-        .with_context(|| format!("cannot verify what migration {} changed", m.version))?;
+        .map_err(|source| Error::VerifyChanged {
+            version: m.version,
+            source,
+        })?;
     if touched.is_empty() || after.errors().next().is_none() {
         return Ok(None);
     }
     let before = crate::verify::verify_tables(before_conn, cfg, &touched)
         .await
-        .with_context(|| format!("cannot verify the state before migration {}", m.version))?;
+        .map_err(|source| Error::VerifyBefore {
+            version: m.version,
+            source,
+        })?;
     let key = |v: &Violation| {
         (
             v.rule.clone(),

@@ -4,7 +4,7 @@
 
 use super::plan::Applied;
 use super::source::{hex, Migration};
-use anyhow::Context;
+use super::{Error, Result};
 use sqlx::{PgConnection, Row};
 
 const CREATE: &str = "
@@ -25,7 +25,7 @@ COMMENT ON TABLE realmguard.migrations IS 'realmguard migrate ledger: one row pe
 ";
 
 /// Create the ledger if needed (caller holds the migration lock). Returns whether it was new.
-pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<bool> {
+pub async fn ensure(conn: &mut PgConnection) -> Result<bool> {
     let existed = exists(conn).await?;
     if !existed {
         crate::db::create_if_missing(conn, CREATE, "the ledger realmguard.migrations").await?;
@@ -36,7 +36,7 @@ pub async fn ensure(conn: &mut PgConnection) -> anyhow::Result<bool> {
 /// Make the ledger ready for a runner holding the migration lock: create it when missing and, the
 /// first time only, adopt sqlx-cli's history. Returns how many versions were adopted. `migrate`
 /// and `baseline` both go through here, so whichever runs first adopts.
-pub async fn prepare(conn: &mut PgConnection, files: &[Migration]) -> anyhow::Result<usize> {
+pub async fn prepare(conn: &mut PgConnection, files: &[Migration]) -> Result<usize> {
     if ensure(conn).await? {
         adopt_sqlx(conn, files).await
     } else {
@@ -44,16 +44,16 @@ pub async fn prepare(conn: &mut PgConnection, files: &[Migration]) -> anyhow::Re
     }
 }
 
-pub async fn exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
+pub async fn exists(conn: &mut PgConnection) -> Result<bool> {
     let found: bool = sqlx::query_scalar("SELECT to_regclass('realmguard.migrations') IS NOT NULL")
         .fetch_one(&mut *conn)
         .await
-        .context("cannot look for the ledger")?;
+        .map_err(Error::LedgerLookup)?;
     Ok(found)
 }
 
 /// Every ledger row (empty when there is no ledger yet).
-pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Vec<Applied>> {
+pub async fn read(conn: &mut PgConnection) -> Result<Vec<Applied>> {
     if !exists(conn).await? {
         return Ok(Vec::new());
     }
@@ -65,7 +65,7 @@ pub async fn read(conn: &mut PgConnection) -> anyhow::Result<Vec<Applied>> {
     )
     .fetch_all(&mut *conn)
     .await
-    .context("cannot read the ledger realmguard.migrations")?;
+    .map_err(Error::LedgerRead)?;
     Ok(rows
         .iter()
         .map(|r| Applied {
@@ -92,7 +92,7 @@ pub async fn insert(
     total: i32,
     duration_ms: i64,
     baseline: bool,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO realmguard.migrations
             (version, description, checksum, duration_ms, statements_applied, statements_total, success, baseline)
@@ -108,7 +108,10 @@ pub async fn insert(
     .bind(baseline)
     .execute(&mut *conn)
     .await
-    .with_context(|| format!("cannot record migration {} in the ledger", m.version))?;
+    .map_err(|source| Error::Record {
+        version: m.version,
+        source,
+    })?;
     Ok(())
 }
 
@@ -143,7 +146,7 @@ pub async fn progress(
     applied: i32,
     success: bool,
     duration_ms: i64,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     sqlx::query(
         "UPDATE realmguard.migrations
             SET statements_applied = $2, success = $3, duration_ms = duration_ms + $4, applied_at = now()
@@ -155,14 +158,14 @@ pub async fn progress(
     .bind(duration_ms)
     .execute(&mut *conn)
     .await
-    .with_context(|| format!("cannot record the progress of migration {version}"))?;
+    .map_err(|source| Error::Progress { version, source })?;
     Ok(())
 }
 
 /// Copy sqlx-cli's history into an empty ledger, so its users switch without re-running anything.
 /// A row whose SHA-384 matches the file on disk gets our checksum of that file; one that does not
 /// keeps `sqlx:<hex>` and so shows as modified (or missing) in `status`.
-pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow::Result<usize> {
+pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> Result<usize> {
     let has: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(&mut *conn)
         .await?;
@@ -175,7 +178,7 @@ pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow:
     )
     .fetch_all(&mut *conn)
     .await
-    .context("cannot read sqlx-cli's _sqlx_migrations")?;
+    .map_err(Error::SqlxRead)?;
     for r in &rows {
         let version: i64 = r.get(0);
         let sqlx_sum: Vec<u8> = r.get(2);
@@ -200,7 +203,7 @@ pub async fn adopt_sqlx(conn: &mut PgConnection, files: &[Migration]) -> anyhow:
         .bind(total)
         .execute(&mut *conn)
         .await
-        .with_context(|| format!("cannot adopt sqlx-cli's record of version {version}"))?;
+        .map_err(|source| Error::Adopt { version, source })?;
     }
     Ok(rows.len())
 }

@@ -4,6 +4,7 @@
 //! `source` reads the files, `plan` compares them with the ledger (pure), `ledger` owns the
 //! `realmguard.migrations` table, `runner` applies, `guard` keeps each migration realm-safe.
 
+mod error;
 pub mod guard;
 pub mod ledger;
 pub mod plan;
@@ -11,17 +12,14 @@ pub mod render;
 pub mod runner;
 pub mod source;
 
+pub use error::{Error, Result};
 pub use runner::{migrate_reporting, MigrateOptions, MigrateReport};
 
 use crate::db::Target;
 use crate::events::EventSink;
-use anyhow::Context;
 
 /// Every version on disk or in the ledger and its state, read-only (no lock, nothing created).
-pub async fn status(
-    target: &Target,
-    files: &[source::Migration],
-) -> anyhow::Result<Vec<plan::Entry>> {
+pub async fn status(target: &Target, files: &[source::Migration]) -> Result<Vec<plan::Entry>> {
     let mut conn = target.connect().await?;
     let applied = ledger::read(&mut conn).await?;
     Ok(plan::entries(&applied, files))
@@ -34,7 +32,7 @@ pub async fn baseline(
     files: &[source::Migration],
     version: i64,
     sink: &dyn EventSink,
-) -> anyhow::Result<Vec<i64>> {
+) -> Result<Vec<i64>> {
     // The lock's own session does the work: baseline has no guard needing a second one.
     let mut conn = target.connect().await?;
     runner::acquire_lock(&mut conn, std::time::Duration::from_secs(60), sink).await?;
@@ -49,10 +47,13 @@ pub async fn baseline(
             }
             ledger::insert(&mut conn, m, true, 0, m.statement_count(), 0, true)
                 .await
-                .with_context(|| format!("baseline stopped at version {}", m.version))?;
+                .map_err(|e| Error::Baseline {
+                    version: m.version,
+                    source: Box::new(e),
+                })?;
             marked.push(m.version);
         }
-        anyhow::Ok(marked)
+        Ok::<_, Error>(marked)
     }
     .await;
     runner::release_lock(conn).await;

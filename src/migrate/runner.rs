@@ -6,15 +6,21 @@
 use super::ledger;
 use super::plan::{self, Applied, PlanOptions};
 use super::source::Migration;
+use super::{Error, Result};
 use crate::config::Config;
 use crate::db::{self, Target};
 use crate::events::{Cancel, Event, EventSink, Unit};
 use crate::split::{self, Piece};
-use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod in_transaction;
+mod no_transaction;
+
+use in_transaction::apply_in_transaction;
+use no_transaction::apply_no_transaction;
 
 /// Advisory lock key: "realmgrd" in ASCII, fixed so every realmguard version agrees on it.
 pub const LOCK_KEY: i64 = 0x7265_616c_6d67_7264;
@@ -120,7 +126,7 @@ pub async fn migrate_reporting(
     files: &[Migration],
     opts: &MigrateOptions,
     sink: &dyn EventSink,
-) -> (MigrateReport, anyhow::Result<()>) {
+) -> (MigrateReport, Result<()>) {
     let mut report = MigrateReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -136,7 +142,7 @@ async fn run(
     opts: &MigrateOptions,
     sink: &dyn EventSink,
     report: &mut MigrateReport,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if opts.dry_run {
         // Read-only: no lock, no ledger created, nothing executed.
         let mut conn = target.connect().await?;
@@ -221,14 +227,14 @@ async fn run(
         if opts.guard && !report.applied.is_empty() {
             let full = crate::verify::verify(&mut conn, cfg)
                 .await
-                .context("cannot verify the migrated database")?;
+                .map_err(Error::VerifyAll)?;
             report.verify = Some(VerifySummary {
                 line: crate::verify::summary_line(&full),
                 summary: full.summary,
             });
         }
         let _ = sqlx::Connection::close(conn).await;
-        anyhow::Ok(())
+        Ok::<_, Error>(())
     }
     .await;
     release_lock(lock_conn).await;
@@ -249,7 +255,7 @@ pub async fn acquire_lock(
     conn: &mut PgConnection,
     wait: Duration,
     sink: &dyn EventSink,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let announce = |pid: i32| {
         sink.emit(Event::line(format!(
             "realmguard: waiting for the migration lock held by pid {pid} (up to {:.0}s)",
@@ -260,10 +266,10 @@ pub async fn acquire_lock(
         db::LockPoll::Taken => Ok(()),
         db::LockPoll::Held(holder) => {
             let who = holder.map_or("another session".to_string(), |p| format!("pid {p}"));
-            bail!(
-                "another migration runner ({who}) holds the migration lock; gave up after {:.1}s (raise --lock-wait to wait longer)",
-                wait.as_secs_f64()
-            )
+            Err(Error::LockHeld {
+                holder: who,
+                waited_secs: wait.as_secs_f64(),
+            })
         }
     }
 }
@@ -283,29 +289,6 @@ fn pieces(m: &Migration) -> Vec<Piece<'_>> {
             offset: 0,
         }]
     })
-}
-
-/// Transaction control inside a migration would commit half of it: refuse before running.
-fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) -> anyhow::Result<()> {
-    for p in pieces {
-        let mut words = p
-            .sql
-            .split_whitespace()
-            .map(|w| w.trim_end_matches(';').to_ascii_uppercase());
-        let first = words.next().unwrap_or_default();
-        let second = words.next().unwrap_or_default();
-        let control = matches!(first.as_str(), "COMMIT" | "ROLLBACK" | "END" | "ABORT")
-            || (first == "BEGIN" && second != "ATOMIC")
-            || (first == "START" && second == "TRANSACTION");
-        if control && !second.starts_with("PREPARED") {
-            bail!(
-                "{}:{}: `{first}` inside a migration would break its atomicity: realmguard runs each file in its own transaction; remove it, or put `-- realmguard:no-transaction` first to run the file statement by statement",
-                m.path.display(),
-                p.line
-            );
-        }
-    }
-    Ok(())
 }
 
 fn failure(m: &Migration, p: &Piece<'_>, e: &sqlx::Error) -> MigrationFailed {
@@ -341,271 +324,6 @@ async fn pause_before_retry(attempt: u32, retries: u32, what: &str, sink: &dyn E
     tokio::time::sleep(pause).await;
 }
 
-async fn apply_in_transaction(
-    conn: &mut PgConnection,
-    lock_conn: &mut PgConnection,
-    cfg: &Config,
-    m: &Migration,
-    opts: &MigrateOptions,
-    sink: &dyn EventSink,
-) -> anyhow::Result<Result<AppliedMigration, super::guard::Rejection>> {
-    let pieces = pieces(m);
-    check_no_transaction_control(m, &pieces)?;
-    let begin = format!(
-        "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-        ms(opts.lock_timeout),
-        ms(opts.statement_timeout)
-    );
-    // The first attempt sends the whole migration in one round trip (see `run_batch`); any
-    // failure there is rolled back and the migration run again statement by statement, which
-    // names the failing statement's line exactly as before.
-    let mut batched = split::split(&m.sql).is_ok();
-    let n = pieces.len() as i32;
-    let mut attempt = 0;
-    'attempt: loop {
-        attempt += 1;
-        let started = Instant::now();
-        let last_line = pieces.last().map_or(1, |p| p.line);
-        if batched {
-            batched = false;
-            match run_batch(conn, m, &begin, n, opts.guard).await {
-                Ok(setup) => {
-                    let Some((seqscan_was, changed)) = setup else {
-                        // The batch committed too: one round trip for the whole migration.
-                        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
-                    };
-                    if !changed {
-                        // No table changed: nothing for the guard to check (its read would
-                        // find no table); commit as the unguarded path would.
-                        commit(conn, m, last_line).await?;
-                        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
-                    }
-                    match finish_guarded(
-                        conn,
-                        lock_conn,
-                        cfg,
-                        m,
-                        opts,
-                        sink,
-                        last_line,
-                        Some(seqscan_was),
-                    )
-                    .await?
-                    {
-                        Ok(()) => return Ok(Ok(applied(m, pieces.len(), attempt, started))),
-                        Err(rejection) => return Ok(Err(rejection)),
-                    }
-                }
-                Err(e) => {
-                    if rollback(conn).await.is_err() {
-                        return Err(connection_lost(m, last_line, &disconnect_cause(&e)));
-                    }
-                    if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
-                        let what = format!(
-                            "migration {} hit lock_timeout ({}ms) in {}; rolled back",
-                            m.version,
-                            ms(opts.lock_timeout),
-                            m.path.display()
-                        );
-                        pause_before_retry(attempt, opts.lock_retries, &what, sink).await;
-                    } else {
-                        // Not counted: the statement-by-statement run says where it fails.
-                        attempt -= 1;
-                    }
-                    continue 'attempt;
-                }
-            }
-        }
-        if let Err(e) = sqlx::raw_sql(&begin).execute(&mut *conn).await {
-            if is_disconnect(&e) {
-                bail!(
-                    "the connection to the server was lost before migration {} started ({}); nothing of it was committed",
-                    m.version,
-                    disconnect_cause(&e)
-                );
-            }
-            return Err(anyhow!(e).context("cannot begin a transaction"));
-        }
-        for p in &pieces {
-            if let Err(e) = sqlx::raw_sql(p.sql).execute(&mut *conn).await {
-                if rollback(conn).await.is_err() {
-                    return Err(connection_lost(m, p.line, &disconnect_cause(&e)));
-                }
-                if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
-                    let what = format!(
-                        "migration {} hit lock_timeout ({}ms) at {}:{}; rolled back",
-                        m.version,
-                        ms(opts.lock_timeout),
-                        m.path.display(),
-                        p.line
-                    );
-                    pause_before_retry(attempt, opts.lock_retries, &what, sink).await;
-                    continue 'attempt;
-                }
-                let failed = failure(m, p, &e);
-                if db::is_lock_conflict(&e) {
-                    return Err(anyhow!(failed).context(format!(
-                        "another session kept a conflicting lock through {} attempts of {}ms lock_timeout; nothing of migration {} was applied (find the blocker in pg_stat_activity, or raise --lock-retries)",
-                        attempt, ms(opts.lock_timeout), m.version
-                    )));
-                }
-                return Err(failed.into());
-            }
-        }
-        if opts.guard {
-            if let Some(rejection) =
-                guard(conn, lock_conn, cfg, m, opts, sink, last_line, None).await?
-            {
-                return Ok(Err(rejection));
-            }
-        }
-        let elapsed = started.elapsed();
-        if let Err(e) = ledger::insert(conn, m, true, n, n, elapsed.as_millis() as i64, false).await
-        {
-            return Err(abort(conn, m, last_line, e).await);
-        }
-        commit(conn, m, last_line).await?;
-        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
-    }
-}
-
-/// The whole migration in one round trip: BEGIN with the session's timeouts, the file's text,
-/// its ledger row, and then either COMMIT (no guard) or the guard's set-up, which returns the
-/// saved enable_seqscan value and whether any table may have changed (`GUARD_SETUP_SQL`). Only
-/// for files the tokenizer splits: their text is whole statements, so nothing appended can end
-/// up inside a string or comment of theirs.
-async fn run_batch(
-    conn: &mut PgConnection,
-    m: &Migration,
-    begin: &str,
-    statements: i32,
-    guard: bool,
-) -> Result<Option<(String, bool)>, sqlx::Error> {
-    use futures_util::TryStreamExt;
-    let tail = if guard {
-        crate::catalog::GUARD_SETUP_SQL
-    } else {
-        "COMMIT"
-    };
-    let batch = format!(
-        "{begin};\n{}\n;\n{};\n{tail}",
-        m.sql,
-        ledger::insert_applied_sql(m, statements)
-    );
-    // Only the last row matters (the saved setting); the migration's own rows are dropped as
-    // they arrive.
-    let mut last: Option<sqlx::postgres::PgRow> = None;
-    let mut results = sqlx::raw_sql(&batch).fetch_many(&mut *conn);
-    while let Some(item) = results.try_next().await? {
-        if let sqlx::Either::Right(row) = item {
-            last = Some(row);
-        }
-    }
-    drop(results);
-    if !guard {
-        return Ok(None);
-    }
-    match last {
-        Some(row) => Ok(Some((
-            sqlx::Row::try_get(&row, 0)?,
-            sqlx::Row::try_get(&row, 1)?,
-        ))),
-        None => Err(sqlx::Error::Protocol(
-            "the batch returned no enable_seqscan value".into(),
-        )),
-    }
-}
-
-/// The guard and the COMMIT of a migration whose statements and ledger row ran in a batch.
-#[allow(clippy::too_many_arguments)]
-async fn finish_guarded(
-    conn: &mut PgConnection,
-    lock_conn: &mut PgConnection,
-    cfg: &Config,
-    m: &Migration,
-    opts: &MigrateOptions,
-    sink: &dyn EventSink,
-    last_line: usize,
-    seqscan_was: Option<String>,
-) -> anyhow::Result<Result<(), super::guard::Rejection>> {
-    if let Some(rejection) =
-        guard(conn, lock_conn, cfg, m, opts, sink, last_line, seqscan_was).await?
-    {
-        return Ok(Err(rejection));
-    }
-    commit(conn, m, last_line).await?;
-    Ok(Ok(()))
-}
-
-/// Run the verify guard inside the migration's transaction: `Some` when the migration was rolled
-/// back for introducing violations.
-#[allow(clippy::too_many_arguments)]
-async fn guard(
-    conn: &mut PgConnection,
-    lock_conn: &mut PgConnection,
-    cfg: &Config,
-    m: &Migration,
-    opts: &MigrateOptions,
-    sink: &dyn EventSink,
-    last_line: usize,
-    seqscan_was: Option<String>,
-) -> anyhow::Result<Option<super::guard::Rejection>> {
-    let checked = match super::guard::check(conn, lock_conn, cfg, m, seqscan_was).await {
-        Ok(checked) => checked,
-        Err(e) => return Err(abort(conn, m, last_line, e).await),
-    };
-    let Some(rejection) = checked else {
-        return Ok(None);
-    };
-    if !opts.allow_violations {
-        if let Err(e) = rollback(conn).await {
-            return Err(abort(conn, m, last_line, e).await);
-        }
-        return Ok(Some(rejection));
-    }
-    sink.emit(Event::line(format!(
-        "realmguard: migration {} introduces {} error-severity violation(s); committed anyway (--allow-violations)",
-        m.version,
-        rejection.violations.len()
-    )));
-    Ok(None)
-}
-
-async fn commit(conn: &mut PgConnection, m: &Migration, last_line: usize) -> anyhow::Result<()> {
-    if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
-        if is_disconnect(&e) {
-            // The COMMIT may or may not have reached the server before it went away; the
-            // ledger row commits with the migration, so the ledger knows.
-            bail!(
-                "the connection to the server was lost during the COMMIT of migration {} ({}); whether it committed is unknown: `realmguard status` shows it (its ledger row commits with it)",
-                m.version,
-                disconnect_cause(&e)
-            );
-        }
-        // A deferred constraint fails at COMMIT; the transaction is gone either way.
-        return Err(anyhow!(MigrationFailed {
-            version: m.version,
-            file: m.path.display().to_string(),
-            line: last_line,
-            cause: format!("at COMMIT: {}", db::describe_pg_error(&e)),
-        }));
-    }
-    Ok(())
-}
-
-fn applied(m: &Migration, statements: usize, attempts: u32, started: Instant) -> AppliedMigration {
-    AppliedMigration {
-        version: m.version,
-        description: m.description.clone(),
-        file: m.path.clone(),
-        no_transaction: false,
-        statements,
-        resumed_after: None,
-        attempts,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }
-}
-
 /// Whether the error means the session is gone (the server shut down or crashed, or the network
 /// dropped): I/O and protocol errors, and PostgreSQL's own "terminating connection" (class 57P).
 fn is_disconnect(e: &sqlx::Error) -> bool {
@@ -636,250 +354,37 @@ fn disconnect_cause(e: &sqlx::Error) -> String {
 /// The one line for a session that ended under a migration's open transaction. PostgreSQL rolls
 /// such a transaction back, so nothing of the migration is committed; saying so beats the failed
 /// ROLLBACK's "expected to read 5 bytes, got 0 bytes at EOF", which reads as if it were half-done.
-fn connection_lost(m: &Migration, line: usize, cause: &str) -> anyhow::Error {
-    anyhow!(
-        "the connection to the server was lost during migration {} at {}:{line} ({cause}); nothing of migration {} was committed: the server rolls back the open transaction of a session that ends",
-        m.version,
-        m.path.display(),
-        m.version
-    )
+fn connection_lost(m: &Migration, line: usize, cause: &str) -> Error {
+    Error::ConnectionLost {
+        version: m.version,
+        file: m.path.display().to_string(),
+        line,
+        cause: cause.to_string(),
+    }
 }
 
 /// Roll back after `err`; when even the rollback cannot reach the server, the session is gone and
 /// that is what the error says.
-async fn abort(
-    conn: &mut PgConnection,
-    m: &Migration,
-    line: usize,
-    err: anyhow::Error,
-) -> anyhow::Error {
+async fn abort(conn: &mut PgConnection, m: &Migration, line: usize, err: Error) -> Error {
     match rollback(conn).await {
         Ok(()) => err,
         Err(_) => {
-            let cause = match err.chain().find_map(|c| c.downcast_ref::<sqlx::Error>()) {
+            let cause = match err.sqlx_cause() {
                 Some(e) => disconnect_cause(e),
-                None => err
-                    .chain()
-                    .last()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
+                None => err.root_text(),
             };
             connection_lost(m, line, &cause)
         }
     }
 }
 
-async fn rollback(conn: &mut PgConnection) -> anyhow::Result<()> {
+async fn rollback(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut *conn)
         .await
-        .context("cannot roll back")?;
+        .map_err(Error::Rollback)?;
     Ok(())
-}
-
-/// Run a `-- realmguard:no-transaction` file statement by statement (for CREATE INDEX
-/// CONCURRENTLY, which cannot run in a transaction), recording progress after each so a rerun
-/// resumes after the last statement that succeeded.
-async fn apply_no_transaction(
-    conn: &mut PgConnection,
-    m: &Migration,
-    opts: &MigrateOptions,
-    prior: Option<&Applied>,
-    sink: &dyn EventSink,
-) -> anyhow::Result<AppliedMigration> {
-    let pieces = split::split(&m.sql).map_err(|e| {
-        anyhow!(
-            "{}:{}: {e}; a no-transaction migration must split into statements",
-            m.path.display(),
-            e.line
-        )
-    })?;
-    let total = pieces.len() as i32;
-    let start_at = match prior {
-        Some(a) => a.statements_applied.max(0) as usize,
-        None => {
-            ledger::insert(conn, m, total == 0, 0, total, 0, false).await?;
-            0
-        }
-    };
-    // Session settings (not SET LOCAL): each statement is its own transaction here.
-    sqlx::raw_sql(&format!(
-        "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
-        ms(opts.lock_timeout),
-        ms(opts.statement_timeout)
-    ))
-    .execute(&mut *conn)
-    .await?;
-    let started = Instant::now();
-    let mut attempts = 1;
-    let result = async {
-        for (i, p) in pieces.iter().enumerate().skip(start_at) {
-            let index = created_index(p.sql);
-            let t0 = Instant::now();
-            if let Some(ix) = &index {
-                match db::index_valid(conn, ix).await? {
-                    Some(true) => {
-                        sink.emit(Event::line(format!("realmguard: {}:{}: index {ix} already exists and is valid; not rebuilding it", m.path.display(), p.line)));
-                        ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, 0).await?;
-                        continue;
-                    }
-                    Some(false) => drop_invalid_index(conn, m, p, ix, sink).await?,
-                    None => {}
-                }
-            }
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match sqlx::raw_sql(p.sql).execute(&mut *conn).await {
-                    Ok(_) => break,
-                    Err(e) if db::is_lock_conflict(&e) && attempt <= opts.lock_retries => {
-                        attempts += 1;
-                        // A CONCURRENTLY build that timed out leaves an invalid index behind.
-                        if let Some(ix) = &index {
-                            if db::index_valid(conn, ix).await? == Some(false) {
-                                drop_invalid_index(conn, m, p, ix, sink).await?;
-                            }
-                        }
-                        let what = format!("{}:{} hit lock_timeout", m.path.display(), p.line);
-                        pause_before_retry(attempt, opts.lock_retries, &what, sink).await;
-                    }
-                    Err(e) => {
-                        let failed = failure(m, p, &e);
-                        let mut msg = format!("{failed}; {i} of {total} statements of this no-transaction migration are applied, a rerun resumes at statement {}", i + 1);
-                        if let Some(ix) = &index {
-                            if db::index_valid(conn, ix).await? == Some(false) {
-                                msg.push_str(&format!(" (the failed build left index {ix} INVALID; the rerun drops and rebuilds it)"));
-                            }
-                        }
-                        bail!(msg);
-                    }
-                }
-            }
-            if let Some(ix) = &index {
-                if db::index_valid(conn, ix).await? == Some(false) {
-                    bail!(
-                        "migration {} built index {ix} at {}:{} but it is INVALID (a failed CONCURRENTLY build); a rerun drops and rebuilds it",
-                        m.version,
-                        m.path.display(),
-                        p.line
-                    );
-                }
-            }
-            ledger::progress(conn, m.version, i as i32 + 1, i as i32 + 1 == total, t0.elapsed().as_millis() as i64).await?;
-        }
-        if total == 0 || start_at >= pieces.len() {
-            ledger::progress(conn, m.version, total, true, 0).await?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
-        .execute(&mut *conn)
-        .await;
-    result?;
-    Ok(AppliedMigration {
-        version: m.version,
-        description: m.description.clone(),
-        file: m.path.clone(),
-        no_transaction: true,
-        statements: pieces.len(),
-        resumed_after: prior.map(|a| a.statements_applied.max(0) as usize),
-        attempts,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
-}
-
-async fn drop_invalid_index(
-    conn: &mut PgConnection,
-    m: &Migration,
-    p: &Piece<'_>,
-    ix: &str,
-    sink: &dyn EventSink,
-) -> anyhow::Result<()> {
-    sink.emit(Event::line(format!(
-        "realmguard: {}:{}: index {ix} is INVALID (left by a failed CONCURRENTLY build); dropping it to rebuild",
-        m.path.display(),
-        p.line
-    )));
-    sqlx::raw_sql(&format!("DROP INDEX CONCURRENTLY IF EXISTS {ix}"))
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("cannot drop the invalid index {ix}"))?;
-    Ok(())
-}
-
-/// The (schema-qualified when known) name of the index a `CREATE INDEX` statement builds.
-fn created_index(sql: &str) -> Option<String> {
-    use sqlparser::ast::Statement;
-    let head: Vec<String> = sql
-        .split_whitespace()
-        .take(3)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    if head.first().map(String::as_str) != Some("CREATE") || !head.iter().any(|w| w == "INDEX") {
-        return None;
-    }
-    let stmts =
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
-            .ok()?;
-    let Some(Statement::CreateIndex(ci)) = stmts.first() else {
-        return None;
-    };
-    let name = ci.name.as_ref()?;
-    if name.0.len() > 1 {
-        return Some(name.to_string());
-    }
-    match ci.table_name.0.len() {
-        2 => Some(format!("{}.{}", ci.table_name.0[0], name)),
-        _ => Some(name.to_string()),
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::migrate::source;
-
-    #[test]
-    fn finds_the_index_a_statement_builds() {
-        assert_eq!(
-            created_index("CREATE INDEX CONCURRENTLY ix ON t (a)").as_deref(),
-            Some("ix")
-        );
-        assert_eq!(
-            created_index("create unique index concurrently if not exists ix on s.t (a)")
-                .as_deref(),
-            Some("s.ix")
-        );
-        assert_eq!(
-            created_index("CREATE INDEX \"Ix\" ON \"S\".t (a)").as_deref(),
-            Some("\"S\".\"Ix\"")
-        );
-        assert_eq!(created_index("CREATE TABLE t (a int)"), None);
-        assert_eq!(created_index("CREATE INDEX ON t (a)"), None);
-    }
-
-    #[test]
-    fn transaction_control_is_refused() {
-        let m = source::from_bytes(
-            1,
-            "x".into(),
-            "1_x.sql".into(),
-            b"begin;\ncreate table t (a int);\ncommit;",
-        )
-        .unwrap();
-        let p = pieces(&m);
-        let err = check_no_transaction_control(&m, &p)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("1_x.sql:1") && err.contains("BEGIN"), "{err}");
-        let ok = source::from_bytes(
-            1,
-            "x".into(),
-            "1_x.sql".into(),
-            b"create function f() returns int language sql begin atomic select 1; end;\nselect 1;",
-        )
-        .unwrap();
-        assert!(check_no_transaction_control(&ok, &pieces(&ok)).is_ok());
-    }
-}
+mod tests;

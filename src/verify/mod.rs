@@ -22,6 +22,13 @@ use std::collections::{HashMap, HashSet};
 
 pub use render::{junit_cases, render, summary_line};
 
+/// Why `verify` could not produce a report: the rules are pure, so only the catalog read fails.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::Error),
+}
+
 /// One broken invariant, owned by one table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
@@ -77,7 +84,7 @@ impl Report {
 /// Whole catalog; with the RLS rules on, also the policies, roles and views (two more queries);
 /// always the Citus facts: the profile's when `cfg.profile` asks for them, and Citus's metadata
 /// whenever the database is a coordinator (one query, two on a coordinator).
-pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Report> {
+pub async fn verify(conn: &mut PgConnection, cfg: &Config) -> Result<Report, Error> {
     let cat = Catalog::load(conn, &cfg.realms_table, &cfg.realm_column).await?;
     let rls = if cfg.rls_catalog_needed() {
         Some(RlsCatalog::load(conn, &cfg.realm_column, &cfg.rls.app_role).await?)
@@ -99,7 +106,7 @@ pub async fn verify_tables(
     conn: &mut PgConnection,
     cfg: &Config,
     tables: &[(String, String)],
-) -> anyhow::Result<Report> {
+) -> Result<Report, Error> {
     let cat = Catalog::load_scoped(conn, &cfg.realms_table, &cfg.realm_column, tables).await?;
     Ok(evaluate(&cat, cfg))
 }
@@ -109,7 +116,7 @@ pub async fn verify_tables(
 pub async fn verify_changed(
     conn: &mut PgConnection,
     cfg: &Config,
-) -> anyhow::Result<(Vec<(String, String)>, Report)> {
+) -> Result<(Vec<(String, String)>, Report), Error> {
     verify_changed_after(conn, cfg, None).await
 }
 
@@ -119,7 +126,7 @@ pub async fn verify_changed_after(
     conn: &mut PgConnection,
     cfg: &Config,
     seqscan_was: Option<String>,
-) -> anyhow::Result<(Vec<(String, String)>, Report)> {
+) -> Result<(Vec<(String, String)>, Report), Error> {
     let (touched, cat) =
         Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column, seqscan_was).await?;
     Ok((touched, evaluate(&cat, cfg)))

@@ -87,7 +87,7 @@ impl Progress {
 }
 
 pub async fn ensure_ledger(conn: &mut PgConnection) -> anyhow::Result<()> {
-    db::create_if_missing(conn, LEDGER, "the backfill ledger in schema realmguard").await
+    Ok(db::create_if_missing(conn, LEDGER, "the backfill ledger in schema realmguard").await?)
 }
 
 async fn ledger_exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
