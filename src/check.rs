@@ -36,7 +36,7 @@ pub enum Error {
     Interrupted,
     /// Reading `[audit] paths` or the baseline (the audit module's own error and message).
     #[error(transparent)]
-    Audit(anyhow::Error),
+    Audit(#[from] crate::audit::Error),
 }
 
 /// The error and its causes joined by ": ", as `{:#}` of an `anyhow::Error` prints them.
@@ -126,7 +126,7 @@ fn audit_configured(
         audit::schema::apply_text(&mut model, &m.sql);
     }
     let schema = audit::schema::RealmSchema::from_model(&model, cfg);
-    let audit_err = |e| Error::Audit(Into::into(e));
+    let audit_err = Error::Audit;
     let paths = audit::sources::collect(&cfg.audit.paths).map_err(audit_err)?;
     let queries = audit::sources::read_files(&paths).map_err(audit_err)?;
     let baseline = audit::read_baseline(&audit::baseline_path(cfg)).map_err(audit_err)?;
@@ -366,12 +366,14 @@ mod tests {
     #[test]
     fn errors_render_their_whole_chain_as_before() {
         // The audit's error keeps its causes on the `error:` line (commands::run prints the chain).
-        let audit = anyhow::anyhow!("No such file or directory (os error 2)")
-            .context("cannot read queries/app.sql");
+        let audit = crate::audit::Error::ReadFile {
+            path: "queries/app.sql".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
         let err = anyhow::Error::from(Error::Audit(audit));
         assert_eq!(
             crate::output::error_chain(&err),
-            "cannot read queries/app.sql: No such file or directory (os error 2)"
+            "cannot read queries/app.sql: entity not found"
         );
         // A failed migration's line in the report: every cause, as `{:#}` printed it.
         let failed = crate::migrate::Error::Baseline {

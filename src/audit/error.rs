@@ -61,14 +61,14 @@ pub enum Error {
     ReadSchema {
         path: String,
         #[source]
-        source: anyhow::Error,
+        source: crate::lint::Error,
     },
     /// Reading one migration file (lint's error, which names it).
     #[error(transparent)]
-    ReadMigration { source: anyhow::Error },
+    ReadMigration { source: crate::lint::Error },
     /// Reading the catalog model (catalog's error).
     #[error(transparent)]
-    Catalog { source: anyhow::Error },
+    Catalog { source: crate::catalog::Error },
     /// Whether pg_stat_statements exists.
     #[error(transparent)]
     FindPgStatStatements { source: sqlx::Error },

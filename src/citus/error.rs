@@ -7,13 +7,13 @@
 pub enum Error {
     /// Connecting to the coordinator (db's error, which names it).
     #[error(transparent)]
-    Connect { source: anyhow::Error },
+    Connect { source: crate::db::Error },
     /// Reading the catalog model (catalog's error).
     #[error(transparent)]
-    Catalog { source: anyhow::Error },
+    Catalog { source: crate::catalog::Error },
     /// Reading Citus's metadata (catalog's error).
     #[error(transparent)]
-    CitusFacts { source: anyhow::Error },
+    CitusFacts { source: crate::catalog::Error },
     /// Not a coordinator, or `verify --profile citus` finds errors: the one-line reason.
     #[error("{reason}")]
     Refused { reason: String },

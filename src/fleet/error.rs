@@ -10,13 +10,13 @@ pub enum Error {
     FileExists { path: String },
     /// Finding or starting the embedded cluster (embedded's error).
     #[error(transparent)]
-    Embedded { source: anyhow::Error },
+    Embedded { source: crate::embedded::Error },
     /// A URL that is not a database URL (db's error).
     #[error(transparent)]
-    Url { source: anyhow::Error },
+    Url { source: crate::db::Error },
     /// Connecting to a database (db's error, which names it).
     #[error(transparent)]
-    Connect { source: anyhow::Error },
+    Connect { source: crate::db::Error },
     #[error("cannot list the embedded cluster's databases")]
     ListDatabases {
         #[source]
@@ -91,13 +91,13 @@ pub enum Error {
 
     /// Reading a target's migration ledger (migrate's error).
     #[error(transparent)]
-    Ledger { source: anyhow::Error },
+    Ledger { source: crate::migrate::Error },
     /// Verifying a target (verify's error).
     #[error(transparent)]
-    Verify { source: anyhow::Error },
+    Verify { source: crate::verify::Error },
     /// Migrating a target (migrate's error).
     #[error(transparent)]
-    Migrate { source: anyhow::Error },
+    Migrate { source: crate::migrate::Error },
     #[error("migration {version} was rolled back by the verify guard: it introduces {count} error-severity violation(s){first}; fix it or pass --allow-violations")]
     GuardRejected {
         version: i64,

@@ -27,10 +27,10 @@ pub enum Error {
     NoSuchRole { role: String },
     /// Reading the catalog model (catalog's error).
     #[error(transparent)]
-    Catalog { source: anyhow::Error },
+    Catalog { source: crate::catalog::Error },
     /// Reading the policies and grants (catalog's error).
     #[error(transparent)]
-    RlsCatalog { source: anyhow::Error },
+    RlsCatalog { source: crate::catalog::Error },
     /// Picking the other realm from the realms table.
     #[error(transparent)]
     PickOther { source: sqlx::Error },
