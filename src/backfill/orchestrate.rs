@@ -95,6 +95,7 @@ fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
         .iter()
         .filter_map(|s| match &s.step.action {
             Action::ConcurrentIndex { index, .. } => Some(index.clone()),
+            Action::Sql { sql, .. } => plan::on_only_index(sql),
             _ => None,
         })
         .collect()

@@ -448,6 +448,34 @@ pub(super) fn partitioned_index_steps(
     out
 }
 
+/// The index an `ON ONLY` step of [`partitioned_index_steps`] creates, read back from its SQL:
+/// it stays invalid until its last partition is attached, and a resumed run's preflight must
+/// take it as the run's own work, not someone's failed build.
+pub fn on_only_index(sql: &str) -> Option<String> {
+    let rest = sql.strip_prefix("CREATE INDEX ")?;
+    let name = if let Some(quoted) = rest.strip_prefix('"') {
+        // quote_ident's output: a doubled quote inside, a single one at the end.
+        let mut out = String::new();
+        let mut chars = quoted.chars().peekable();
+        loop {
+            match chars.next()? {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        let tail: String = chars.collect();
+        tail.starts_with(" ON ONLY ").then_some(out)?
+    } else {
+        let (name, tail) = rest.split_once(' ')?;
+        tail.starts_with("ON ONLY ").then(|| name.to_string())?
+    };
+    Some(name)
+}
+
 /// `ALTER INDEX parent ATTACH PARTITION part_index`: measured on PostgreSQL 15, ACCESS EXCLUSIVE
 /// on the partition's index (which writes to the partition use) and SHARE UPDATE EXCLUSIVE on the
 /// parent's, for an instant.

@@ -27,6 +27,7 @@ mod scope;
 mod tests;
 
 pub use finish::finish_steps;
+pub use foreign_keys::on_only_index;
 
 use super::view::{Catalog, Constraint, Table};
 use crate::config::Config;
