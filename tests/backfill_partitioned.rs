@@ -1,6 +1,7 @@
 //! `realmguard backfill` on partitioned legacy tables (docs/backfill-design.md, "Partitioned
 //! tables"): a child partitioned by id with a default partition, filled partition by partition
-//! from its parent, and a hash-partitioned root whose old rows keep their realm in the catalog;
+//! from its parent and referenced by a plain table, and a hash-partitioned root whose old rows
+//! keep their realm in the catalog;
 //! converted under a writer using the old SQL, and across SIGKILL in each kind of step that
 //! only partitioned tables have.
 
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// accounts (100 rows) ← events (7000 rows over three partitions, the last the default one;
-/// account_id nullable, so its realm is derived row by row), and logs (500 rows, hashed).
+/// account_id nullable, so its realm is derived row by row) ← notes (300 rows on events
+/// 6992-6999, which the writer never deletes), and logs (500 rows, hashed).
 const SCHEMA: &str = "
 CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
 CREATE TABLE events (id bigserial, account_id bigint REFERENCES accounts, note text, PRIMARY KEY (id))
@@ -22,12 +24,14 @@ CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (MINVALUE) TO (3000);
 CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (3000) TO (6000);
 CREATE TABLE events_rest PARTITION OF events DEFAULT;
 CREATE INDEX events_account_id_idx ON events (account_id);
+CREATE TABLE notes (id bigserial PRIMARY KEY, event_id bigint NOT NULL REFERENCES events, body text);
 CREATE TABLE logs (id bigserial PRIMARY KEY, line text) PARTITION BY HASH (id);
 CREATE TABLE logs_0 PARTITION OF logs FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE logs_1 PARTITION OF logs FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 100) g;
 INSERT INTO events (account_id, note) SELECT 1 + g % 100, 'n' || g FROM generate_series(1, 7000) g;
 INSERT INTO logs (line) SELECT 'l' || g FROM generate_series(1, 500) g;
+INSERT INTO notes (event_id, body) SELECT 6992 + g % 8, 'b' || g FROM generate_series(1, 300) g;
 ";
 
 const CONFIG: &str =
@@ -87,6 +91,7 @@ async fn end_state(db: &TestDb) -> Vec<String> {
         "SELECT md5(string_agg(id || ':' || realm_id || ':' || coalesce(account_id::text, '-') || ':' || tableoid::regclass, ',' ORDER BY id)) FROM events",
         "SELECT md5(string_agg(id || ':' || realm_id || ':' || tableoid::regclass, ',' ORDER BY id)) FROM logs",
         "SELECT md5(string_agg(id || ':' || realm_id, ',' ORDER BY id)) FROM accounts",
+        "SELECT md5(string_agg(id || ':' || realm_id || ':' || event_id, ',' ORDER BY id)) FROM notes",
     ] {
         let rows: Vec<Option<String>> = sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap();
         out.extend(rows.into_iter().map(|r| r.unwrap_or_default()));
@@ -97,7 +102,7 @@ async fn end_state(db: &TestDb) -> Vec<String> {
 /// What a user checks after the conversion: the keys PostgreSQL reports on the parents and on
 /// every partition, no NULL realm, verify clean, nothing left to plan.
 async fn expect_converted(db: &TestDb, dir: &TempDir) {
-    for t in ["events", "logs", "accounts"] {
+    for t in ["events", "logs", "accounts", "notes"] {
         assert_eq!(
             db.scalar(&format!(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'p'"
@@ -145,6 +150,18 @@ async fn expect_converted(db: &TestDb, dir: &TempDir) {
             "events_realm_id_fkey FOREIGN KEY (realm_id) REFERENCES realms(id) ON DELETE CASCADE true".to_string(),
         ])
     );
+    // The plain table's key to the partitioned one, moved in its key swap, validated since.
+    assert_eq!(
+        rows(
+            db,
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated FROM pg_constraint
+             WHERE conrelid = 'notes'::regclass AND contype = 'f' AND confrelid = 'events'::regclass"
+        )
+        .await,
+        BTreeSet::from([
+            "notes_event_id_realm_id_fkey FOREIGN KEY (event_id, realm_id) REFERENCES events(id, realm_id) ON DELETE CASCADE true".to_string(),
+        ])
+    );
     let cfg = config(dir);
     db.run(dir.path(), &["--config", &cfg, "verify"])
         .await
@@ -164,6 +181,8 @@ struct Written {
     events: BTreeMap<i64, i64>,
     deleted: BTreeSet<i64>,
     logs: Vec<i64>,
+    /// (note, event)
+    notes: Vec<(i64, i64)>,
     errors: Vec<String>,
 }
 
@@ -189,6 +208,13 @@ async fn old_app_writer(url: String, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>)
                 .fetch_one(&mut c)
                 .await?;
                 w.events.insert(e, account);
+                let n: i64 = sqlx::query_scalar(
+                    "INSERT INTO notes (event_id, body) VALUES ($1, 'w') RETURNING id",
+                )
+                .bind(e)
+                .fetch_one(&mut c)
+                .await?;
+                w.notes.push((n, e));
             }
             // An old event moves to another old account; another old one is deleted. Ids spread
             // over the three partitions.
@@ -317,6 +343,27 @@ async fn a_partitioned_legacy_table_converts_under_a_writer_with_every_row_and_l
     for l in &w.logs {
         assert!(logs_now.contains(&format!("{l}:w:hub")), "log {l}");
     }
+    assert_eq!(
+        db.count("SELECT 1 FROM notes").await as usize,
+        300 + w.notes.len()
+    );
+    for (n, e) in &w.notes {
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT event_id || ':' || realm_id FROM notes WHERE id = {n}"
+            ))
+            .await,
+            format!("{e}:hub")
+        );
+    }
+    assert_eq!(
+        db.count(
+            "SELECT 1 FROM notes n LEFT JOIN events e ON e.id = n.event_id AND e.realm_id = n.realm_id
+             WHERE e.id IS NULL"
+        )
+        .await,
+        0
+    );
     for a in &w.accounts {
         assert_eq!(
             db.scalar(&format!("SELECT realm_id FROM accounts WHERE id = {a}"))
@@ -361,6 +408,10 @@ const PARTITION_STEPS: &[(&str, &str)] = &[
     (
         "a partitioned primary key swap",
         "phase = 'primary-key' AND table_name = 'logs'",
+    ),
+    (
+        "a referenced partitioned primary key swap",
+        "phase = 'primary-key' AND table_name = 'events'",
     ),
 ];
 
@@ -434,8 +485,8 @@ async fn partitioned_tables_the_backfill_cannot_convert_are_refused_in_one_line(
         (
             "CREATE TABLE t (id bigint PRIMARY KEY) PARTITION BY RANGE (id);
              CREATE TABLE t_1 PARTITION OF t FOR VALUES FROM (0) TO (10);
-             CREATE TABLE c (id bigint PRIMARY KEY, t_id bigint REFERENCES t);",
-            "public.t is a partitioned table that foreign keys of realm tables reference (c_t_id_fkey on public.c)",
+             CREATE TABLE c (id bigint PRIMARY KEY, t_id bigint REFERENCES t) PARTITION BY RANGE (id);",
+            "public.t is a partitioned table that a foreign key of itself or of a partitioned table references (c_t_id_fkey on public.c)",
         ),
         (
             "CREATE TABLE t (id bigint, code text, PRIMARY KEY (id), UNIQUE (code, id)) PARTITION BY RANGE (id);",

@@ -133,6 +133,19 @@ pub(super) fn composite_fks(ctx: &mut Ctx) -> Vec<(String, String, String)> {
             let name = existing
                 .map(|g| g.name.clone())
                 .unwrap_or_else(|| object_name(&parts, "fkey"));
+            if existing.is_none() && cat.table(&ps, &pn).is_some_and(|p| p.partitioned) {
+                // Added NOT VALID in the partitioned parent's key swap, with the old key
+                // dropped there (see `Deferred`); validated after it.
+                ctx.deferred.push(super::Deferred {
+                    child: (t.schema.clone(), t.name.clone()),
+                    old: f.name.clone(),
+                    name,
+                    columns: new_cols,
+                    target: (ps, pn),
+                    ref_columns: new_ref,
+                });
+                continue;
+            }
             if existing.is_none() && t.partitioned {
                 steps.extend(partitioned_fk_steps(
                     t,

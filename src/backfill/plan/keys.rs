@@ -286,6 +286,7 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
 /// key depends on the old key's index any more.
 pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
     let (rcs, order, infos, steps) = (ctx.cols, &ctx.order, &ctx.infos, &mut ctx.steps);
+    let deferred = &ctx.deferred;
     let unique_index_of = &u.index_of;
     for &i in order {
         let Info { t, key, .. } = &infos[i];
@@ -303,7 +304,31 @@ pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
                 .find(|(tid, c, _)| *tid == id && same_set(c, &want))
                 .map(|(_, _, b)| b.as_slice())
                 .unwrap_or_default();
-            steps.push(partitioned_swap(t, pk, &want, built));
+            let keys: Vec<&super::Deferred> = deferred.iter().filter(|d| d.target == id).collect();
+            steps.push(partitioned_swap(t, pk, &want, built, &keys));
+            for d in keys {
+                steps.push(Step {
+                    schema: d.child.0.clone(),
+                    table: d.child.1.clone(),
+                    phase: Phase::ForeignKey,
+                    title: format!("validate {}", d.name),
+                    lock: Lock::ShareUpdateExclusive,
+                    lock_note: format!(
+                        "on {}, ROW SHARE on {}; scan, reads and writes go on",
+                        d.child.1, t.name
+                    ),
+                    relations: vec![d.child.clone(), id.clone()],
+                    action: Action::Sql {
+                        sql: format!(
+                            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                            qualified(&d.child.0, &d.child.1),
+                            quote_ident(&d.name)
+                        ),
+                        no_fk_depends_on: None,
+                    },
+                    partition_of: None,
+                });
+            }
             continue;
         }
         let index = unique_index_of
@@ -345,10 +370,22 @@ fn partitioned_swap(
     pk: &Constraint,
     want: &[String],
     built: &[(Partition, String)],
+    keys: &[&super::Deferred],
 ) -> Step {
     let qt = qualified(&t.schema, &t.name);
     let qpk = quote_ident(&pk.name);
-    let mut sql = format!(
+    let mut sql = String::new();
+    // The old keys that depend on the old primary key's index go first (never CASCADE); their
+    // composite replacements are added NOT VALID at the end of the same transaction, so no
+    // moment goes unchecked for new rows.
+    for d in keys {
+        sql += &format!(
+            "ALTER TABLE {} DROP CONSTRAINT {};\n",
+            qualified(&d.child.0, &d.child.1),
+            quote_ident(&d.old)
+        );
+    }
+    sql += &format!(
         "ALTER TABLE {qt} DROP CONSTRAINT {qpk};\nALTER TABLE ONLY {qt} ADD CONSTRAINT {qpk} PRIMARY KEY ({})",
         cols(want)
     );
@@ -377,21 +414,59 @@ fn partitioned_swap(
             quote_literal(&message)
         ))
     );
+    for d in keys {
+        sql += &format!(
+            ";\nALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+            qualified(&d.child.0, &d.child.1),
+            quote_ident(&d.name),
+            cols(&d.columns),
+            qualified(&d.target.0, &d.target.1),
+            cols(&d.ref_columns)
+        );
+    }
+    let mut relations = vec![(t.schema.clone(), t.name.clone())];
+    relations.extend(keys.iter().map(|d| d.child.clone()));
+    let children: Vec<&str> = keys.iter().map(|d| d.child.1.as_str()).collect();
     Step {
         schema: t.schema.clone(),
         table: t.name.clone(),
         phase: Phase::PrimaryKey,
-        title: format!(
-            "swap the primary key {} to ({}) adopting each partition's index",
-            pk.name,
-            want.join(", ")
-        ),
+        title: if keys.is_empty() {
+            format!(
+                "swap the primary key {} to ({}) adopting each partition's index",
+                pk.name,
+                want.join(", ")
+            )
+        } else {
+            format!(
+                "swap the primary key {} to ({}) adopting each partition's index; replace {} NOT VALID",
+                pk.name,
+                want.join(", "),
+                keys.iter()
+                    .map(|d| format!("{} with {}", d.old, d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
         lock: Lock::AccessExclusive,
-        lock_note: "on the table and its partitions, instant, nothing built".into(),
-        relations: vec![(t.schema.clone(), t.name.clone())],
+        lock_note: if children.is_empty() {
+            "on the table and its partitions, instant, nothing built".into()
+        } else {
+            format!(
+                "on the table, its partitions and {}, instant, nothing built",
+                children.join(", ")
+            )
+        },
+        relations,
         action: Action::Sql {
             sql,
-            no_fk_depends_on: pk.index.clone(),
+            // The keys it drops itself depend on the old key; any other stops the DROP
+            // (never CASCADE).
+            no_fk_depends_on: if keys.is_empty() {
+                pk.index.clone()
+            } else {
+                None
+            },
         },
         partition_of: None,
     }

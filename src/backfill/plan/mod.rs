@@ -223,7 +223,7 @@ pub enum PlanError {
     PartitionedByRealm { table: String, column: String },
     #[error("{0} is a partitioned table whose partition {1} is itself partitioned; backfill converts only partitioned tables whose partitions are plain tables: convert it by hand or leave it out with `exclude`")]
     SubPartitioned(String, String),
-    #[error("{0} is a partitioned table that foreign keys of realm tables reference ({1}); backfill cannot convert a referenced partitioned table yet: convert it by hand or leave it out with `exclude`")]
+    #[error("{0} is a partitioned table that a foreign key of itself or of a partitioned table references ({1}); backfill cannot convert such a table yet: convert it by hand or leave it out with `exclude`")]
     PartitionedReferenced(String, String),
     #[error("{0} is a partitioned table with the unique index {1} beside its primary key; backfill converts a partitioned table only when its primary key is its one unique key: convert it by hand or leave it out with `exclude`")]
     PartitionedUnique(String, String),
@@ -276,6 +276,20 @@ struct Ctx<'a> {
     steps: Vec<Step>,
     /// Index names this plan has given out (keys::free_index_name).
     chosen: BTreeSet<(String, String)>,
+    /// Composite foreign keys to a partitioned table, added in its primary-key swap.
+    deferred: Vec<Deferred>,
+}
+
+/// A composite foreign key that replaces `old` on `child` and references a partitioned table:
+/// it needs the parent's valid `(id, realm)` index, which only the parent's primary-key swap
+/// makes, and the swap needs `old` gone (docs/backfill-design.md, "Partitioned tables").
+struct Deferred {
+    child: (String, String),
+    old: String,
+    name: String,
+    columns: Vec<String>,
+    target: (String, String),
+    ref_columns: Vec<String>,
 }
 
 /// The plan for `cat` under `cfg`.
@@ -300,6 +314,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         catalog_default,
         steps,
         chosen: BTreeSet::new(),
+        deferred: Vec::new(),
     };
     let mut tables = column::phase(&mut ctx);
     foreign_keys::realm_fks(&mut ctx);

@@ -152,9 +152,8 @@ pub(super) fn targets<'a>(
         .collect();
 
     // Partitioned tables are converted partition by partition (docs/backfill-design.md,
-    // "Partitioned tables"): one level of plain partitions, and referenced by no foreign key
-    // of the set, whose composite key would need the (id, realm) index of the parent before
-    // the primary key that must adopt the same partition indexes.
+    // "Partitioned tables"): one level of plain partitions; the composite keys that reference
+    // one are added in its primary-key swap, which is built for keys of plain tables only.
     for t in targets.iter().filter(|t| t.partitioned) {
         if let Some(p) = t.partitions.iter().find(|p| p.partitioned) {
             return Err(PlanError::SubPartitioned(t.display(), p.display()));
@@ -162,6 +161,7 @@ pub(super) fn targets<'a>(
         let id = (t.schema.clone(), t.name.clone());
         let referencing: Vec<String> = targets
             .iter()
+            .filter(|o| o.partitioned)
             .flat_map(|o| {
                 o.foreign_keys()
                     .filter(|f| fk_target(f) == id)

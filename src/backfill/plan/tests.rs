@@ -920,9 +920,36 @@ fn partitioned_tables_off_the_new_key_or_nested_or_referenced_are_refused() {
         plan(&cat, &c).unwrap_err(),
         PlanError::SubPartitioned("public.memberships".into(), "public.memberships_b".into())
     );
-    // groups partitioned: memberships' key references it.
+    // groups partitioned: memberships' key references it; from a plain table it is moved in
+    // groups' key swap, from a partitioned one refused.
     let mut cat = partitioned_child();
     cat.tables[1].partitioned = false;
+    cat.tables[0].partitioned = true;
+    cat.tables[0].partition_key = vec!["id".into()];
+    let p = plan(&cat, &c).unwrap();
+    let swap = p.steps[position(&p, "groups", "swap the primary key")].sql();
+    assert!(
+        swap.starts_with(
+            "ALTER TABLE public.memberships DROP CONSTRAINT memberships_group_id_fkey;"
+        ),
+        "{swap}"
+    );
+    assert!(
+        swap.ends_with("REFERENCES public.groups (id, realm_id) ON DELETE CASCADE NOT VALID"),
+        "{swap}"
+    );
+    assert!(
+        position(&p, "groups", "swap the primary key")
+            < position(
+                &p,
+                "memberships",
+                "validate memberships_group_id_realm_id_fkey"
+            )
+    );
+    assert!(!titles(&p)
+        .iter()
+        .any(|t| t.contains("drop the single-column foreign key")));
+    let mut cat = partitioned_child();
     cat.tables[0].partitioned = true;
     cat.tables[0].partition_key = vec!["id".into()];
     assert_eq!(
