@@ -1600,3 +1600,6 @@ async fn finish_is_refused_mid_run_and_gives_up_or_waits_on_a_conflicting_lock()
 
 #[path = "backfill_real_world.rs"]
 mod real_world;
+
+#[path = "backfill_partitioned.rs"]
+mod partitioned;

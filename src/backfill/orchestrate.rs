@@ -29,12 +29,30 @@ pub struct FinishOptions {
     pub dry_run: bool,
 }
 
-/// The tables a list of steps converts (the realms table's own step is not a conversion).
+/// The tables a list of steps converts (the realms table's own step is not a conversion); a
+/// partitioned table stands for its partitions, as verify judges it.
 fn tables_of(steps: &[StoredStep]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for s in steps {
-        let id = (s.step.schema.clone(), s.step.table.clone());
+        let id = s
+            .step
+            .partition_of
+            .clone()
+            .unwrap_or_else(|| (s.step.schema.clone(), s.step.table.clone()));
         if s.step.phase != Phase::Realms && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// [`tables_of`] and the partitions the steps work on: what preflight looks at (a fill or a
+/// validation runs on the partition, under the partition's own row level security).
+fn relations_of(steps: &[StoredStep]) -> Vec<(String, String)> {
+    let mut out = tables_of(steps);
+    for s in steps.iter().filter(|s| s.step.partition_of.is_some()) {
+        let id = (s.step.schema.clone(), s.step.table.clone());
+        if !out.contains(&id) {
             out.push(id);
         }
     }
@@ -77,6 +95,7 @@ fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
         .iter()
         .filter_map(|s| match &s.step.action {
             Action::ConcurrentIndex { index, .. } => Some(index.clone()),
+            Action::Sql { sql, .. } => plan::on_only_index(sql),
             _ => None,
         })
         .collect()
@@ -219,7 +238,7 @@ async fn refuse_unless_clear(
 ) -> anyhow::Result<Option<prepared::PreparedReport>> {
     let mut refusals = preflight::check(
         conn,
-        &tables_of(steps),
+        &relations_of(steps),
         &own_indexes(steps),
         opts.max_transaction_age,
         opts.max_replication_lag.is_some(),

@@ -33,10 +33,30 @@ pub struct Table {
     pub name: String,
     /// A partitioned table (partitions themselves are left out: their root stands for them).
     pub partitioned: bool,
+    /// A partitioned table's partition key columns ("" for an expression).
+    pub partition_key: Vec<String>,
+    /// A partitioned table's partitions, in (schema, name) byte order (`load::read` fills them).
+    pub partitions: Vec<Partition>,
     pub columns: Vec<Column>,
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<Index>,
     pub triggers: Vec<String>,
+}
+
+/// A partition of a partitioned table (see `docs/backfill-design.md`, "Partitioned tables").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partition {
+    pub schema: String,
+    pub name: String,
+    /// Itself partitioned (a multi-level table, which the planner refuses).
+    pub partitioned: bool,
+}
+
+impl Partition {
+    /// "schema.name", raw names, for messages.
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +231,15 @@ pub fn of(cat: &catalog::Catalog, default_realm_exists: bool) -> Catalog {
                 schema: t.schema.clone(),
                 name: t.name.clone(),
                 partitioned: t.kind == TableKind::Partitioned,
+                partition_key: t
+                    .partition_key
+                    .iter()
+                    .map(|&n| match t.column_by_num(n) {
+                        Some(c) if n != 0 => c.name.clone(),
+                        _ => String::new(),
+                    })
+                    .collect(),
+                partitions: Vec::new(),
                 columns: t
                     .columns
                     .iter()

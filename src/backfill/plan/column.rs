@@ -32,6 +32,7 @@ fn table_step(
         lock,
         lock_note: note.to_string(),
         relations: vec![(t.schema.clone(), t.name.clone())],
+        partition_of: None,
         action,
     }
 }
@@ -127,21 +128,51 @@ fn table_steps(ctx: &mut Ctx, i: usize) -> TablePlan {
             sql(body),
         ));
     }
-    steps.push(fill_step(t, key, (rc, prc), rt, default_realm, parent));
+    if t.partitioned {
+        // Each partition is filled on its own, over its own keys: a batch locks rows of one
+        // partition only, and its progress is the partition's.
+        for part in &t.partitions {
+            let target = (part.schema.as_str(), part.name.as_str());
+            let mut s = fill_step(t, target, key, (rc, prc), rt, default_realm, parent);
+            on_partition(&mut s, t, target);
+            steps.push(s);
+        }
+    } else {
+        let target = (t.schema.as_str(), t.name.as_str());
+        steps.push(fill_step(
+            t,
+            target,
+            key,
+            (rc, prc),
+            rt,
+            default_realm,
+            parent,
+        ));
+    }
     not_null_steps(t, rc, steps);
     plan
+}
+
+/// Make `s`, planned for the partitioned table `t`, a step on its partition `part`: the
+/// partition is the table it runs on and whose lock holders are named, `t` stands for it.
+pub(super) fn on_partition(s: &mut Step, t: &Table, (schema, name): (&str, &str)) {
+    s.schema = schema.to_string();
+    s.table = name.to_string();
+    s.relations = vec![(schema.to_string(), name.to_string())];
+    s.partition_of = Some((t.schema.clone(), t.name.clone()));
 }
 
 /// The keyset fill of `t`'s old rows: the default realm for a root, the parent's for a child.
 fn fill_step(
     t: &Table,
+    (schema, name): (&str, &str),
     key: &str,
     (rc, prc): (&str, &str),
     rt: &str,
     default_realm: &str,
     parent: Option<&Constraint>,
 ) -> Step {
-    let qt = qualified(&t.schema, &t.name);
+    let qt = qualified(schema, name);
     let qrc = quote_ident(rc);
     let qprc = quote_ident(prc);
     let qk = quote_ident(key);
@@ -231,11 +262,36 @@ fn not_null_steps(t: &Table, rc: &str, steps: &mut Vec<Step>) {
         ));
     }
     if existing.is_none_or(|c| !c.validated) {
+        // A partitioned table: each partition's copy of the check first, one scan each under
+        // its own SHARE UPDATE EXCLUSIVE; the parent's validation then finds them all valid
+        // and scans nothing.
+        for part in &t.partitions {
+            let mut s = step(
+                Phase::NotNull,
+                format!("validate {check} on partition {}", part.name),
+                Lock::ShareUpdateExclusive,
+                "scan; reads and writes go on",
+                Action::Sql {
+                    sql: format!(
+                        "ALTER TABLE {} VALIDATE CONSTRAINT {qcheck}",
+                        qualified(&part.schema, &part.name)
+                    ),
+                    no_fk_depends_on: None,
+                },
+            );
+            on_partition(&mut s, t, (&part.schema, &part.name));
+            steps.push(s);
+        }
+        let note = if t.partitioned {
+            "on the table and its partitions; already valid on each, no scan"
+        } else {
+            "scan; reads and writes go on"
+        };
         steps.push(step(
             Phase::NotNull,
             format!("validate {check}"),
             Lock::ShareUpdateExclusive,
-            "scan; reads and writes go on",
+            note,
             Action::Sql {
                 sql: format!("ALTER TABLE {qt} VALIDATE CONSTRAINT {qcheck}"),
                 no_fk_depends_on: None,

@@ -32,6 +32,7 @@ pub fn finish_steps(triggers: &[Trigger]) -> Vec<Step> {
                 lock: Lock::AccessExclusive,
                 lock_note: "instant".into(),
                 relations: vec![(f.schema.clone(), f.table.clone())],
+                partition_of: None,
                 action: Action::Sql {
                     sql,
                     no_fk_depends_on: None,

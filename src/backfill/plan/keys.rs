@@ -3,8 +3,8 @@
 //! definition); then the old unique keys and the primary keys swap to them.
 
 use super::{cols, fk_target, old_fks, same_set, Action, Ctx, Info, Lock, Phase, PlanError, Step};
-use crate::backfill::view::{Catalog, ConstraintKind, Index, Table};
-use crate::db::{qualified, quote_ident};
+use crate::backfill::view::{Catalog, Constraint, ConstraintKind, Index, Partition, Table};
+use crate::db::{dollar_quote, qualified, quote_ident, quote_literal};
 use crate::names::{object_name, MAX_IDENT};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +15,12 @@ pub(super) struct UniqueIndexes<'a> {
     per_realm: Vec<(usize, &'a Index, Option<String>)>,
     /// (schema, table), column set → the index name that will hold it.
     index_of: Vec<((String, String), Vec<String>, String)>,
+    /// A partitioned table's new unique key: (schema, table), column set → each partition and
+    /// the index built on it, which the key swap adopts (see `partitioned_swap`).
+    partition_indexes: Vec<PartitionIndexes>,
 }
+
+type PartitionIndexes = ((String, String), Vec<String>, Vec<(Partition, String)>);
 
 /// Phase 3: the unique (key, realm) indexes composite foreign keys need, built concurrently
 /// only now that every fill is over.
@@ -104,10 +109,47 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
     }
     // (schema, table, column set) → the index name that will hold it.
     let mut unique_index_of: Vec<((String, String), Vec<String>, String)> = Vec::new();
+    let mut partition_indexes: Vec<PartitionIndexes> = Vec::new();
     for &i in order {
         let t = infos[i].t;
         let id = (t.schema.clone(), t.name.clone());
         for c in unique_needed.get(&id).into_iter().flatten() {
+            if t.partitioned {
+                // Only the primary key can hold it (the scope phase refused other unique keys
+                // and referenced partitioned tables); already there, nothing is built.
+                if t.primary_key().is_some_and(|p| same_set(&p.columns, c)) {
+                    continue;
+                }
+                let space = tablespace_of(t, |o| o.primary);
+                let mut built = Vec::new();
+                for part in &t.partitions {
+                    let pt = super::foreign_keys::partition_table(part);
+                    let mut parts = vec![part.name.clone()];
+                    parts.extend(c.iter().cloned());
+                    parts.push("key".into());
+                    let name = free_index_name(cat, &pt, parts, chosen, |_| false);
+                    let mut s = build_index_step(
+                        &pt,
+                        Phase::UniqueIndex,
+                        format!(
+                            "build unique index {name} concurrently on partition {}",
+                            part.name
+                        ),
+                        &name,
+                        format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({}){space}",
+                            quote_ident(&name),
+                            qualified(&part.schema, &part.name),
+                            cols(c)
+                        ),
+                    );
+                    s.partition_of = Some(id.clone());
+                    steps.push(s);
+                    built.push((part.clone(), name));
+                }
+                partition_indexes.push((id.clone(), c.clone(), built));
+                continue;
+            }
             let existing = t
                 .indexes
                 .iter()
@@ -151,6 +193,7 @@ pub(super) fn unique_indexes<'a>(ctx: &mut Ctx<'a>) -> Result<UniqueIndexes<'a>,
     Ok(UniqueIndexes {
         per_realm,
         index_of: unique_index_of,
+        partition_indexes,
     })
 }
 
@@ -197,6 +240,7 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
                 lock: Lock::AccessExclusive,
                 lock_note: "instant".into(),
                 relations: vec![id.clone()],
+                partition_of: None,
                 action: Action::Sql {
                     sql: format!("ALTER TABLE {qt} DROP CONSTRAINT {}", quote_ident(&c.name)),
                     no_fk_depends_on: Some(ix.name.clone()),
@@ -214,6 +258,7 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
                 lock: Lock::AccessExclusive,
                 lock_note: "instant".into(),
                 relations: vec![id.clone()],
+                partition_of: None,
                 action: Action::Sql {
                     sql: format!(
                         "ALTER TABLE {qt} DROP CONSTRAINT {c}, ADD CONSTRAINT {c} UNIQUE USING INDEX {}",
@@ -241,6 +286,7 @@ pub(super) fn unique_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
 /// key depends on the old key's index any more.
 pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
     let (rcs, order, infos, steps) = (ctx.cols, &ctx.order, &ctx.infos, &mut ctx.steps);
+    let deferred = &ctx.deferred;
     let unique_index_of = &u.index_of;
     for &i in order {
         let Info { t, key, .. } = &infos[i];
@@ -251,6 +297,40 @@ pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
             continue;
         }
         let id = (t.schema.clone(), t.name.clone());
+        if t.partitioned {
+            let built = u
+                .partition_indexes
+                .iter()
+                .find(|(tid, c, _)| *tid == id && same_set(c, &want))
+                .map(|(_, _, b)| b.as_slice())
+                .unwrap_or_default();
+            let keys: Vec<&super::Deferred> = deferred.iter().filter(|d| d.target == id).collect();
+            steps.push(partitioned_swap(t, pk, &want, built, &keys));
+            for d in keys {
+                steps.push(Step {
+                    schema: d.child.0.clone(),
+                    table: d.child.1.clone(),
+                    phase: Phase::ForeignKey,
+                    title: format!("validate {}", d.name),
+                    lock: Lock::ShareUpdateExclusive,
+                    lock_note: format!(
+                        "on {}, ROW SHARE on {}; scan, reads and writes go on",
+                        d.child.1, t.name
+                    ),
+                    relations: vec![d.child.clone(), id.clone()],
+                    action: Action::Sql {
+                        sql: format!(
+                            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                            qualified(&d.child.0, &d.child.1),
+                            quote_ident(&d.name)
+                        ),
+                        no_fk_depends_on: None,
+                    },
+                    partition_of: None,
+                });
+            }
+            continue;
+        }
         let index = unique_index_of
             .iter()
             .find(|(tid, c, _)| *tid == id && same_set(c, &want))
@@ -264,6 +344,7 @@ pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
             lock: Lock::AccessExclusive,
             lock_note: "instant, both columns already NOT NULL".into(),
             relations: vec![id],
+            partition_of: None,
             action: Action::Sql {
                 sql: format!(
                     "ALTER TABLE {} DROP CONSTRAINT {pk}, ADD CONSTRAINT {pk} PRIMARY KEY USING INDEX {}",
@@ -274,6 +355,120 @@ pub(super) fn primary_keys(ctx: &mut Ctx, u: &UniqueIndexes) {
                 no_fk_depends_on: pk.index.clone(),
             },
         });
+    }
+}
+
+/// The primary key swap of a partitioned table, which cannot adopt an index (`ADD PRIMARY KEY
+/// USING INDEX` is refused on a partitioned table): in one transaction, the old key dropped (with
+/// its partitions' copies), the new one added on `t` only (an index on `t` alone, invalid,
+/// nothing built), each partition's concurrently built index made its primary key and attached
+/// to it, as pg_dump restores one. The parent's index is valid once every partition's is
+/// attached; a partition that has none (created during the run) rolls the whole swap back.
+/// ACCESS EXCLUSIVE on `t` and every partition, for an instant.
+fn partitioned_swap(
+    t: &Table,
+    pk: &Constraint,
+    want: &[String],
+    built: &[(Partition, String)],
+    keys: &[&super::Deferred],
+) -> Step {
+    let qt = qualified(&t.schema, &t.name);
+    let qpk = quote_ident(&pk.name);
+    let mut sql = String::new();
+    // The old keys that depend on the old primary key's index go first (never CASCADE); their
+    // composite replacements are added NOT VALID at the end of the same transaction, so no
+    // moment goes unchecked for new rows.
+    for d in keys {
+        sql += &format!(
+            "ALTER TABLE {} DROP CONSTRAINT {};\n",
+            qualified(&d.child.0, &d.child.1),
+            quote_ident(&d.old)
+        );
+    }
+    sql += &format!(
+        "ALTER TABLE {qt} DROP CONSTRAINT {qpk};\nALTER TABLE ONLY {qt} ADD CONSTRAINT {qpk} PRIMARY KEY ({})",
+        cols(want)
+    );
+    for (part, index) in built {
+        let ppk = object_name(&[&part.name], "pkey");
+        sql += &format!(
+            ";\nALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {};\nALTER INDEX {} ATTACH PARTITION {}",
+            qualified(&part.schema, &part.name),
+            quote_ident(&ppk),
+            quote_ident(index),
+            qualified(&t.schema, &pk.name),
+            qualified(&part.schema, &ppk)
+        );
+    }
+    let message = format!(
+        "realmguard: a partition of {} has no ({}) index to attach to {} (created or attached during the run?): detach it, run again, and attach it back",
+        t.display(),
+        want.join(", "),
+        pk.name
+    );
+    sql += &format!(
+        ";\nDO {}",
+        dollar_quote(&format!(
+            "\nBEGIN\n    IF NOT (SELECT indisvalid FROM pg_index WHERE indexrelid = {}::regclass) THEN\n        RAISE EXCEPTION USING MESSAGE = {};\n    END IF;\nEND\n",
+            quote_literal(&qualified(&t.schema, &pk.name)),
+            quote_literal(&message)
+        ))
+    );
+    for d in keys {
+        sql += &format!(
+            ";\nALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
+            qualified(&d.child.0, &d.child.1),
+            quote_ident(&d.name),
+            cols(&d.columns),
+            qualified(&d.target.0, &d.target.1),
+            cols(&d.ref_columns)
+        );
+    }
+    let mut relations = vec![(t.schema.clone(), t.name.clone())];
+    relations.extend(keys.iter().map(|d| d.child.clone()));
+    let children: Vec<&str> = keys.iter().map(|d| d.child.1.as_str()).collect();
+    Step {
+        schema: t.schema.clone(),
+        table: t.name.clone(),
+        phase: Phase::PrimaryKey,
+        title: if keys.is_empty() {
+            format!(
+                "swap the primary key {} to ({}) adopting each partition's index",
+                pk.name,
+                want.join(", ")
+            )
+        } else {
+            format!(
+                "swap the primary key {} to ({}) adopting each partition's index; replace {} NOT VALID",
+                pk.name,
+                want.join(", "),
+                keys.iter()
+                    .map(|d| format!("{} with {}", d.old, d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        lock: Lock::AccessExclusive,
+        lock_note: if children.is_empty() {
+            "on the table and its partitions, instant, nothing built".into()
+        } else {
+            format!(
+                "on the table, its partitions and {}, instant, nothing built",
+                children.join(", ")
+            )
+        },
+        relations,
+        action: Action::Sql {
+            sql,
+            // The keys it drops itself depend on the old key; any other stops the DROP
+            // (never CASCADE).
+            no_fk_depends_on: if keys.is_empty() {
+                pk.index.clone()
+            } else {
+                None
+            },
+        },
+        partition_of: None,
     }
 }
 
@@ -448,6 +643,7 @@ pub(super) fn build_index_step(
         lock: Lock::ShareUpdateExclusive,
         lock_note: "concurrent build; reads and writes go on".into(),
         relations: vec![(t.schema.clone(), t.name.clone())],
+        partition_of: None,
         action: Action::ConcurrentIndex {
             index: index.to_string(),
             sql,
@@ -471,6 +667,7 @@ pub(super) fn drop_index_step(
         lock: Lock::ShareUpdateExclusive,
         lock_note: "concurrent drop; reads and writes go on".into(),
         relations: vec![(schema.to_string(), table.to_string())],
+        partition_of: None,
         action: Action::DropIndexConcurrently {
             index: index.to_string(),
             sql: format!(

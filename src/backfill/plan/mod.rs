@@ -27,6 +27,7 @@ mod scope;
 mod tests;
 
 pub use finish::finish_steps;
+pub use foreign_keys::on_only_index;
 
 use super::view::{Catalog, Constraint, Table};
 use crate::config::Config;
@@ -80,6 +81,9 @@ pub enum Lock {
     AccessExclusive,
     /// Blocks writes: taken only for an instant, behind a short lock_timeout.
     ShareRowExclusive,
+    /// Blocks writes (`CREATE INDEX … ON ONLY` a partitioned table): only for an instant, behind
+    /// a short lock_timeout.
+    Share,
     /// Blocks other DDL and VACUUM, not reads or writes: may be held for a scan.
     ShareUpdateExclusive,
     /// Row locks of one short batch at a time.
@@ -93,6 +97,7 @@ impl Lock {
         match self {
             Lock::AccessExclusive => "ACCESS EXCLUSIVE",
             Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            Lock::Share => "SHARE",
             Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
             Lock::RowLocks => "row locks",
             Lock::None => "none",
@@ -102,7 +107,10 @@ impl Lock {
     /// Whether waiting for this lock queues the application's reads or writes behind us, so
     /// the wait must be bounded by the short `--lock-timeout`.
     pub fn blocks_traffic(self) -> bool {
-        matches!(self, Lock::AccessExclusive | Lock::ShareRowExclusive)
+        matches!(
+            self,
+            Lock::AccessExclusive | Lock::ShareRowExclusive | Lock::Share
+        )
     }
 }
 
@@ -138,6 +146,10 @@ pub struct Step {
     /// Tables whose lock holders are named when the lock cannot be taken.
     pub relations: Vec<(String, String)>,
     pub action: Action,
+    /// A step on one partition (`schema.table`) of this partitioned table, which stands for it
+    /// in reports and in the end check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<(String, String)>,
 }
 
 impl Step {
@@ -200,8 +212,21 @@ pub enum PlanError {
     UnknownTable(String),
     #[error("the realms table {0} has no single-column primary key for {1} to reference")]
     RealmsKey(String, String),
-    #[error("{0} is a partitioned table; backfill cannot convert partitioned tables yet: convert it by hand or leave it out with `exclude`")]
-    Partitioned(String),
+    #[error("{table} is a partitioned table partitioned by ({key}), which is not within its new primary key ({id}, {column}); backfill converts a partitioned table only when it is partitioned by {id}, by {column} or by both: convert it by hand or leave it out with `exclude`")]
+    PartitionKey {
+        table: String,
+        key: String,
+        id: String,
+        column: String,
+    },
+    #[error("{table} is a partitioned table partitioned by its realm column {column}, which is not filled and NOT NULL yet (a row cannot be filled into another partition); fill it and set it NOT NULL by hand, or leave the table out with `exclude`")]
+    PartitionedByRealm { table: String, column: String },
+    #[error("{0} is a partitioned table whose partition {1} is itself partitioned; backfill converts only partitioned tables whose partitions are plain tables: convert it by hand or leave it out with `exclude`")]
+    SubPartitioned(String, String),
+    #[error("{0} is a partitioned table that a foreign key of itself or of a partitioned table references ({1}); backfill cannot convert such a table yet: convert it by hand or leave it out with `exclude`")]
+    PartitionedReferenced(String, String),
+    #[error("{0} is a partitioned table with the unique index {1} beside its primary key; backfill converts a partitioned table only when its primary key is its one unique key: convert it by hand or leave it out with `exclude`")]
+    PartitionedUnique(String, String),
     #[error("{0} has no single-column integer primary key to walk in keyset batches (found: {1}); backfill cannot convert it")]
     NoIntegerKey(String, String),
     #[error("{table} has {count} foreign keys to realm tables ({names}); name the one to derive {column} through in the config: [backfill.parent] \"{table}\" = \"<constraint>\"")]
@@ -251,6 +276,20 @@ struct Ctx<'a> {
     steps: Vec<Step>,
     /// Index names this plan has given out (keys::free_index_name).
     chosen: BTreeSet<(String, String)>,
+    /// Composite foreign keys to a partitioned table, added in its primary-key swap.
+    deferred: Vec<Deferred>,
+}
+
+/// A composite foreign key that replaces `old` on `child` and references a partitioned table:
+/// it needs the parent's valid `(id, realm)` index, which only the parent's primary-key swap
+/// makes, and the swap needs `old` gone (docs/backfill-design.md, "Partitioned tables").
+struct Deferred {
+    child: (String, String),
+    old: String,
+    name: String,
+    columns: Vec<String>,
+    target: (String, String),
+    ref_columns: Vec<String>,
 }
 
 /// The plan for `cat` under `cfg`.
@@ -275,6 +314,7 @@ pub fn plan(cat: &Catalog, cfg: &Config) -> Result<Plan, PlanError> {
         catalog_default,
         steps,
         chosen: BTreeSet::new(),
+        deferred: Vec::new(),
     };
     let mut tables = column::phase(&mut ctx);
     foreign_keys::realm_fks(&mut ctx);

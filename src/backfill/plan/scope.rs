@@ -41,6 +41,7 @@ pub(super) fn realms(
                 lock: Lock::None,
                 lock_note: "one row".into(),
                 relations: vec![],
+                partition_of: None,
                 action: Action::Sql {
                     sql: format!(
                         "INSERT INTO {} ({}) VALUES (CAST({} AS {ty})) ON CONFLICT DO NOTHING",
@@ -68,6 +69,7 @@ pub(super) fn realms(
             lock: Lock::None,
             lock_note: "new table".into(),
             relations: vec![],
+            partition_of: None,
             action: Action::Sql {
                 sql: format!(
                     "CREATE TABLE IF NOT EXISTS {q} (\n    id text PRIMARY KEY,\n    name text NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\nINSERT INTO {q} (id, name) VALUES ({lit}, {lit}) ON CONFLICT DO NOTHING",
@@ -149,10 +151,29 @@ pub(super) fn targets<'a>(
         .filter(|t| set.contains(&(t.schema.clone(), t.name.clone())))
         .collect();
 
-    // Partitioned tables are seen (their partitions are not: the root stands for them), but a
-    // concurrent index build, a trigger and a keyset fill each work partition by partition.
-    if let Some(t) = targets.iter().find(|t| t.partitioned) {
-        return Err(PlanError::Partitioned(t.display()));
+    // Partitioned tables are converted partition by partition (docs/backfill-design.md,
+    // "Partitioned tables"): one level of plain partitions; the composite keys that reference
+    // one are added in its primary-key swap, which is built for keys of plain tables only.
+    for t in targets.iter().filter(|t| t.partitioned) {
+        if let Some(p) = t.partitions.iter().find(|p| p.partitioned) {
+            return Err(PlanError::SubPartitioned(t.display(), p.display()));
+        }
+        let id = (t.schema.clone(), t.name.clone());
+        let referencing: Vec<String> = targets
+            .iter()
+            .filter(|o| o.partitioned)
+            .flat_map(|o| {
+                o.foreign_keys()
+                    .filter(|f| fk_target(f) == id)
+                    .map(move |f| format!("{} on {}", f.name, o.display()))
+            })
+            .collect();
+        if !referencing.is_empty() {
+            return Err(PlanError::PartitionedReferenced(
+                t.display(),
+                referencing.join(", "),
+            ));
+        }
     }
 
     Ok((set, targets))
@@ -171,6 +192,9 @@ pub(super) fn infos<'a>(
             .primary_key()
             .map(|p| p.columns.iter().filter(|c| *c != rc).cloned().collect())
             .unwrap_or_default();
+        if t.partitioned {
+            partition_check(t, rc, &pk_cols)?;
+        }
         let key = match pk_cols.as_slice() {
             [k] if t.column(k).is_some_and(|c| is_integer(&c.type_name)) => k.clone(),
             _ => {
@@ -182,6 +206,12 @@ pub(super) fn infos<'a>(
             }
         };
         let needs_fill = t.column(rc).is_none_or(|c| !c.not_null);
+        if t.partitioned && needs_fill && t.partition_key.iter().any(|c| c == rc) {
+            return Err(PlanError::PartitionedByRealm {
+                table: t.display(),
+                column: rc.to_string(),
+            });
+        }
         let parent = if needs_fill {
             derive_parent(t, cfg, set)?
         } else {
@@ -196,6 +226,40 @@ pub(super) fn infos<'a>(
     }
 
     Ok(infos)
+}
+
+/// What the planner needs of a partitioned table beyond an ordinary one: every partition key
+/// column in the new primary key (PostgreSQL requires it of a unique key on a partitioned table),
+/// and no unique key beside the primary key (see docs/backfill-design.md, "Partitioned tables").
+fn partition_check(t: &Table, rc: &str, pk_cols: &[String]) -> Result<(), PlanError> {
+    let id = match pk_cols {
+        [k] if t.column(k).is_some_and(|c| is_integer(&c.type_name)) => Some(k.as_str()),
+        _ => None,
+    };
+    if t.partition_key
+        .iter()
+        .any(|c| c != rc && Some(c.as_str()) != id)
+    {
+        return Err(PlanError::PartitionKey {
+            table: t.display(),
+            key: t
+                .partition_key
+                .iter()
+                .map(|c| if c.is_empty() { "an expression" } else { c })
+                .collect::<Vec<_>>()
+                .join(", "),
+            id: id.unwrap_or("id").to_string(),
+            column: rc.to_string(),
+        });
+    }
+    if let Some(ix) = t
+        .indexes
+        .iter()
+        .find(|ix| ix.unique && !ix.primary && !ix.columns.iter().any(|c| c == rc))
+    {
+        return Err(PlanError::PartitionedUnique(t.display(), ix.name.clone()));
+    }
+    Ok(())
 }
 
 // Parents are filled before their children: the child's trigger refuses to write NULL. Among
