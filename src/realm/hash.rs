@@ -2,10 +2,11 @@
 //! the server (nothing but two numbers and a digest crosses the wire).
 //!
 //! Scheme (docs/realm.md): each row is the text of `ROW(c1, c2, …)` over the table's columns in
-//! name order (so two tables that order their columns differently hash alike); its md5 is split
-//! into two 64-bit halves, and each half is summed over the rows as `numeric` (exact, no
-//! overflow). Sums do not depend on row order and, unlike XOR, a duplicated row changes them.
-//! The digest is md5 of `count:sum_hi:sum_lo`. Text output depends on session settings, so every
+//! name order (so two tables that order their columns differently hash alike), hashed to 64 bits
+//! by `hashtextextended` (in the "C" collation: its bytes, whatever the database's collation),
+//! summed over the rows as `numeric` (exact, no overflow). The sum does not depend on row order
+//! and, unlike XOR, a duplicated row changes it. The digest is md5 of `count:sum`. An md5 per
+//! row, split into two halves, cost six times as much (2.2 s against 0.37 s per million rows). Text output depends on session settings, so every
 //! connection that hashes is pinned first ([`pin_session`]).
 
 use super::error::{Error, Result};
@@ -47,9 +48,8 @@ pub fn sql(t: &RealmTable, columns: &[&str], realm: &str, key_type: &str) -> Str
         .join(", ");
     format!(
         "SELECT count(*)::int8 AS rows, md5(count(*) || ':' \
-           || coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8), 0) || ':' \
-           || coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8), 0)) AS hash \
-         FROM (SELECT md5(ROW({row})::text) AS h FROM {} WHERE {}) AS r",
+           || coalesce(sum(hashtextextended(ROW({row})::text COLLATE \"C\", 0)::numeric), 0)) AS hash \
+         FROM {} WHERE {}",
         t.sql_name(),
         t.realm_filter(realm, key_type)
     )

@@ -233,9 +233,17 @@ async fn replicate(
             .copy_order()
             .find(|x| x.label() == s.label())
             .ok_or_else(|| Error::NoTargetTable { table: s.label() })?;
-        let a = hash::digest(src, s, &cols, realm, &sp.key_type).await?;
+        // Both sides hash at once: the fence is up while they do (docs/realm.md).
+        let (a, first) = tokio::join!(
+            hash::digest(src, s, &cols, realm, &sp.key_type),
+            hash::digest(dst, t, &cols, realm, &tp.key_type)
+        );
+        let (a, mut next) = (a?, Some(first?));
         loop {
-            let b = hash::digest(dst, t, &cols, realm, &tp.key_type).await?;
+            let b = match next.take() {
+                Some(b) => b,
+                None => hash::digest(dst, t, &cols, realm, &tp.key_type).await?,
+            };
             if a == b {
                 tables.push(super::copy::table_report(s, &a, &b, t0, 0));
                 break;
