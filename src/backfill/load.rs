@@ -1,16 +1,16 @@
 //! The backfill's read of the database before planning: the shared catalog with the backfill's
 //! details, and whether the realms table holds the default realm.
 
+use super::error::{Error, Result};
 use super::plan::FILL_MARKER;
 use super::view::{self, Catalog};
 use crate::catalog::{self, RealmsTable};
 use crate::config::Config;
 use crate::db::{qualified, quote_ident};
-use anyhow::Context;
 use sqlx::PgConnection;
 
 /// The catalog the planner works on, for `cfg`'s realms table, default realm and realm column.
-pub async fn read(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Catalog> {
+pub async fn read(conn: &mut PgConnection, cfg: &Config) -> Result<Catalog> {
     let cat = catalog::Catalog::load_for_backfill(
         conn,
         &cfg.realms_table,
@@ -37,7 +37,7 @@ pub async fn read(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Catal
                     .bind(&cfg.backfill.default_realm)
                     .fetch_one(&mut *conn)
                     .await
-                    .context("cannot read the realms table")?;
+                    .map_err(Error::RealmsTable)?;
             }
         }
     }
@@ -63,7 +63,7 @@ pub async fn read(conn: &mut PgConnection, cfg: &Config) -> anyhow::Result<Catal
 /// `docs/backfill-design.md`, "Partitioned tables"), so the backfill reads it itself.
 async fn partitions(
     conn: &mut PgConnection,
-) -> anyhow::Result<Vec<(String, String, String, String, bool)>> {
+) -> Result<Vec<(String, String, String, String, bool)>> {
     let mut rows: Vec<(String, String, String, String, bool)> = sqlx::query_as(
         "SELECT pn.nspname::text, p.relname::text, cn.nspname::text, c.relname::text, c.relkind = 'p'
          FROM pg_inherits i
@@ -75,7 +75,7 @@ async fn partitions(
     )
     .fetch_all(&mut *conn)
     .await
-    .context("cannot read the partitions")?;
+    .map_err(Error::Partitions)?;
     rows.sort();
     Ok(rows)
 }
@@ -83,7 +83,7 @@ async fn partitions(
 /// Every user trigger (`backfill finish` keeps the fill triggers), but those PostgreSQL cloned
 /// onto partitions from a trigger of their partitioned table: they go with it, and cannot be
 /// dropped on their own.
-pub async fn triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<catalog::Trigger>> {
+pub async fn triggers(conn: &mut PgConnection) -> Result<Vec<catalog::Trigger>> {
     let mut found = catalog::triggers(conn, FILL_MARKER).await?;
     let cloned: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT n.nspname::text, c.relname::text, t.tgname::text
@@ -93,7 +93,7 @@ pub async fn triggers(conn: &mut PgConnection) -> anyhow::Result<Vec<catalog::Tr
     )
     .fetch_all(&mut *conn)
     .await
-    .context("cannot read the triggers")?;
+    .map_err(Error::Triggers)?;
     found.retain(|t| {
         !cloned
             .iter()

@@ -7,6 +7,7 @@
 //! the recorded plan. [`orchestrate`] holds the commands as domain functions returning the
 //! typed reports of [`report`]; [`render`] writes those for a person or as JSON.
 
+pub mod error;
 pub mod exec;
 pub mod load;
 pub mod orchestrate;
@@ -18,4 +19,5 @@ pub mod replicas;
 pub mod report;
 pub mod view;
 
+pub use error::Error;
 pub use orchestrate::{finish, run, show_plan, status, FinishOptions, RunOptions};

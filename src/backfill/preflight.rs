@@ -12,7 +12,7 @@ pub async fn check(
     own_indexes: &[String],
     max_transaction_age: Duration,
     watch_replicas: bool,
-) -> anyhow::Result<Vec<String>> {
+) -> crate::backfill::error::Result<Vec<String>> {
     let mut refusals = Vec::new();
 
     // Without the right to read the standbys' positions every lag reads as unknown, and the

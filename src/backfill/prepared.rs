@@ -75,7 +75,7 @@ pub fn shape_changes(steps: &[StoredStep]) -> Vec<(String, String)> {
 pub async fn report(
     conn: &mut sqlx::PgConnection,
     steps: &[StoredStep],
-) -> anyhow::Result<Option<PreparedReport>> {
+) -> crate::backfill::error::Result<Option<PreparedReport>> {
     let tables = shape_changes(steps);
     if tables.is_empty() {
         return Ok(None);
@@ -86,7 +86,10 @@ pub async fn report(
     }))
 }
 
-async fn seen(conn: &mut sqlx::PgConnection, tables: &[(String, String)]) -> anyhow::Result<Seen> {
+async fn seen(
+    conn: &mut sqlx::PgConnection,
+    tables: &[(String, String)],
+) -> crate::backfill::error::Result<Seen> {
     let schema: Option<String> = sqlx::query_scalar(
         "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
           WHERE e.extname = 'pg_stat_statements'",

@@ -13,7 +13,9 @@ use sqlx::PgConnection;
 /// None when the role may read the standbys' positions (superusers and members of
 /// pg_read_all_stats, as pg_monitor's are), else the role's name: others see NULL in every
 /// column but the pid.
-pub async fn hidden_from(conn: &mut PgConnection) -> anyhow::Result<Option<String>> {
+pub async fn hidden_from(
+    conn: &mut PgConnection,
+) -> crate::backfill::error::Result<Option<String>> {
     Ok(sqlx::query_scalar(
         "SELECT CASE WHEN NOT (rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))
                 THEN current_user::text END
@@ -24,7 +26,7 @@ pub async fn hidden_from(conn: &mut PgConnection) -> anyhow::Result<Option<Strin
 }
 
 /// How many standbys are connected.
-pub async fn count(conn: &mut PgConnection) -> anyhow::Result<i64> {
+pub async fn count(conn: &mut PgConnection) -> crate::backfill::error::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE state <> 'backup'")
             .fetch_one(conn)
@@ -34,7 +36,9 @@ pub async fn count(conn: &mut PgConnection) -> anyhow::Result<i64> {
 
 /// The standby furthest behind: its name (application_name, else its address, else its pid)
 /// and its lag in bytes. None when no standby has reported a position.
-pub async fn furthest_behind(conn: &mut PgConnection) -> anyhow::Result<Option<(String, i64)>> {
+pub async fn furthest_behind(
+    conn: &mut PgConnection,
+) -> crate::backfill::error::Result<Option<(String, i64)>> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT coalesce(nullif(application_name, ''), host(client_addr), 'walsender pid ' || pid),
                 pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint

@@ -2,9 +2,9 @@
 //! fill's progress, written in the same transaction as the effect they record; and the runner
 //! lock. Rows are decoded by column name: a changed ledger is an error, never a panic.
 
+use crate::backfill::error::{Error, Result};
 use crate::backfill::plan::{Plan, Step};
 use crate::db;
-use anyhow::{bail, Context};
 use sqlx::{Connection, PgConnection, Row};
 use std::time::Duration;
 
@@ -86,11 +86,11 @@ impl Progress {
     }
 }
 
-pub async fn ensure_ledger(conn: &mut PgConnection) -> anyhow::Result<()> {
+pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<()> {
     Ok(db::create_if_missing(conn, LEDGER, "the backfill ledger in schema realmguard").await?)
 }
 
-async fn ledger_exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
+async fn ledger_exists(conn: &mut PgConnection) -> Result<bool> {
     Ok(sqlx::query_scalar::<_, bool>(
         "SELECT to_regclass('realmguard.backfill_steps') IS NOT NULL
             AND to_regclass('realmguard.backfill_progress') IS NOT NULL",
@@ -100,7 +100,7 @@ async fn ledger_exists(conn: &mut PgConnection) -> anyhow::Result<bool> {
 }
 
 /// The recorded plan, in order (empty when no backfill ever ran).
-pub async fn load_steps(conn: &mut PgConnection) -> anyhow::Result<Vec<StoredStep>> {
+pub async fn load_steps(conn: &mut PgConnection) -> Result<Vec<StoredStep>> {
     if !ledger_exists(conn).await? {
         return Ok(Vec::new());
     }
@@ -115,15 +115,14 @@ pub async fn load_steps(conn: &mut PgConnection) -> anyhow::Result<Vec<StoredSte
             let text: String = r.try_get("step")?;
             Ok(StoredStep {
                 seq: r.try_get("seq")?,
-                step: serde_json::from_str(&text)
-                    .context("the recorded backfill plan is unreadable (written by another realmguard version?)")?,
+                step: serde_json::from_str(&text).map_err(Error::UnreadablePlan)?,
                 done: r.try_get("done")?,
             })
         })
         .collect()
 }
 
-pub async fn load_progress(conn: &mut PgConnection) -> anyhow::Result<Vec<Progress>> {
+pub async fn load_progress(conn: &mut PgConnection) -> Result<Vec<Progress>> {
     if !ledger_exists(conn).await? {
         return Ok(Vec::new());
     }
@@ -154,7 +153,7 @@ pub async fn load_progress(conn: &mut PgConnection) -> anyhow::Result<Vec<Progre
 }
 
 /// Replace the recorded plan with `plan` (the previous one is finished).
-pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<Vec<StoredStep>> {
+pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> Result<Vec<StoredStep>> {
     let mut tx = conn.begin().await?;
     sqlx::raw_sql(
         "DELETE FROM realmguard.backfill_steps; DELETE FROM realmguard.backfill_progress",
@@ -167,10 +166,7 @@ pub async fn store_plan(conn: &mut PgConnection, plan: &Plan) -> anyhow::Result<
 }
 
 /// Record steps after those already recorded (`backfill finish`), keeping the run's history.
-pub async fn append_steps(
-    conn: &mut PgConnection,
-    steps: &[Step],
-) -> anyhow::Result<Vec<StoredStep>> {
+pub async fn append_steps(conn: &mut PgConnection, steps: &[Step]) -> Result<Vec<StoredStep>> {
     let mut tx = conn.begin().await?;
     let last: i32 =
         sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM realmguard.backfill_steps")
@@ -185,7 +181,7 @@ async fn insert_steps(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     first: i32,
     steps: &[Step],
-) -> anyhow::Result<Vec<StoredStep>> {
+) -> Result<Vec<StoredStep>> {
     let mut out = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let seq = first + i as i32;
@@ -198,7 +194,7 @@ async fn insert_steps(
         .bind(&step.table)
         .bind(step.phase.to_string())
         .bind(&step.title)
-        .bind(serde_json::to_string(step)?)
+        .bind(serde_json::to_string(step).map_err(Error::EncodeStep)?)
         .execute(&mut **tx)
         .await?;
         out.push(StoredStep {
@@ -213,13 +209,10 @@ async fn insert_steps(
 /// Take the runner lock, or say who holds it.
 /// A runner killed a moment ago may still hold the lock until the server notices its socket
 /// closed, so poll briefly before calling it taken.
-pub async fn lock_runner(conn: &mut PgConnection) -> anyhow::Result<()> {
+pub async fn lock_runner(conn: &mut PgConnection) -> Result<()> {
     match db::poll_advisory_lock(conn, ADVISORY_KEY, Duration::from_secs(5), |_| {}).await? {
         db::LockPoll::Taken => Ok(()),
-        db::LockPoll::Held(holder) => bail!(
-            "another backfill is running on this database{}; wait for it or stop it",
-            holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        ),
+        db::LockPoll::Held(holder) => Err(Error::RunnerLocked { holder }),
     }
 }
 
@@ -243,7 +236,7 @@ pub(super) async fn mark_done(
     seq: i32,
     attempts: u32,
     took: Duration,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     sqlx::raw_sql(&done_sql(seq, attempts, took))
         .execute(conn)
         .await?;
