@@ -2,10 +2,10 @@
 //! autovacuum workers a lock step asks to yield first.
 
 use super::{ms, Blocked, Executor};
+use crate::backfill::error::{Error, Result};
 use crate::backfill::plan::Step;
 use crate::db::{self, qualified, sqlstate};
 use crate::events::Event;
-use anyhow::bail;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -17,16 +17,17 @@ impl Executor<'_> {
         attempt: u32,
         timeout: Duration,
         b: Blocked,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let who = self.describe_blockers(&b.blockers, &step.relations).await;
         if attempt > self.opts.lock_retries {
-            bail!(
-                "gave up on {} ({}) after {attempt} attempts: {} not granted (the last attempt waited {}); {who}",
-                step.display_table(),
-                step.title,
-                step.lock.name(),
-                ms(timeout),
-            );
+            return Err(Error::GaveUp {
+                table: step.display_table(),
+                title: step.title.clone(),
+                attempts: attempt,
+                lock: step.lock.name(),
+                waited: ms(timeout),
+                blockers: who,
+            });
         }
         let wait = db::backoff(
             attempt - 1,

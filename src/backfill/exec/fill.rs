@@ -3,10 +3,10 @@
 
 use super::ledger::{mark_done, Progress};
 use super::{ms, watch_while, Blocked, Executor};
+use crate::backfill::error::{Error, Result};
 use crate::backfill::plan::Step;
-use crate::db::{self, describe_pg_error, qualified};
+use crate::db::{self, qualified, PgError};
 use crate::events::{Event, Unit};
-use anyhow::{anyhow, Context};
 use sqlx::{Connection, Row};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ impl Executor<'_> {
         step: &Step,
         key: &str,
         sql: &str,
-    ) -> anyhow::Result<Progress> {
+    ) -> Result<Progress> {
         let qt = qualified(&step.schema, &step.table);
         let existing = sqlx::query(
             "SELECT key_min, bound, done_upto, rows_done, batches, fill_ms
@@ -173,7 +173,7 @@ impl Executor<'_> {
         hi: i64,
         timeout: Duration,
         p: &Progress,
-    ) -> anyhow::Result<Result<(u64, i64), Blocked>> {
+    ) -> Result<std::result::Result<(u64, i64), Blocked>> {
         let mut tx = self.conn.begin().await?;
         // synchronous_commit off: a batch commit need not wait for its WAL flush. A crash can
         // lose the last batches, but their progress rows go with them (same transaction), so
@@ -218,8 +218,12 @@ impl Executor<'_> {
             }
             Err(e) => {
                 let _ = tx.rollback().await;
-                Err(anyhow!("{}", describe_pg_error(&e))).with_context(|| {
-                    format!("filling {}.{} ({lo}, {hi}] failed", p.schema, p.table)
+                Err(Error::Fill {
+                    schema: p.schema.clone(),
+                    table: p.table.clone(),
+                    lo,
+                    hi,
+                    source: PgError(e),
                 })
             }
         }

@@ -154,7 +154,7 @@ impl<'a> Executor<'a> {
         opts: Options,
         stop: Cancel,
         sink: &'a dyn EventSink,
-    ) -> anyhow::Result<Executor<'a>> {
+    ) -> crate::backfill::error::Result<Executor<'a>> {
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut *conn)
             .await?;
@@ -185,7 +185,11 @@ impl<'a> Executor<'a> {
 
     /// Run every step not done yet. Returns early (interrupted) after the current step or batch
     /// when asked to stop.
-    pub async fn run(&mut self, steps: &[StoredStep], report: &mut Tally) -> anyhow::Result<()> {
+    pub async fn run(
+        &mut self,
+        steps: &[StoredStep],
+        report: &mut Tally,
+    ) -> crate::backfill::error::Result<()> {
         let total = steps.len();
         report.steps_total = total;
         // Only index builds and fills write full-page images in bulk; a run left with neither

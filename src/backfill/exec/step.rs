@@ -3,18 +3,18 @@
 
 use super::ledger::{done_sql, mark_done};
 use super::{ms, rollback, watch_while, Blocked, Executor};
+use crate::backfill::error::{Error, Result};
 use crate::backfill::plan::{Phase, Step};
 use crate::backfill::replicas;
-use crate::db::{self, describe_pg_error, qualified, sqlstate};
+use crate::db::{self, qualified, sqlstate, PgError};
 use crate::events::Event;
-use anyhow::{anyhow, bail, Context};
 use std::time::{Duration, Instant};
 
 impl Executor<'_> {
     /// `--max-replication-lag`: hold the next step or batch while a standby has more WAL left to
     /// replay than allowed, so what the backfill writes cannot pile up on a replica that the
     /// application reads from or would fail over to. Returns early when asked to stop.
-    pub(super) async fn wait_for_replicas(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn wait_for_replicas(&mut self) -> Result<()> {
         let Some(max) = self.opts.max_replication_lag else {
             return Ok(());
         };
@@ -56,7 +56,7 @@ impl Executor<'_> {
         step: &Step,
         sql: &str,
         guard: Option<&str>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -82,7 +82,7 @@ impl Executor<'_> {
         timeout: Duration,
         attempt: u32,
         started: Instant,
-    ) -> anyhow::Result<Option<Blocked>> {
+    ) -> Result<Option<Blocked>> {
         if step.lock.blocks_traffic() {
             self.yield_autovacuum(step).await;
         }
@@ -97,11 +97,12 @@ impl Executor<'_> {
             .fetch_all(&mut *self.conn)
             .await?;
             if !deps.is_empty() {
-                bail!(
-                    "step {seq} ({}): foreign keys still depend on {index}: {}; realmguard never drops with CASCADE — convert or drop them first",
-                    step.title,
-                    deps.join(", ")
-                );
+                return Err(Error::ForeignKeysDepend {
+                    seq,
+                    title: step.title.clone(),
+                    index: index.to_string(),
+                    dependents: deps.join(", "),
+                });
             }
         }
         // The whole transaction is one message: the settings, the statement, its ledger row and
@@ -143,12 +144,13 @@ impl Executor<'_> {
                     }
                     _ => "",
                 };
-                bail!(
-                    "step {seq} on {} ({}) failed: {}{hint}",
-                    step.display_table(),
-                    step.title,
-                    describe_pg_error(&e)
-                )
+                Err(Error::StepFailed {
+                    seq,
+                    table: step.display_table(),
+                    title: step.title.clone(),
+                    cause: PgError(e),
+                    hint,
+                })
             }
         }
     }
@@ -159,7 +161,7 @@ impl Executor<'_> {
         step: &Step,
         index: &str,
         sql: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let timeout = self.opts.timeout_for(step.lock, 1);
         let started = Instant::now();
         // Statements sent (drops of an invalid leftover, builds): the loop's last round only
@@ -196,12 +198,7 @@ impl Executor<'_> {
         Ok(())
     }
 
-    pub(super) async fn drop_index_step(
-        &mut self,
-        seq: i32,
-        step: &Step,
-        sql: &str,
-    ) -> anyhow::Result<()> {
+    pub(super) async fn drop_index_step(&mut self, seq: i32, step: &Step, sql: &str) -> Result<()> {
         let timeout = self.opts.timeout_for(step.lock, 1);
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -222,7 +219,7 @@ impl Executor<'_> {
         &mut self,
         sql: &str,
         timeout: Duration,
-    ) -> anyhow::Result<Option<Blocked>> {
+    ) -> Result<Option<Blocked>> {
         sqlx::raw_sql(&format!(
             "SET lock_timeout = '{}'; SET statement_timeout = 0",
             ms(timeout)
@@ -242,8 +239,10 @@ impl Executor<'_> {
         match res {
             Ok(_) => Ok(None),
             Err(e) if db::is_lock_conflict(&e) => Ok(Some(Blocked { error: e, blockers })),
-            Err(e) => Err(anyhow!("{}", describe_pg_error(&e)))
-                .with_context(|| format!("`{}` failed", sql.lines().next().unwrap_or(sql))),
+            Err(e) => Err(Error::Concurrently {
+                statement: sql.lines().next().unwrap_or(sql).to_string(),
+                source: PgError(e),
+            }),
         }
     }
 }
