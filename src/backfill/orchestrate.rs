@@ -2,6 +2,7 @@
 //! an [`EventSink`], stops at a [`Cancel`] and returns a typed report (see `report`), which the
 //! commands layer renders.
 
+use super::error::{Error, Result};
 use super::exec::{self, StoredStep, Tally};
 use super::plan::{self, Action, Phase, Plan};
 use super::report::{
@@ -13,7 +14,6 @@ use crate::config::Config;
 use crate::db::Target;
 use crate::events::{Cancel, Event, EventSink};
 use crate::rules::{Rule, Severity};
-use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
 
 /// `backfill run`'s options (`exec::Options`: batch size, lock timeouts and retries, preflight's
@@ -85,9 +85,9 @@ fn goal_config(cfg: &Config, tables: &[(String, String)]) -> Config {
 }
 
 /// The plan for the catalog as it is now.
-async fn plan_now(conn: &mut sqlx::PgConnection, cfg: &Config) -> anyhow::Result<Plan> {
+async fn plan_now(conn: &mut sqlx::PgConnection, cfg: &Config) -> Result<Plan> {
     let cat = load::read(conn, cfg).await?;
-    plan::plan(&cat, cfg).context("cannot plan the backfill")
+    plan::plan(&cat, cfg).map_err(Error::Plan)
 }
 
 fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
@@ -103,7 +103,7 @@ fn own_indexes(steps: &[StoredStep]) -> Vec<String> {
 
 /// `backfill plan`: the recorded plan while a run is under way (the next run continues it),
 /// else the plan for the catalog as it is.
-pub async fn show_plan(target: &Target, cfg: &Config) -> anyhow::Result<PlanReport> {
+pub async fn show_plan(target: &Target, cfg: &Config) -> Result<PlanReport> {
     let mut conn = target.connect().await?;
     let stored = exec::load_steps(&mut conn).await?;
     if stored.iter().any(|s| !s.done) {
@@ -137,7 +137,7 @@ pub async fn run(
     opts: &RunOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<RunReport> {
+) -> Result<RunReport> {
     let mut conn = target.connect().await?;
     let mut watch = target.connect().await?;
     let started = Instant::now();
@@ -184,11 +184,14 @@ pub async fn run(
     }
     tally.seconds = started.elapsed().as_secs_f64();
     if tally.interrupted {
-        bail!(
-            "interrupted after {} of {} steps; every finished step and batch is recorded: `realmguard backfill run` resumes",
-            exec::load_steps(&mut conn).await?.iter().filter(|s| s.done).count(),
-            tally.steps_total
-        );
+        return Err(Error::Interrupted {
+            done: exec::load_steps(&mut conn)
+                .await?
+                .iter()
+                .filter(|s| s.done)
+                .count(),
+            total: tally.steps_total,
+        });
     }
 
     // The end state must satisfy verify on the converted tables: errors only (warnings such as
@@ -198,7 +201,7 @@ pub async fn run(
     let tables = tables_of(&steps);
     let verified = crate::verify::verify_tables(&mut conn, &goal_config(cfg, &tables), &tables)
         .await
-        .context("cannot verify the converted tables")?;
+        .map_err(Error::Verify)?;
     let mut problems: Vec<String> = tables
         .iter()
         .filter(|t| !verified.checked.contains(t))
@@ -235,7 +238,7 @@ async fn refuse_unless_clear(
     steps: &[StoredStep],
     opts: &RunOptions,
     sink: &dyn EventSink,
-) -> anyhow::Result<Option<prepared::PreparedReport>> {
+) -> Result<Option<prepared::PreparedReport>> {
     let mut refusals = preflight::check(
         conn,
         &relations_of(steps),
@@ -260,7 +263,7 @@ async fn refuse_unless_clear(
         }
     }
     if !refusals.is_empty() {
-        bail!("preflight refused to start: {}", refusals.join("; "));
+        return Err(Error::Refused { refusals });
     }
     if opts.max_replication_lag.is_some() && replicas::count(conn).await? == 0 {
         // Not a refusal: the standbys may be down for maintenance; the check still applies to
@@ -280,7 +283,7 @@ pub async fn finish(
     opts: &FinishOptions,
     sink: &dyn EventSink,
     cancel: &Cancel,
-) -> anyhow::Result<FinishReport> {
+) -> Result<FinishReport> {
     let mut conn = target.connect().await?;
     if !opts.dry_run {
         exec::lock_runner(&mut conn).await?;
@@ -289,11 +292,10 @@ pub async fn finish(
     let stored = exec::load_steps(&mut conn).await?;
     let pending: Vec<StoredStep> = stored.iter().filter(|s| !s.done).cloned().collect();
     if pending.iter().any(|s| s.step.phase != Phase::Finish) {
-        bail!(
-            "a backfill is under way ({} of {} steps done) and its fill needs the triggers: complete it with `realmguard backfill run` first",
-            stored.len() - pending.len(),
-            stored.len()
-        );
+        return Err(Error::UnderWay {
+            done: stored.len() - pending.len(),
+            total: stored.len(),
+        });
     }
     let resumed = !pending.is_empty();
     let steps = if resumed {
@@ -340,7 +342,7 @@ pub async fn finish(
             .run(&all, &mut tally)
             .await?;
         if tally.interrupted {
-            bail!("interrupted; every dropped trigger is recorded: `realmguard backfill finish` resumes");
+            return Err(Error::FinishInterrupted);
         }
     }
     Ok(FinishReport::Done(FinishSummary {
@@ -356,7 +358,7 @@ pub async fn finish(
 }
 
 /// `backfill status`: the recorded plan's progress per table.
-pub async fn status(target: &Target) -> anyhow::Result<StatusReport> {
+pub async fn status(target: &Target) -> Result<StatusReport> {
     let mut conn = target.connect().await?;
     let steps = exec::load_steps(&mut conn).await?;
     let progress = exec::load_progress(&mut conn).await?;
