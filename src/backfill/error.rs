@@ -98,3 +98,46 @@ fn pid_note(holder: &Option<i32>) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::cause_chain;
+
+    #[test]
+    fn the_error_line_names_the_object_and_the_next_step() {
+        let e = Error::RunnerLocked { holder: Some(42) };
+        assert_eq!(
+            cause_chain(&e),
+            "another backfill is running on this database (pid 42); wait for it or stop it"
+        );
+        let e = Error::RunnerLocked { holder: None };
+        assert_eq!(
+            cause_chain(&e),
+            "another backfill is running on this database; wait for it or stop it"
+        );
+        let e = Error::Refused {
+            refusals: vec!["pid 7 is old".into(), "index i is INVALID".into()],
+        };
+        assert_eq!(
+            cause_chain(&e),
+            "preflight refused to start: pid 7 is old; index i is INVALID"
+        );
+        // The planner's refusal stays the cause, after what was being done.
+        let e = Error::Plan(PlanError::UnknownTable("nope".into()));
+        assert_eq!(
+            cause_chain(&e),
+            "cannot plan the backfill: realm_scoped lists `nope`, but no such table exists in the checked schemas"
+        );
+    }
+
+    #[test]
+    fn an_io_error_stays_reachable_through_anyhow() {
+        // The commands edge recognises a broken pipe by finding the io::Error in the chain.
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "Broken pipe");
+        let err = anyhow::Error::from(Error::from(sqlx::Error::Io(io)));
+        assert!(err.chain().any(|c| c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)));
+    }
+}
