@@ -97,11 +97,6 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
-    #[error("cannot read the target's foreign keys")]
-    ReadForeignKeys {
-        #[source]
-        source: sqlx::Error,
-    },
     #[error("{table} is not a table of the realm")]
     NotRealmTable { table: String },
     #[error("cannot lock the rows {constraint} references")]

@@ -14,7 +14,7 @@
 use super::error::{Error, Result};
 use super::plan::Plan;
 use crate::db::{qualified, quote_ident};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// How the target was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,75 +79,24 @@ struct Key {
     match_full: bool,
 }
 
-/// A foreign key as the catalog names it (raw names).
-struct KeyRow {
-    name: String,
-    child_schema: String,
-    child_name: String,
-    parent_schema: String,
-    parent_name: String,
-    columns: Vec<String>,
-    ref_columns: Vec<String>,
-    match_full: bool,
-}
-
-/// Foreign keys declared on the given tables (on a partitioned table, the parent's constraint
-/// stands for the clones on its partitions).
-const KEYS_SQL: &str = "SELECT c.conname::text AS name,
-       cn.nspname::text AS child_schema, cr.relname::text AS child_name,
-       pn.nspname::text AS parent_schema, pr.relname::text AS parent_name,
-       array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
-       array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
-             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS ref_columns,
-       c.confmatchtype = 'f' AS match_full
-  FROM pg_constraint c
-  JOIN pg_class cr ON cr.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cr.relnamespace
-  JOIN pg_class pr ON pr.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pr.relnamespace
- WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid = ANY (
-       SELECT t.name::regclass FROM unnest($1::text[]) AS t(name))
- ORDER BY 2, 3, 1";
-
 /// Prove every foreign key of the copied rows, as the skipped triggers would have: count the
 /// realm's distinct key values on each child that have no parent row. Parent rows other
 /// sessions can see (a global table, or a key that does not carry the realm) are first locked
 /// `FOR KEY SHARE`, as the triggers lock them, so none is deleted before the target commits.
 /// Then the parameter goes back to `origin` for whatever the transaction does next.
 pub async fn check_foreign_keys(dst: &mut PgConnection, tp: &Plan, realm: &str) -> Result<()> {
-    let tables: Vec<String> = tp.copy_order().map(|t| t.sql_name()).collect();
-    let rows = sqlx::query(KEYS_SQL)
-        .bind(&tables)
-        .fetch_all(&mut *dst)
-        .await
-        .map_err(|source| Error::ReadForeignKeys { source })?;
-    let rows = rows
-        .iter()
-        .map(|r| {
-            Ok(KeyRow {
-                name: r.try_get("name")?,
-                child_schema: r.try_get("child_schema")?,
-                child_name: r.try_get("child_name")?,
-                parent_schema: r.try_get("parent_schema")?,
-                parent_name: r.try_get("parent_name")?,
-                columns: r.try_get("columns")?,
-                ref_columns: r.try_get("ref_columns")?,
-                match_full: r.try_get("match_full")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(|source| Error::ReadForeignKeys { source })?;
-    let table = |schema: &str, name: &str| {
+    let table = |(schema, name): &(String, String)| {
         tp.copy_order()
-            .find(|t| t.schema == schema && t.name == name)
+            .find(|t| &t.schema == schema && &t.name == name)
     };
-    for r in rows {
-        let child = table(&r.child_schema, &r.child_name).ok_or_else(|| Error::NotRealmTable {
-            table: format!("{}.{}", r.child_schema, r.child_name),
+    for r in &tp.foreign_keys {
+        let child = table(&r.child).ok_or_else(|| Error::NotRealmTable {
+            table: format!("{}.{}", r.child.0, r.child.1),
         })?;
         let filter = child.realm_filter(realm, &tp.key_type);
         // Parent rows only this transaction can see: the realm's own, which the target held
         // none of before the copy (the preflight refuses otherwise).
-        let ours = table(&r.parent_schema, &r.parent_name).is_some_and(|p| {
+        let ours = table(&r.parent).is_some_and(|p| {
             r.columns
                 .iter()
                 .zip(&r.ref_columns)
@@ -157,11 +106,11 @@ pub async fn check_foreign_keys(dst: &mut PgConnection, tp: &Plan, realm: &str) 
         let key = Key {
             label: child.label(),
             child: child.sql_name(),
-            parent: qualified(&r.parent_schema, &r.parent_name),
+            parent: qualified(&r.parent.0, &r.parent.1),
             columns: quoted(&r.columns),
             ref_columns: quoted(&r.ref_columns),
             match_full: r.match_full,
-            name: r.name,
+            name: r.constraint.clone(),
         };
         if !ours {
             sqlx::query(&lock_sql(&key, &filter))

@@ -102,6 +102,21 @@ pub struct Plan {
     pub without_column: Vec<String>,
     /// Tables on a foreign-key cycle, placed in name order (the copy may fail on them).
     pub cyclic: Vec<String>,
+    /// Every foreign key declared on the realms table or a realm-scoped table, as the catalog
+    /// read them: what the copy proves when it loads with the key triggers off (`realm::load`).
+    #[serde(skip)]
+    pub foreign_keys: Vec<KeyCheck>,
+}
+
+/// One foreign key of a copied table (raw names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyCheck {
+    pub constraint: String,
+    pub child: (String, String),
+    pub parent: (String, String),
+    pub columns: Vec<String>,
+    pub ref_columns: Vec<String>,
+    pub match_full: bool,
 }
 
 impl Plan {
@@ -179,8 +194,20 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> Result<Plan> {
     let mut parents: BTreeMap<u32, BTreeSet<u32>> =
         scoped.keys().map(|o| (*o, BTreeSet::new())).collect();
     let mut globals = Vec::new();
+    let mut foreign_keys = Vec::new();
     for c in &cat.constraints {
         let Some(fk) = &c.foreign else { continue };
+        if scoped.contains_key(&c.table) || c.table == realms_oid {
+            let (child, parent) = (tables[&c.table], tables[&fk.ref_table]);
+            foreign_keys.push(KeyCheck {
+                constraint: c.name.clone(),
+                child: (child.schema.clone(), child.name.clone()),
+                parent: (parent.schema.clone(), parent.name.clone()),
+                columns: child.column_names(&c.columns),
+                ref_columns: parent.column_names(&fk.ref_columns),
+                match_full: fk.match_full,
+            });
+        }
         if !scoped.contains_key(&c.table) || fk.ref_table == c.table {
             continue;
         }
@@ -227,6 +254,7 @@ pub fn build(cat: &Catalog, cfg: &Config, cols: &Columns) -> Result<Plan> {
         globals,
         without_column,
         cyclic,
+        foreign_keys,
     })
 }
 
