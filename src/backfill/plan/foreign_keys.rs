@@ -273,17 +273,38 @@ fn add_fk_step(
         ],
         partition_of: None,
         action: Action::Sql {
-            sql: format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
-                qualified(&t.schema, &t.name),
-                quote_ident(name),
-                cols(columns),
-                qualified(ps, pn),
-                cols(ref_columns)
+            sql: add_fk_sql(
+                (&t.schema, &t.name),
+                name,
+                columns,
+                (ps, pn),
+                ref_columns,
+                true,
             ),
             no_fk_depends_on: None,
         },
     }
+}
+
+/// `ALTER TABLE child ADD CONSTRAINT name FOREIGN KEY (columns) REFERENCES parent (ref_columns)
+/// ON DELETE CASCADE`, `NOT VALID` when asked: the one shape of every key the backfill adds.
+pub(super) fn add_fk_sql(
+    (cs, cn): (&str, &str),
+    name: &str,
+    columns: &[String],
+    (ps, pn): (&str, &str),
+    ref_columns: &[String],
+    not_valid: bool,
+) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE{}",
+        qualified(cs, cn),
+        quote_ident(name),
+        cols(columns),
+        qualified(ps, pn),
+        cols(ref_columns),
+        if not_valid { " NOT VALID" } else { "" }
+    )
 }
 
 fn validate_fk_step(t: &Table, name: &str, rel: Vec<(String, String)>, phase: Phase) -> Step {
@@ -388,14 +409,7 @@ fn partitioned_fk_steps(
             (ps.to_string(), pn.to_string()),
         ],
         action: Action::Sql {
-            sql: format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE",
-                qualified(&t.schema, &t.name),
-                quote_ident(name),
-                cols(columns),
-                qualified(ps, pn),
-                cols(ref_columns)
-            ),
+            sql: add_fk_sql((&t.schema, &t.name), name, columns, (ps, pn), ref_columns, false),
             no_fk_depends_on: None,
         },
         partition_of: None,

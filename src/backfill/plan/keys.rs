@@ -415,13 +415,14 @@ fn partitioned_swap(
         ))
     );
     for d in keys {
-        sql += &format!(
-            ";\nALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE NOT VALID",
-            qualified(&d.child.0, &d.child.1),
-            quote_ident(&d.name),
-            cols(&d.columns),
-            qualified(&d.target.0, &d.target.1),
-            cols(&d.ref_columns)
+        sql += ";\n";
+        sql += &super::foreign_keys::add_fk_sql(
+            (&d.child.0, &d.child.1),
+            &d.name,
+            &d.columns,
+            (&d.target.0, &d.target.1),
+            &d.ref_columns,
+            true,
         );
     }
     let mut relations = vec![(t.schema.clone(), t.name.clone())];
