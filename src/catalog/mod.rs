@@ -352,19 +352,13 @@ impl Catalog {
         conn: &mut PgConnection,
         realms_table: &str,
         realm_column: &crate::config::RealmColumns,
-        seqscan_was: Option<String>,
     ) -> Result<(Vec<(String, String)>, Catalog)> {
         // The scoped read's plan wants index scans whatever the statistics say (a fresh cluster's
-        // catalog looks tiny to the planner). `seqscan_was` is the enable_seqscan value a caller
-        // already saved while turning it off in an earlier round trip of its own (the migrate
-        // runner does it in the batch that runs the migration); otherwise it is done here.
-        let was = match seqscan_was {
-            Some(was) => was,
-            None => sqlx::query_scalar(SEQSCAN_OFF_SQL)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(Error::SetUp)?,
-        };
+        // catalog looks tiny to the planner).
+        let was: String = sqlx::query_scalar(SEQSCAN_OFF_SQL)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::SetUp)?;
         let (touched, mut cat) = scoped(conn, realms_table, realm_column, &[], Some(&was)).await?;
         cat.queries += 1;
         Ok((touched, cat))
@@ -377,17 +371,53 @@ pub const SEQSCAN_OFF_SQL: &str =
     "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
  SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL";
 
-/// [`SEQSCAN_OFF_SQL`] for the migrate runner's batch, plus whether the scoped read would find
-/// any table at all: `sql/touched.sql` itself, under EXISTS. When it finds none the guard skips
-/// the read, so a migration of functions, data or DO blocks costs no more round trips than
-/// without the guard.
-pub const GUARD_SETUP_SQL: &str = concat!(
-    "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)\n",
-    "SELECT v, EXISTS (\n",
-    include_str!("sql/touched.sql"),
-    "\n) AS changed\n",
-    "FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL"
-);
+/// The name the migrate runner prepares the scoped read under, once per session
+/// ([`guard_prepare_sql`]), so that a migration's batch can `EXECUTE` it: the read then costs no
+/// round trip of its own, and keeps one plan for the session (docs/architecture.md, "The guard").
+pub const GUARD_STATEMENT: &str = "realmguard_guard";
+
+/// `PREPARE` of the scoped read (`sql/scoped.sql`) under [`GUARD_STATEMENT`].
+pub fn guard_prepare_sql() -> String {
+    format!(
+        "PREPARE {GUARD_STATEMENT} (text, text, text[], text[], bool, text) AS\n{}",
+        scoped_statement()
+    )
+}
+
+/// The guard's end of a migration's batch: save enable_seqscan and turn it off for the rest of
+/// the transaction (see [`Catalog::load_changed`] for why), then the scoped read of the tables
+/// the transaction changed, which sets the saved value back once it is planned. The arguments
+/// are literals, the batch being one simple query; a parameter expression is evaluated before
+/// the plan is made, so the saved value goes through a transaction-local setting of our own.
+/// Its one row is read by [`Catalog::from_guard_row`].
+pub fn guard_execute_sql(realms_table: &str) -> String {
+    let (schema, name) = match realms_table {
+        "" => (None, None),
+        t => {
+            let (s, n) = split_qualified(t);
+            (s, Some(n))
+        }
+    };
+    let lit = |v: Option<&str>| v.map_or("NULL".to_string(), crate::db::quote_literal);
+    format!(
+        "SELECT set_config('realmguard.seqscan_was', current_setting('enable_seqscan'), true);\n\
+         SET LOCAL enable_seqscan = off;\n\
+         EXECUTE {GUARD_STATEMENT} ({}, {}, '{{}}', '{{}}', true, current_setting('realmguard.seqscan_was'))",
+        lit(schema),
+        lit(name)
+    )
+}
+
+impl Catalog {
+    /// [`Catalog::load_changed`] from the row of [`guard_execute_sql`].
+    pub fn from_guard_row(
+        row: &sqlx::postgres::PgRow,
+        realms_table: &str,
+        realm_column: &crate::config::RealmColumns,
+    ) -> Result<(Vec<(String, String)>, Catalog)> {
+        read::decode_scoped(row, realms_table, realm_column)
+    }
+}
 
 /// The text form of an `int2vector` ("1 2"); an unparsable element becomes 0 (an expression).
 fn int2vector(text: &str) -> Vec<AttNum> {

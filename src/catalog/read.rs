@@ -141,6 +141,17 @@ pub(super) async fn scoped(
         .fetch_one(&mut *conn)
         .await
         .map_err(read("the tables to verify"))?;
+    decode_scoped(&row, realms_table, realm_column)
+}
+
+/// The catalog (and, for the guard, the changed tables) from the one row `scoped.sql` answers,
+/// however it was sent: bound and prepared by sqlx (`scoped`) or `EXECUTE`d inside the migrate
+/// runner's batch (`guard_execute_sql`).
+pub(super) fn decode_scoped(
+    row: &PgRow,
+    realms_table: &str,
+    realm_column: &crate::config::RealmColumns,
+) -> Result<(Vec<(String, String)>, Catalog)> {
     fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> Result<Vec<T>> {
         let text: Option<String> = row.try_get(col)?;
         match text {
@@ -151,15 +162,15 @@ pub(super) async fn scoped(
             }),
         }
     }
-    let touched: Vec<(String, String)> = part(&row, "touched")?;
-    let scope: Vec<(u32, bool)> = part(&row, "scope")?;
+    let touched: Vec<(String, String)> = part(row, "touched")?;
+    let scope: Vec<(u32, bool)> = part(row, "scope")?;
     let mut cat = assemble(
-        part(&row, "tables")?,
-        part(&row, "constraints")?,
-        part(&row, "indexes")?,
+        part(row, "tables")?,
+        part(row, "constraints")?,
+        part(row, "indexes")?,
     );
     let wanted = wanted_defs(&cat.tables, &cat.indexes, realm_column);
-    attach_defs(&mut cat, part(&row, "index_defs")?, &wanted);
+    attach_defs(&mut cat, part(row, "index_defs")?, &wanted);
     let oid: Option<Oid> = row.try_get("realms_oid")?;
     let (realms, key_type) = realms_from(
         realms_table,

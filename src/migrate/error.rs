@@ -80,6 +80,8 @@ pub enum Error {
 
     #[error("cannot read which tables the migration changed")]
     Touched(#[source] sqlx::Error),
+    #[error("cannot prepare the verify guard's catalog read on this session (or rerun with --no-verify)")]
+    PrepareGuard(#[source] sqlx::Error),
     #[error("cannot verify what migration {version} changed")]
     VerifyChanged {
         version: i64,

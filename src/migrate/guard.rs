@@ -47,14 +47,41 @@ pub async fn check(
     before_conn: &mut PgConnection,
     cfg: &Config,
     m: &Migration,
-    seqscan_was: Option<String>,
 ) -> Result<Option<Rejection>, Error> {
-    let (touched, after) = crate::verify::verify_changed_after(conn, cfg, seqscan_was)
+    let (touched, after) = crate::verify::verify_changed(conn, cfg)
         .await
         .map_err(|source| Error::VerifyChanged {
             version: m.version,
             source,
         })?;
+    judge(before_conn, cfg, m, touched, after).await
+}
+
+/// [`check`] of the row the guard's read answered inside the migration's batch
+/// (`catalog::guard_execute_sql`).
+pub async fn check_row(
+    row: &sqlx::postgres::PgRow,
+    before_conn: &mut PgConnection,
+    cfg: &Config,
+    m: &Migration,
+) -> Result<Option<Rejection>, Error> {
+    let (touched, after) =
+        crate::verify::verify_guard_row(row, cfg).map_err(|source| Error::VerifyChanged {
+            version: m.version,
+            source,
+        })?;
+    judge(before_conn, cfg, m, touched, after).await
+}
+
+/// The violations of the migrated state (`after`, over the `touched` tables) that the committed
+/// state does not have.
+async fn judge(
+    before_conn: &mut PgConnection,
+    cfg: &Config,
+    m: &Migration,
+    touched: Vec<(String, String)>,
+    after: crate::verify::Report,
+) -> Result<Option<Rejection>, Error> {
     if touched.is_empty() || after.errors().next().is_none() {
         return Ok(None);
     }

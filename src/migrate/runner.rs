@@ -177,6 +177,9 @@ async fn run(
             .execute(&mut conn)
             .await;
         report.adopted_from_sqlx = ledger::prepare(&mut conn, files).await?;
+        if opts.guard {
+            prepare_guard(&mut conn).await?;
+        }
         // Read the ledger only now, under the lock: another runner may just have applied.
         let applied = ledger::read(&mut conn).await?;
         report.already_applied = applied.iter().filter(|a| a.success).count();
@@ -272,6 +275,16 @@ pub async fn acquire_lock(
             })
         }
     }
+}
+
+/// Prepare the guard's catalog read on the migrating session, so that each migration's batch can
+/// run it (`catalog::guard_execute_sql`); again after a migration deallocated it.
+async fn prepare_guard(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql(&crate::catalog::guard_prepare_sql())
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::PrepareGuard)?;
+    Ok(())
 }
 
 fn ms(d: Duration) -> u128 {

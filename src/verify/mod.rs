@@ -117,18 +117,18 @@ pub async fn verify_changed(
     conn: &mut PgConnection,
     cfg: &Config,
 ) -> Result<(Vec<(String, String)>, Report), Error> {
-    verify_changed_after(conn, cfg, None).await
+    let (touched, cat) =
+        Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column).await?;
+    Ok((touched, evaluate(&cat, cfg)))
 }
 
-/// [`verify_changed`] for a caller that already turned enable_seqscan off in this transaction
-/// and saved its value (`Catalog::load_changed`'s `seqscan_was`).
-pub async fn verify_changed_after(
-    conn: &mut PgConnection,
+/// [`verify_changed`] from the row the migrate runner's batch answered
+/// (`catalog::guard_execute_sql`): the same read, sent with the migration.
+pub fn verify_guard_row(
+    row: &sqlx::postgres::PgRow,
     cfg: &Config,
-    seqscan_was: Option<String>,
 ) -> Result<(Vec<(String, String)>, Report), Error> {
-    let (touched, cat) =
-        Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column, seqscan_was).await?;
+    let (touched, cat) = Catalog::from_guard_row(row, &cfg.realms_table, &cfg.realm_column)?;
     Ok((touched, evaluate(&cat, cfg)))
 }
 

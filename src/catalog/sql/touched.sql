@@ -4,8 +4,7 @@
 -- COMMIT. Plain DML takes ROW EXCLUSIVE at most and cannot change the schema. The one lock that
 -- does not mean "changed" is the SHARE ROW EXCLUSIVE a new foreign key takes on the table it
 -- references. An index's lock stands for its table, a partition's for its partitioned root.
--- No parameters. The migrate runner also asks EXISTS of it (GUARD_SETUP_SQL in catalog/mod.rs)
--- to skip the scoped read when it would find nothing.
+-- No parameters.
 -- The lookups from the locks run inside LATERAL ... OFFSET 0, so that they stay index lookups
 -- driven by the few locks whatever the plan's estimates (see scoped.sql, which splices this in).
 WITH mine AS (

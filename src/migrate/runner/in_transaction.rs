@@ -54,29 +54,17 @@ pub(super) async fn apply_in_transaction(
         let last_line = pieces.last().map_or(1, |p| p.line);
         if batched {
             batched = false;
-            match run_batch(conn, m, &begin, n, opts.guard).await {
-                Ok(setup) => {
-                    let Some((seqscan_was, changed)) = setup else {
-                        // The batch committed too: one round trip for the whole migration.
-                        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
-                    };
-                    if !changed {
-                        // No table changed: nothing for the guard to check (its read would
-                        // find no table); commit as the unguarded path would.
-                        commit(conn, m, last_line).await?;
-                        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
-                    }
-                    match finish_guarded(
-                        conn,
-                        lock_conn,
-                        cfg,
-                        m,
-                        opts,
-                        sink,
-                        last_line,
-                        Some(seqscan_was),
-                    )
-                    .await?
+            let tail = opts
+                .guard
+                .then(|| crate::catalog::guard_execute_sql(&cfg.realms_table));
+            match run_batch(conn, m, &begin, n, tail.as_deref()).await {
+                Ok(None) => {
+                    // The batch committed too: one round trip for the whole migration.
+                    return Ok(Ok(applied(m, pieces.len(), attempt, started)));
+                }
+                Ok(Some(row)) => {
+                    match finish_guarded(conn, lock_conn, cfg, m, opts, sink, last_line, &row)
+                        .await?
                     {
                         Ok(()) => return Ok(Ok(applied(m, pieces.len(), attempt, started))),
                         Err(rejection) => return Ok(Err(rejection)),
@@ -85,6 +73,10 @@ pub(super) async fn apply_in_transaction(
                 Err(e) => {
                     if rollback(conn).await.is_err() {
                         return Err(connection_lost(m, last_line, &disconnect_cause(&e)));
+                    }
+                    if opts.guard && db::sqlstate(&e).as_deref() == Some("26000") {
+                        // The migration deallocated the guard's statement (DEALLOCATE ALL).
+                        super::prepare_guard(conn).await?;
                     }
                     if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                         let what = format!(
@@ -157,29 +149,25 @@ pub(super) async fn apply_in_transaction(
 }
 
 /// The whole migration in one round trip: BEGIN with the session's timeouts, the file's text,
-/// its ledger row, and then either COMMIT (no guard) or the guard's set-up, which returns the
-/// saved enable_seqscan value and whether any table may have changed (`GUARD_SETUP_SQL`). Only
-/// for files the tokenizer splits: their text is whole statements, so nothing appended can end
-/// up inside a string or comment of theirs.
+/// its ledger row, and then either COMMIT (no guard) or the guard's catalog read
+/// (`catalog::guard_execute_sql`), whose row is returned. Only for files the tokenizer splits:
+/// their text is whole statements, so nothing appended can end up inside a string or comment of
+/// theirs.
 pub(super) async fn run_batch(
     conn: &mut PgConnection,
     m: &Migration,
     begin: &str,
     statements: i32,
-    guard: bool,
-) -> Result<Option<(String, bool)>, sqlx::Error> {
+    guard_tail: Option<&str>,
+) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
     use futures_util::TryStreamExt;
-    let tail = if guard {
-        crate::catalog::GUARD_SETUP_SQL
-    } else {
-        "COMMIT"
-    };
     let batch = format!(
-        "{begin};\n{}\n;\n{};\n{tail}",
+        "{begin};\n{}\n;\n{};\n{}",
         m.sql,
-        ledger::insert_applied_sql(m, statements)
+        ledger::insert_applied_sql(m, statements),
+        guard_tail.unwrap_or("COMMIT")
     );
-    // Only the last row matters (the saved setting); the migration's own rows are dropped as
+    // Only the last row matters (the guard's read); the migration's own rows are dropped as
     // they arrive.
     let mut last: Option<sqlx::postgres::PgRow> = None;
     let mut results = sqlx::raw_sql(&batch).fetch_many(&mut *conn);
@@ -189,21 +177,19 @@ pub(super) async fn run_batch(
         }
     }
     drop(results);
-    if !guard {
+    if guard_tail.is_none() {
         return Ok(None);
     }
     match last {
-        Some(row) => Ok(Some((
-            sqlx::Row::try_get(&row, 0)?,
-            sqlx::Row::try_get(&row, 1)?,
-        ))),
+        Some(row) => Ok(Some(row)),
         None => Err(sqlx::Error::Protocol(
-            "the batch returned no enable_seqscan value".into(),
+            "the batch returned no row from the guard's read".into(),
         )),
     }
 }
 
-/// The guard and the COMMIT of a migration whose statements and ledger row ran in a batch.
+/// The guard and the COMMIT of a migration whose statements, ledger row and guard read ran in a
+/// batch (`row`: the read's answer).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn finish_guarded(
     conn: &mut PgConnection,
@@ -213,10 +199,10 @@ pub(super) async fn finish_guarded(
     opts: &MigrateOptions,
     sink: &dyn EventSink,
     last_line: usize,
-    seqscan_was: Option<String>,
+    row: &sqlx::postgres::PgRow,
 ) -> Result<Result<(), crate::migrate::guard::Rejection>> {
     if let Some(rejection) =
-        guard(conn, lock_conn, cfg, m, opts, sink, last_line, seqscan_was).await?
+        guard(conn, lock_conn, cfg, m, opts, sink, last_line, Some(row)).await?
     {
         return Ok(Err(rejection));
     }
@@ -235,9 +221,13 @@ pub(super) async fn guard(
     opts: &MigrateOptions,
     sink: &dyn EventSink,
     last_line: usize,
-    seqscan_was: Option<String>,
+    row: Option<&sqlx::postgres::PgRow>,
 ) -> Result<Option<crate::migrate::guard::Rejection>> {
-    let checked = match crate::migrate::guard::check(conn, lock_conn, cfg, m, seqscan_was).await {
+    let checked = match row {
+        Some(row) => crate::migrate::guard::check_row(row, lock_conn, cfg, m).await,
+        None => crate::migrate::guard::check(conn, lock_conn, cfg, m).await,
+    };
+    let checked = match checked {
         Ok(checked) => checked,
         Err(e) => return Err(abort(conn, m, last_line, e).await),
     };
