@@ -117,8 +117,7 @@ pub async fn verify_changed(
     conn: &mut PgConnection,
     cfg: &Config,
 ) -> Result<(Vec<(String, String)>, Report), Error> {
-    let (touched, cat) =
-        Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column).await?;
+    let (touched, cat) = Catalog::load_changed(conn, &cfg.realms_table, &cfg.realm_column).await?;
     Ok((touched, evaluate(&cat, cfg)))
 }
 
