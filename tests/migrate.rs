@@ -753,6 +753,17 @@ async fn the_guard_scopes_to_what_the_migration_changed() {
         "c"
     );
     assert_eq!(touched("ALTER TABLE q ADD COLUMN realm_id text").await, "q");
+    // A new table referencing p and realms: p is locked like realms, and p's own older key to
+    // realms does not make p changed (only a key this transaction wrote marks the child).
+    assert_eq!(
+        touched("CREATE TABLE c2 (id int, realm_id text NOT NULL REFERENCES realms, p_id int, PRIMARY KEY (id, realm_id), FOREIGN KEY (p_id, realm_id) REFERENCES p (id, realm_id))").await,
+        "c2"
+    );
+    // A key added by a subtransaction (an EXCEPTION block) still marks its owner.
+    assert_eq!(
+        touched("DO $$ BEGIN ALTER TABLE p ADD FOREIGN KEY (id) REFERENCES q (id); EXCEPTION WHEN others THEN RAISE; END $$").await,
+        "p"
+    );
     assert_eq!(
         touched("ALTER TABLE q ADD FOREIGN KEY (id) REFERENCES q (id)").await,
         "q"

@@ -18,12 +18,16 @@ WITH mine AS (
     UNION
     -- ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE on both ends. The child owns the constraint the
     -- rules judge; the parent's shape does not change, and scoping from a parent such as the
-    -- realms table would drag in every table that references it.
+    -- realms table would drag in every table that references it. The child is the end with a
+    -- foreign key to the other that this transaction (or a subtransaction of it) wrote: age() of
+    -- such a row's xmin is 0 or below. An older key between two locked tables (the parent's own
+    -- key to the realms table, when a new table references both) does not make its owner changed.
     SELECT m.rel FROM mine m
      CROSS JOIN LATERAL (
            SELECT 1 FROM pg_constraint co
             WHERE co.conrelid = m.rel AND co.contype = 'f'
               AND co.confrelid IN (SELECT p.rel FROM mine p)
+              AND age(co.xmin) <= 0
             LIMIT 1
      ) AS fk
      WHERE m.mode = 'ShareRowExclusiveLock'
