@@ -72,8 +72,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
 
 /// Run a parsed command line to completion on a fresh tokio runtime.
 pub fn run(cli: cli::Cli) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(dispatch(cli))
