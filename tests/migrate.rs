@@ -779,6 +779,35 @@ async fn the_guard_scopes_to_what_the_migration_changed() {
     );
 }
 
+/// The guard's read is a statement prepared on the migrating session; a migration that runs
+/// `DEALLOCATE ALL` takes it away. That migration and the ones after it must still be applied and
+/// judged (the runner prepares it again).
+#[tokio::test]
+async fn a_migration_that_deallocates_everything_is_still_guarded() {
+    let db = TestDb::new("dealloc").await;
+    let dir = TempDir::new("dealloc");
+    dir.write(&[REALMS, GOOD]);
+    dir.write(&[
+        (
+            "migrations/0003_dealloc.sql",
+            "DEALLOCATE ALL;\nALTER TABLE good ADD COLUMN note text;\n",
+        ),
+        (
+            "migrations/0004_more.sql",
+            "ALTER TABLE good ADD COLUMN other text;\n",
+        ),
+    ]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+    dir.write(&[(
+        "migrations/0005_unique.sql",
+        "DEALLOCATE ALL;\nALTER TABLE good ADD CONSTRAINT good_note_key UNIQUE (note);\n",
+    )]);
+    let r = db.run(dir.path(), &["migrate"]).await;
+    r.expect_code(1).expect_stdout("unique-without-realm");
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+}
+
 /// Migrations that change no table (functions, data, DO blocks) skip the guard's catalog read;
 /// they must still commit with their ledger row, and the next migration that does change a table
 /// must still be judged.
