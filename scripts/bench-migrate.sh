@@ -21,9 +21,11 @@ BIN=${REALMGUARD_BIN:-target/release/realmguard}
 SQLX=${SQLX:-$(command -v sqlx || echo "$HOME/.cargo/bin/sqlx")}
 [ -x "$SQLX" ] || { echo "sqlx-cli not found; cargo install sqlx-cli --no-default-features --features postgres" >&2; exit 2; }
 
-# With fsync off the cluster lives in memory (/dev/shm) unless BENCH_DIR says otherwise: on a
-# disk, the kernel writing back the earlier rounds' files slows the later rounds (measured: the
-# same tool 1.5 s in the first round, 3.4-4.9 s after), which would swamp what is compared.
+# With fsync off the cluster lives in memory (/dev/shm) unless BENCH_DIR says otherwise: on an
+# ext4 disk, creating files gets slower as earlier rounds' files are deleted (perf: the kernel's
+# inode allocation, recently_deleted / find_inode_bit; the same tool took 1.5 s in the first round,
+# 3.4-4.9 s after), which would swamp what is compared. With fsync on the disk is the point, so
+# that run stays on it and its later rounds carry this effect.
 FSYNC=${FSYNC:-on}
 default_dir=/tmp
 [ "$FSYNC" != off ] || [ ! -d /dev/shm ] || default_dir=/dev/shm
@@ -62,7 +64,7 @@ run() { # name command...
   # Every tool must have applied everything.
   local n; n=$(psql -X -qtA "$url" -c "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^t[0-9]+$'")
   [ "$n" -eq "$want_tables" ] || { echo "$name applied $n of $want_tables tables" >&2; exit 1; }
-  # Dropped at once: autovacuum working through earlier rounds' catalogs would slow later rounds.
+  # Dropped at once, so the cluster does not grow by N tables per tool and round.
   psql -X -q "$base" -c "DROP DATABASE $db" >/dev/null
   [ -n "${first[$name]:-}" ] || first[$name]=$(awk "BEGIN {print $t1 - $t0}")
 }

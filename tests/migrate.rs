@@ -779,62 +779,65 @@ async fn the_guard_scopes_to_what_the_migration_changed() {
     );
 }
 
-/// The guard's read is a statement prepared on the migrating session; a migration that runs
-/// `DEALLOCATE ALL` takes it away. That migration and the ones after it must still be applied and
-/// judged (the runner prepares it again).
-#[tokio::test]
-async fn a_migration_that_deallocates_everything_is_still_guarded() {
-    let db = TestDb::new("dealloc").await;
-    let dir = TempDir::new("dealloc");
+/// Applies REALMS, GOOD and `then` (versions 3 and 4, expected to pass the guard), then a
+/// version 5 made of `violating`, which the guard must roll back: the ledger stays at 1-4.
+async fn guarded_after(name: &str, then: &[(&str, &str)], violating: &str) -> TestDb {
+    let db = TestDb::new(name).await;
+    let dir = TempDir::new(name);
     dir.write(&[REALMS, GOOD]);
-    dir.write(&[
-        (
-            "migrations/0003_dealloc.sql",
-            "DEALLOCATE ALL;\nALTER TABLE good ADD COLUMN note text;\n",
-        ),
-        (
-            "migrations/0004_more.sql",
-            "ALTER TABLE good ADD COLUMN other text;\n",
-        ),
-    ]);
+    dir.write(then);
     db.run(dir.path(), &["migrate"]).await.expect_code(0);
     assert_eq!(ledger_versions(&db).await, "1,2,3,4");
-    dir.write(&[(
-        "migrations/0005_unique.sql",
-        "DEALLOCATE ALL;\nALTER TABLE good ADD CONSTRAINT good_note_key UNIQUE (note);\n",
-    )]);
+    dir.write(&[("migrations/0005_unique.sql", violating)]);
     let r = db.run(dir.path(), &["migrate"]).await;
     r.expect_code(1).expect_stdout("unique-without-realm");
     assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+    db
 }
 
-/// Migrations that change no table (functions, data, DO blocks) skip the guard's catalog read;
-/// they must still commit with their ledger row, and the next migration that does change a table
-/// must still be judged.
+/// The guard's read is a statement prepared on the migrating session; a migration that runs
+/// `DEALLOCATE ALL` takes it away. That migration and the ones after it must still be applied and
+/// judged. (The runner prepares the read again so later batches keep it; that saves time and is
+/// not what this test checks.)
+#[tokio::test]
+async fn a_migration_that_deallocates_everything_is_still_guarded() {
+    guarded_after(
+        "dealloc",
+        &[
+            (
+                "migrations/0003_dealloc.sql",
+                "DEALLOCATE ALL;\nALTER TABLE good ADD COLUMN note text;\n",
+            ),
+            (
+                "migrations/0004_more.sql",
+                "ALTER TABLE good ADD COLUMN other text;\n",
+            ),
+        ],
+        "DEALLOCATE ALL;\nALTER TABLE good ADD CONSTRAINT good_note_key UNIQUE (note);\n",
+    )
+    .await;
+}
+
+/// Migrations that change no table (functions, data, DO blocks): the guard's read finds nothing
+/// to judge; they must still commit with their ledger row, and the next migration that does change
+/// a table must still be judged.
 #[tokio::test]
 async fn the_guard_skips_nothing_it_should_judge() {
-    let db = TestDb::new("guardskip").await;
-    let dir = TempDir::new("guardskip");
-    dir.write(&[REALMS, GOOD]);
-    dir.write(&[
-        (
-            "migrations/0003_function.sql",
-            "CREATE FUNCTION good_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM good $$;\n",
-        ),
-        (
-            "migrations/0004_data.sql",
-            "INSERT INTO realms (id) SELECT 'r' || g FROM generate_series(1, 3) g;\nDO $$ BEGIN PERFORM good_count(); END $$;\n",
-        ),
-    ]);
-    db.run(dir.path(), &["migrate"]).await.expect_code(0);
-    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
-    assert_eq!(db.count("SELECT 1 FROM realms WHERE id LIKE 'r%'").await, 3);
-    // A unique key without the realm: a lock-taking change the guard must still reject.
-    dir.write(&[(
-        "migrations/0005_unique.sql",
+    let db = guarded_after(
+        "guardskip",
+        &[
+            (
+                "migrations/0003_function.sql",
+                "CREATE FUNCTION good_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM good $$;\n",
+            ),
+            (
+                "migrations/0004_data.sql",
+                "INSERT INTO realms (id) SELECT 'r' || g FROM generate_series(1, 3) g;\nDO $$ BEGIN PERFORM good_count(); END $$;\n",
+            ),
+        ],
+        // A unique key without the realm: a lock-taking change the guard must still reject.
         "ALTER TABLE good ADD COLUMN code text;\nALTER TABLE good ADD CONSTRAINT good_code_key UNIQUE (code);\n",
-    )]);
-    let r = db.run(dir.path(), &["migrate"]).await;
-    r.expect_code(1).expect_stdout("unique-without-realm");
-    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+    )
+    .await;
+    assert_eq!(db.count("SELECT 1 FROM realms WHERE id LIKE 'r%'").await, 3);
 }
