@@ -376,21 +376,23 @@ pub const SEQSCAN_OFF_SQL: &str =
 /// round trip of its own, and keeps one plan for the session (docs/architecture.md, "The guard").
 pub const GUARD_STATEMENT: &str = "realmguard_guard";
 
-/// `PREPARE` of the scoped read (`sql/scoped.sql`) under [`GUARD_STATEMENT`].
-pub fn guard_prepare_sql() -> String {
-    format!(
-        "PREPARE {GUARD_STATEMENT} (text, text, text[], text[], bool, text) AS\n{}",
-        scoped_statement()
-    )
-}
+/// The guard's end of a migration's batch: the prepared scoped read of the tables the
+/// transaction changed. One statement, no arguments: its plan was made when it was prepared
+/// ([`guard_prepare_sql`]). Its one row is read by [`Catalog::from_guard_row`].
+pub const GUARD_EXECUTE_SQL: &str = "EXECUTE realmguard_guard";
 
-/// The guard's end of a migration's batch: save enable_seqscan and turn it off for the rest of
-/// the transaction (see [`Catalog::load_changed`] for why), then the scoped read of the tables
-/// the transaction changed, which sets the saved value back once it is planned. The arguments
-/// are literals, the batch being one simple query; a parameter expression is evaluated before
-/// the plan is made, so the saved value goes through a transaction-local setting of our own.
-/// Its one row is read by [`Catalog::from_guard_row`].
-pub fn guard_execute_sql(realms_table: &str) -> String {
+/// `PREPARE` of the scoped read (`sql/scoped.sql`) under [`GUARD_STATEMENT`], with the guard's
+/// arguments written into it (the realms table, no tables by name, the changed tables, nothing
+/// to set back), then its first `EXECUTE`, in a transaction with `enable_seqscan` off.
+///
+/// A statement without parameters always runs on its one generic plan, made at that first
+/// execution: here, before any migration runs, planned for index lookups whatever the
+/// statistics say (a fresh database's catalog looks tiny to the planner, and the plan is kept
+/// while the migrations grow it to thousands of rows). With parameters PostgreSQL would plan
+/// the first five executions afresh, inside the migrations, and the batch would have to turn
+/// the setting off and back around each one. Should the plan be invalidated later (an ANALYZE
+/// of the catalogs), it is made again with the session's settings and the statistics of then.
+pub fn guard_prepare_sql(realms_table: &str) -> String {
     let (schema, name) = match realms_table {
         "" => (None, None),
         t => {
@@ -399,17 +401,49 @@ pub fn guard_execute_sql(realms_table: &str) -> String {
         }
     };
     let lit = |v: Option<&str>| v.map_or("NULL".to_string(), crate::db::quote_literal);
+    let sql = bind_literals(
+        scoped_statement(),
+        &[&lit(schema), &lit(name), "'{}'", "'{}'", "true", "NULL"],
+    );
     format!(
-        "SELECT set_config('realmguard.seqscan_was', current_setting('enable_seqscan'), true);\n\
+        "BEGIN;\n\
          SET LOCAL enable_seqscan = off;\n\
-         EXECUTE {GUARD_STATEMENT} ({}, {}, '{{}}', '{{}}', true, current_setting('realmguard.seqscan_was'))",
-        lit(schema),
-        lit(name)
+         PREPARE {GUARD_STATEMENT} AS\n{sql};\n\
+         {GUARD_EXECUTE_SQL};\n\
+         COMMIT"
     )
 }
 
+/// `sql` with each parameter `$n` replaced by `values[n - 1]`, in one pass (a value is never
+/// scanned again). Comment lines are dropped first, as they mention parameters too; the
+/// statements of `sql/` hold no string or dollar quote with a `$` in it.
+fn bind_literals(sql: &str, values: &[&str]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines().filter(|l| !l.trim_start().starts_with("--")) {
+        let mut rest = line;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let digits = rest[at + 1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len() - at - 1);
+            let value = rest[at + 1..at + 1 + digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| values.get(n.checked_sub(1)?));
+            match value {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[at..at + 1 + digits]),
+            }
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
 impl Catalog {
-    /// [`Catalog::load_changed`] from the row of [`guard_execute_sql`].
+    /// [`Catalog::load_changed`] from the row of [`GUARD_EXECUTE_SQL`].
     pub fn from_guard_row(
         row: &sqlx::postgres::PgRow,
         realms_table: &str,

@@ -146,7 +146,7 @@ pub(super) async fn scoped(
 
 /// The catalog (and, for the guard, the changed tables) from the one row `scoped.sql` answers,
 /// however it was sent: bound and prepared by sqlx (`scoped`) or `EXECUTE`d inside the migrate
-/// runner's batch (`guard_execute_sql`).
+/// runner's batch (`GUARD_EXECUTE_SQL`).
 pub(super) fn decode_scoped(
     row: &PgRow,
     realms_table: &str,

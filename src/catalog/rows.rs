@@ -2,7 +2,6 @@
 //! read, from JSON arrays by the scoped one; `assemble` builds the [`Catalog`] from them.
 
 use super::*;
-use serde::Deserialize;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -10,18 +9,27 @@ use sqlx::Row;
 // One row of each catalog query, as the full read decodes it from rows and the scoped read from
 // the JSON arrays of its single row (same column names, so `json_agg` of the part gives these).
 
-/// An `oid` in JSON: `to_json` writes it as a string.
+/// An `oid` in JSON: `to_json` writes it as a string, a cast to int8 as a number. A visitor of
+/// both, not an untagged enum: that buffers each value and builds an error for the form it is
+/// not, for every oid of every guarded migration.
 pub(super) fn json_oid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        Num(u32),
-        Text(String),
+    struct OidVisitor;
+    impl serde::de::Visitor<'_> for OidVisitor {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an oid, as a number or a string")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).map_err(E::custom)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+            u32::try_from(v).map_err(E::custom)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u32, E> {
+            v.parse().map_err(E::custom)
+        }
     }
-    match Either::deserialize(d)? {
-        Either::Num(n) => Ok(n),
-        Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(OidVisitor)
 }
 
 #[derive(serde::Deserialize)]

@@ -78,3 +78,31 @@ fn qualified_names_split_at_the_first_dot() {
     assert_eq!(split_qualified("app.realms"), (Some("app"), "realms"));
     assert_eq!(split_qualified("app.my.realms"), (Some("app"), "my.realms"));
 }
+
+#[test]
+fn the_guard_statement_is_prepared_without_parameters() {
+    let sql = guard_prepare_sql("app.realms");
+    // Every parameter written in as a literal: no `$n` left (the statements hold no dollar
+    // quotes), so PostgreSQL runs it on the one generic plan made at the priming EXECUTE.
+    let prepare = &sql[sql.find("PREPARE").unwrap()..sql.find(GUARD_EXECUTE_SQL).unwrap()];
+    assert!(!prepare.contains('$'), "{prepare}");
+    assert!(prepare.starts_with("PREPARE realmguard_guard AS\n"));
+    assert!(prepare.contains("ELSE n.nspname = 'app'::text END"));
+    assert!(prepare.contains("WHERE c.relname = 'realms'::text"));
+    assert!(prepare.contains("WHERE true::bool"));
+    assert!(sql.starts_with("BEGIN;\nSET LOCAL enable_seqscan = off;\n"));
+    assert!(sql.ends_with(&format!("{GUARD_EXECUTE_SQL};\nCOMMIT")));
+    // No realms table: the name is NULL, and the default schema still comes back.
+    assert!(guard_prepare_sql("").contains("WHERE c.relname = NULL::text"));
+}
+
+#[test]
+fn literals_are_bound_in_one_pass() {
+    assert_eq!(
+        bind_literals(
+            "-- $1 is\nSELECT $1::text, $2, $x, $10, $\n",
+            &["'$2'", "b"]
+        ),
+        "SELECT '$2'::text, b, $x, $10, $\n"
+    );
+}

@@ -58,7 +58,7 @@ pub async fn check(
 }
 
 /// [`check`] of the row the guard's read answered inside the migration's batch
-/// (`catalog::guard_execute_sql`).
+/// (`catalog::GUARD_EXECUTE_SQL`).
 pub async fn check_row(
     row: &sqlx::postgres::PgRow,
     before_conn: &mut PgConnection,

@@ -177,14 +177,14 @@ async fn run(
             .execute(&mut conn)
             .await;
         report.adopted_from_sqlx = ledger::prepare(&mut conn, files).await?;
-        if opts.guard {
-            prepare_guard(&mut conn).await?;
-        }
         // Read the ledger only now, under the lock: another runner may just have applied.
         let applied = ledger::read(&mut conn).await?;
         report.already_applied = applied.iter().filter(|a| a.success).count();
         let entries = plan::entries(&applied, files);
         let todo = plan::plan(&entries, files, opts.plan)?;
+        if opts.guard && !todo.is_empty() {
+            prepare_guard(&mut conn, &cfg.realms_table).await?;
+        }
         if !todo.is_empty() {
             sink.emit(Event::WorkStarted {
                 unit: Unit::Migrations,
@@ -277,10 +277,11 @@ pub async fn acquire_lock(
     }
 }
 
-/// Prepare the guard's catalog read on the migrating session, so that each migration's batch can
-/// run it (`catalog::guard_execute_sql`); again after a migration deallocated it.
-async fn prepare_guard(conn: &mut PgConnection) -> Result<()> {
-    sqlx::raw_sql(&crate::catalog::guard_prepare_sql())
+/// Prepare (and plan) the guard's catalog read on the migrating session, so that each
+/// migration's batch can run it (`catalog::GUARD_EXECUTE_SQL`); again after a migration
+/// deallocated it. Outside any migration's transaction.
+async fn prepare_guard(conn: &mut PgConnection, realms_table: &str) -> Result<()> {
+    sqlx::raw_sql(&crate::catalog::guard_prepare_sql(realms_table))
         .execute(&mut *conn)
         .await
         .map_err(Error::PrepareGuard)?;

@@ -122,13 +122,14 @@ pub async fn verify_changed(
 }
 
 /// [`verify_changed`] from the row the migrate runner's batch answered
-/// (`catalog::guard_execute_sql`): the same read, sent with the migration.
+/// (`catalog::GUARD_EXECUTE_SQL`): the same read, sent with the migration; only the
+/// error-severity rules are evaluated ([`evaluate_errors`]).
 pub fn verify_guard_row(
     row: &sqlx::postgres::PgRow,
     cfg: &Config,
 ) -> Result<(Vec<(String, String)>, Report), Error> {
     let (touched, cat) = Catalog::from_guard_row(row, &cfg.realms_table, &cfg.realm_column)?;
-    Ok((touched, evaluate(&cat, cfg)))
+    Ok((touched, evaluate_errors(&cat, cfg)))
 }
 
 /// Evaluate every rule that is not `off` over a catalog: pure. Without an RLS read (the scoped
@@ -166,13 +167,29 @@ pub fn evaluate_all(
     citus: Option<&CitusFacts>,
     cfg: &Config,
 ) -> Report {
+    evaluate_rules(cat, rls, citus, cfg, false)
+}
+
+/// [`evaluate`] of the error-severity rules only: all the migrate guard compares (a warning
+/// never rejects a migration), without building the warnings' fixes for every migration.
+pub fn evaluate_errors(cat: &Catalog, cfg: &Config) -> Report {
+    evaluate_rules(cat, None, None, cfg, true)
+}
+
+fn evaluate_rules(
+    cat: &Catalog,
+    rls: Option<&RlsCatalog>,
+    citus: Option<&CitusFacts>,
+    cfg: &Config,
+    errors_only: bool,
+) -> Report {
     let mut ctx = Ctx::new(cat, cfg);
     ctx.rls = rls;
     ctx.citus = citus;
     let mut violations = Vec::new();
     let mut ran = Vec::new();
     for (rule, check) in rules::ALL {
-        if !runs(*rule, cfg, citus) {
+        if !runs(*rule, cfg, citus) || (errors_only && cfg.severity(rule.id()) != Severity::Error) {
             continue;
         }
         if rls.is_none() && rule.is_rls() && *rule != crate::rules::Rule::RlsDisabled {

@@ -54,10 +54,8 @@ pub(super) async fn apply_in_transaction(
         let last_line = pieces.last().map_or(1, |p| p.line);
         if batched {
             batched = false;
-            let tail = opts
-                .guard
-                .then(|| crate::catalog::guard_execute_sql(&cfg.realms_table));
-            match run_batch(conn, m, &begin, n, tail.as_deref()).await {
+            let tail = opts.guard.then_some(crate::catalog::GUARD_EXECUTE_SQL);
+            match run_batch(conn, m, &begin, n, tail).await {
                 Ok(None) => {
                     // The batch committed too: one round trip for the whole migration.
                     return Ok(Ok(applied(m, pieces.len(), attempt, started)));
@@ -76,7 +74,7 @@ pub(super) async fn apply_in_transaction(
                     }
                     if opts.guard && db::sqlstate(&e).as_deref() == Some("26000") {
                         // The migration deallocated the guard's statement (DEALLOCATE ALL).
-                        super::prepare_guard(conn).await?;
+                        super::prepare_guard(conn, &cfg.realms_table).await?;
                     }
                     if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                         let what = format!(
@@ -150,7 +148,7 @@ pub(super) async fn apply_in_transaction(
 
 /// The whole migration in one round trip: BEGIN with the session's timeouts, the file's text,
 /// its ledger row, and then either COMMIT (no guard) or the guard's catalog read
-/// (`catalog::guard_execute_sql`), whose row is returned. Only for files the tokenizer splits:
+/// (`catalog::GUARD_EXECUTE_SQL`), whose row is returned. Only for files the tokenizer splits:
 /// their text is whole statements, so nothing appended can end up inside a string or comment of
 /// theirs.
 pub(super) async fn run_batch(
