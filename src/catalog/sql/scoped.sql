@@ -79,7 +79,9 @@ WITH realm AS (
         OFFSET 0
     ) AS p
     UNION
-    SELECT oid FROM realm WHERE oid IS NOT NULL
+    -- The realms table, to judge the foreign keys to it; only when there is a table to judge
+    -- (the guard of a migration that changed no table reads nothing more than the changes).
+    SELECT oid FROM realm WHERE oid IS NOT NULL AND EXISTS (SELECT FROM core)
 ), scope AS (
     SELECT oid, true AS in_scope FROM core
     UNION ALL
