@@ -818,6 +818,124 @@ async fn a_migration_that_deallocates_everything_is_still_guarded() {
     .await;
 }
 
+/// The guard's read runs through a temporary function of the migrating session; a migration that
+/// runs `DISCARD TEMP` drops it. That migration and the ones after it must still be applied and
+/// judged.
+#[tokio::test]
+async fn a_migration_that_discards_temporary_objects_is_still_guarded() {
+    guarded_after(
+        "discard",
+        &[
+            (
+                "migrations/0003_discard.sql",
+                "DISCARD TEMP;\nALTER TABLE good ADD COLUMN note text;\n",
+            ),
+            (
+                "migrations/0004_more.sql",
+                "ALTER TABLE good ADD COLUMN other text;\n",
+            ),
+        ],
+        "DISCARD TEMP;\nALTER TABLE good ADD CONSTRAINT good_note_key UNIQUE (note);\n",
+    )
+    .await;
+}
+
+/// A database where the migrating role may not create temporary objects (REVOKE TEMPORARY): the
+/// guard cannot have its temporary function, and must still run and reject.
+#[tokio::test]
+async fn a_role_without_the_temporary_privilege_is_still_guarded() {
+    let db = TestDb::new("notemp").await;
+    let role = format!("{}_mig", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{role}\" LOGIN;
+         REVOKE TEMPORARY ON DATABASE \"{db}\" FROM PUBLIC;
+         GRANT CREATE ON DATABASE \"{db}\" TO \"{role}\";
+         GRANT CREATE ON SCHEMA public TO \"{role}\";",
+        db = db.name
+    ))
+    .await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let run = |dir: &TempDir| {
+        let mut c = db.cmd(dir.path());
+        c.env("DATABASE_URL", url.as_str()).arg("migrate");
+        async move { crate::common::Run::from(c.output().await.unwrap()) }
+    };
+    let dir = TempDir::new("notemp");
+    dir.write(&[REALMS, GOOD]);
+    run(&dir).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2");
+    dir.write(&[(
+        "migrations/0003_unique.sql",
+        "ALTER TABLE good ADD COLUMN code text;\nALTER TABLE good ADD CONSTRAINT good_code_key UNIQUE (code);\n",
+    )]);
+    run(&dir)
+        .await
+        .expect_code(1)
+        .expect_stdout("unique-without-realm");
+    assert_eq!(ledger_versions(&db).await, "1,2");
+    db.exec(&format!(
+        "REASSIGN OWNED BY \"{role}\" TO CURRENT_USER; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""
+    ))
+    .await;
+}
+
+/// A guarded migration's COMMIT is sent at the head of the next migration's batch. When it fails
+/// (a deferred constraint), the error is that migration's, at COMMIT, and nothing of it or of the
+/// next one is left; the same when it is the last migration, committed alone.
+#[tokio::test]
+async fn a_migration_that_fails_at_commit_is_reported_and_the_next_does_not_run() {
+    let db = TestDb::new("atcommit").await;
+    let dir = TempDir::new("atcommit");
+    dir.write(&[REALMS, GOOD]);
+    let notes = |realm: &str| {
+        format!(
+            "CREATE TABLE notes (\n  id bigint,\n  realm_id text NOT NULL REFERENCES realms (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,\n  PRIMARY KEY (id, realm_id)\n);\nINSERT INTO notes VALUES (1, '{realm}');\n"
+        )
+    };
+    let bad = notes("nowhere");
+    dir.write(&[
+        ("migrations/0003_notes.sql", bad.as_str()),
+        (
+            "migrations/0004_more.sql",
+            "ALTER TABLE good ADD COLUMN other text;\n",
+        ),
+    ]);
+    for last in [false, true] {
+        if last {
+            std::fs::remove_file(dir.path().join("migrations/0004_more.sql")).unwrap();
+        }
+        let r = db.run(dir.path(), &["migrate"]).await;
+        r.expect_code(2);
+        let err = r.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+        assert!(err.contains("migration 3 failed at"), "{err}");
+        assert!(err.contains("0003_notes.sql"), "{err}");
+        assert!(err.contains("at COMMIT"), "{err}");
+        assert!(err.contains("23503"), "{err}");
+        assert_eq!(ledger_versions(&db).await, "1,2");
+        assert_eq!(
+            db.scalar("SELECT to_regclass('notes') IS NULL").await,
+            "true"
+        );
+        assert_eq!(
+            db.count("SELECT 1 FROM pg_attribute WHERE attrelid = 'good'::regclass AND attname = 'other'")
+                .await,
+            0
+        );
+    }
+    let good = notes("hub");
+    dir.write(&[
+        ("migrations/0003_notes.sql", good.as_str()),
+        (
+            "migrations/0004_more.sql",
+            "ALTER TABLE good ADD COLUMN other text;\n",
+        ),
+    ]);
+    db.run(dir.path(), &["migrate"]).await.expect_code(0);
+    assert_eq!(ledger_versions(&db).await, "1,2,3,4");
+    assert_eq!(db.count("SELECT 1 FROM notes").await, 1);
+}
+
 /// Migrations that change no table (functions, data, DO blocks): the guard's read finds nothing
 /// to judge; they must still commit with their ledger row, and the next migration that does change
 /// a table must still be judged.

@@ -47,34 +47,37 @@ pub const TOUCHED_SQL: &str = include_str!("sql/touched.sql");
 /// the plan's estimates).
 fn scoped_statement() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let part = |name: &str| -> String {
-            let (sql, from) = match name {
-                "realms" => (REALMS_SQL, ""),
-                "touched" => (TOUCHED_SQL, ""),
-                "tables" => (TABLES_SQL, "scope"),
-                "constraints" => (CONSTRAINTS_SQL, "scope"),
-                "indexes" => (INDEXES_SQL, "scope"),
-                "index_defs" => (INDEX_DEFS_SQL, "wanted"),
-                other => panic!("scoped.sql names an unknown part {{{other}}}"),
-            };
-            let lookup = format!("= ANY ((SELECT array_agg(oid) FROM {from})::oid[])");
-            sql.trim_end()
-                .replace("= ANY($1::oid[]) -- scope", &lookup)
-                .replace("= ANY($1::oid[])", &lookup)
+    SQL.get_or_init(|| scoped_with(TOUCHED_SQL))
+}
+
+/// `scoped.sql` with its parts spliced in, the changed tables read by `touched`.
+fn scoped_with(touched: &str) -> String {
+    let part = |name: &str| -> String {
+        let (sql, from) = match name {
+            "realms" => (REALMS_SQL, ""),
+            "touched" => (touched, ""),
+            "tables" => (TABLES_SQL, "scope"),
+            "constraints" => (CONSTRAINTS_SQL, "scope"),
+            "indexes" => (INDEXES_SQL, "scope"),
+            "index_defs" => (INDEX_DEFS_SQL, "wanted"),
+            other => panic!("scoped.sql names an unknown part {{{other}}}"),
         };
-        SCOPED_SQL
-            .lines()
-            .map(|l| {
-                let t = l.trim();
-                match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-                    Some(name) => part(name),
-                    None => l.to_string(),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+        let lookup = format!("= ANY ((SELECT array_agg(oid) FROM {from})::oid[])");
+        sql.trim_end()
+            .replace("= ANY($1::oid[]) -- scope", &lookup)
+            .replace("= ANY($1::oid[])", &lookup)
+    };
+    SCOPED_SQL
+        .lines()
+        .map(|l| {
+            let t = l.trim();
+            match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                Some(name) => part(name),
+                None => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
@@ -371,39 +374,73 @@ pub const SEQSCAN_OFF_SQL: &str =
     "WITH was AS MATERIALIZED (SELECT current_setting('enable_seqscan') AS v)
  SELECT v FROM was WHERE set_config('enable_seqscan', 'off', true) IS NOT NULL";
 
-/// The name the migrate runner prepares the scoped read under, once per session
+/// The name the migrate runner prepares the guard's read under, once per session
 /// ([`guard_prepare_sql`]), so that a migration's batch can `EXECUTE` it: the read then costs no
-/// round trip of its own, and keeps one plan for the session (docs/architecture.md, "The guard").
+/// round trip of its own, and keeps its plans for the session (docs/architecture.md, "The guard").
+/// It is also the name of the session's temporary function behind it.
 pub const GUARD_STATEMENT: &str = "realmguard_guard";
 
-/// The guard's end of a migration's batch: the prepared scoped read of the tables the
-/// transaction changed. One statement, no arguments: its plan was made when it was prepared
-/// ([`guard_prepare_sql`]). Its one row is read by [`Catalog::from_guard_row`].
+/// The guard's end of a migration's batch: the prepared read of the tables the transaction
+/// changed. One statement, no arguments. Its one row is read by [`Catalog::from_guard_row`].
 pub const GUARD_EXECUTE_SQL: &str = "EXECUTE realmguard_guard";
 
-/// `PREPARE` of the scoped read (`sql/scoped.sql`) under [`GUARD_STATEMENT`], with the guard's
-/// arguments written into it (the realms table, no tables by name, the changed tables, nothing
-/// to set back), then its first `EXECUTE`, in a transaction with `enable_seqscan` off.
+/// The guard's read, prepared and run once, in one transaction: a temporary PL/pgSQL function
+/// (`pg_temp.realmguard_guard()`) that reads the changed tables from the locks and, only when
+/// there are any, runs the scoped read of them, and the `PREPARE` of its call.
 ///
-/// A statement without parameters always runs on its one generic plan, made at that first
-/// execution: here, before any migration runs, planned for index lookups whatever the
+/// Half the migrations of a real project change no table (functions, views, data): for those
+/// the function stops after the lock read, so they never start the scoped read's plan of some
+/// 150 nodes (its executor start-up alone cost more than the lock read). PL/pgSQL keeps each
+/// statement's plan for the session; `plan_cache_mode = force_generic_plan` makes it plan the
+/// scoped read once (its one parameter, the changed tables, would otherwise get five custom
+/// plans, planned inside the migrations), and `enable_seqscan = off`, set on the function, makes
+/// every plan, and every replan after an invalidation, one of index lookups whatever the
 /// statistics say (a fresh database's catalog looks tiny to the planner, and the plan is kept
-/// while the migrations grow it to thousands of rows). With parameters PostgreSQL would plan
-/// the first five executions afresh, inside the migrations, and the batch would have to turn
-/// the setting off and back around each one. Should the plan be invalidated later (an ANALYZE
-/// of the catalogs), it is made again with the session's settings and the statistics of then.
+/// while the migrations grow it to thousands of rows).
+///
+/// A role without the TEMPORARY privilege cannot create the function; the runner then prepares
+/// [`guard_prepare_plain_sql`] instead.
 pub fn guard_prepare_sql(realms_table: &str) -> String {
-    let (schema, name) = match realms_table {
-        "" => (None, None),
-        t => {
-            let (s, n) = split_qualified(t);
-            (s, Some(n))
-        }
-    };
-    let lit = |v: Option<&str>| v.map_or("NULL".to_string(), crate::db::quote_literal);
+    let touched = bind_literals(TOUCHED_SQL, &[]);
+    let scoped = bind_literals(
+        &scoped_with(GUARD_TOUCHED),
+        &guard_arguments(realms_table).each_ref().map(String::as_str),
+    );
+    format!(
+        "BEGIN;\n\
+         CREATE OR REPLACE FUNCTION pg_temp.{GUARD_STATEMENT}()\n\
+         RETURNS TABLE (default_schema text, realms_oid oid, key_type text, touched text,\n\
+         scope text, tables text, constraints text, indexes text, index_defs text, restored text)\n\
+         LANGUAGE plpgsql VOLATILE\n\
+         SET enable_seqscan = off SET plan_cache_mode = force_generic_plan\n\
+         AS $realmguard$\n\
+         #variable_conflict use_column\n\
+         DECLARE rg_oids oid[]; rg_schemas text[]; rg_names text[];\n\
+         BEGIN\n\
+         SELECT array_agg(t.oid), array_agg(t.schema), array_agg(t.name)\n\
+         INTO rg_oids, rg_schemas, rg_names FROM (\n{touched}) AS t;\n\
+         IF rg_oids IS NULL THEN RETURN NEXT; RETURN; END IF;\n\
+         RETURN QUERY\n{scoped};\n\
+         END\n\
+         $realmguard$;\n\
+         PREPARE {GUARD_STATEMENT} AS SELECT * FROM pg_temp.{GUARD_STATEMENT}();\n\
+         {GUARD_EXECUTE_SQL};\n\
+         COMMIT"
+    )
+}
+
+/// Where the function's scoped read takes the changed tables from: the lock read's answer.
+const GUARD_TOUCHED: &str =
+    "SELECT * FROM unnest(rg_oids, rg_schemas, rg_names) AS g(oid, schema, name)";
+
+/// The guard's read without the function, for a role that may not create temporary objects:
+/// `PREPARE` of the scoped read with the guard's arguments written in (no parameters, so it
+/// runs on the one generic plan made at its first execution, here, with `enable_seqscan` off).
+/// Every migration then pays the whole plan's start-up, tables changed or not.
+pub fn guard_prepare_plain_sql(realms_table: &str) -> String {
     let sql = bind_literals(
         scoped_statement(),
-        &[&lit(schema), &lit(name), "'{}'", "'{}'", "true", "NULL"],
+        &guard_arguments(realms_table).each_ref().map(String::as_str),
     );
     format!(
         "BEGIN;\n\
@@ -412,6 +449,27 @@ pub fn guard_prepare_sql(realms_table: &str) -> String {
          {GUARD_EXECUTE_SQL};\n\
          COMMIT"
     )
+}
+
+/// The guard's arguments to the scoped read, as literals: the realms table, no tables by name,
+/// the changed tables, nothing to set back.
+fn guard_arguments(realms_table: &str) -> [String; 6] {
+    let (schema, name) = match realms_table {
+        "" => (None, None),
+        t => {
+            let (s, n) = split_qualified(t);
+            (s, Some(n))
+        }
+    };
+    let lit = |v: Option<&str>| v.map_or("NULL".to_string(), crate::db::quote_literal);
+    [
+        lit(schema),
+        lit(name),
+        "'{}'".into(),
+        "'{}'".into(),
+        "true".into(),
+        "NULL".into(),
+    ]
 }
 
 /// `sql` with each parameter `$n` replaced by `values[n - 1]`, in one pass (a value is never

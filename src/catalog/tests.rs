@@ -81,19 +81,41 @@ fn qualified_names_split_at_the_first_dot() {
 
 #[test]
 fn the_guard_statement_is_prepared_without_parameters() {
-    let sql = guard_prepare_sql("app.realms");
+    let sql = guard_prepare_plain_sql("app.realms");
     // Every parameter written in as a literal: no `$n` left (the statements hold no dollar
     // quotes), so PostgreSQL runs it on the one generic plan made at the priming EXECUTE.
     let prepare = &sql[sql.find("PREPARE").unwrap()..sql.find(GUARD_EXECUTE_SQL).unwrap()];
     assert!(!prepare.contains('$'), "{prepare}");
     assert!(prepare.starts_with("PREPARE realmguard_guard AS\n"));
     assert!(prepare.contains("ELSE n.nspname = 'app'::text END"));
-    assert!(prepare.contains("WHERE c.relname = 'realms'::text"));
     assert!(prepare.contains("WHERE true::bool"));
     assert!(sql.starts_with("BEGIN;\nSET LOCAL enable_seqscan = off;\n"));
     assert!(sql.ends_with(&format!("{GUARD_EXECUTE_SQL};\nCOMMIT")));
     // No realms table: the name is NULL, and the default schema still comes back.
-    assert!(guard_prepare_sql("").contains("WHERE c.relname = NULL::text"));
+    assert!(guard_prepare_plain_sql("").contains("WHERE c.relname = NULL::text"));
+}
+
+#[test]
+fn the_guard_function_reads_the_scope_only_of_changed_tables() {
+    let sql = guard_prepare_sql("app.realms");
+    let body = &sql[sql.find("AS $realmguard$").unwrap()..sql.find("END\n$realmguard$").unwrap()];
+    // The only dollar signs are the body's quotes: the arguments are literals, the changed
+    // tables the function's own variables.
+    assert_eq!(body.matches('$').count(), 2, "{body}");
+    assert!(body.contains("ELSE n.nspname = 'app'::text END"));
+    // The lock read runs once, before the early return; the scoped read takes its answer.
+    // (Its own locks: the index definitions' part reads the others', to skip busy tables.)
+    let own = "l.pid = pg_backend_pid()";
+    assert_eq!(body.matches(own).count(), 1);
+    let early = body
+        .find("IF rg_oids IS NULL THEN RETURN NEXT; RETURN; END IF;")
+        .unwrap();
+    assert!(body.find(own).unwrap() < early);
+    assert!(body[early..].contains(GUARD_TOUCHED));
+    assert!(sql.contains("SET enable_seqscan = off SET plan_cache_mode = force_generic_plan"));
+    assert!(sql.ends_with(&format!(
+        "PREPARE realmguard_guard AS SELECT * FROM pg_temp.realmguard_guard();\n{GUARD_EXECUTE_SQL};\nCOMMIT"
+    )));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 mod in_transaction;
 mod no_transaction;
 
-use in_transaction::apply_in_transaction;
+use in_transaction::{apply_in_transaction, commit_deferred, Deferred, Outcome};
 use no_transaction::apply_no_transaction;
 
 /// Advisory lock key: "realmgrd" in ASCII, fixed so every realmguard version agrees on it.
@@ -183,7 +183,7 @@ async fn run(
         let entries = plan::entries(&applied, files);
         let todo = plan::plan(&entries, files, opts.plan)?;
         if opts.guard && !todo.is_empty() {
-            prepare_guard(&mut conn, &cfg.realms_table).await?;
+            prepare_guard(&mut conn, &cfg.realms_table, false).await?;
         }
         if !todo.is_empty() {
             sink.emit(Event::WorkStarted {
@@ -192,10 +192,21 @@ async fn run(
                 label: String::new(),
             });
         }
+        // A migration the guard judged clean, its COMMIT still to be sent: at the head of the
+        // next migration's batch, or alone below.
+        let mut deferred: Option<Deferred> = None;
+        let (mut rejected, mut stopped_before) = (None, None);
+        let mut committed = |done: AppliedMigration| {
+            sink.emit(Event::MigrationApplied {
+                version: done.version,
+                duration_ms: done.duration_ms,
+            });
+            report.applied.push(done);
+        };
         for (n, &i) in todo.iter().enumerate() {
             let m = &files[i];
             if opts.cancel.is_cancelled() {
-                report.stopped_before = Some(m.version);
+                stopped_before = Some(m.version);
                 break;
             }
             sink.emit(Event::WorkProgress {
@@ -207,23 +218,39 @@ async fn run(
                 description: m.description.clone(),
             });
             let prior = applied.iter().find(|a| a.version == m.version);
-            let done = if m.no_transaction {
-                apply_no_transaction(&mut conn, m, opts, prior, sink).await?
-            } else {
-                match apply_in_transaction(&mut conn, &mut lock_conn, cfg, m, opts, sink).await? {
-                    Ok(done) => done,
-                    Err(rejection) => {
-                        report.rejected = Some(rejection);
-                        break;
-                    }
+            if m.no_transaction {
+                if let Some(d) = deferred.take() {
+                    committed(commit_deferred(&mut conn, d).await?);
                 }
-            };
-            sink.emit(Event::MigrationApplied {
-                version: done.version,
-                duration_ms: done.duration_ms,
-            });
-            report.applied.push(done);
+                committed(apply_no_transaction(&mut conn, m, opts, prior, sink).await?);
+                continue;
+            }
+            let head = deferred.take();
+            match apply_in_transaction(
+                &mut conn,
+                &mut lock_conn,
+                cfg,
+                m,
+                opts,
+                sink,
+                head,
+                &mut committed,
+            )
+            .await?
+            {
+                Outcome::Committed(done) => committed(done),
+                Outcome::Deferred(d) => deferred = Some(d),
+                Outcome::Rejected(rejection) => {
+                    rejected = Some(rejection);
+                    break;
+                }
+            }
         }
+        if let Some(d) = deferred.take() {
+            committed(commit_deferred(&mut conn, d).await?);
+        }
+        report.rejected = rejected;
+        report.stopped_before = stopped_before;
         if !todo.is_empty() {
             sink.emit(Event::WorkFinished);
         }
@@ -277,32 +304,60 @@ pub async fn acquire_lock(
     }
 }
 
-/// Prepare (and plan) the guard's catalog read on the migrating session, so that each
-/// migration's batch can run it (`catalog::GUARD_EXECUTE_SQL`); again after a migration
-/// deallocated it. Outside any migration's transaction.
-async fn prepare_guard(conn: &mut PgConnection, realms_table: &str) -> Result<()> {
-    sqlx::raw_sql(&crate::catalog::guard_prepare_sql(realms_table))
+/// Prepare the guard's catalog read on the migrating session, so that each migration's batch
+/// can run it (`catalog::GUARD_EXECUTE_SQL`); again after a migration took it away. Outside any
+/// migration's transaction. A role that may not create temporary objects gets the read without
+/// the function behind it (docs/architecture.md, "The guard").
+async fn prepare_guard(conn: &mut PgConnection, realms_table: &str, again: bool) -> Result<()> {
+    if again {
+        // Whichever part is gone (DISCARD TEMP drops only the function), the name is made free
+        // for the PREPARE.
+        let _ = sqlx::raw_sql(&format!("DEALLOCATE {}", crate::catalog::GUARD_STATEMENT))
+            .execute(&mut *conn)
+            .await;
+    }
+    let sql = crate::catalog::guard_prepare_sql(realms_table);
+    let e = match sqlx::raw_sql(&sql).execute(&mut *conn).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let _ = rollback(conn).await;
+    if db::sqlstate(&e).as_deref() != Some("42501") {
+        return Err(Error::PrepareGuard(e));
+    }
+    sqlx::raw_sql(&crate::catalog::guard_prepare_plain_sql(realms_table))
         .execute(&mut *conn)
         .await
         .map_err(Error::PrepareGuard)?;
     Ok(())
 }
 
+/// Whether a migration's batch failed because the guard's prepared read, or the temporary
+/// function behind it, is gone (DEALLOCATE, DISCARD TEMP in an earlier migration).
+fn guard_gone(e: &sqlx::Error) -> bool {
+    matches!(db::sqlstate(e).as_deref(), Some("26000" | "42883"))
+        && e.to_string().contains(crate::catalog::GUARD_STATEMENT)
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// The statements of a file; a file our tokenizer cannot split runs whole (PostgreSQL is the
-/// judge of its syntax), losing only per-statement line numbers.
-fn pieces(m: &Migration) -> Vec<Piece<'_>> {
-    split::split(&m.sql).unwrap_or_else(|_| {
-        vec![Piece {
-            sql: m.sql.as_str(),
-            line: 1,
-            column: 1,
-            offset: 0,
-        }]
-    })
+/// The statements of a file, and whether our tokenizer split it; a file it cannot split runs
+/// whole (PostgreSQL is the judge of its syntax), losing only per-statement line numbers.
+fn pieces(m: &Migration) -> (Vec<Piece<'_>>, bool) {
+    match split::split(&m.sql) {
+        Ok(pieces) => (pieces, true),
+        Err(_) => (
+            vec![Piece {
+                sql: m.sql.as_str(),
+                line: 1,
+                column: 1,
+                offset: 0,
+            }],
+            false,
+        ),
+    }
 }
 
 fn failure(m: &Migration, p: &Piece<'_>, e: &sqlx::Error) -> MigrationFailed {

@@ -27,6 +27,29 @@ pub(super) fn check_no_transaction_control(m: &Migration, pieces: &[Piece<'_>]) 
     Ok(())
 }
 
+/// How a migration run in its own transaction ended.
+pub(super) enum Outcome {
+    /// Applied and committed.
+    Committed(AppliedMigration),
+    /// Applied and judged clean by the guard; its transaction is still open, for its COMMIT to
+    /// go at the head of the next migration's batch (or alone, by [`commit_deferred`]).
+    Deferred(Deferred),
+    /// The guard rolled it back.
+    Rejected(crate::migrate::guard::Rejection),
+}
+
+/// A migration whose transaction waits for its COMMIT (docs/architecture.md, "The guard"): a
+/// round trip saved per migration, as the COMMIT travels with the next migration's batch.
+pub(super) struct Deferred {
+    done: AppliedMigration,
+    /// The file's last statement line, which a failed COMMIT is reported at.
+    last_line: usize,
+}
+
+/// Run `m` in its own transaction. `prior`, a migration whose COMMIT is still to be sent, is
+/// committed first (at the head of this migration's batch when there is one) and handed to
+/// `committed` once it is; its failure is its own error, and then `m` has not run.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn apply_in_transaction(
     conn: &mut PgConnection,
     lock_conn: &mut PgConnection,
@@ -34,9 +57,16 @@ pub(super) async fn apply_in_transaction(
     m: &Migration,
     opts: &MigrateOptions,
     sink: &dyn EventSink,
-) -> Result<Result<AppliedMigration, crate::migrate::guard::Rejection>> {
-    let pieces = pieces(m);
-    check_no_transaction_control(m, &pieces)?;
+    mut prior: Option<Deferred>,
+    committed: &mut dyn FnMut(AppliedMigration),
+) -> Result<Outcome> {
+    let (pieces, split) = pieces(m);
+    if let Err(e) = check_no_transaction_control(m, &pieces) {
+        if let Some(d) = prior.take() {
+            committed(commit_deferred(conn, d).await?);
+        }
+        return Err(e);
+    }
     let begin = format!(
         "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
         ms(opts.lock_timeout),
@@ -45,7 +75,7 @@ pub(super) async fn apply_in_transaction(
     // The first attempt sends the whole migration in one round trip (see `run_batch`); any
     // failure there is rolled back and the migration run again statement by statement, which
     // names the failing statement's line exactly as before.
-    let mut batched = split::split(&m.sql).is_ok();
+    let mut batched = split;
     let n = pieces.len() as i32;
     let mut attempt = 0;
     'attempt: loop {
@@ -55,26 +85,43 @@ pub(super) async fn apply_in_transaction(
         if batched {
             batched = false;
             let tail = opts.guard.then_some(crate::catalog::GUARD_EXECUTE_SQL);
-            match run_batch(conn, m, &begin, n, tail).await {
+            let head = prior.take();
+            let (ran, prior_done) = run_batch(conn, m, &begin, n, tail, head.is_some()).await;
+            if let Some(d) = head {
+                match &ran {
+                    Err(e) if !prior_done => return Err(deferred_commit_failed(conn, &d, e).await),
+                    // The whole batch ran, or at least its head did.
+                    _ => committed(d.done),
+                }
+            }
+            match ran {
                 Ok(None) => {
                     // The batch committed too: one round trip for the whole migration.
-                    return Ok(Ok(applied(m, pieces.len(), attempt, started)));
+                    return Ok(Outcome::Committed(applied(
+                        m,
+                        pieces.len(),
+                        attempt,
+                        started,
+                    )));
                 }
                 Ok(Some(row)) => {
-                    match finish_guarded(conn, lock_conn, cfg, m, opts, sink, last_line, &row)
-                        .await?
-                    {
-                        Ok(()) => return Ok(Ok(applied(m, pieces.len(), attempt, started))),
-                        Err(rejection) => return Ok(Err(rejection)),
+                    let judged =
+                        guard(conn, lock_conn, cfg, m, opts, sink, last_line, Some(&row)).await?;
+                    if let Some(rejection) = judged {
+                        return Ok(Outcome::Rejected(rejection));
                     }
+                    return Ok(Outcome::Deferred(Deferred {
+                        done: applied(m, pieces.len(), attempt, started),
+                        last_line,
+                    }));
                 }
                 Err(e) => {
                     if rollback(conn).await.is_err() {
                         return Err(connection_lost(m, last_line, &disconnect_cause(&e)));
                     }
-                    if opts.guard && db::sqlstate(&e).as_deref() == Some("26000") {
-                        // The migration deallocated the guard's statement (DEALLOCATE ALL).
-                        super::prepare_guard(conn, &cfg.realms_table).await?;
+                    if opts.guard && super::guard_gone(&e) {
+                        // An earlier migration (or this one) took the guard's read away.
+                        super::prepare_guard(conn, &cfg.realms_table, true).await?;
                     }
                     if db::is_lock_conflict(&e) && attempt <= opts.lock_retries {
                         let what = format!(
@@ -91,6 +138,9 @@ pub(super) async fn apply_in_transaction(
                     continue 'attempt;
                 }
             }
+        }
+        if let Some(d) = prior.take() {
+            committed(commit_deferred(conn, d).await?);
         }
         if let Err(e) = sqlx::raw_sql(&begin).execute(&mut *conn).await {
             if is_disconnect(&e) {
@@ -133,7 +183,7 @@ pub(super) async fn apply_in_transaction(
             if let Some(rejection) =
                 guard(conn, lock_conn, cfg, m, opts, sink, last_line, None).await?
             {
-                return Ok(Err(rejection));
+                return Ok(Outcome::Rejected(rejection));
             }
         }
         let elapsed = started.elapsed();
@@ -141,26 +191,36 @@ pub(super) async fn apply_in_transaction(
         {
             return Err(abort(conn, m, last_line, e).await);
         }
-        commit(conn, m, last_line).await?;
-        return Ok(Ok(applied(m, pieces.len(), attempt, started)));
+        commit(conn, m.version, &m.path, last_line).await?;
+        return Ok(Outcome::Committed(applied(
+            m,
+            pieces.len(),
+            attempt,
+            started,
+        )));
     }
 }
 
 /// The whole migration in one round trip: BEGIN with the session's timeouts, the file's text,
 /// its ledger row, and then either COMMIT (no guard) or the guard's catalog read
-/// (`catalog::GUARD_EXECUTE_SQL`), whose row is returned. Only for files the tokenizer splits:
-/// their text is whole statements, so nothing appended can end up inside a string or comment of
-/// theirs.
+/// (`catalog::GUARD_EXECUTE_SQL`), whose row is returned; with `commit_first`, the COMMIT of the
+/// previous migration ahead of it all. Only for files the tokenizer splits: their text is whole
+/// statements, so nothing appended can end up inside a string or comment of theirs.
+///
+/// Also says whether that leading COMMIT succeeded: its result is the batch's first, and when it
+/// fails PostgreSQL skips the rest of the batch, so this migration has not run.
 pub(super) async fn run_batch(
     conn: &mut PgConnection,
     m: &Migration,
     begin: &str,
     statements: i32,
     guard_tail: Option<&str>,
-) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    commit_first: bool,
+) -> (Result<Option<sqlx::postgres::PgRow>, sqlx::Error>, bool) {
     use futures_util::TryStreamExt;
     let batch = format!(
-        "{begin};\n{}\n;\n{};\n{}",
+        "{}{begin};\n{}\n;\n{};\n{}",
+        if commit_first { "COMMIT;\n" } else { "" },
         m.sql,
         ledger::insert_applied_sql(m, statements),
         guard_tail.unwrap_or("COMMIT")
@@ -168,44 +228,47 @@ pub(super) async fn run_batch(
     // Only the last row matters (the guard's read); the migration's own rows are dropped as
     // they arrive.
     let mut last: Option<sqlx::postgres::PgRow> = None;
-    let mut results = sqlx::raw_sql(&batch).fetch_many(&mut *conn);
-    while let Some(item) = results.try_next().await? {
-        if let sqlx::Either::Right(row) = item {
-            last = Some(row);
+    let mut results = 0usize;
+    let mut stream = sqlx::raw_sql(&batch).fetch_many(&mut *conn);
+    let ran = loop {
+        match stream.try_next().await {
+            Ok(Some(sqlx::Either::Left(_))) => results += 1,
+            Ok(Some(sqlx::Either::Right(row))) => last = Some(row),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         }
+    };
+    drop(stream);
+    let head_done = commit_first && results > 0;
+    if let Err(e) = ran {
+        return (Err(e), head_done);
     }
-    drop(results);
-    if guard_tail.is_none() {
-        return Ok(None);
-    }
-    match last {
-        Some(row) => Ok(Some(row)),
-        None => Err(sqlx::Error::Protocol(
+    let row = match (guard_tail, last) {
+        (None, _) => Ok(None),
+        (Some(_), Some(row)) => Ok(Some(row)),
+        (Some(_), None) => Err(sqlx::Error::Protocol(
             "the batch returned no row from the guard's read".into(),
         )),
-    }
+    };
+    (row, head_done)
 }
 
-/// The guard and the COMMIT of a migration whose statements, ledger row and guard read ran in a
-/// batch (`row`: the read's answer).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn finish_guarded(
+/// Commit a migration left open for its COMMIT to ride with the next batch, when there is no
+/// such batch (the last migration, a no-transaction one next, a cancelled run).
+pub(super) async fn commit_deferred(
     conn: &mut PgConnection,
-    lock_conn: &mut PgConnection,
-    cfg: &Config,
-    m: &Migration,
-    opts: &MigrateOptions,
-    sink: &dyn EventSink,
-    last_line: usize,
-    row: &sqlx::postgres::PgRow,
-) -> Result<Result<(), crate::migrate::guard::Rejection>> {
-    if let Some(rejection) =
-        guard(conn, lock_conn, cfg, m, opts, sink, last_line, Some(row)).await?
-    {
-        return Ok(Err(rejection));
-    }
-    commit(conn, m, last_line).await?;
-    Ok(Ok(()))
+    d: Deferred,
+) -> Result<AppliedMigration> {
+    commit(conn, d.done.version, &d.done.file, d.last_line).await?;
+    Ok(d.done)
+}
+
+/// The error of a deferred COMMIT that failed at the head of the next migration's batch (which
+/// then did not run): a deferred constraint, or the session gone before the COMMIT's answer.
+async fn deferred_commit_failed(conn: &mut PgConnection, d: &Deferred, e: &sqlx::Error) -> Error {
+    // After a failed COMMIT nothing is open; after a lost session this fails too, harmlessly.
+    let _ = rollback(conn).await;
+    commit_error(d.done.version, &d.done.file, d.last_line, e)
 }
 
 /// Run the verify guard inside the migration's transaction: `Some` when the migration was rolled
@@ -246,25 +309,35 @@ pub(super) async fn guard(
     Ok(None)
 }
 
-pub(super) async fn commit(conn: &mut PgConnection, m: &Migration, last_line: usize) -> Result<()> {
-    if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
-        if is_disconnect(&e) {
-            // The COMMIT may or may not have reached the server before it went away; the
-            // ledger row commits with the migration, so the ledger knows.
-            return Err(Error::LostAtCommit {
-                version: m.version,
-                cause: disconnect_cause(&e),
-            });
-        }
-        // A deferred constraint fails at COMMIT; the transaction is gone either way.
-        return Err(Error::Failed(MigrationFailed {
-            version: m.version,
-            file: m.path.display().to_string(),
-            line: last_line,
-            cause: format!("at COMMIT: {}", db::describe_pg_error(&e)),
-        }));
+pub(super) async fn commit(
+    conn: &mut PgConnection,
+    version: i64,
+    file: &std::path::Path,
+    last_line: usize,
+) -> Result<()> {
+    match sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(commit_error(version, file, last_line, &e)),
     }
-    Ok(())
+}
+
+/// The error of a failed COMMIT of migration `version`.
+fn commit_error(version: i64, file: &std::path::Path, last_line: usize, e: &sqlx::Error) -> Error {
+    if is_disconnect(e) {
+        // The COMMIT may or may not have reached the server before it went away; the ledger row
+        // commits with the migration, so the ledger knows.
+        return Error::LostAtCommit {
+            version,
+            cause: disconnect_cause(e),
+        };
+    }
+    // A deferred constraint fails at COMMIT; the transaction is gone either way.
+    Error::Failed(MigrationFailed {
+        version,
+        file: file.display().to_string(),
+        line: last_line,
+        cause: format!("at COMMIT: {}", db::describe_pg_error(e)),
+    })
 }
 
 pub(super) fn applied(

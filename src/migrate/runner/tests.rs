@@ -30,7 +30,7 @@ fn transaction_control_is_refused() {
         b"begin;\ncreate table t (a int);\ncommit;",
     )
     .unwrap();
-    let p = pieces(&m);
+    let (p, _) = pieces(&m);
     let err = check_no_transaction_control(&m, &p)
         .unwrap_err()
         .to_string();
@@ -42,5 +42,5 @@ fn transaction_control_is_refused() {
         b"create function f() returns int language sql begin atomic select 1; end;\nselect 1;",
     )
     .unwrap();
-    assert!(check_no_transaction_control(&ok, &pieces(&ok)).is_ok());
+    assert!(check_no_transaction_control(&ok, &pieces(&ok).0).is_ok());
 }
