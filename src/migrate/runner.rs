@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 mod in_transaction;
 mod no_transaction;
 
-use in_transaction::{apply_in_transaction, commit_deferred, Deferred, Outcome};
+use in_transaction::{apply_in_transaction, commit_deferred, Deferred, Outcome, Pipeline};
 use no_transaction::apply_no_transaction;
 
 /// Advisory lock key: "realmgrd" in ASCII, fixed so every realmguard version agrees on it.
@@ -195,6 +195,8 @@ async fn run(
         // A migration the guard judged clean, its COMMIT still to be sent: at the head of the
         // next migration's batch, or alone below.
         let mut deferred: Option<Deferred> = None;
+        // The next file's statements, split while the server ran the migration before it.
+        let mut ready: Option<(usize, (Vec<Piece<'_>>, bool))> = None;
         let (mut rejected, mut stopped_before) = (None, None);
         let mut committed = |done: AppliedMigration| {
             sink.emit(Event::MigrationApplied {
@@ -225,19 +227,23 @@ async fn run(
                 committed(apply_no_transaction(&mut conn, m, opts, prior, sink).await?);
                 continue;
             }
-            let head = deferred.take();
-            match apply_in_transaction(
-                &mut conn,
-                &mut lock_conn,
-                cfg,
-                m,
-                opts,
-                sink,
-                head,
-                &mut committed,
-            )
-            .await?
-            {
+            let split = match ready.take() {
+                Some((k, split)) if k == n => split,
+                _ => pieces(m),
+            };
+            let next = todo.get(n + 1).map(|&j| &files[j]);
+            let mut ahead = None;
+            let mut split_next = || ahead = next.filter(|m| !m.no_transaction).map(pieces);
+            let pipe = Pipeline {
+                prior: deferred.take(),
+                committed: &mut committed,
+                meanwhile: Some(&mut split_next),
+            };
+            let outcome =
+                apply_in_transaction(&mut conn, &mut lock_conn, cfg, m, split, opts, sink, pipe)
+                    .await?;
+            ready = ahead.map(|split| (n + 1, split));
+            match outcome {
                 Outcome::Committed(done) => committed(done),
                 Outcome::Deferred(d) => deferred = Some(d),
                 Outcome::Rejected(rejection) => {

@@ -46,21 +46,36 @@ pub(super) struct Deferred {
     last_line: usize,
 }
 
-/// Run `m` in its own transaction. `prior`, a migration whose COMMIT is still to be sent, is
-/// committed first (at the head of this migration's batch when there is one) and handed to
-/// `committed` once it is; its failure is its own error, and then `m` has not run.
+/// What one migration's run shares with the runs around it.
+pub(super) struct Pipeline<'p> {
+    /// A migration whose COMMIT is still to be sent: committed first (at the head of this
+    /// migration's batch when there is one) and handed to `committed` once it is; its failure is
+    /// its own error, and then this migration has not run.
+    pub prior: Option<Deferred>,
+    pub committed: &'p mut dyn FnMut(AppliedMigration),
+    /// Client work for later (tokenizing the next file), done while the server runs this
+    /// migration's batch rather than after it.
+    pub meanwhile: Option<&'p mut dyn FnMut()>,
+}
+
+/// Run `m`, whose statements are `pieces` (`split`: the tokenizer split it), in its own
+/// transaction.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn apply_in_transaction(
     conn: &mut PgConnection,
     lock_conn: &mut PgConnection,
     cfg: &Config,
     m: &Migration,
+    (pieces, split): (Vec<Piece<'_>>, bool),
     opts: &MigrateOptions,
     sink: &dyn EventSink,
-    mut prior: Option<Deferred>,
-    committed: &mut dyn FnMut(AppliedMigration),
+    pipe: Pipeline<'_>,
 ) -> Result<Outcome> {
-    let (pieces, split) = pieces(m);
+    let Pipeline {
+        mut prior,
+        committed,
+        mut meanwhile,
+    } = pipe;
     if let Err(e) = check_no_transaction_control(m, &pieces) {
         if let Some(d) = prior.take() {
             committed(commit_deferred(conn, d).await?);
@@ -86,7 +101,15 @@ pub(super) async fn apply_in_transaction(
             batched = false;
             let tail = opts.guard.then_some(crate::catalog::GUARD_EXECUTE_SQL);
             let head = prior.take();
-            let (ran, prior_done) = run_batch(conn, m, &begin, n, tail, head.is_some()).await;
+            let send = run_batch(conn, m, &begin, n, tail, head.is_some());
+            // On this one thread: the batch is sent and waits for the server, then the other
+            // work runs, then the answer is read.
+            let ((ran, prior_done), ()) = futures_util::future::join(send, async {
+                if let Some(f) = meanwhile.take() {
+                    f()
+                }
+            })
+            .await;
             if let Some(d) = head {
                 match &ran {
                     Err(e) if !prior_done => return Err(deferred_commit_failed(conn, &d, e).await),
