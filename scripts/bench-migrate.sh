@@ -56,6 +56,9 @@ run() { # name command...
   local name=$1; shift
   local db="b_${name//-/_}_$round"
   psql -X -q "$base" -c "CREATE DATABASE $db" >/dev/null
+  # Each tool starts after a checkpoint, so none pays for the WAL and dirty pages the tools
+  # before it left (a checkpoint falling inside one tool's run added a third to it).
+  psql -X -q "$base" -c "CHECKPOINT" >/dev/null
   local url; url=$(url_for "$db")
   local t0=$EPOCHREALTIME
   "$@" "$url" >"$work/$name.out" 2>&1 || { echo "$name failed:" >&2; tail -5 "$work/$name.out" >&2; exit 1; }

@@ -67,8 +67,10 @@ if cur: entries.append(cur)
 def phase(text):
     t = text.lower()
     # The runner sends each migration as one batch: BEGIN, its settings, the file, the ledger row
-    # and the guard's catalog read (or COMMIT); see docs/architecture.md, "The guard".
-    if t.startswith("begin") and "realmguard.migrations" in t: return "migration batch (file + ledger row + guard read)"
+    # and the guard's catalog read (or COMMIT), with the guard on headed by the previous
+    # migration's COMMIT; see docs/architecture.md, "The guard".
+    if re.match(r"^(commit;\s*)?begin", t) and "realmguard.migrations" in t:
+        return "migration batch (COMMIT before + file + ledger row + guard read)"
     if "pg_advisory" in t: return "advisory lock"
     if "pg_locks" in t and "pg_class" in t: return "guard: scoped catalog read"
     if "set_config('enable_seqscan'" in t: return "guard: scoped catalog read"
