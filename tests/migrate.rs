@@ -795,6 +795,44 @@ async fn guarded_after(name: &str, then: &[(&str, &str)], violating: &str) -> Te
     db
 }
 
+/// The fix for a unique index with an expression and a predicate is written from the index's own
+/// definition texts, which the guard reads by a statement of its own, only for such an index
+/// whose key lacks the realm column: the rejection must still show them, and a clean index of
+/// the same shape (realm column included) must not be judged.
+#[tokio::test]
+async fn the_guard_fix_of_an_expression_index_shows_its_definition() {
+    let then = [
+        (
+            "migrations/0003_email.sql",
+            "ALTER TABLE good ADD COLUMN email text, ADD COLUMN deleted bool;\n",
+        ),
+        (
+            "migrations/0004_clean.sql",
+            "CREATE UNIQUE INDEX good_code ON good (lower(email), realm_id) WHERE NOT deleted;\n",
+        ),
+    ];
+    let violating =
+        "CREATE UNIQUE INDEX good_lower_email ON good (lower(email)) WHERE NOT deleted;\n";
+    let db = guarded_after("guard_defs", &then, violating).await;
+    // Again, for the message: the fix keeps the expression and the predicate.
+    let dir = TempDir::new("guard_defs_again");
+    dir.write(&[REALMS, GOOD]);
+    dir.write(&then);
+    dir.write(&[("migrations/0005_unique.sql", violating)]);
+    db.run(dir.path(), &["migrate"])
+        .await
+        .expect_code(1)
+        .expect_stdout("unique index good_lower_email (partial, on an expression)")
+        .expect_stdout(
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS good_lower_email_realm ON public.good (lower(email), realm_id) WHERE NOT deleted;",
+        );
+    assert_eq!(
+        db.count("SELECT 1 FROM pg_class WHERE relname = 'good_lower_email'")
+            .await,
+        0
+    );
+}
+
 /// The guard's read is a statement prepared on the migrating session; a migration that runs
 /// `DEALLOCATE ALL` takes it away. That migration and the ones after it must still be applied and
 /// judged. (The runner prepares the read again so later batches keep it; that saves time and is

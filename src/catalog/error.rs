@@ -18,12 +18,12 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
-    /// A JSON part of the scoped read does not decode.
+    /// A part of the scoped read (the text of an array of rows) does not decode.
     #[error("cannot decode the {what} read from pg_catalog")]
-    DecodeJson {
+    DecodeText {
         what: String,
         #[source]
-        source: serde_json::Error,
+        source: super::pgtext::Error,
     },
     /// A JSON column of the Citus profile read does not decode (shown as serde's message alone).
     #[error("{reason}")]

@@ -8,13 +8,15 @@
 //! The table, constraint and index queries come in two forms built from one file. The full form
 //! (the `-- scope` line replaced by `$1 IS NULL`) is sent unprepared, one query per file, as a full
 //! read happens once per connection. The scoped form is ONE statement (`sql/scoped.sql`, the files
-//! spliced in as parts, each answering a JSON array): the migrate guard runs it before every
-//! migration's COMMIT, where each round trip counts, and as a prepared statement cached on the
-//! connection it soon runs on a generic plan with no parsing or planning.
+//! spliced in as parts, each answering the text of an array of its rows, see `pgtext`): the
+//! migrate guard runs it before every migration's COMMIT, where each round trip counts, and as a
+//! prepared statement cached on the connection it soon runs on a generic plan with no parsing or
+//! planning.
 
 pub mod citus;
 mod details;
 mod error;
+mod pgtext;
 mod read;
 pub mod rls;
 mod rows;
@@ -38,6 +40,7 @@ const INDEX_DEFS_SQL: &str = concat!(
     include_str!("sql/index_defs.sql")
 );
 const SCOPED_SQL: &str = include_str!("sql/scoped.sql");
+const NAMED_SQL: &str = include_str!("sql/named.sql");
 /// Tables the current transaction changed, read from its locks (also a part of the scoped read).
 pub const TOUCHED_SQL: &str = include_str!("sql/touched.sql");
 
@@ -47,23 +50,34 @@ pub const TOUCHED_SQL: &str = include_str!("sql/touched.sql");
 /// the plan's estimates).
 fn scoped_statement() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| scoped_with(TOUCHED_SQL))
+    SQL.get_or_init(|| scoped_with(TOUCHED_SQL, NAMED_SQL, true))
 }
 
-/// `scoped.sql` with its parts spliced in, the changed tables read by `touched`.
-fn scoped_with(touched: &str) -> String {
+/// `scoped.sql` with its parts spliced in, the changed tables read by `touched`, the tables
+/// given by name by `named` (empty: none, the guard's read), and the index definition texts
+/// read in the statement (`defs`) or left for the guard's function to read when some are wanted
+/// (an empty part: the statement's `index_defs` is then `{}`).
+fn scoped_with(touched: &str, named: &str, defs: bool) -> String {
     let part = |name: &str| -> String {
         let (sql, from) = match name {
             "realms" => (REALMS_SQL, ""),
             "touched" => (touched, ""),
+            "named" => (named, ""),
             "tables" => (TABLES_SQL, "scope"),
             "constraints" => (CONSTRAINTS_SQL, "scope"),
             "indexes" => (INDEXES_SQL, "scope"),
-            "index_defs" => (INDEX_DEFS_SQL, "wanted"),
+            "index_defs" if defs => (INDEX_DEFS_SQL, "wanted"),
+            "index_defs" => (NO_DEFS_SQL, ""),
             other => panic!("scoped.sql names an unknown part {{{other}}}"),
         };
-        let lookup = format!("= ANY ((SELECT array_agg(oid) FROM {from})::oid[])");
+        // ARRAY(...) rather than array_agg: a sublink, not an aggregate, so no Agg node to set up
+        // at each execution (docs/architecture.md, "The guard").
+        let lookup = format!("= ANY (ARRAY(SELECT oid FROM {from}))");
         sql.trim_end()
+            .lines()
+            .filter(|l| !l.trim_end().ends_with(FULL_READ_ONLY))
+            .collect::<Vec<_>>()
+            .join("\n")
             .replace("= ANY($1::oid[]) -- scope", &lookup)
             .replace("= ANY($1::oid[])", &lookup)
     };
@@ -80,10 +94,21 @@ fn scoped_with(touched: &str) -> String {
         .join("\n")
 }
 
+/// The mark of a line of a part that only the full read needs (a filter the scoped read's
+/// tables pass already); the scoped read leaves such lines out.
+const FULL_READ_ONLY: &str = "-- full read only";
+/// The mark of a line only the scoped read has (the full read leaves it out).
+const SCOPED_READ_ONLY: &str = "-- scoped read only";
+
+/// The index definitions' part when the statement does not read them: no rows, same columns.
+const NO_DEFS_SQL: &str =
+    "SELECT NULL::oid AS indexrelid, NULL::text[] AS key_defs, NULL::text AS predicate WHERE false";
+
 /// The every-table form of a scoped query: each line marked `-- scope` becomes `AND $1 IS NULL`
 /// (still a typed parameter, so the same binds fit both forms).
 fn full_form(sql: &str) -> String {
     sql.lines()
+        .filter(|l| !l.trim_end().ends_with(SCOPED_READ_ONLY))
         .map(|l| {
             if l.trim_end().ends_with("-- scope") {
                 "  AND $1::oid[] IS NULL"
@@ -398,14 +423,19 @@ pub const GUARD_EXECUTE_SQL: &str = "EXECUTE realmguard_guard";
 /// statistics say (a fresh database's catalog looks tiny to the planner, and the plan is kept
 /// while the migrations grow it to thousands of rows).
 ///
+/// The index definition texts (wanted only for a unique index with an expression or a predicate
+/// whose key lacks the realm column) are read by a statement of their own, only when some are
+/// wanted: in the scoped read, setting up their part's plan cost 6% of each call.
+///
 /// A role without the TEMPORARY privilege cannot create the function; the runner then prepares
 /// [`guard_prepare_plain_sql`] instead.
 pub fn guard_prepare_sql(realms_table: &str) -> String {
     let touched = bind_literals(TOUCHED_SQL, &[]);
     let scoped = bind_literals(
-        &scoped_with(GUARD_TOUCHED),
+        &scoped_with(GUARD_TOUCHED, "", false),
         &guard_arguments(realms_table).each_ref().map(String::as_str),
     );
+    let defs = bind_literals(INDEX_DEFS_SQL, &["rg_wanted"]);
     format!(
         "BEGIN;\n\
          CREATE OR REPLACE FUNCTION pg_temp.{GUARD_STATEMENT}()\n\
@@ -415,12 +445,19 @@ pub fn guard_prepare_sql(realms_table: &str) -> String {
          SET enable_seqscan = off SET plan_cache_mode = force_generic_plan\n\
          AS $realmguard$\n\
          #variable_conflict use_column\n\
-         DECLARE rg_oids oid[]; rg_schemas text[]; rg_names text[];\n\
+         DECLARE rg_oids oid[]; rg_schemas text[]; rg_names text[]; rg_wanted oid[];\n\
          BEGIN\n\
          SELECT array_agg(t.oid), array_agg(t.schema), array_agg(t.name)\n\
          INTO rg_oids, rg_schemas, rg_names FROM (\n{touched}) AS t;\n\
          IF rg_oids IS NULL THEN RETURN NEXT; RETURN; END IF;\n\
-         RETURN QUERY\n{scoped};\n\
+         SELECT s.default_schema, s.realms_oid, s.key_type, s.touched, s.scope, s.tables,\n\
+         s.constraints, s.indexes, s.wanted\n\
+         INTO default_schema, realms_oid, key_type, touched, scope, tables,\n\
+         constraints, indexes, rg_wanted FROM (\n{scoped}) AS s;\n\
+         IF cardinality(rg_wanted) > 0 THEN\n\
+         index_defs := ARRAY(SELECT def FROM (\n{defs}) AS def)::text;\n\
+         END IF;\n\
+         RETURN NEXT;\n\
          END\n\
          $realmguard$;\n\
          PREPARE {GUARD_STATEMENT} AS SELECT * FROM pg_temp.{GUARD_STATEMENT}();\n\
@@ -439,7 +476,7 @@ const GUARD_TOUCHED: &str =
 /// Every migration then pays the whole plan's start-up, tables changed or not.
 pub fn guard_prepare_plain_sql(realms_table: &str) -> String {
     let sql = bind_literals(
-        scoped_statement(),
+        &scoped_with(TOUCHED_SQL, "", true),
         &guard_arguments(realms_table).each_ref().map(String::as_str),
     );
     format!(

@@ -155,8 +155,8 @@ pub(super) fn decode_scoped(
     fn part<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> Result<Vec<T>> {
         let text: Option<String> = row.try_get(col)?;
         match text {
-            None => Ok(Vec::new()), // json_agg of no rows
-            Some(t) => serde_json::from_str(&t).map_err(|source| Error::DecodeJson {
+            None => Ok(Vec::new()),
+            Some(t) => super::pgtext::from_str(&t).map_err(|source| Error::DecodeText {
                 what: col.to_string(),
                 source,
             }),

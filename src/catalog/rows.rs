@@ -1,40 +1,17 @@
 //! The rows of each catalog query and how they become the model: decoded from rows by the full
-//! read, from JSON arrays by the scoped one; `assemble` builds the [`Catalog`] from them.
+//! read, from the text of arrays of records by the scoped one; `assemble` builds the [`Catalog`] from them.
 
 use super::*;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-// One row of each catalog query, as the full read decodes it from rows and the scoped read from
-// the JSON arrays of its single row (same column names, so `json_agg` of the part gives these).
-
-/// An `oid` in JSON: `to_json` writes it as a string, a cast to int8 as a number. A visitor of
-/// both, not an untagged enum: that buffers each value and builds an error for the form it is
-/// not, for every oid of every guarded migration.
-pub(super) fn json_oid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    struct OidVisitor;
-    impl serde::de::Visitor<'_> for OidVisitor {
-        type Value = u32;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an oid, as a number or a string")
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
-            u32::try_from(v).map_err(E::custom)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
-            u32::try_from(v).map_err(E::custom)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u32, E> {
-            v.parse().map_err(E::custom)
-        }
-    }
-    d.deserialize_any(OidVisitor)
-}
+// One row of each catalog query, as the full read decodes it from rows (by column name) and the
+// scoped read from the text of an array of the part's rows (catalog::pgtext, by position: the
+// fields are declared in the order of the query's columns).
 
 #[derive(serde::Deserialize)]
 pub(super) struct TableRow {
-    #[serde(deserialize_with = "json_oid")]
     pub(super) oid: u32,
     pub(super) schema: String,
     pub(super) name: String,
@@ -101,16 +78,12 @@ impl TableRow {
 
 #[derive(serde::Deserialize)]
 pub(super) struct ConstraintRow {
-    #[serde(deserialize_with = "json_oid")]
     pub(super) oid: u32,
-    #[serde(deserialize_with = "json_oid")]
     pub(super) conrelid: u32,
     pub(super) name: String,
     pub(super) kind: String,
     pub(super) conkey: Option<Vec<i16>>,
-    #[serde(deserialize_with = "json_oid")]
     pub(super) confrelid: u32,
-    #[serde(deserialize_with = "json_oid")]
     pub(super) conindid: u32,
     pub(super) confkey: Option<Vec<i16>>,
     pub(super) on_delete: String,
@@ -176,9 +149,7 @@ impl ConstraintRow {
 
 #[derive(serde::Deserialize)]
 pub(super) struct IndexRow {
-    #[serde(deserialize_with = "json_oid")]
     pub(super) indexrelid: u32,
-    #[serde(deserialize_with = "json_oid")]
     pub(super) indrelid: u32,
     pub(super) name: String,
     pub(super) indisunique: bool,
@@ -225,7 +196,6 @@ impl IndexRow {
 
 #[derive(serde::Deserialize)]
 pub(super) struct IndexDefRow {
-    #[serde(deserialize_with = "json_oid")]
     pub(super) indexrelid: u32,
     pub(super) key_defs: Option<Vec<String>>,
     pub(super) predicate: Option<String>,
@@ -302,7 +272,12 @@ pub(super) fn assemble(
         .into_iter()
         .map(ConstraintRow::constraint)
         .collect();
-    let mut indexes: Vec<Index> = indexes.into_iter().map(IndexRow::index).collect();
+    // Indexes of tables not read are dropped too: the scoped read does not join to filter them.
+    let mut indexes: Vec<Index> = indexes
+        .into_iter()
+        .filter(|i| loaded.contains(&i.indrelid))
+        .map(IndexRow::index)
+        .collect();
     // The constraint each index implements (primary key, unique, exclusion).
     let owner: HashMap<u32, &str> = constraints
         .iter()

@@ -1,15 +1,17 @@
 use super::read::realms_from;
-use super::rows::json_oid;
 use super::*;
-use serde::Deserialize;
 
 #[test]
 fn full_form_drops_only_the_scope_filter() {
     for sql in [TABLES_SQL, CONSTRAINTS_SQL, INDEXES_SQL] {
-        assert_eq!(sql.matches("-- scope").count(), 1);
+        let scope_lines = sql.lines().filter(|l| l.trim_end().ends_with("-- scope"));
+        assert_eq!(scope_lines.count(), 1);
         let full = full_form(sql);
-        assert!(!full.contains("-- scope") && full.contains("$1::oid[] IS NULL"));
-        assert_eq!(full.lines().count(), sql.lines().count());
+        assert!(!full.lines().any(|l| l.trim_end().ends_with("-- scope")));
+        assert!(full.contains("$1::oid[] IS NULL"));
+        let scoped_only = sql.matches(SCOPED_READ_ONLY).count();
+        assert_eq!(full.lines().count(), sql.lines().count() - scoped_only);
+        assert!(!full.contains(SCOPED_READ_ONLY));
     }
 }
 
@@ -19,6 +21,7 @@ fn the_scoped_statement_splices_every_part_and_keeps_no_oid_array_parameter() {
     for part in [
         "{realms}",
         "{touched}",
+        "{named}",
         "{tables}",
         "{constraints}",
         "{indexes}",
@@ -28,10 +31,23 @@ fn the_scoped_statement_splices_every_part_and_keeps_no_oid_array_parameter() {
         assert!(!sql.contains(part), "{part}");
     }
     assert!(!sql.contains("$1::oid[]"));
-    // Each file's filter now reads an earlier part: four on the scope, one on `wanted`.
-    assert_eq!(sql.matches("FROM scope)::oid[])").count(), 4);
-    assert_eq!(sql.matches("FROM wanted)::oid[])").count(), 1);
+    // Each file's filter now reads an earlier part: three on the scope, one on `wanted`.
+    assert_eq!(
+        sql.matches("= ANY (ARRAY(SELECT oid FROM scope))").count(),
+        3
+    );
+    assert_eq!(
+        sql.matches("= ANY (ARRAY(SELECT oid FROM wanted))").count(),
+        1
+    );
+    // Only the read of tables given by name looks them up by name; the guard's does not.
+    assert!(sql.contains("unnest($3::text[], $4::text[])"));
+    assert!(!guard_prepare_sql("realms").contains("unnest('{}'::text[]"));
+    assert!(!guard_prepare_plain_sql("realms").contains("unnest('{}'::text[]"));
     assert!(sql.contains("FROM pg_lock_status") || sql.contains("FROM pg_locks l"));
+    // Lines only the full read needs are left out, and each part keeps one name column.
+    assert!(!sql.contains(FULL_READ_ONLY) && sql.contains(SCOPED_READ_ONLY));
+    assert_eq!(full_form(INDEXES_SQL).matches(" AS name").count(), 1);
 }
 
 #[test]
@@ -51,19 +67,6 @@ fn realms_resolve_to_found_missing_or_disabled() {
             name: "realms".into()
         }
     );
-}
-
-#[test]
-fn json_oids_decode_from_text_or_number() {
-    #[derive(Deserialize)]
-    struct O {
-        #[serde(deserialize_with = "json_oid")]
-        oid: u32,
-    }
-    let a: O = serde_json::from_str(r#"{"oid":"4294967295"}"#).unwrap();
-    let b: O = serde_json::from_str(r#"{"oid":16384}"#).unwrap();
-    assert_eq!((a.oid, b.oid), (u32::MAX, 16384));
-    assert!(serde_json::from_str::<O>(r#"{"oid":"x"}"#).is_err());
 }
 
 #[test]
@@ -112,6 +115,11 @@ fn the_guard_function_reads_the_scope_only_of_changed_tables() {
         .unwrap();
     assert!(body.find(own).unwrap() < early);
     assert!(body[early..].contains(GUARD_TOUCHED));
+    // The index definitions: read by a statement of their own, only when some are wanted.
+    let defs = body.find("IF cardinality(rg_wanted) > 0 THEN").unwrap();
+    assert_eq!(body.matches("pg_get_indexdef").count(), 1);
+    assert!(body.find("pg_get_indexdef").unwrap() > defs);
+    assert!(body[early..defs].contains(NO_DEFS_SQL));
     assert!(sql.contains("SET enable_seqscan = off SET plan_cache_mode = force_generic_plan"));
     assert!(sql.ends_with(&format!(
         "PREPARE realmguard_guard AS SELECT * FROM pg_temp.realmguard_guard();\n{GUARD_EXECUTE_SQL};\nCOMMIT"

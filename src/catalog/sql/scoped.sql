@@ -1,6 +1,7 @@
 -- The scoped read in ONE statement (the migrate guard runs it before every migration's COMMIT, so
 -- each round trip counts): the realms table, the tables to look at, and their columns,
--- constraints, indexes and index definition texts, each part as a JSON array in one row.
+-- constraints, indexes and index definition texts, each part as the text of an array of its rows
+-- (`ARRAY(SELECT part FROM part)::text`, read by catalog::pgtext) in one row.
 -- The parts are the other files of this directory, spliced in where a line holds only `{name}`;
 -- their oid-array parameter becomes the array of an earlier part's oids (`scope`, or `wanted` for
 -- index_defs), so every lookup stays an index scan even on the generic plan: a join on the part
@@ -25,18 +26,12 @@ WITH realm AS (
 {touched}
     ) AS t
     WHERE $5::bool
-), given AS (
-    SELECT c.oid
-    FROM unnest($3::text[], $4::text[]) AS g(schema, name)
-    JOIN pg_namespace n ON n.nspname = g.schema
-    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = g.name
-    WHERE c.relkind IN ('r', 'p')
-    UNION
-    SELECT oid FROM touched
 ), roots AS (
-    SELECT oid FROM given
-    UNION
-    SELECT pg_partition_root(oid) FROM given
+    -- The tables to start from. A changed table is a root already (the lock read maps a
+    -- partition or an index to its partitioned root); a table given by name brings its root
+    -- too. Duplicates are harmless here: `core` below is a UNION.
+    SELECT oid FROM touched
+{named}
 ), children AS (
     -- Each step below looks up from the few tables at hand inside a LATERAL ... OFFSET 0 (which
     -- the planner cannot flatten into a join it could drive from the other side), and its
@@ -102,11 +97,12 @@ WITH realm AS (
 {index_defs}
 )
 SELECT r.default_schema, r.oid AS realms_oid, r.key_type,
-       (SELECT json_agg(json_build_array(schema, name)) FROM touched)::text AS touched,
-       (SELECT json_agg(json_build_array(oid::int8, in_scope)) FROM scope)::text AS scope,
-       (SELECT json_agg(tab) FROM tab)::text AS tables,
-       (SELECT json_agg(con) FROM con)::text AS constraints,
-       (SELECT json_agg(idx) FROM idx)::text AS indexes,
-       (SELECT json_agg(def) FROM def)::text AS index_defs,
+       ARRAY(SELECT ROW(schema, name) FROM touched)::text AS touched,
+       ARRAY(SELECT ROW(oid, in_scope) FROM scope)::text AS scope,
+       ARRAY(SELECT tab FROM tab)::text AS tables,
+       ARRAY(SELECT con FROM con)::text AS constraints,
+       ARRAY(SELECT idx FROM idx)::text AS indexes,
+       ARRAY(SELECT def FROM def)::text AS index_defs,
+       ARRAY(SELECT oid FROM wanted) AS wanted,
        CASE WHEN $6::text IS NOT NULL THEN set_config('enable_seqscan', $6::text, true) END AS restored
 FROM realm r
