@@ -33,6 +33,9 @@ pub fn from_str<'de, T: de::Deserialize<'de>>(text: &'de str) -> Result<T, Error
     T::deserialize(Value(Some(Cow::Borrowed(text))))
 }
 
+/// Splits the text of an array or a record into its items.
+type Split = fn(&str) -> Result<Vec<Option<Cow<'_, str>>>, Error>;
+
 /// One value: its text, or `None` for SQL NULL.
 struct Value<'de>(Option<Cow<'de, str>>);
 
@@ -47,6 +50,20 @@ impl<'de> Value<'de> {
         let t = self.text()?;
         t.parse()
             .map_err(|_| Error(format!("expected {what}, found {t:?}")))
+    }
+
+    /// Hands the items of an array or a record (split by `items`) to a sequence visitor.
+    fn visit_items<V: Visitor<'de>>(self, items: Split, v: V) -> Result<V::Value, Error> {
+        let items = match self.0 {
+            None => return Err(Error("unexpected NULL".into())),
+            Some(Cow::Borrowed(s)) => items(s)?,
+            // An array or record inside a quoted field was unescaped into a new string: its
+            // items are copied out of it.
+            Some(Cow::Owned(s)) => owned(items(&s)?),
+        };
+        v.visit_seq(Items {
+            items: items.into_iter(),
+        })
     }
 }
 
@@ -228,27 +245,11 @@ impl<'de> Deserializer<'de> for Value<'de> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
-        let items = match self.0 {
-            None => return Err(Error("unexpected NULL".into())),
-            Some(Cow::Borrowed(s)) => array_items(s)?,
-            // An array inside a quoted record field was unescaped into a new string: its
-            // items are copied out of it.
-            Some(Cow::Owned(s)) => owned(array_items(&s)?),
-        };
-        v.visit_seq(Items {
-            items: items.into_iter(),
-        })
+        self.visit_items(array_items, v)
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
-        let items = match self.0 {
-            None => return Err(Error("unexpected NULL".into())),
-            Some(Cow::Borrowed(s)) => record_items(s)?,
-            Some(Cow::Owned(s)) => owned(record_items(&s)?),
-        };
-        v.visit_seq(Items {
-            items: items.into_iter(),
-        })
+        self.visit_items(record_items, v)
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
