@@ -9,6 +9,7 @@
 #   FSYNC=off scripts/bench-migrate.sh  # a server whose commits are cheap: the client's own work shows
 #   CORPUS=realistic N=200 scripts/bench-migrate.sh   # functions, triggers, views, DO blocks, data
 #   OLD_BIN=/tmp/realmguard-before scripts/bench-migrate.sh   # also time another realmguard build
+#   NOTEMP=1 scripts/bench-migrate.sh   # also the guard of a role without TEMPORARY (plain read)
 # Every run gets a fresh database; each tool's first run (its plans and catalog caches cold in a new
 # backend, only the tools before it have warmed the server) is reported on its own as well.
 # Needs sqlx-cli: cargo install sqlx-cli --no-default-features --features postgres
@@ -60,6 +61,14 @@ run() { # name command...
   # before it left (a checkpoint falling inside one tool's run added a third to it).
   psql -X -q "$base" -c "CHECKPOINT" >/dev/null
   local url; url=$(url_for "$db")
+  if [ "$name" = rg_notemp ]; then
+    # The guard's fallback: a role that may not create the temporary function (the test
+    # a_role_without_the_temporary_privilege_is_still_guarded sets it up the same way).
+    psql -X -q "$url" -c "REVOKE TEMPORARY ON DATABASE $db FROM PUBLIC" \
+      -c "GRANT CREATE ON DATABASE $db TO rg_bench_notemp" \
+      -c "GRANT CREATE ON SCHEMA public TO rg_bench_notemp" >/dev/null
+    url=${url/postgres@/rg_bench_notemp@}
+  fi
   local t0=$EPOCHREALTIME
   "$@" "$url" >"$work/$name.out" 2>&1 || { echo "$name failed:" >&2; tail -5 "$work/$name.out" >&2; exit 1; }
   local t1=$EPOCHREALTIME
@@ -75,11 +84,16 @@ rg_guard()   { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
 rg_noguard() { DATABASE_URL=$1 "$BIN" migrate --dir "$dir" --no-verify; }
 sqlx_cli()   { "$SQLX" migrate run --source "$dir" --database-url "$1"; }
 psql_floor() { psql -X -q -1 -v ON_ERROR_STOP=1 "$1" -f "$work/all.sql"; }
+rg_notemp()  { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
 old_guard()   { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir"; }
 old_noguard() { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir" --no-verify; }
 
 DEFAULT_TOOLS="sqlx_cli rg_guard rg_noguard psql_floor"
 [ -z "${OLD_BIN:-}" ] || DEFAULT_TOOLS="$DEFAULT_TOOLS old_guard old_noguard"
+if [ -n "${NOTEMP:-}" ]; then
+  DEFAULT_TOOLS="$DEFAULT_TOOLS rg_notemp"
+  psql -X -q "$base" -c "CREATE ROLE rg_bench_notemp LOGIN" >/dev/null
+fi
 TOOLS=${TOOLS:-$DEFAULT_TOOLS}
 for round in $(seq 1 "$ROUNDS"); do
   order=$TOOLS
@@ -91,11 +105,11 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[i
 echo "migrate benchmark: $N migrations ($CORPUS corpus), fsync $FSYNC, median of $ROUNDS rounds, same server ($(psql -X -qtA "$base" -c 'SHOW server_version'))"
 m_sqlx=$(echo "${times[sqlx_cli]:-0}" | median)
 f_sqlx=${first[sqlx_cli]:-0}
-declare -A label=([rg_guard]="realmguard migrate (verify guard)" [rg_noguard]="realmguard migrate --no-verify"
+declare -A label=([rg_guard]="realmguard migrate (verify guard)" [rg_noguard]="realmguard migrate --no-verify" [rg_notemp]="realmguard, role without TEMPORARY"
                   [sqlx_cli]="sqlx migrate run" [psql_floor]="psql -1, one transaction (floor)"
                   [old_guard]="OLD_BIN migrate (verify guard)" [old_noguard]="OLD_BIN migrate --no-verify")
 printf '%-34s %10s  %14s   %s\n' "" "median" "" "first round"
-for t in rg_guard rg_noguard old_guard old_noguard sqlx_cli psql_floor; do
+for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
   [ -n "${times[$t]:-}" ] || continue
   m=$(echo "${times[$t]}" | median)
   f=${first[$t]}
@@ -103,6 +117,6 @@ for t in rg_guard rg_noguard old_guard old_noguard sqlx_cli psql_floor; do
     "$f" "$(awk "BEGIN {print ($f_sqlx > 0) ? $f / $f_sqlx : 0}")"
 done
 echo "every round, in order (s):"
-for t in rg_guard rg_noguard old_guard old_noguard sqlx_cli psql_floor; do
+for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
   [ -n "${times[$t]:-}" ] && printf '  %-12s %s\n' "$t" "${times[$t]}"
 done
