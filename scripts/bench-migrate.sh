@@ -10,6 +10,7 @@
 #   CORPUS=realistic N=200 scripts/bench-migrate.sh   # functions, triggers, views, DO blocks, data
 #   OLD_BIN=/tmp/realmguard-before scripts/bench-migrate.sh   # also time another realmguard build
 #   NOTEMP=1 scripts/bench-migrate.sh   # also the guard of a role without TEMPORARY (plain read)
+# Each tool is timed in wall time and in CPU (its process and its server backends; see below).
 # Every run gets a fresh database; each tool's first run (its plans and catalog caches cold in a new
 # backend, only the tools before it have warmed the server) is reported on its own as well.
 # Needs sqlx-cli: cargo install sqlx-cli --no-default-features --features postgres
@@ -42,6 +43,23 @@ if [ "$FSYNC" = off ]; then
 fi
 url_for() { echo "${base/\/postgres\?/\/$1?}"; }
 
+# CPU time beside wall time: on a shared machine wall time moves by a fifth between runs, the CPU
+# a run costs much less. The client's is the tool's process (bash's `times`, children of this
+# shell); the server's is what its backends used, read from the postmaster's reaped-children
+# times in /proc once they have exited (so it includes connection start-up, as a user pays it).
+pm_pid=$(head -1 "$(psql -X -qtA "$base" -c 'SHOW data_directory')/postmaster.pid")
+hz=$(getconf CLK_TCK)
+reaped_cpu() { awk -v hz="$hz" '{print ($16 + $17) / hz}' "/proc/$pm_pid/stat"; }
+shell_children_cpu() { # user + system seconds of this shell's finished children, from `times`
+  # (run by the caller itself: in a $(...) subshell it would count the subshell's children)
+  tail -1 "$work/times" | awk '{t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t}'
+}
+backends_gone() { # wait (up to 5 s) until no client backend is left, and a moment for the reaping
+  local i
+  for i in $(seq 500); do pgrep -f 'postgres: [^ ]+ [^ ]+ \[local\]' >/dev/null || break; sleep 0.01; done
+  sleep 0.02
+}
+
 dir="$work/migrations"; mkdir -p "$dir"
 CORPUS=${CORPUS:-tables}
 if [ "$CORPUS" = realistic ]; then
@@ -52,7 +70,7 @@ fi
 cat "$dir"/*.sql > "$work/all.sql"
 
 want_tables=$(grep -l '^CREATE TABLE t' "$dir"/*.sql | wc -l)
-declare -A times first
+declare -A times first cpu cpu_server
 run() { # name command...
   local name=$1; shift
   local db="b_${name//-/_}_$round"
@@ -69,10 +87,16 @@ run() { # name command...
       -c "GRANT CREATE ON SCHEMA public TO rg_bench_notemp" >/dev/null
     url=${url/postgres@/rg_bench_notemp@}
   fi
+  backends_gone
+  local s0 c0; s0=$(reaped_cpu); times > "$work/times"; c0=$(shell_children_cpu)
   local t0=$EPOCHREALTIME
   "$@" "$url" >"$work/$name.out" 2>&1 || { echo "$name failed:" >&2; tail -5 "$work/$name.out" >&2; exit 1; }
   local t1=$EPOCHREALTIME
   times[$name]+="$(awk "BEGIN {print $t1 - $t0}") "
+  times > "$work/times"; local c1; c1=$(shell_children_cpu); backends_gone
+  local s1; s1=$(reaped_cpu)
+  cpu[$name]+="$(awk "BEGIN {print $c1 - $c0 + $s1 - $s0}") "
+  cpu_server[$name]+="$(awk "BEGIN {print $s1 - $s0}") "
   # Every tool must have applied everything.
   local n; n=$(psql -X -qtA "$url" -c "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^t[0-9]+$'")
   [ "$n" -eq "$want_tables" ] || { echo "$name applied $n of $want_tables tables" >&2; exit 1; }
@@ -115,6 +139,14 @@ for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor
   f=${first[$t]}
   printf '%-34s %8.3f s  %6.2fx sqlx-cli   %7.3f s %6.2fx\n' "${label[$t]}" "$m" "$(awk "BEGIN {print ($m_sqlx > 0) ? $m / $m_sqlx : 0}")" \
     "$f" "$(awk "BEGIN {print ($f_sqlx > 0) ? $f / $f_sqlx : 0}")"
+done
+echo "CPU seconds, the tool's process and its server backends (medians of the sum and of the server's part):"
+c_sqlx=$(echo "${cpu[sqlx_cli]:-0}" | median)
+for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
+  [ -n "${cpu[$t]:-}" ] || continue
+  c=$(echo "${cpu[$t]}" | median)
+  printf '%-34s %8.3f s  %6.2fx sqlx-cli   server %6.3f s\n' "${label[$t]}" "$c" "$(awk "BEGIN {print ($c_sqlx > 0) ? $c / $c_sqlx : 0}")" \
+    "$(echo "${cpu_server[$t]}" | median)"
 done
 echo "every round, in order (s):"
 for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
