@@ -54,9 +54,9 @@ shell_children_cpu() { # user + system seconds of this shell's finished children
   # (run by the caller itself: in a $(...) subshell it would count the subshell's children)
   tail -1 "$work/times" | awk '{t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t}'
 }
-backends_gone() { # wait (up to 5 s) until no client backend is left, and a moment for the reaping
+backends_gone() { # wait (up to 5 s) until no client backend of this cluster is left, and a moment for the reaping
   local i
-  for i in $(seq 500); do pgrep -f 'postgres: [^ ]+ [^ ]+ \[local\]' >/dev/null || break; sleep 0.01; done
+  for i in $(seq 500); do pgrep -P "$pm_pid" -f 'postgres: [^ ]+ [^ ]+ \[local\]' >/dev/null || break; sleep 0.01; done
   sleep 0.02
 }
 
