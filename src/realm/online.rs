@@ -120,6 +120,14 @@ pub async fn move_online(
     )
     .await;
     // Whatever happened, the subscription (and with it the slot) and the publication go.
+    // The subscription's oid names its table-sync slots (left by a copy cut short).
+    let sub_oid: Option<i64> =
+        sqlx::query_scalar("SELECT oid::int8 FROM pg_subscription WHERE subname = $1")
+            .bind(&n)
+            .fetch_optional(&mut dst)
+            .await
+            .ok()
+            .flatten();
     let _ = super::exec(
         &mut dst,
         &format!("ALTER SUBSCRIPTION {} DISABLE", quote_ident(&n)),
@@ -138,12 +146,12 @@ pub async fn move_online(
         &format!("DROP SUBSCRIPTION IF EXISTS {}", quote_ident(&n)),
     )
     .await;
-    let _ = sqlx::query(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-    )
-    .bind(&n)
-    .execute(&mut src)
-    .await;
+    if let Err(left) = drop_slots(&mut src, &n, sub_oid).await {
+        sink.emit(Event::line(format!(
+            "warning: replication slot(s) {left} left on the source, which keeps its WAL: \
+             drop with SELECT pg_drop_replication_slot('<name>')"
+        )));
+    }
     let _ = super::exec(
         &mut src,
         &format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&n)),
@@ -260,6 +268,59 @@ async fn replicate(
         }
     }
     Ok((tables, fenced_at))
+}
+
+/// How long the cleanup waits for the subscription's walsenders to let go of their slots.
+const SLOT_RELEASE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Drops the move's slot, and any table-sync slot of its subscription, on the source. The
+/// subscriber's workers stop some moments after `DISABLE`, and a slot cannot be dropped while
+/// their walsender still holds it ("is active for PID"): dropped as soon as it is free, and after
+/// a few seconds its walsender (ours, its subscription gone) is ended. A slot left behind would
+/// keep the source's WAL forever (docs/realm.md, "move --online"). `Err` names what is left.
+async fn drop_slots(
+    src: &mut PgConnection,
+    slot: &str,
+    sub_oid: Option<i64>,
+) -> std::result::Result<(), String> {
+    let sync = sub_oid.map(|o| format!("pg\\_{o}\\_sync\\_%"));
+    let started = Instant::now();
+    loop {
+        let left: Vec<(String, Option<i32>)> = sqlx::query_as(
+            "SELECT slot_name::text, active_pid FROM pg_replication_slots
+             WHERE slot_name = $1 OR slot_name LIKE $2",
+        )
+        .bind(slot)
+        .bind(sync.as_deref())
+        .fetch_all(&mut *src)
+        .await
+        .map_err(|_| slot.to_string())?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        for (name, pid) in &left {
+            match pid {
+                None => {
+                    let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
+                        .bind(name)
+                        .execute(&mut *src)
+                        .await;
+                }
+                Some(pid) if started.elapsed() > Duration::from_secs(3) => {
+                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                        .bind(pid)
+                        .execute(&mut *src)
+                        .await;
+                }
+                Some(_) => {}
+            }
+        }
+        if started.elapsed() > SLOT_RELEASE_LIMIT {
+            let names: Vec<&str> = left.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(names.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Whether the slot's confirmed position is within 1 MB of the source's WAL end (the fence then
