@@ -43,9 +43,10 @@ if [ "$FSYNC" = off ]; then
 fi
 url_for() { echo "${base/\/postgres\?/\/$1?}"; }
 
-# CPU time beside wall time: on a shared machine wall time moves by a fifth between runs, the CPU
-# a run costs much less. The client's is the tool's process (bash's `times`, children of this
-# shell); the server's is what its backends used, read from the postmaster's reaped-children
+# CPU time beside wall time, to split a run's cost between the client and the server. With fsync
+# off a run is CPU-bound, so its CPU moves with the machine's speed as much as its wall time does
+# (measured: README, migrate). The client's is the tool's process (bash's `times`, children of
+# this shell); the server's is what its backends used, read from the postmaster's reaped-children
 # times in /proc once they have exited (so it includes connection start-up, as a user pays it).
 pm_pid=$(head -1 "$(psql -X -qtA "$base" -c 'SHOW data_directory')/postmaster.pid")
 hz=$(getconf CLK_TCK)
@@ -108,7 +109,7 @@ rg_guard()   { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
 rg_noguard() { DATABASE_URL=$1 "$BIN" migrate --dir "$dir" --no-verify; }
 sqlx_cli()   { "$SQLX" migrate run --source "$dir" --database-url "$1"; }
 psql_floor() { psql -X -q -1 -v ON_ERROR_STOP=1 "$1" -f "$work/all.sql"; }
-rg_notemp()  { DATABASE_URL=$1 "$BIN" migrate --dir "$dir"; }
+rg_notemp()  { rg_guard "$@"; }   # the same command; run() connects it as the role without TEMPORARY
 old_guard()   { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir"; }
 old_noguard() { DATABASE_URL=$1 "$OLD_BIN" migrate --dir "$dir" --no-verify; }
 
@@ -132,8 +133,9 @@ f_sqlx=${first[sqlx_cli]:-0}
 declare -A label=([rg_guard]="realmguard migrate (verify guard)" [rg_noguard]="realmguard migrate --no-verify" [rg_notemp]="realmguard, role without TEMPORARY"
                   [sqlx_cli]="sqlx migrate run" [psql_floor]="psql -1, one transaction (floor)"
                   [old_guard]="OLD_BIN migrate (verify guard)" [old_noguard]="OLD_BIN migrate --no-verify")
+REPORTED="rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor"   # the order of every table below
 printf '%-34s %10s  %14s   %s\n' "" "median" "" "first round"
-for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
+for t in $REPORTED; do
   [ -n "${times[$t]:-}" ] || continue
   m=$(echo "${times[$t]}" | median)
   f=${first[$t]}
@@ -142,13 +144,17 @@ for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor
 done
 echo "CPU seconds, the tool's process and its server backends (medians of the sum and of the server's part):"
 c_sqlx=$(echo "${cpu[sqlx_cli]:-0}" | median)
-for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
+for t in $REPORTED; do
   [ -n "${cpu[$t]:-}" ] || continue
   c=$(echo "${cpu[$t]}" | median)
   printf '%-34s %8.3f s  %6.2fx sqlx-cli   server %6.3f s\n' "${label[$t]}" "$c" "$(awk "BEGIN {print ($c_sqlx > 0) ? $c / $c_sqlx : 0}")" \
     "$(echo "${cpu_server[$t]}" | median)"
 done
 echo "every round, in order (s):"
-for t in rg_guard rg_noguard rg_notemp old_guard old_noguard sqlx_cli psql_floor; do
+for t in $REPORTED; do
   [ -n "${times[$t]:-}" ] && printf '  %-12s %s\n' "$t" "${times[$t]}"
+done
+echo "every round's CPU, client + server, in order (s):"
+for t in $REPORTED; do
+  [ -n "${cpu[$t]:-}" ] && printf '  %-12s %s\n' "$t" "${cpu[$t]}"
 done
